@@ -1,0 +1,3 @@
+"""The running product: configuration, sources, live pipeline, trials, windows, CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,50 @@
+"""One `kiosk` command with subcommands. Each subcommand lives in kiosk/commands/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kiosk import __version__
+from kiosk.errors import UserError
+
+# Each module defines register(subparsers) and sets a `handler(args) -> int` default.
+COMMAND_MODULES = [
+    "kiosk.commands.models_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kiosk", description="Door-side face recognition kiosk (SCRFD + CLIP)."
+    )
+    parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="TOML config file (default: $KIOSK_CONFIG)"
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from models.registry import ModelError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (UserError, ModelError) as error:
+        print(f"kiosk: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kiosk: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
