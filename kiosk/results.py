@@ -1,0 +1,37 @@
+"""Immutable results the live pipeline publishes and the windows draw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+TrackState = Literal["pending", "recognized", "unknown", "not_live"]
+
+
+@dataclass(frozen=True)
+class TrackView:
+    """One tracked face as the window shows it."""
+
+    track_id: int
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
+    label: str  # a name, or "Unknown" while pending or rejected
+    confidence: float
+    state: TrackState
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Everything known about one processed frame."""
+
+    frame_index: int
+    frame: NDArray[np.uint8]  # BGR
+    captured_at: float  # time.monotonic() when the source produced the frame
+    tracks: tuple[TrackView, ...]
+    stage_ms: dict[str, float] = field(default_factory=dict)  # decode, detect, align, ...
+    fps: float = 0.0
+    dropped_frames: int = 0
+    providers: tuple[str, ...] = ()
+    source_status: str = ""  # e.g. "camera 0 lost, reconnecting in 4 s"
