@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kiosk.errors import UserError
 
@@ -62,11 +62,44 @@ class TrainConfig(_Section):
     )
 
 
+class LivenessConfig(_Section):
+    """Anti-spoofing: MiniFASNet scores averaged over a track's frames, plus a head-turn cue."""
+
+    enabled: bool = True
+    live_threshold: float = Field(
+        default=0.6, gt=0.0, lt=1.0, description="mean live score at or above which a track is live"
+    )
+    spoof_threshold: float = Field(
+        default=0.3, gt=0.0, lt=1.0, description="mean live score at or below which it is not live"
+    )
+    min_frames: int = Field(default=5, ge=1, description="passive checks before any decision")
+    window: int = Field(default=15, ge=1, description="the most recent checks that are averaged")
+    recheck_every: int = Field(
+        default=3, ge=1, description="once decided, check a track's face every Nth frame"
+    )
+    active_cue: bool = Field(
+        default=True, description="ask for a small head turn when the passive score is uncertain"
+    )
+    turn_threshold: float = Field(
+        default=0.12, gt=0.0, lt=1.0, description="nose shift, in eye distances, that is a turn"
+    )
+    prompt: str = "Please turn your head slightly to one side"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LivenessConfig:
+        if self.spoof_threshold >= self.live_threshold:
+            raise ValueError("spoof_threshold must be below live_threshold")
+        if self.min_frames > self.window:
+            raise ValueError("min_frames must not exceed window")
+        return self
+
+
 class KioskConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     detector: DetectorConfig = DetectorConfig()
     clip: ClipConfig = ClipConfig()
     train: TrainConfig = TrainConfig()
+    liveness: LivenessConfig = LivenessConfig()
 
 
 def default_config_path() -> Path:
