@@ -77,6 +77,11 @@ class LivenessConfig(_Section):
     recheck_every: int = Field(
         default=3, ge=1, description="once decided, check a track's face every Nth frame"
     )
+    alternate_models: bool = Field(
+        default=True,
+        description="each check runs one MiniFASNet in turn (half the cost); the window "
+        "average still fuses both",
+    )
     active_cue: bool = Field(
         default=True, description="ask for a small head turn when the passive score is uncertain"
     )

@@ -30,7 +30,10 @@ How the evidence is weighed (settings in ``[liveness]``):
   blink cue.
 - Cost: while a track is decided its face is re-checked only every ``recheck_every``
   frames (a swap from a live face to a photo still shows within ``window`` checks);
-  while uncertain it is checked every frame.
+  while uncertain it is checked every frame. With ``alternate_models`` each check
+  runs one of the two MiniFASNets in turn, starting with MiniFASNetV2, so a check
+  costs half as much and the window's average is still the authors' fusion of both
+  (exactly so over any even number of checks).
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ class TrackLiveness:
         self._cue_requested = False
         self._turn_seen = False
         self._frames_since_check = 0
+        self.checks = 0  # passive checks so far
 
     @property
     def needs_check(self) -> bool:
@@ -113,6 +117,7 @@ class TrackLiveness:
         else:
             self._scores.append(float(live_score))
             self._frames_since_check = 0
+            self.checks += 1
         if self._cue_requested and kps is not None:
             offset = nose_offset(kps)
             low, high = self._offset_range or (offset, offset)
@@ -158,7 +163,10 @@ class LivenessMonitor:
             track = self._tracks[track_id] = TrackLiveness(self._config)
         if not track.needs_check:
             return track.update(None, face.kps)
-        score = self._checker.check(frame, face)
+        model = None
+        if self._config.alternate_models:
+            model = track.checks % self._checker.model_count
+        score = self._checker.check(frame, face, model)
         self.checks += 1
         return replace(track.update(score.live, face.kps), frame_score=score)
 

@@ -145,6 +145,23 @@ def test_monitor_over_frames_refuses_the_attacks_and_accepts_the_live_face(
 
 
 @pytest.mark.shared
+def test_monitor_alternates_the_two_models(
+    shared: Callable[..., Path], detector, checker: LivenessChecker
+) -> None:  # type: ignore[no-untyped-def]
+    image = _sample(shared, "spoof_printed_photo.jpg")
+    face = detector.detect(image, mode="largest")[0]
+    singles = [checker.check(image, face, index).probs for index in range(checker.model_count)]
+    both = checker.check(image, face).probs
+    assert np.allclose(np.mean(singles, axis=0), both, atol=1e-5)  # the authors' fusion
+    monitor = LivenessMonitor(LivenessConfig(), checker)
+    seen = [monitor.update(7, image, face).frame_score for _ in range(4)]
+    assert [s.probs if s else None for s in seen] == [singles[0], singles[1]] * 2
+    fused = LivenessMonitor(LivenessConfig(alternate_models=False), checker)
+    score = fused.update(7, image, face).frame_score
+    assert score is not None and np.allclose(score.probs, both)
+
+
+@pytest.mark.shared
 def test_check_command_prints_one_json_line_per_face(
     shared: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -178,7 +195,8 @@ def test_bench_command_writes_json(
     assert main(args) == 0
     result = json.loads(out.read_text())
     assert result["attacks_refused"] and result["live_sample_accepted"]
-    assert result["cost_ms_per_check"]["repeats"] == 5
+    assert set(result["cost_ms_per_check"]) == {"both_models", "minifasnet_v2", "minifasnet_v1se"}
+    assert result["cost_ms_per_check"]["both_models"]["repeats"] == 5
     (video,) = result["videos"]
     assert video["frames"] == 20 and video["face_frames"] >= 15
     assert result["summary"]["tracks_refused"] == 0
