@@ -89,6 +89,10 @@ class LivenessConfig(_Section):
         default=0.12, gt=0.0, lt=1.0, description="nose shift, in eye distances, that is a turn"
     )
     prompt: str = "Please turn your head slightly to one side"
+    min_face_px: int = Field(
+        default=40, ge=1, description="smaller faces are not judged (MiniFASNet misjudges them)"
+    )
+    closer_prompt: str = "Please come closer"
 
     @model_validator(mode="after")
     def _ordered(self) -> LivenessConfig:

@@ -145,6 +145,20 @@ def test_monitor_over_frames_refuses_the_attacks_and_accepts_the_live_face(
 
 
 @pytest.mark.shared
+def test_small_faces_are_not_judged(
+    shared: Callable[..., Path], detector, checker: LivenessChecker
+) -> None:  # type: ignore[no-untyped-def]
+    image = _sample(shared, "spoof_tablet_screen.jpg")
+    face = detector.detect(image, mode="largest")[0]
+    config = LivenessConfig(min_face_px=int(face.size) + 1)
+    monitor = LivenessMonitor(config, checker)
+    for _ in range(config.window):
+        verdict = monitor.update(1, image, face)
+    assert verdict.state == "uncertain" and verdict.prompt == config.closer_prompt
+    assert monitor.checks == 0
+
+
+@pytest.mark.shared
 def test_monitor_alternates_the_two_models(
     shared: Callable[..., Path], detector, checker: LivenessChecker
 ) -> None:  # type: ignore[no-untyped-def]
@@ -199,5 +213,5 @@ def test_bench_command_writes_json(
     assert result["cost_ms_per_check"]["both_models"]["repeats"] == 5
     (video,) = result["videos"]
     assert video["frames"] == 20 and video["face_frames"] >= 15
-    assert result["summary"]["tracks_refused"] == 0
+    assert result["summary"]["tracks_judged"] == 1 and result["summary"]["tracks_refused"] == 0
     assert result["summary"]["checks"] < video["face_frames"]  # decided tracks are sampled

@@ -145,6 +145,7 @@ class _BenchTrack:
     not_live_frames: int = 0
     prompted: bool = False
     states: list[str] = field(default_factory=list)
+    sizes: list[float] = field(default_factory=list)
 
 
 def _match_tracks(
@@ -222,6 +223,7 @@ def _bench_video(
                 track.not_live_frames += verdict.state == "not_live"
                 track.prompted |= verdict.prompt is not None
                 track.states.append(verdict.state)
+                track.sizes.append(face.size)
             monitor.retain(t.track_id for t in tracks if frames - t.last_frame <= 10)
             frames += 1
     finally:
@@ -241,6 +243,8 @@ def _bench_video(
                 "first_live_frame": t.first_live,
                 "not_live_frames": t.not_live_frames,
                 "prompted": t.prompted,
+                "median_face_px": round(statistics.median(t.sizes), 1),
+                "judged_frames": sum(size >= config.liveness.min_face_px for size in t.sizes),
             }
             for t in tracks
         ],
@@ -300,7 +304,10 @@ def _bench(args: argparse.Namespace) -> int:
     face_frames = sum(v["face_frames"] for v in video_rows)
     checks = sum(v["checks"] for v in video_rows)
     tracks = [t for v in video_rows for t in v["tracks"]]
-    long_tracks = [t for t in tracks if t["frames"] >= config.liveness.min_frames]
+    min_frames = config.liveness.min_frames
+    # A track can be judged once it had min_frames faces large enough to check.
+    judged = [t for t in tracks if t["judged_frames"] >= min_frames]
+    too_small = [t for t in tracks if t["frames"] >= min_frames and t not in judged]
     not_live_frames = sum(t["not_live_frames"] for t in tracks)
     liveness_ms = sum(
         v["liveness_ms_per_face_frame"] * v["face_frames"] for v in video_rows if v["face_frames"]
@@ -314,8 +321,9 @@ def _bench(args: argparse.Namespace) -> int:
         ),
         "frame_not_live_rate": not_live_frames / face_frames if face_frames else None,
         "tracks": len(tracks),
-        "tracks_with_min_frames": len(long_tracks),
-        "tracks_refused": sum(t["first_live_frame"] is None for t in long_tracks),
+        "tracks_judged": len(judged),
+        "tracks_too_small": len(too_small),
+        "tracks_refused": sum(t["first_live_frame"] is None for t in judged),
         "tracks_ending_not_live": sum(t["final_state"] == "not_live" for t in tracks),
         "tracks_prompted": sum(t["prompted"] for t in tracks),
         "liveness_ms_per_face_frame": liveness_ms / face_frames if face_frames else None,
