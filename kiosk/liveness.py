@@ -57,6 +57,9 @@ if TYPE_CHECKING:
     from models.liveness import LivenessChecker, LivenessScore
 
 LivenessState = Literal["uncertain", "live", "not_live"]
+# Beyond this nose offset (about a 50 degree turn) the keypoints are a near-profile
+# guess; such frames would fake a turn, so the cue ignores them.
+_MAX_NOSE_OFFSET = 0.5
 
 
 @dataclass(frozen=True)
@@ -122,8 +125,8 @@ class TrackLiveness:
             self._scores.append(float(live_score))
             self._frames_since_check = 0
             self.checks += 1
-        if self._cue_requested and kps is not None:
-            offset = nose_offset(kps)
+        offset = nose_offset(kps) if self._cue_requested and kps is not None else None
+        if offset is not None and abs(offset) <= _MAX_NOSE_OFFSET:
             low, high = self._offset_range or (offset, offset)
             self._offset_range = low, high = min(low, offset), max(high, offset)
             self._turn_seen = high - low >= config.turn_threshold

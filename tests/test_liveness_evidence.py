@@ -105,6 +105,16 @@ def test_a_waved_photo_never_passes_the_turn_cue() -> None:
     assert verdict.state == "uncertain" and verdict.prompt
 
 
+def test_keypoint_failures_fake_no_turn() -> None:
+    track = TrackLiveness(CONFIG)
+    feed(track, [0.45, 0.5, 0.4])
+    squashed = project(FACE_3D, 0)
+    squashed[1] = squashed[0] + 0.5  # eyes on top of each other: a wild nose offset
+    for kps in (project(FACE_3D, 0), squashed, project(FACE_3D, 0)):
+        verdict = track.update(0.45, kps)
+    assert verdict.state == "uncertain" and verdict.prompt
+
+
 def test_no_prompt_without_the_active_cue() -> None:
     config = CONFIG.model_copy(update={"active_cue": False})
     verdict = feed(TrackLiveness(config), [0.45] * 6)
