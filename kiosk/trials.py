@@ -248,6 +248,41 @@ def summarize(results: Iterable[TrialResult]) -> Metrics:
     )
 
 
+def frame_rates(results: Sequence[TrialResult]) -> dict[str, float | int | None]:
+    """Per-frame figures under the trial answers: how often single frames go wrong.
+
+    ``stranger_frames_named`` is a frame-level FPR: the share of a not-enrolled person's
+    face frames that were given a name. ``enrolled_frames_*`` split enrolled people's face
+    frames into their own name, someone else's, and rejected.
+    """
+    own = other = rejected = named = stranger = frames = faces = 0
+    for result in results:
+        for frame in result.frames:
+            frames += 1
+            if not frame.face:
+                continue
+            faces += 1
+            if not result.participant.enrolled:
+                stranger += 1
+                named += frame.accepted is not None
+            elif frame.accepted is None:
+                rejected += 1
+            elif frame.accepted == result.participant.name:
+                own += 1
+            else:
+                other += 1
+    enrolled = own + other + rejected
+    return {
+        "frames": frames,
+        "face_frames": faces,
+        "enrolled_frames_own_name": _rate(own, enrolled),
+        "enrolled_frames_other_name": _rate(other, enrolled),
+        "enrolled_frames_rejected": _rate(rejected, enrolled),
+        "stranger_face_frames": stranger,
+        "stranger_frames_named": _rate(named, stranger),
+    }
+
+
 @dataclass(frozen=True)
 class ParticipantSummary:
     participant: Participant

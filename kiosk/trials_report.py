@@ -25,6 +25,7 @@ from kiosk.trials import (
     ThresholdSweep,
     TrialResult,
     TrialSession,
+    frame_rates,
     per_participant,
     sweep_thresholds,
 )
@@ -101,6 +102,7 @@ def session_summary(
         "duration": session.duration,
         "threshold": session.threshold,
         "min_share": session.min_share,
+        "frame_level": frame_rates(session.results),
         "participants": [
             {
                 "name": s.participant.name,

@@ -168,6 +168,53 @@ class SimulationTimings:
     frames: int
 
 
+HELD_OUT = " (held out)"
+
+
+class _ClipRunner:
+    """Runs one clip's trial windows; remembers each frame's face so a rerun skips detection."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        session: TrialSession,
+        stride: int,
+        progress: Callable[[str], None] | None,
+    ) -> None:
+        self.detector = detector
+        self.session = session
+        self.stride = stride
+        self.progress = progress
+        self.frames = 0
+        self._faces: dict[tuple[Path, int], Face | None] = {}
+
+    def run(self, participant: str, path: Path, start: float, recognizer: Recognizer) -> None:
+        session = self.session
+        for begin, end in trial_windows(start, clip_length(path), session.duration):
+            source = f"{path.name} {begin:.2f}-{end:.2f} s"
+            session.start(
+                participant, now=begin, wall_clock=begin, source=source, duration=end - begin
+            )
+            for index, t, frame in clip_frames(path, begin, end, self.stride):
+                self.frames += 1
+                key = (path, index)
+                if key not in self._faces:
+                    faces = self.detector.detect(frame, mode="largest")
+                    self._faces[key] = faces[0] if faces else None
+                face = self._faces[key]
+                if face is None:
+                    session.add_frame(t, None)
+                    continue
+                crop = recognizer.align(frame, face)
+                session.add_frame(t, recognizer.predict([crop])[0], face_crop=crop)
+            result = session.finish()
+            if self.progress:
+                self.progress(
+                    f"{participant} {begin:.1f}-{end:.1f} s:"
+                    f" {result.answer_label} -> {result.outcome}"
+                )
+
+
 def run_simulation(
     clips: Sequence[Clip],
     detector: FaceDetector,
@@ -177,9 +224,15 @@ def run_simulation(
     enroll_seconds: float = 1.0,
     stride: int = 1,
     gates: QualityGates = QualityGates(),
+    leave_one_out: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> SimulationTimings:
-    """Enroll, then run every clip's trials into ``session`` (which may be persisted)."""
+    """Enroll, then run every clip's trials into ``session`` (which may be persisted).
+
+    With ``leave_one_out``, each enrolled clip's trial windows run once more as a stranger
+    named "<name> (held out)", against a recognizer enrolled without that person: more
+    impostor trials than the visitors' clips alone give.
+    """
     if stride < 1:
         raise UserError(f"--stride must be at least 1, got {stride}")
     tick = time.perf_counter()
@@ -198,28 +251,19 @@ def run_simulation(
     enroll_s = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    frames = 0
+    runner = _ClipRunner(detector, session, stride, progress)
+    roster = {p.name for p in session.participants}
     for clip in clips:
-        if not any(p.name == clip.name for p in session.participants):
+        if clip.name not in roster:
             session.add_participant(clip.name, clip.enrolled)
-        start = enroll_seconds if clip.enrolled else 0.0
-        for begin, end in trial_windows(start, clip_length(clip.path), session.duration):
-            source = f"{clip.path.name} {begin:.2f}-{end:.2f} s"
-            session.start(
-                clip.name, now=begin, wall_clock=begin, source=source, duration=end - begin
-            )
-            for _, t, frame in clip_frames(clip.path, begin, end, stride):
-                frames += 1
-                faces = detector.detect(frame, mode="largest")
-                if not faces:
-                    session.add_frame(t, None)
-                    continue
-                crop = recognizer.align(frame, faces[0])
-                session.add_frame(t, recognizer.predict([crop])[0], face_crop=crop)
-            result = session.finish()
-            if progress:
-                progress(
-                    f"{clip.name} {begin:.1f}-{end:.1f} s:"
-                    f" {result.answer_label} -> {result.outcome}"
-                )
-    return SimulationTimings(enroll_s, time.perf_counter() - tick, frames)
+        runner.run(clip.name, clip.path, enroll_seconds if clip.enrolled else 0.0, recognizer)
+    if leave_one_out:
+        for clip in clips:
+            others = {name: s for name, s in shots.items() if name != clip.name}
+            if not clip.enrolled or not others:
+                continue
+            name = clip.name + HELD_OUT
+            if name not in roster:
+                session.add_participant(name, enrolled=False)
+            runner.run(name, clip.path, enroll_seconds, recognizer_factory(others))
+    return SimulationTimings(enroll_s, time.perf_counter() - tick, runner.frames)

@@ -21,6 +21,7 @@ from kiosk.trials import (
     TrialSession,
     confusion_matrix,
     decide_answer,
+    frame_rates,
     judge,
     outcome_for,
     per_participant,
@@ -117,6 +118,16 @@ def test_metrics_and_their_definitions() -> None:
     assert metrics.fpr == pytest.approx(1 / 3)  # FP / (FP + TN), no_face left out
     assert metrics.fnr == pytest.approx(1 / 2)  # FN / (FN + TP)
     assert summarize([]).accuracy is None and summarize([]).fpr is None
+
+
+def test_frame_rates() -> None:
+    rates = frame_rates(sample_results())
+    assert rates["frames"] == 12 and rates["face_frames"] == 10
+    # Enrolled face frames: alice 2 own + 2 rejected (0.7, 0.75), bob 2 named alice.
+    assert rates["enrolled_frames_own_name"] == pytest.approx(2 / 6)
+    assert rates["enrolled_frames_other_name"] == pytest.approx(2 / 6)
+    assert rates["enrolled_frames_rejected"] == pytest.approx(2 / 6)
+    assert rates["stranger_face_frames"] == 4 and rates["stranger_frames_named"] == 0.0
 
 
 def test_per_participant_and_confusion_matrix() -> None:

@@ -57,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sim.add_argument("--duration", type=float, default=None, help="trial window, seconds")
     sim.add_argument("--stride", type=int, default=1, help="use every STRIDE-th frame")
+    sim.add_argument(
+        "--leave-one-out",
+        action="store_true",
+        help="also run each enrolled clip as a stranger against a gallery without them",
+    )
     sim.add_argument("--recognizer", choices=RECOGNIZERS, default="gallery")
     sim.add_argument(
         "--threshold",
@@ -192,6 +197,7 @@ def _simulate(args: argparse.Namespace) -> int:
             session,
             enroll_seconds=args.enroll_seconds,
             stride=args.stride,
+            leave_one_out=args.leave_one_out,
             progress=lambda line: print(line, file=sys.stderr),
         )
         extra = {
@@ -200,6 +206,7 @@ def _simulate(args: argparse.Namespace) -> int:
             "providers": detector.providers,
             "enroll_seconds": args.enroll_seconds,
             "stride": args.stride,
+            "leave_one_out": args.leave_one_out,
             "clips": [{"name": c.name, "file": c.path.name, "enrolled": c.enrolled} for c in clips],
             "frames": timings.frames,
             "enroll_s": round(timings.enroll_s, 2),
