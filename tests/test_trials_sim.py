@@ -63,6 +63,31 @@ def test_no_usable_enrollment_frame_is_a_user_error(
         )
 
 
+def test_leave_one_out_adds_held_out_strangers(
+    shared: SharedPath, small_detector: FaceDetector, model_dir: Path
+) -> None:
+    clips = [
+        Clip("solo_06", shared("videos", "solo_06.mp4"), True),
+        Clip("solo_07", shared("videos", "solo_07.mp4"), True),
+    ]
+    factory = gallery_factory(model_dir / "mobilefacenet_128d.onnx", 0.5)
+    session = TrialSession()
+    run_simulation(clips, small_detector, factory, session, stride=5, leave_one_out=True)
+    names = [(p.name, p.enrolled) for p in session.participants]
+    assert names == [
+        ("solo_06", True),
+        ("solo_07", True),
+        ("solo_06 (held out)", False),
+        ("solo_07 (held out)", False),
+    ]
+    held_out = [r for r in session.results if not r.participant.enrolled]
+    enrolled = [r for r in session.results if r.participant.enrolled]
+    # The same windows, once as the enrolled person and once as a stranger.
+    assert [r.source for r in held_out] == [r.source for r in enrolled]
+    assert all(r.answer != r.participant.name for r in held_out)
+    assert [r.outcome.value for r in session.results] == ["TP", "TP", "TN", "TN"]
+
+
 def test_missing_clip_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["trials", "simulate", "--videos", str(tmp_path), "--enrolled", "nobody"])
     assert code == 2
