@@ -36,6 +36,7 @@ Everything here is headless; :mod:`kiosk.trials_store` persists it and
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -417,7 +418,9 @@ class TrialSession:
     """A roster and its finished trials; runs one trial at a time.
 
     With a :class:`~kiosk.trials_store.TrialStore` every participant, trial and frame is
-    written as it happens; a trial becomes durable when it finishes.
+    written as it happens; a trial becomes durable when it finishes. The methods that
+    change the session hold one lock, so the pipeline's thread may add frames while the
+    window's thread starts and finishes trials.
     """
 
     def __init__(
@@ -443,6 +446,7 @@ class TrialSession:
         self.participants: list[Participant] = list(participants)
         self.results: list[TrialResult] = list(results)
         self.active: ActiveTrial | None = None
+        self._lock = threading.RLock()
 
     def participant(self, name: str) -> Participant:
         for participant in self.participants:
@@ -451,16 +455,19 @@ class TrialSession:
         raise UserError(f"{name!r} is not on the roster; add them first")
 
     def add_participant(self, name: str, enrolled: bool) -> Participant:
-        name = name.strip()
-        if not name:
-            raise UserError("a participant needs a name")
-        if any(p.name == name for p in self.participants):
-            raise UserError(f"{name!r} is already on the roster")
-        participant = Participant(name, enrolled)
-        if self.store is not None and self.session_id is not None:
-            self.store.add_participant(self.session_id, participant)
-        self.participants.append(participant)
-        return participant
+        with self._lock:
+            if self.active is not None:
+                raise UserError("a trial is in progress; add participants between trials")
+            name = name.strip()
+            if not name:
+                raise UserError("a participant needs a name")
+            if any(p.name == name for p in self.participants):
+                raise UserError(f"{name!r} is already on the roster")
+            participant = Participant(name, enrolled)
+            if self.store is not None and self.session_id is not None:
+                self.store.add_participant(self.session_id, participant)
+            self.participants.append(participant)
+            return participant
 
     def start(
         self,
@@ -472,17 +479,18 @@ class TrialSession:
         duration: float | None = None,
     ) -> ActiveTrial:
         """Open a trial window at ``now``; ``duration`` overrides the session's (a short clip)."""
-        if self.active is not None:
-            raise UserError("a trial is already running; wait for it to end")
-        participant = self.participant(name)
-        length = self.duration if duration is None else duration
-        trial_id = None
-        if self.store is not None and self.session_id is not None:
-            trial_id = self.store.begin_trial(self.session_id, participant, wall_clock, length)
-        self.active = ActiveTrial(
-            participant, wall_clock, now, length, trial_id=trial_id, source=source
-        )
-        return self.active
+        with self._lock:
+            if self.active is not None:
+                raise UserError("a trial is already running; wait for it to end")
+            participant = self.participant(name)
+            length = self.duration if duration is None else duration
+            trial_id = None
+            if self.store is not None and self.session_id is not None:
+                trial_id = self.store.begin_trial(self.session_id, participant, wall_clock, length)
+            self.active = ActiveTrial(
+                participant, wall_clock, now, length, trial_id=trial_id, source=source
+            )
+            return self.active
 
     def is_due(self, now: float) -> bool:
         """True once the active trial's window has elapsed."""
@@ -496,41 +504,45 @@ class TrialSession:
         live: bool | None = None,
     ) -> FrameDecision | None:
         """Record one frame of the active trial; frames outside its window are ignored."""
-        active = self.active
-        if active is None or not active.start <= now < active.start + active.duration:
-            return None
-        frame = FrameDecision.from_prediction(now - active.start, prediction, self.threshold, live)
-        active.frames.append(frame)
-        if self.store is not None and active.trial_id is not None:
-            self.store.add_frame(active.trial_id, frame)
-        if (
-            frame.face
-            and face_crop is not None
-            and (frame.confidence or 0.0) > active.best_confidence
-        ):
-            active.best_confidence = frame.confidence or 0.0
-            active.thumbnail = encode_thumbnail(face_crop)
-        return frame
+        with self._lock:
+            active = self.active
+            if active is None or not active.start <= now < active.start + active.duration:
+                return None
+            frame = FrameDecision.from_prediction(
+                now - active.start, prediction, self.threshold, live
+            )
+            active.frames.append(frame)
+            if self.store is not None and active.trial_id is not None:
+                self.store.add_frame(active.trial_id, frame)
+            if (
+                frame.face
+                and face_crop is not None
+                and (frame.confidence or 0.0) > active.best_confidence
+            ):
+                active.best_confidence = frame.confidence or 0.0
+                active.thumbnail = encode_thumbnail(face_crop)
+            return frame
 
     def finish(self) -> TrialResult:
-        active = self.active
-        if active is None:
-            raise UserError("no trial is running")
-        result = judge(
-            active.participant,
-            active.frames,
-            started_at=active.started_at,
-            duration=active.duration,
-            min_share=self.min_share,
-            thumbnail=active.thumbnail,
-            source=active.source,
-        )
-        if self.store is not None and active.trial_id is not None:
-            self.store.finish_trial(active.trial_id, result)
-            result = replace(result, trial_id=active.trial_id)
-        self.active = None
-        self.results.append(result)
-        return result
+        with self._lock:
+            active = self.active
+            if active is None:
+                raise UserError("no trial is running")
+            result = judge(
+                active.participant,
+                active.frames,
+                started_at=active.started_at,
+                duration=active.duration,
+                min_share=self.min_share,
+                thumbnail=active.thumbnail,
+                source=active.source,
+            )
+            if self.store is not None and active.trial_id is not None:
+                self.store.finish_trial(active.trial_id, result)
+                result = replace(result, trial_id=active.trial_id)
+            self.active = None
+            self.results.append(result)
+            return result
 
     def metrics(self) -> Metrics:
         return summarize(self.results)

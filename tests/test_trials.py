@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +226,29 @@ def test_closing_mid_trial_rolls_it_back(tmp_path: Path) -> None:
         info = store.sessions()[0]
         assert info.trials == 0
         assert store.load_session(info.id).results == []
+
+
+def test_frames_from_another_thread_are_saved(tmp_path: Path) -> None:
+    with TrialStore(tmp_path / "t.sqlite") as store:
+        session = store.create_session(
+            label="s",
+            duration=5.0,
+            threshold=0.8,
+            min_share=0.5,
+            participants=[Participant("alice", True)],
+        )
+        session.start("alice", now=0.0, wall_clock=0.0)
+
+        def pipeline() -> None:  # the live pipeline's thread
+            for i in range(50):
+                session.add_frame(i * 0.05, Prediction("alice", "alice", 0.9))
+
+        worker = threading.Thread(target=pipeline)
+        worker.start()
+        worker.join()
+        session.finish()
+    with TrialStore(tmp_path / "t.sqlite") as store:
+        assert len(store.load_session().results[0].frames) == 50
 
 
 def test_session_rules(tmp_path: Path) -> None:

@@ -92,9 +92,9 @@ class TrialsPanel(QWidget):
         help_label.setWordWrap(True)
         grid.addWidget(help_label, 4, 0, 1, 5)
 
-        self.people_table = QTableWidget(0, 7)
+        self.people_table = QTableWidget(0, 8)
         self.people_table.setHorizontalHeaderLabels(
-            ["participant", "kind", "trials", "TP", "FP", "FN", "TN"]
+            ["participant", "kind", "trials", "TP", "FP", "FN", "TN", "no face"]
         )
         self.confusion_table = QTableWidget(0, 0)
         self.log = QListWidget()
@@ -214,7 +214,7 @@ class TrialsPanel(QWidget):
         for row, summary in enumerate(summaries):
             m = summary.metrics
             cells = [summary.participant.name, summary.participant.kind, m.trials]
-            cells += [m.tp, m.fp, m.fn, m.tn]
+            cells += [m.tp, m.fp, m.fn, m.tn, m.no_face]
             for column, cell in enumerate(cells):
                 self.people_table.setItem(row, column, QTableWidgetItem(str(cell)))
 
