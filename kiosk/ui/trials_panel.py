@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -78,12 +79,16 @@ class TrialsPanel(QWidget):
         self.message = QLabel("")
         self.message.setWordWrap(True)
 
+        value_font = QFont()
+        value_font.setPointSize(16)
+        value_font.setBold(True)
         self.metric_labels: dict[str, QLabel] = {}
         metrics_box = QGroupBox("Totals")
         grid = QGridLayout(metrics_box)
         for i, key in enumerate(METRIC_KEYS + RATE_KEYS):
             label = QLabel("0")
             label.setObjectName(key)
+            label.setFont(value_font)
             self.metric_labels[key] = label
             title = key.upper() if len(key) <= 3 else key.replace("_", " ")
             grid.addWidget(QLabel(title), i // 5 * 2, i % 5)
@@ -96,7 +101,13 @@ class TrialsPanel(QWidget):
         self.people_table.setHorizontalHeaderLabels(
             ["participant", "kind", "trials", "TP", "FP", "FN", "TN", "no face"]
         )
+        self.people_table.verticalHeader().setVisible(False)
+        self.people_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.confusion_table = QTableWidget(0, 0)
+        self.confusion_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.confusion_table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents
+        )
         self.log = QListWidget()
         self.log.setIconSize(QSize(48, 48))
 
