@@ -294,10 +294,19 @@ def write_html_report(
         if sweep.meets_target is not None
         else f"no threshold reaches FPR &le; {target_fpr:g}"
     )
-    images = "".join(
-        f'<img src="data:image/png;base64,{png}">'
-        for png in (plot_sweep(sweep), plot_tradeoff(sweep), plot_confusion(session.confusion()))
-    )
+    try:
+        import matplotlib  # noqa: F401  (the door bundle leaves it out)
+    except ImportError:
+        images = "<p>Plots need matplotlib, which this installation lacks.</p>"
+    else:
+        images = "".join(
+            f'<img src="data:image/png;base64,{png}">'
+            for png in (
+                plot_sweep(sweep),
+                plot_tradeoff(sweep),
+                plot_confusion(session.confusion()),
+            )
+        )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}

@@ -300,3 +300,13 @@ def test_exports(tmp_path: Path) -> None:
     assert page.count("data:image/png;base64,") == 3
     assert "FPR = FP/(FP+TN)" in page and "33.3%" in page
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_report_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The door bundle leaves matplotlib out: the report is still written, without plots."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    session = TrialSession(duration=5.0, threshold=0.8)
+    session.results.extend(sample_results())
+    write_html_report(session, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert "Plots need matplotlib" in page and "FPR = FP/(FP+TN)" in page
