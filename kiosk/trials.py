@@ -166,6 +166,13 @@ class TrialResult:
     def face_frames(self) -> int:
         return sum(frame.face for frame in self.frames)
 
+    @property
+    def time_to_name(self) -> float | None:
+        """Seconds into the window of the first frame that gave the answer's name."""
+        if self.answer in (None, REJECTED):
+            return None
+        return next((f.t for f in self.frames if f.accepted == self.answer), None)
+
 
 def judge(
     participant: Participant,

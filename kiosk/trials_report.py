@@ -11,6 +11,7 @@ import html
 import io
 import json
 import os
+import statistics
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -41,6 +42,7 @@ CSV_COLUMNS = [
     "answer",
     "outcome",
     "misidentified",
+    "time_to_name",
     "source",
 ]
 
@@ -76,6 +78,7 @@ def trial_row(result: TrialResult) -> dict[str, Any]:
         "answer": result.answer_label,
         "outcome": result.outcome.value,
         "misidentified": result.misidentified,
+        "time_to_name": None if result.time_to_name is None else round(result.time_to_name, 3),
         "source": result.source,
     }
 
@@ -103,6 +106,9 @@ def session_summary(
         "threshold": session.threshold,
         "min_share": session.min_share,
         "frame_level": frame_rates(session.results),
+        "median_time_to_name": _median(
+            [r.time_to_name for r in session.results if r.time_to_name is not None]
+        ),
         "participants": [
             {
                 "name": s.participant.name,
@@ -116,6 +122,10 @@ def session_summary(
         "threshold_sweep": sweep.as_dict(),
         "trial_log": trials,
     }
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
 
 
 def export_json(

@@ -75,6 +75,13 @@ def test_outcomes(
     assert result.misidentified is misidentified
 
 
+def test_time_to_name() -> None:
+    window = frames(None, ("alice", 0.5), ("alice", 0.9), ("alice", 0.95))
+    assert judge(ALICE, window, started_at=0.0, duration=5.0).time_to_name == pytest.approx(0.2)
+    rejected = judge(ALICE, frames(("alice", 0.1)), started_at=0.0, duration=5.0)
+    assert rejected.time_to_name is None
+
+
 def test_decision_rule_needs_a_majority_of_face_frames() -> None:
     # alice accepted in 2 of 5 face frames: not enough; frames without a face do not vote.
     window = frames(("alice", 0.9), ("alice", 0.9), ("x", 0.1), ("x", 0.1), ("x", 0.1), None)

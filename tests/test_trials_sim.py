@@ -19,6 +19,7 @@ from kiosk.trials_sim import (
     run_simulation,
     trial_windows,
 )
+from kiosk.trials_store import TrialStore
 from models.detector import FaceDetector
 
 SharedPath = Callable[..., Path]
@@ -88,10 +89,21 @@ def test_leave_one_out_adds_held_out_strangers(
     assert [r.outcome.value for r in session.results] == ["TP", "TP", "TN", "TN"]
 
 
-def test_missing_clip_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_inputs_are_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["trials", "simulate", "--videos", str(tmp_path), "--enrolled", "nobody"])
     assert code == 2
     assert "nobody.mp4 does not exist" in capsys.readouterr().err
+    missing = str(tmp_path / "none.sqlite")
+    assert main(["trials", "export", "--db", missing, "--json", str(tmp_path / "x")]) == 2
+    assert "no trials database" in capsys.readouterr().err
+    empty = tmp_path / "empty.sqlite"
+    TrialStore(empty).close()
+    assert main(["trials", "export", "--db", str(empty), "--json", str(tmp_path / "x")]) == 2
+    assert "no trial session" in capsys.readouterr().err
+    assert main(["trials", "simulate", "--stride", "0", "--videos", str(tmp_path)]) == 2
+    assert "--stride must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -152,6 +152,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from models.detector import FaceDetector
 
     config = load_config(args.config)
+    if args.stride < 1:
+        raise UserError(f"--stride must be at least 1, got {args.stride}")
     videos = args.videos
     if videos is None:
         shared = os.environ.get("KIOSK_SHARED")
