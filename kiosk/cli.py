@@ -15,6 +15,7 @@ from kiosk.errors import UserError
 COMMAND_MODULES = [
     "kiosk.commands.models_cmd",
     "kiosk.commands.doctor_cmd",
+    "kiosk.commands.trials_cmd",
 ]
 
 

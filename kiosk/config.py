@@ -62,11 +62,23 @@ class TrainConfig(_Section):
     )
 
 
+class TrialsConfig(_Section):
+    duration: float = Field(default=5.0, gt=0.0, le=60.0, description="trial window, seconds")
+    min_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="share of face frames a name needs to win"
+    )
+    target_fpr: float = Field(default=0.02, ge=0.0, le=1.0, description="for threshold analysis")
+    database: Path | None = Field(
+        default=None, description="trials SQLite file; else the user's data directory"
+    )
+
+
 class KioskConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     detector: DetectorConfig = DetectorConfig()
     clip: ClipConfig = ClipConfig()
     train: TrainConfig = TrainConfig()
+    trials: TrialsConfig = TrialsConfig()
 
 
 def default_config_path() -> Path:
