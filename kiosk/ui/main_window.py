@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from kiosk.errors import UserError
@@ -69,7 +69,6 @@ class KioskWindow(QWidget):
         layout.addWidget(self.video, 1)
         layout.addWidget(self.status)
 
-        QShortcut(QKeySequence(OPERATOR_SHORTCUT), self, self.close)
         self.poll_timer = QTimer(self)
         self.poll_timer.setInterval(poll_ms)
         self.poll_timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -139,6 +138,10 @@ class KioskWindow(QWidget):
         event.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
+        if QKeySequence(event.keyCombination()) == QKeySequence(OPERATOR_SHORTCUT):
+            event.accept()
+            self.close()  # through the PIN gate
+            return
         if self.kiosk_mode and event.key() == Qt.Key.Key_Escape:
             event.accept()  # swallowed: Esc must not leave full screen
             return
