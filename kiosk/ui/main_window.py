@@ -5,7 +5,13 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtGui import (
+    QCloseEvent,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from kiosk.errors import UserError
@@ -85,10 +91,16 @@ class KioskWindow(QWidget):
         else:
             self.resize(1280, 760)
 
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        font = self.status.font()
+        font.setPixelSize(max(12, self.height() // 48))  # readable across the hall too
+        self.status.setFont(font)
+
     def start(self) -> None:
         """Show the window and begin polling."""
         if self.kiosk_mode:
-            self.showFullScreen()
+            self._fill_screen()
         else:
             self.show()
         self._last_new_at = time.monotonic()
@@ -155,4 +167,12 @@ class KioskWindow(QWidget):
             and event.type() == QEvent.Type.WindowStateChange
             and not self.windowState() & Qt.WindowState.WindowFullScreen
         ):
-            QTimer.singleShot(0, self.showFullScreen)  # minimised or un-maximised: back
+            QTimer.singleShot(0, self._fill_screen)  # minimised or un-maximised: back
+
+    def _fill_screen(self) -> None:
+        # Without a window manager (a bare X session, common on kiosks) the full-screen
+        # state alone does not resize the window: cover the screen explicitly as well.
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is not None:
+            self.setGeometry(screen.geometry())
+        self.showFullScreen()
