@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "kiosk.commands.models_cmd",
     "kiosk.commands.run_cmd",
     "kiosk.commands.pin_cmd",
+    "kiosk.commands.ui_bench_cmd",
 ]
 
 

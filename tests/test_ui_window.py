@@ -1,5 +1,5 @@
 """The door-side window, offscreen with pytest-qt, fed real frames of ../shared/videos
-with real SCRFD boxes (tests/video_results.py stands in for the live pipeline)."""
+with real SCRFD boxes (kiosk/detection_replay.py stands in for the live pipeline)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from kiosk.cli import main
+from kiosk.detection_replay import ReplayResults, video_frame_results
 from kiosk.errors import UserError
 from kiosk.pin import hash_pin
 from kiosk.results import FrameResult, TrackView
 from kiosk.ui.main_window import NO_PIN_MESSAGE, OPERATOR_SHORTCUT, KioskWindow
 from kiosk.ui.video_view import BANNER_TEXT, STATE_COLOURS
 from models.detector import FaceDetector
-from tests.video_results import ReplayResults, video_frame_results
 
 PIN = "4711"
 

@@ -24,12 +24,12 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     from PySide6.QtCore import QPoint
     from PySide6.QtTest import QTest
 
+    from kiosk.detection_replay import ReplayResults, video_frame_results
     from kiosk.pin import hash_pin
     from kiosk.ui import application
     from kiosk.ui.main_window import KioskWindow
     from kiosk.ui.video_view import STATE_COLOURS
     from models.detector import FaceDetector
-    from tests.video_results import ReplayResults, video_frame_results
 
     detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
     source = ReplayResults(video_frame_results(video, detector, 3, label="Ada Lovelace"))

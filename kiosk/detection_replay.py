@@ -1,8 +1,8 @@
-"""A stand-in for the live pipeline in window tests: real video frames with real SCRFD
-boxes, replayed through the window's `ResultSource` protocol.
+"""Real video frames with real SCRFD boxes as `FrameResult`s, for what needs the window's
+input without the live pipeline: the window tests and `kiosk ui-bench`.
 
-It names nobody (it has no recognizer): each test says which label and state a box
-carries, because the window only draws what it is given.
+It recognizes nobody (it has no recognizer): the caller says which label and state the
+boxes carry, because the window only draws what it is given.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ def video_frame_results(
         previous = time.monotonic()
         while len(results) < count:
             start = time.monotonic()
-            ok, frame = capture.read()
+            ok, raw = capture.read()
             if not ok:
                 break
+            frame = np.asarray(raw, dtype=np.uint8)
             decoded = time.monotonic()
             faces = detector.detect(frame, mode="largest")
             detected = time.monotonic()
@@ -54,7 +55,7 @@ def video_frame_results(
             results.append(
                 FrameResult(
                     frame_index=len(results),
-                    frame=np.asarray(frame, dtype=np.uint8),
+                    frame=frame,
                     captured_at=start,
                     tracks=tracks,
                     stage_ms={
