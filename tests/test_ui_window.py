@@ -55,7 +55,7 @@ def _window(qtbot: QtBot, source: ReplayResults, **kwargs: object) -> KioskWindo
 
 
 def _close_for_good(qtbot: QtBot, window: KioskWindow) -> None:
-    window._unlock_and_close()
+    window.shutdown()
     assert not window.isVisible()
     assert not window.poll_timer.isActive()
 
@@ -340,3 +340,87 @@ def test_window_survives_many_polls(qtbot: QtBot, frames: list[FrameResult]) -> 
         window.poll()
     assert window.video.result is not None
     assert sys.getrefcount(None) > 1_000_000 or not void_calls_leak_none()
+
+
+class _StartedReplay(ReplayResults):
+    """A started 'pipeline' for `kiosk run`: publishes each frame once, records stop()."""
+
+    stopped = False
+
+    def latest(self) -> FrameResult | None:
+        self.advance()
+        return super().latest()
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_run_opens_the_window_on_the_pipeline_and_stops_it(
+    qtbot: QtBot,
+    frames: list[FrameResult],
+    pin_hash: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import signal
+
+    import kiosk.commands.run_cmd as run_cmd
+
+    pipeline = _StartedReplay(frames)
+    started: list[tuple[object, object]] = []
+
+    def start(config: object, source: object) -> _StartedReplay:
+        started.append((config, source))
+        return pipeline
+
+    monkeypatch.setattr(run_cmd, "start_pipeline", start)
+    config = tmp_path / "kiosk.toml"
+    config.write_text(f'[ui]\noperator_pin = "{pin_hash}"\npoll_ms = 10\n')
+    seen: dict[str, object] = {}
+
+    def look_then_stop() -> None:
+        window = QApplication.activeWindow()
+        if not isinstance(window, KioskWindow) or window.video.result is None:
+            QTimer.singleShot(20, look_then_stop)
+            return
+        seen.update(fullscreen=window.isFullScreen(), status=window.status.text())
+        assert not window.close()  # locked: the PIN prompt opens instead
+        seen["prompt"] = window.pin_dialog is not None
+        signal.raise_signal(signal.SIGTERM)  # the service manager stops the kiosk
+
+    QTimer.singleShot(20, look_then_stop)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["run", "--config", str(config), "--source", "solo_01.mp4"]) == 0
+    assert started and started[0][1] == "solo_01.mp4"
+    assert seen["fullscreen"] and seen["prompt"]
+    assert "FPS" in str(seen["status"])
+    assert pipeline.stopped
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_idle_pin_prompt_gives_up(qtbot: QtBot, pin_hash: str) -> None:
+    from kiosk.pin import PinGate
+    from kiosk.ui.pin_dialog import PinDialog
+
+    dialog = PinDialog(PinGate(pin_hash), idle_s=0.2)
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.rejected, timeout=3000):
+        dialog.open()
+    assert not dialog.isVisible() and not dialog.idle_timer.isActive()
+
+
+def test_ui_bench_writes_json(
+    shared: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    out = tmp_path / "bench" / "ui.json"
+    video = shared("videos", "solo_01.mp4")
+    argv = ["ui-bench", "--video", str(video), "--frames", "2", "--repeats", "4"]
+    assert main([*argv, "--size", "640x360", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    (run,) = report["runs"]
+    assert run["window"] == "640x360" and run["draws"] == 4 and run["frame"] == "512x512"
+    assert 0 < run["draw_ms_p50"] <= run["draw_ms_p95"]
+    assert main([*argv, "--size", "big"]) == 2
+    assert "--size must look like 1280x720" in capsys.readouterr().err

@@ -73,7 +73,7 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
         "status_text": window.status.text(),
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    window._unlock_and_close()
+    window.shutdown()
     app.processEvents()
     return 0
 

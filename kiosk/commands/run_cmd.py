@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run(args: argparse.Namespace) -> int:
     from kiosk.ui import application, has_display
     from kiosk.ui.main_window import KioskWindow
+    from models.registry import ModelError
 
     try:
         config = load_config(args.config)
@@ -50,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError(NO_PIN_MESSAGE)
         app = application()
         pipeline = start_pipeline(config, args.source)
-    except UserError as error:
+    except (UserError, ModelError) as error:
         # The CLI prints it to stderr; a kiosk started from a launcher has no terminal,
         # so it also gets one dialog.
         if has_display():
@@ -64,7 +66,17 @@ def _run(args: argparse.Namespace) -> int:
             poll_ms=config.ui.poll_ms,
         )
         window.start()
-        return int(app.exec())
+        # The service manager's stop (SIGTERM) or Ctrl+C in the setup terminal closes the
+        # window; the poll timer runs Python often enough for the handler to be called.
+        previous = {
+            signum: signal.signal(signum, lambda *_: window.shutdown())
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            return int(app.exec())
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     finally:
         pipeline.stop()
 

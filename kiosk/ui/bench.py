@@ -38,7 +38,7 @@ def measure_drawing(
             window.status.repaint()
             times_ms.append((time.perf_counter() - start) * 1000)
     finally:
-        window._unlock_and_close()
+        window.shutdown()
         app.processEvents()
     times_ms.sort()
     frame_h, frame_w = results[0].frame.shape[:2]

@@ -127,7 +127,7 @@ class KioskWindow(QWidget):
         if self.gate is None or self.pin_dialog is not None:
             return
         dialog = PinDialog(self.gate, self)
-        dialog.accepted.connect(self._unlock_and_close)
+        dialog.accepted.connect(self.shutdown)
         dialog.finished.connect(self._forget_dialog)
         self.pin_dialog = dialog
         dialog.open()
@@ -137,7 +137,9 @@ class KioskWindow(QWidget):
             self.pin_dialog.deleteLater()
             self.pin_dialog = None
 
-    def _unlock_and_close(self) -> None:
+    def shutdown(self) -> None:
+        """Close without the PIN: for the machine's own stop (SIGTERM, the service manager),
+        never reachable from the screen or keyboard."""
         self._unlocked = True
         self.close()
 
