@@ -77,12 +77,13 @@ def video_frame_results(
 
 
 class ReplayResults:
-    """Hands out a list of results as a pipeline would: ``advance()`` publishes the next."""
+    """A `ResultSource` over a list of results: ``advance()`` publishes the next."""
 
     def __init__(self, results: Sequence[FrameResult]) -> None:
         self._results = list(results)
         self._index = -1
         self.polls = 0
+        self.source_status = ""  # what status() says, as a source in trouble would
 
     def advance(self) -> FrameResult:
         self._index = (self._index + 1) % len(self._results)
@@ -91,3 +92,6 @@ class ReplayResults:
     def latest(self) -> FrameResult | None:
         self.polls += 1
         return self._results[self._index] if self._index >= 0 else None
+
+    def status(self) -> str:
+        return self.source_status

@@ -191,9 +191,9 @@ def test_a_stalled_pipeline_is_said_on_screen(
     window.start()
     source.advance()
     qtbot.waitUntil(lambda: window.video.result is not None, timeout=2000)
-    qtbot.waitUntil(lambda: window.video._notice.startswith("no new frame"), timeout=2000)
+    qtbot.waitUntil(lambda: window.video.notice.startswith("no new frame"), timeout=2000)
     source.advance()
-    qtbot.waitUntil(lambda: window.video._notice == "", timeout=2000)
+    qtbot.waitUntil(lambda: window.video.notice == "", timeout=2000)
     _close_for_good(qtbot, window)
 
 
@@ -424,3 +424,28 @@ def test_ui_bench_writes_json(
     assert 0 < run["draw_ms_p50"] <= run["draw_ms_p95"]
     assert main([*argv, "--size", "big"]) == 2
     assert "--size must look like 1280x720" in capsys.readouterr().err
+
+
+def test_the_sources_trouble_is_said_even_without_a_new_result(
+    qtbot: QtBot, frames: list[FrameResult]
+) -> None:
+    source = ReplayResults(frames)
+    window = _window(qtbot, source, kiosk_mode=False, pin_hash=None, poll_ms=5)
+    window.resize(960, 600)
+    window.start()
+    qtbot.waitExposed(window)
+    waiting = window.video.grab().toImage()
+    source.source_status = "no camera at index 0, retrying in 2 s"  # before any frame
+    qtbot.waitUntil(lambda: window.video.notice == source.source_status, timeout=2000)
+    said = window.video.grab().toImage()
+    assert said != waiting  # the centre text changed from "Waiting for video…"
+    source.advance()
+    qtbot.waitUntil(lambda: window.video.result is not None, timeout=2000)
+    source.source_status = "camera 0 lost, reconnecting in 4 s"  # no new result comes
+    qtbot.waitUntil(lambda: window.video.notice == source.source_status, timeout=2000)
+    image = window.video.grab().toImage()
+    band = [(x, y) for x in range(0, image.width(), 3) for y in range(0, image.height() // 6, 2)]
+    assert sum(_near(image, x, y, BANNER_TEXT, 60) for x, y in band) > 50
+    source.source_status = ""
+    qtbot.waitUntil(lambda: window.video.notice == "", timeout=2000)
+    _close_for_good(qtbot, window)

@@ -114,11 +114,13 @@ class KioskWindow(QWidget):
             self._last_new_at = now
             self.video.set_result(result)
             self.status.setText(status_text(result))
-            self.video.set_notice("")
-            return
+        # The source's own word comes first: when the camera is lost no new result
+        # arrives to carry it. Else say that the picture has stopped moving.
+        notice = self._source.status()
         stale = now - self._last_new_at
-        if self._last is not None and stale >= STALE_AFTER_S:
-            self.video.set_notice(f"no new frame for {stale:.0f} s")
+        if not notice and self._last is not None and stale >= STALE_AFTER_S:
+            notice = f"no new frame for {stale:.0f} s"
+        self.video.set_notice(notice)
 
     # --- the lock -------------------------------------------------------------------
 

@@ -17,6 +17,11 @@ class ResultSource(Protocol):
 
     def latest(self) -> FrameResult | None: ...
 
+    def status(self) -> str:
+        """One line about the source's trouble ("camera 0 lost, reconnecting in 4 s"),
+        or "". Asked on every poll, so it must return at once too."""
+        ...
+
 
 class LivePipeline(ResultSource, Protocol):
     """A started pipeline, as `kiosk run` holds it: ``stop()`` joins its threads."""

@@ -64,8 +64,13 @@ class VideoView(QWidget):
         self._result = result
         self.update()
 
+    @property
+    def notice(self) -> str:
+        return self._notice
+
     def set_notice(self, text: str) -> None:
-        """A line the window adds on screen (e.g. that no new frame came for a while)."""
+        """A line over the video, newer than the result's own source status (the camera is
+        lost, no new frame for a while); "" for none."""
         if text != self._notice:
             self._notice = text
             self.update()
@@ -104,7 +109,7 @@ class VideoView(QWidget):
             # Small (far) faces first, so the nearest person's name ends up on top.
             for track in sorted(self._result.tracks, key=_box_area):
                 self._draw_track(painter, track)
-            banner = "   ·   ".join(t for t in (self._result.source_status, self._notice) if t)
+            banner = self._notice or self._result.source_status  # the notice is newer
             if banner:
                 self._draw_banner(painter, banner)
         finally:
