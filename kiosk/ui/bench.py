@@ -6,9 +6,11 @@ spent scaling and painting a frame is a millisecond the models do not get.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from kiosk.detection_replay import ReplayResults
 from kiosk.results import FrameResult
@@ -16,7 +18,7 @@ from kiosk.results import FrameResult
 
 def measure_drawing(
     results: Sequence[FrameResult], width: int, height: int, repeats: int
-) -> dict[str, float | int | str]:
+) -> dict[str, float | int | str | None]:
     """Per new result: the window's poll (hand-over, status text) plus a synchronous
     repaint of the video and the status line, at ``width`` x ``height``."""
     from kiosk.ui import application
@@ -29,6 +31,7 @@ def measure_drawing(
     window.show()
     app.processEvents()
     times_ms = []
+    rss_before = _rss_mb()
     try:
         for _ in range(repeats):
             source.advance()
@@ -40,6 +43,7 @@ def measure_drawing(
     finally:
         window.shutdown()
         app.processEvents()
+    rss_after = _rss_mb()
     times_ms.sort()
     frame_h, frame_w = results[0].frame.shape[:2]
     return {
@@ -50,4 +54,15 @@ def measure_drawing(
         "draw_ms_p50": round(statistics.median(times_ms), 3),
         "draw_ms_p95": round(times_ms[int(0.95 * (len(times_ms) - 1))], 3),
         "draw_ms_mean": round(statistics.fmean(times_ms), 3),
+        "rss_mb_before": rss_before,
+        "rss_mb_after": rss_after,
     }
+
+
+def _rss_mb() -> float | None:
+    """Resident memory of this process (Linux; None elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
