@@ -41,16 +41,28 @@ def frames(shared: Callable[..., Path], detector: FaceDetector) -> list[FrameRes
 
 
 @pytest.fixture(autouse=True)
-def _no_leftover_threads() -> Iterator[None]:
+def _nothing_left_running() -> Iterator[None]:
+    """After each test (and qtbot's clean-up): no new thread, no window, no poll timer."""
     before = set(threading.enumerate())
     yield
     left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert not left, f"threads left running: {left}"
+    app = QApplication.instance()
+    if isinstance(app, QApplication):
+        shown = [w for w in app.topLevelWidgets() if w.isVisible()]
+        assert not shown, f"windows left open: {shown}"
+        polling = [
+            w
+            for w in app.topLevelWidgets()
+            if isinstance(w, KioskWindow) and w.poll_timer.isActive()
+        ]
+        assert not polling, f"poll timers left running: {polling}"
 
 
 def _window(qtbot: QtBot, source: ReplayResults, **kwargs: object) -> KioskWindow:
     window = KioskWindow(source, **kwargs)  # type: ignore[arg-type]
-    qtbot.addWidget(window)
+    # A locked window refuses qtbot's close: unlock it first, even when a test failed.
+    qtbot.addWidget(window, before_close_func=lambda w: w.shutdown())
     return window
 
 

@@ -140,8 +140,8 @@ class KioskWindow(QWidget):
             self.pin_dialog = None
 
     def shutdown(self) -> None:
-        """Close without the PIN: for the machine's own stop (SIGTERM, the service manager),
-        never reachable from the screen or keyboard."""
+        """Close without asking: after the right PIN, or on the machine's own stop (SIGTERM
+        from the service manager). No key or click reaches this without the PIN."""
         self._unlocked = True
         self.close()
 
