@@ -27,6 +27,11 @@ class PinDialog(QDialog):
         self._gate = gate
         self.setWindowTitle("Operator PIN")
         self.setModal(True)
+        # Large enough to hit on a door-side touch screen and to read standing up.
+        font = self.font()
+        font.setPixelSize(22)
+        self.setFont(font)
+        self.setMinimumWidth(480)
         self.message = QLabel("Enter the operator PIN to leave the kiosk.", self)
         self.pin_edit = QLineEdit(self)
         self.pin_edit.setEchoMode(QLineEdit.EchoMode.Password)
