@@ -92,6 +92,8 @@ def guard_none_refcount() -> bool:
         raise RuntimeError("PySide6 leaks references to None; use Python 3.12 or newer")
     import ctypes
 
+    # Safe against other threads: they change None's count only while holding the GIL,
+    # as this does.
     refcount = ctypes.c_ssize_t.from_address(id(None))
     if refcount.value < _NONE_RESERVE:
         refcount.value += _NONE_RESERVE
