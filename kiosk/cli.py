@@ -16,6 +16,9 @@ COMMAND_MODULES = [
     "kiosk.commands.models_cmd",
     "kiosk.commands.doctor_cmd",
     "kiosk.commands.trials_cmd",
+    "kiosk.commands.run_cmd",
+    "kiosk.commands.pin_cmd",
+    "kiosk.commands.ui_bench_cmd",
 ]
 
 

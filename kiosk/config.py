@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kiosk.errors import UserError
 
@@ -73,12 +73,31 @@ class TrialsConfig(_Section):
     )
 
 
+class UiConfig(_Section):
+    operator_pin: str | None = Field(
+        default=None,
+        description="hash of the operator PIN made by `kiosk pin` (never the PIN itself); "
+        "full-screen kiosk mode needs one",
+    )
+    poll_ms: int = Field(default=15, ge=5, le=200, description="how often the window polls")
+
+    @field_validator("operator_pin")
+    @classmethod
+    def _is_pin_hash(cls, value: str | None) -> str | None:
+        from kiosk.pin import parse_pin_hash
+
+        if value is not None:
+            parse_pin_hash(value)  # its ValueError says what is wrong
+        return value
+
+
 class KioskConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     detector: DetectorConfig = DetectorConfig()
     clip: ClipConfig = ClipConfig()
     train: TrainConfig = TrainConfig()
     trials: TrialsConfig = TrialsConfig()
+    ui: UiConfig = UiConfig()
 
 
 def default_config_path() -> Path:
@@ -106,12 +125,17 @@ def load_config(path: Path | None = None) -> KioskConfig:
         raise UserError(f"config file {path}: {format_validation_error(error)}") from error
 
 
+SECRET_KEYS = {("operator_pin",)}
+
+
 def format_validation_error(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             parts.append(f"unknown key '{where}'")
+        elif item["loc"][-1:] in SECRET_KEYS:
+            parts.append(f"'{where}': {item['msg']}")  # never echo a secret to the screen
         else:
             parts.append(f"'{where}': {item['msg']} (got {item.get('input')!r})")
     return "; ".join(parts)
