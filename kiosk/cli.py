@@ -15,6 +15,10 @@ from kiosk.errors import UserError
 COMMAND_MODULES = [
     "kiosk.commands.models_cmd",
     "kiosk.commands.doctor_cmd",
+    "kiosk.commands.trials_cmd",
+    "kiosk.commands.run_cmd",
+    "kiosk.commands.pin_cmd",
+    "kiosk.commands.ui_bench_cmd",
     "kiosk.commands.liveness_cmd",
 ]
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kiosk.errors import UserError
 
@@ -62,6 +69,35 @@ class TrainConfig(_Section):
     )
 
 
+class TrialsConfig(_Section):
+    duration: float = Field(default=5.0, gt=0.0, le=60.0, description="trial window, seconds")
+    min_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="share of face frames a name needs to win"
+    )
+    target_fpr: float = Field(default=0.02, ge=0.0, le=1.0, description="for threshold analysis")
+    database: Path | None = Field(
+        default=None, description="trials SQLite file; else the user's data directory"
+    )
+
+
+class UiConfig(_Section):
+    operator_pin: str | None = Field(
+        default=None,
+        description="hash of the operator PIN made by `kiosk pin` (never the PIN itself); "
+        "full-screen kiosk mode needs one",
+    )
+    poll_ms: int = Field(default=15, ge=5, le=200, description="how often the window polls")
+
+    @field_validator("operator_pin")
+    @classmethod
+    def _is_pin_hash(cls, value: str | None) -> str | None:
+        from kiosk.pin import parse_pin_hash
+
+        if value is not None:
+            parse_pin_hash(value)  # its ValueError says what is wrong
+        return value
+
+
 class LivenessConfig(_Section):
     """Anti-spoofing: MiniFASNet scores averaged over a track's frames, plus a head-turn cue."""
 
@@ -108,6 +144,8 @@ class KioskConfig(_Section):
     detector: DetectorConfig = DetectorConfig()
     clip: ClipConfig = ClipConfig()
     train: TrainConfig = TrainConfig()
+    trials: TrialsConfig = TrialsConfig()
+    ui: UiConfig = UiConfig()
     liveness: LivenessConfig = LivenessConfig()
 
 
@@ -136,12 +174,17 @@ def load_config(path: Path | None = None) -> KioskConfig:
         raise UserError(f"config file {path}: {format_validation_error(error)}") from error
 
 
+SECRET_KEYS = {("operator_pin",)}
+
+
 def format_validation_error(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             parts.append(f"unknown key '{where}'")
+        elif item["loc"][-1:] in SECRET_KEYS:
+            parts.append(f"'{where}': {item['msg']}")  # never echo a secret to the screen
         else:
             parts.append(f"'{where}': {item['msg']} (got {item.get('input')!r})")
     return "; ".join(parts)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import importlib.metadata
 import os
 import platform
 import shutil
@@ -45,13 +44,6 @@ class DoctorReport:
         }
 
 
-def _package_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def _check_python(report: DoctorReport) -> None:
     report.checks["python"] = {
         "version": platform.python_version(),
@@ -63,8 +55,14 @@ def _check_python(report: DoctorReport) -> None:
 def _check_qt(report: DoctorReport) -> None:
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     platform_name = os.environ.get("QT_QPA_PLATFORM") or ("default" if display else None)
+    try:
+        import PySide6
+
+        pyside_version: str | None = PySide6.__version__
+    except ImportError:
+        pyside_version = None
     report.checks["qt"] = {
-        "pyside6": _package_version("PySide6") or _package_version("PySide6-Essentials"),
+        "pyside6": pyside_version,
         "qpa_platform": platform_name,
         "display": display,
     }
