@@ -9,8 +9,8 @@ For the live pipeline (one :class:`LivenessMonitor` per pipeline)::
 ``verdict.state`` is ``"uncertain"`` until there is enough evidence, then ``"live"`` or
 ``"not_live"``. Only a ``"live"`` track may open the door; a ``"not_live"`` track is
 drawn as not live (``TrackView.state = "not_live"``); ``verdict.prompt``, when set, is
-the text to show the person (a request for a small head turn); trials record
-``verdict.state`` and ``verdict.score`` with each decision.
+the text to show the person (turn the head slightly, or come closer); trials record
+``verdict.live`` (True, False, or None while undecided) and ``verdict.score``.
 
 How the evidence is weighed (settings in ``[liveness]``):
 
@@ -74,7 +74,13 @@ class LivenessVerdict:
 
     @property
     def is_live(self) -> bool:
+        """Whether the track may open the door."""
         return self.state == "live"
+
+    @property
+    def live(self) -> bool | None:
+        """True, False, or None while undecided: what a trial frame records as ``live``."""
+        return None if self.state == "uncertain" else self.state == "live"
 
 
 def nose_offset(kps: NDArray[np.floating]) -> float:

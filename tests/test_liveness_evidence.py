@@ -65,15 +65,16 @@ def test_nose_offset_ignores_any_motion_of_a_flat_photo() -> None:
 def test_one_frame_decides_nothing() -> None:
     track = TrackLiveness(CONFIG)
     verdict = feed(track, [0.99])
-    assert verdict.state == "uncertain" and verdict.prompt is None
+    assert verdict.state == "uncertain" and verdict.prompt is None and verdict.live is None
     assert feed(track, [0.99]).state == "uncertain"
     verdict = feed(track, [0.99])
-    assert verdict.state == "live" and verdict.is_live and verdict.checks == 3
+    assert verdict.state == "live" and verdict.is_live and verdict.live is True
+    assert verdict.checks == 3
 
 
 def test_spoof_scores_are_not_live() -> None:
     verdict = feed(TrackLiveness(CONFIG), [0.2, 0.05, 0.1])
-    assert verdict.state == "not_live" and not verdict.is_live
+    assert verdict.state == "not_live" and not verdict.is_live and verdict.live is False
     assert verdict.score == pytest.approx((0.2 + 0.05 + 0.1) / 3)
 
 
