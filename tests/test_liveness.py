@@ -197,6 +197,16 @@ def test_check_command_explains_a_bad_image(
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_check_command_reports_an_image_without_a_face(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, dtype=np.uint8))
+    assert main(["liveness", "check", str(blank)]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row == {"image": str(blank), "face": None, "live": None}
+
+
 @pytest.mark.shared
 @pytest.mark.slow
 def test_bench_command_writes_json(
