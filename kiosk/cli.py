@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "kiosk.commands.run_cmd",
     "kiosk.commands.pin_cmd",
     "kiosk.commands.ui_bench_cmd",
+    "kiosk.commands.liveness_cmd",
 ]
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kiosk.errors import UserError
 
@@ -91,6 +98,47 @@ class UiConfig(_Section):
         return value
 
 
+class LivenessConfig(_Section):
+    """Anti-spoofing: MiniFASNet scores averaged over a track's frames, plus a head-turn cue."""
+
+    enabled: bool = True
+    live_threshold: float = Field(
+        default=0.6, gt=0.0, lt=1.0, description="mean live score at or above which a track is live"
+    )
+    spoof_threshold: float = Field(
+        default=0.3, gt=0.0, lt=1.0, description="mean live score at or below which it is not live"
+    )
+    min_frames: int = Field(default=5, ge=1, description="passive checks before any decision")
+    window: int = Field(default=15, ge=1, description="the most recent checks that are averaged")
+    recheck_every: int = Field(
+        default=3, ge=1, description="once decided, check a track's face every Nth frame"
+    )
+    alternate_models: bool = Field(
+        default=True,
+        description="each check runs one MiniFASNet in turn (half the cost); the window "
+        "average still fuses both",
+    )
+    active_cue: bool = Field(
+        default=True, description="ask for a small head turn when the passive score is uncertain"
+    )
+    turn_threshold: float = Field(
+        default=0.12, gt=0.0, lt=1.0, description="nose shift, in eye distances, that is a turn"
+    )
+    prompt: str = "Please turn your head slightly to one side"
+    min_face_px: int = Field(
+        default=40, ge=1, description="smaller faces are not judged (MiniFASNet misjudges them)"
+    )
+    closer_prompt: str = "Please come closer"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LivenessConfig:
+        if self.spoof_threshold >= self.live_threshold:
+            raise ValueError("spoof_threshold must be below live_threshold")
+        if self.min_frames > self.window:
+            raise ValueError("min_frames must not exceed window")
+        return self
+
+
 class KioskConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     detector: DetectorConfig = DetectorConfig()
@@ -98,6 +146,7 @@ class KioskConfig(_Section):
     train: TrainConfig = TrainConfig()
     trials: TrialsConfig = TrialsConfig()
     ui: UiConfig = UiConfig()
+    liveness: LivenessConfig = LivenessConfig()
 
 
 def default_config_path() -> Path:
