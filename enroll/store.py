@@ -32,12 +32,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from enroll.keys import KEY_ENV, NEW_KEY_HINT, cipher
+from enroll.keys import KEY_ENV, NEW_KEY_HINT, cipher, operator_key
 from enroll.names import name_key, validate_name
 from kiosk.errors import UserError
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
+
+    from kiosk.config import EnrollConfig
 
 SCHEMA_VERSION = 1
 DB_NAME = "people.db"
@@ -140,6 +142,16 @@ def default_store_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME)) / "people"
 
 
+def open_store(config: EnrollConfig) -> PeopleStore:
+    """The store the configuration names, with the operator's key; expired people purged."""
+    return PeopleStore(
+        config.store_dir or default_store_dir(),
+        key=operator_key(),
+        encrypt=config.encrypt,
+        retention_days=config.retention_days,
+    )
+
+
 def _disk_error(error: OSError | sqlite3.Error, what: str) -> UserError:
     full = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
         isinstance(error, sqlite3.Error) and "full" in str(error)
@@ -219,8 +231,7 @@ class PeopleStore:
             raise UserError(f"cannot create the people store in {self.root}: {error}") from error
         self._fernet = self._setup_encryption(key, encrypt)
         self.recover()
-        if retention_days is not None:
-            self.purge_expired()
+        self.purged_on_open = self.purge_expired()  # uids purged because their time ran out
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -509,16 +520,22 @@ class PeopleStore:
     # -- embeddings cache --------------------------------------------------------------
 
     def embeddings(
-        self, model: str, embed: Callable[[list[NDArray[np.uint8]]], NDArray[np.float32]]
+        self,
+        model: str,
+        embed: Callable[[list[NDArray[np.uint8]]], NDArray[np.float32]],
+        names: Sequence[str] | None = None,
     ) -> tuple[NDArray[np.float32], list[str]]:
         """Every aligned photo's embedding under ``model`` and its person's name.
 
         Embeddings missing from the cache are computed with ``embed`` and stored
-        (encrypted when the store is).
+        (encrypted when the store is). ``names`` limits them to those people.
         """
         vectors: list[NDArray[np.float32]] = []
         labels: list[str] = []
+        wanted = None if names is None else {name_key(n) for n in names}
         for person in self.people():
+            if wanted is not None and name_key(person.name) not in wanted:
+                continue
             for record in self.photos(person.name):
                 row = self._db.execute(
                     "SELECT vector FROM embeddings WHERE photo_id = ? AND model = ?",
