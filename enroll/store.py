@@ -217,7 +217,10 @@ class PeopleStore:
         try:
             self.photos_dir.mkdir(parents=True, exist_ok=True)
             self.staging_dir.mkdir(exist_ok=True)
-            self._db = sqlite3.connect(self.root / DB_NAME, isolation_level=None)
+            # One user at a time, but the wizard saves from a worker thread.
+            self._db = sqlite3.connect(
+                self.root / DB_NAME, isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
