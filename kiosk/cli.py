@@ -15,6 +15,7 @@ from kiosk.errors import UserError
 COMMAND_MODULES = [
     "kiosk.commands.models_cmd",
     "kiosk.commands.people_cmd",
+    "kiosk.commands.enroll_cmd",
 ]
 
 

@@ -111,3 +111,32 @@ def test_wizard_enrolls_three_volunteers_from_videos(  # type: ignore[no-untyped
         [prediction] = gallery.predict([arcface_crop(align_face(frame, face.kps, CLIP_SIZE))])
         assert prediction.name == name
     store.close()
+
+
+@pytest.mark.slow
+def test_enroll_command_benchmark_writes_step_timings(  # type: ignore[no-untyped-def]
+    qapp, tmp_path: Path, shared: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from kiosk.cli import main
+
+    video = shared("videos", "solo_07.mp4")
+    report = tmp_path / "report.json"
+    argv = ["enroll", "--source", str(video), "--store", str(tmp_path / "store")]
+    assert main([*argv, "--auto", "Zoë", "--report", str(report)]) == 0
+    timings = json.loads(report.read_text(encoding="utf-8"))
+    assert timings["photos_saved"] == 30
+    assert set(timings["steps_s"]) == {
+        "load_models_s",
+        "consent_s",
+        "name_s",
+        "capture_s",
+        "review_s",
+        "save_and_train_s",
+    }
+    with PeopleStore(tmp_path / "store") as store:
+        assert store.get("Zoë").photo_count == 30
+    capsys.readouterr()
+    assert main(["enroll", "--source", "7", "--store", str(tmp_path / "store")]) == 2
+    assert "camera 7 cannot be opened" in capsys.readouterr().err
