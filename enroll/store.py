@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import sqlite3
 import uuid
@@ -46,6 +47,7 @@ DB_NAME = "people.db"
 EXPORT_MARKER = "kiosk-export.txt"  # marks an export whose images are already aligned crops
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
 _KEY_CHECK = b"clip-face-kiosk people store"
+_UID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: the only names the store creates
 
 # Each entry upgrades the schema from version i to i + 1; entry 0 creates it.
 MIGRATIONS: tuple[str, ...] = (
@@ -318,8 +320,8 @@ class PeopleStore:
         known = {row[0] for row in self._db.execute("SELECT uid FROM people")}
         for folder in (self.staging_dir, self.photos_dir):
             for path in sorted(folder.iterdir()):
-                if folder is self.photos_dir and path.name in known:
-                    continue
+                if path.name in known or not _UID.fullmatch(path.name):
+                    continue  # a person's, or not ours: never removed
                 if path.is_dir():
                     shutil.rmtree(path)
                 else:

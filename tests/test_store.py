@@ -260,3 +260,15 @@ def test_import_of_raw_photos_detects_and_aligns(tmp_path: Path, shared, detecto
         imported = store.import_folder(folder, consent(), align=align)
         assert len(imported) == 2 and all(n == 2 for n in imported.values())
         assert all(c.shape == (224, 224, 3) for c in store.crops(next(iter(imported))))
+
+
+def test_recovery_removes_only_what_the_store_wrote(tmp_path: Path) -> None:
+    with PeopleStore(tmp_path) as store:
+        store.add_person("Ada", photos(1), consent())
+    stray = tmp_path / "photos" / "0123456789abcdef0123456789abcdef"
+    stray.mkdir()
+    (tmp_path / "photos" / "notes.txt").write_text("the operator's", encoding="utf-8")
+    with PeopleStore(tmp_path) as store:
+        assert store.recover() == []  # the stray folder went when the store opened
+        assert [p.name for p in store.people()] == ["Ada"]
+    assert not stray.exists() and (tmp_path / "photos" / "notes.txt").exists()

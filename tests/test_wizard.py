@@ -140,3 +140,44 @@ def test_enroll_command_benchmark_writes_step_timings(  # type: ignore[no-untype
     capsys.readouterr()
     assert main(["enroll", "--source", "7", "--store", str(tmp_path / "store")]) == 2
     assert "camera 7 cannot be opened" in capsys.readouterr().err
+
+
+def test_wizard_keeps_the_photos_when_the_disk_is_full(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path, shared: Callable[..., Path], model_dir: Path, detector320, monkeypatch
+) -> None:
+    import errno
+
+    from enroll import store as store_module
+    from models.embedder import ArcFaceEmbedder
+    from models.registry import model_path
+
+    embedder = ArcFaceEmbedder(model_path("mobilefacenet_128d", model_dir))
+    config = EnrollConfig(photos=5, min_photos=5, poses=("front",))
+    with PeopleStore(tmp_path / "store") as store:
+        reader = video_reader(shared("videos", "solo_02.mp4"))
+        wizard = EnrollWizard(store, config, reader, detector320, embedder, tick_ms=0)
+        qtbot.addWidget(wizard)
+        wizard.show()
+        wizard.consent_page.agree.setChecked(True)
+        wizard.next()
+        wizard.name_page.name_edit.setText("Ada")
+        wizard.next()
+        qtbot.waitUntil(lambda: wizard.capture_page.session.done, timeout=60_000)
+        wizard.next()
+        real_write = store_module._write_file
+
+        def full_disk(path: Path, data: bytes) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(store_module, "_write_file", full_disk)
+        wizard.next()
+        save = wizard.save_page
+        qtbot.waitUntil(lambda: save.retry.isVisibleTo(wizard), timeout=10_000)
+        assert "disk is full" in save.status.text() and not save.isComplete()
+        assert store.people() == [] and len(wizard.capture_page.session.photos) == 5
+        monkeypatch.setattr(store_module, "_write_file", real_write)  # space freed
+        with qtbot.waitSignal(wizard.enrolled, timeout=30_000):
+            qtbot.mouseClick(save.retry, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(save.isComplete, timeout=10_000)
+        assert store.get("Ada").photo_count == 5
+        wizard.accept()
