@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -99,6 +99,17 @@ class Consent:
 
     version: str
     at: datetime
+
+
+class PhotoToStore(Protocol):
+    """What a stored photo needs (a capture session's photos have it too)."""
+
+    @property
+    def crop(self) -> NDArray[np.uint8]: ...  # BGR, aligned
+    @property
+    def pose(self) -> str: ...
+    @property
+    def original(self) -> NDArray[np.uint8] | None: ...
 
 
 @dataclass(frozen=True)
@@ -402,7 +413,7 @@ class PeopleStore:
     def add_person(
         self,
         name: str,
-        photos: Sequence[NewPhoto],
+        photos: Sequence[PhotoToStore],
         consent: Consent,
         external_id: str | None = None,
     ) -> Person:

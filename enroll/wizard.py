@@ -35,8 +35,8 @@ from PySide6.QtWidgets import (
 )
 
 from enroll.names import name_key, validate_name
-from enroll.session import CaptureEvent, CaptureSession
-from enroll.store import Consent, NewPhoto, PeopleStore, utc_now
+from enroll.session import CapturedPhoto, CaptureEvent, CaptureSession
+from enroll.store import Consent, PeopleStore, utc_now
 from enroll.training import TrainingCancelled, rebuild_gallery
 from kiosk.config import EnrollConfig
 from kiosk.errors import UserError
@@ -90,7 +90,9 @@ class ConsentPage(QWizardPage):
                 days=config.retention_days,
             )
         )
-        self.agree = QCheckBox("I have read this and agree to have my photos taken and stored")
+        self.agree = QCheckBox(
+            "The volunteer has read this and agrees to have their photos taken and stored"
+        )
         self.agree.toggled.connect(self.completeChanged)
         layout = QVBoxLayout(self)
         layout.addWidget(text)
@@ -287,7 +289,7 @@ class SaveWorker(QObject):
         self,
         store: PeopleStore,
         embedder: ArcFaceEmbedder,
-        person: tuple[str, str | None, Consent, list[NewPhoto]],
+        person: tuple[str, str | None, Consent, list[CapturedPhoto]],
         threshold: float,
     ) -> None:
         super().__init__()
@@ -473,15 +475,12 @@ class EnrollWizard(QWizard):
     def person_name(self) -> str:
         return self.name_page.name
 
-    def person_to_save(self) -> tuple[str, str | None, Consent, list[NewPhoto]]:
+    def person_to_save(self) -> tuple[str, str | None, Consent, list[CapturedPhoto]]:
         consent = self.consent_page.consent
         if consent is None:
             raise UserError("no consent recorded: nothing may be saved")
         photos = self.capture_page.session.photos
-        accepted = [
-            NewPhoto(crop=photos[i].crop, pose=photos[i].pose, original=photos[i].original)
-            for i in self.review_page.accepted_indices()
-        ]
+        accepted = [photos[i] for i in self.review_page.accepted_indices()]
         external = self.name_page.id_edit.text().strip() or None
         return self.person_name, external, consent, accepted
 

@@ -17,6 +17,7 @@ from enroll.session import (
     head_pose,
     pitch_degrees,
 )
+from enroll.store import Consent, PeopleStore, utc_now
 from kiosk.config import EnrollConfig
 from models.align import ARCFACE_TEMPLATE
 
@@ -125,12 +126,17 @@ def test_camera_loss_keeps_photos_and_resumes(shared: Callable[..., Path], detec
     assert session.camera_losses == 2 and session.done
 
 
-def test_capture_from_frames_and_review_removal(shared: Callable[..., Path], detector320) -> None:  # type: ignore[no-untyped-def]
+def test_capture_from_frames_and_review_removal(  # type: ignore[no-untyped-def]
+    tmp_path: Path, shared: Callable[..., Path], detector320
+) -> None:
     config = EnrollConfig(photos=10, poses=("front", "up", "down"))
-    session = capture_from_frames(
-        frames(shared("videos", "solo_03.mp4")), detector320.detect, config
-    )
+    video = shared("videos", "solo_03.mp4")
+    session = capture_from_frames(frames(video), detector320.detect, config, keep_originals=True)
     assert session.done and len(session.photos) == 10
+    with PeopleStore(tmp_path) as store:  # a session's photos go straight into the store
+        store.add_person("From video", session.photos, Consent("v", utc_now()))
+        assert len(store.photos("From video", kind="original")) == 10
+        assert [r.pose for r in store.photos("From video")] == [p.pose for p in session.photos]
     removed = session.photos[0]
     session.remove(0)  # the operator rejects a photo at review: its pose wants one more
     assert len(session.photos) == 9 and session.target == removed.pose
