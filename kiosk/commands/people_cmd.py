@@ -169,6 +169,8 @@ def _import(args: argparse.Namespace) -> int:
             "importing biometric data needs each person's consent: add --consent-obtained "
             "to confirm it was collected"
         )
+    if not args.dir.is_dir():
+        raise UserError(f"{args.dir} is not a folder of per-person folders (<dir>/<name>/<image>)")
     config = load_config(args.config)
     consent = Consent(f"{config.enroll.consent_version} (import)", utc_now())
     align = None if (args.dir / EXPORT_MARKER).exists() else _aligner(config)
