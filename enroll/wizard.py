@@ -140,19 +140,59 @@ class NamePage(QWizardPage):
         return True
 
 
+class CaptureLoop:
+    """Reads, detects and offers frames on its own thread, so the window never waits on
+    the camera or the detector; it keeps only the newest event for the window to draw."""
+
+    def __init__(self, session: CaptureSession, reader: FrameReader, detector: FaceDetector):
+        self.session = session
+        self.reader = reader
+        self.detector = detector
+        self.lock = threading.Lock()  # guards the session and ``latest``
+        self.latest: tuple[CaptureEvent, NDArray[np.uint8] | None] | None = None
+        self.error: Exception | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="enroll-capture", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame = self.reader()
+                faces = [] if frame is None else self.detector.detect(frame)
+            except Exception as error:  # shown to the operator; the photos taken stay
+                self.error = error
+                return
+            with self.lock:
+                event = self.session.offer(frame, faces)
+                self.latest = (event, frame)
+                if self.session.done:
+                    return
+            if frame is None:
+                self._stop.wait(0.05)  # no camera right now: do not spin
+
+
 class CapturePage(QWizardPage):
     """Live preview, guidance and per-pose progress; photos are taken automatically."""
 
-    event_received = Signal(object)  # every CaptureEvent, for tests and the benchmark
-
     def __init__(
-        self, config: EnrollConfig, reader: FrameReader, detector: FaceDetector, tick_ms: int
+        self, config: EnrollConfig, reader: FrameReader, detector: FaceDetector, refresh_ms: int
     ) -> None:
         super().__init__()
         self.config = config
-        self.reader = reader
-        self.detector = detector
         self.session = CaptureSession(config, keep_originals=config.keep_originals)
+        self.loop = CaptureLoop(self.session, reader, detector)
         self.setTitle("Photos")
         self.setSubTitle("Follow the instructions; photos are taken automatically.")
         self.preview = QLabel()
@@ -161,6 +201,7 @@ class CapturePage(QWizardPage):
         self.guidance = QLabel("step in front of the camera")
         self.guidance.setStyleSheet("font-size: 20pt; font-weight: bold")
         self.guidance.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.guidance.setWordWrap(True)
         self.bars: dict[str, QProgressBar] = {}
         grid = QGridLayout()
         for row, (pose, wanted) in enumerate(self.session.wanted.items()):
@@ -177,48 +218,61 @@ class CapturePage(QWizardPage):
         layout.addWidget(self.guidance)
         layout.addLayout(grid)
         layout.addWidget(self.skip)
+        self.shown_photos = 0
         self.timer = QTimer(self)
-        self.timer.setInterval(tick_ms)
-        self.timer.timeout.connect(self.tick)
+        self.timer.setInterval(refresh_ms)
+        self.timer.timeout.connect(self.refresh)
 
     def initializePage(self) -> None:
+        self.loop.start()
         self.timer.start()
 
-    def cleanupPage(self) -> None:
+    def stop(self) -> None:
         self.timer.stop()
+        self.loop.stop()
+
+    def cleanupPage(self) -> None:
+        self.stop()
 
     def validatePage(self) -> bool:
-        self.timer.stop()
+        self.stop()
         return True
 
     def isComplete(self) -> bool:
-        return len(self.session.photos) >= self.config.min_photos
+        with self.loop.lock:
+            return len(self.session.photos) >= self.config.min_photos
 
     def _skip_pose(self) -> None:
-        if self.session.target is not None:
-            self.session.skip_pose(self.session.target)
-            self._show_progress()
+        with self.loop.lock:
+            if self.session.target is not None:
+                self.session.skip_pose(self.session.target)
+        self.refresh()
 
-    def _show_progress(self) -> None:
-        for pose, (taken, _) in self.session.progress().items():
+    def refresh(self) -> None:
+        """Draw the newest event and the progress; runs on the GUI thread's timer."""
+        with self.loop.lock:
+            latest, self.loop.latest = self.loop.latest, None
+            progress = self.session.progress()
+            skipped = set(self.session.skipped)
+            done = self.session.done
+            photos = len(self.session.photos)
+        if latest is not None:
+            self._show(*latest)
+        for pose, (taken, _) in progress.items():
             self.bars[pose].setValue(taken)
-            self.bars[pose].setEnabled(pose not in self.session.skipped)
-        self.skip.setEnabled(self.session.target is not None)
-
-    def tick(self) -> None:
-        frame = self.reader()
-        faces = [] if frame is None else self.detector.detect(frame)
-        event = self.session.offer(frame, faces)
-        self._show(frame, event)
-        self.event_received.emit(event)
-        if event.status == "captured":
-            self._show_progress()
+            self.bars[pose].setEnabled(pose not in skipped)
+        self.skip.setEnabled(not done)
+        if photos != self.shown_photos:
+            self.shown_photos = photos
             self.completeChanged.emit()
-        if self.session.done:
+        if self.loop.error is not None:
+            self.guidance.setText(f"the camera stopped: {self.loop.error}")
             self.timer.stop()
+        elif done:
             self.guidance.setText("all photos taken: press Next to review them")
+            self.timer.stop()
 
-    def _show(self, frame: NDArray[np.uint8] | None, event: CaptureEvent) -> None:
+    def _show(self, event: CaptureEvent, frame: NDArray[np.uint8] | None) -> None:
         self.guidance.setText(event.message)
         if frame is None:
             return
@@ -446,7 +500,7 @@ class EnrollWizard(QWizard):
         embedder: ArcFaceEmbedder,
         *,
         threshold: float = 0.5,
-        tick_ms: int = 33,
+        refresh_ms: int = 33,
     ) -> None:
         super().__init__()
         self.setWindowTitle("Enroll a volunteer")
@@ -457,7 +511,7 @@ class EnrollWizard(QWizard):
         self.gallery: EmbeddingGallery | None = None
         self.consent_page = ConsentPage(config, store.encrypted)
         self.name_page = NamePage(store)
-        self.capture_page = CapturePage(config, reader, detector, tick_ms)
+        self.capture_page = CapturePage(config, reader, detector, refresh_ms)
         self.review_page = ReviewPage(self.capture_page, config.min_photos)
         self.save_page = SavePage(self)
         for page in (
@@ -485,6 +539,6 @@ class EnrollWizard(QWizard):
         return self.person_name, external, consent, accepted
 
     def done(self, result: int) -> None:
-        self.capture_page.timer.stop()
+        self.capture_page.stop()
         self.save_page.wait()
         super().done(result)

@@ -53,7 +53,7 @@ def test_wizard_enrolls_three_volunteers_from_videos(  # type: ignore[no-untyped
     store = PeopleStore(tmp_path / "store")
     for video, name in VOLUNTEERS.items():
         wizard = EnrollWizard(
-            store, config, video_reader(shared("videos", video)), detector320, embedder, tick_ms=0
+            store, config, video_reader(shared("videos", video)), detector320, embedder
         )
         qtbot.addWidget(wizard)
         wizard.show()
@@ -82,7 +82,8 @@ def test_wizard_enrolls_three_volunteers_from_videos(  # type: ignore[no-untyped
         assert wizard.currentPage() is page and not page.isComplete()
         qtbot.waitUntil(lambda p=page: p.session.done, timeout=120_000)
         assert len(page.session.photos) == 15
-        assert all(bar.value() == 3 for bar in page.bars.values())
+        qtbot.waitUntil(lambda p=page: all(bar.value() == 3 for bar in p.bars.values()))
+        assert "all photos taken" in page.guidance.text()
         click_next()
         # review: reject one crop
         review = wizard.review_page
@@ -155,7 +156,7 @@ def test_wizard_keeps_the_photos_when_the_disk_is_full(  # type: ignore[no-untyp
     config = EnrollConfig(photos=5, min_photos=5, poses=("front",))
     with PeopleStore(tmp_path / "store") as store:
         reader = video_reader(shared("videos", "solo_02.mp4"))
-        wizard = EnrollWizard(store, config, reader, detector320, embedder, tick_ms=0)
+        wizard = EnrollWizard(store, config, reader, detector320, embedder)
         qtbot.addWidget(wizard)
         wizard.show()
         wizard.consent_page.agree.setChecked(True)
