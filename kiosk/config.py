@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kiosk.errors import UserError
 
@@ -95,6 +95,16 @@ class EnrollConfig(_Section):
     duplicate_similarity: float = Field(
         default=0.985, gt=0.0, le=1.0, description="small-image correlation that is a duplicate"
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnrollConfig:
+        if self.min_photos > self.photos:
+            raise ValueError(f"min_photos ({self.min_photos}) exceeds photos ({self.photos})")
+        if self.min_brightness >= self.max_brightness:
+            raise ValueError("min_brightness must be below max_brightness")
+        if not self.poses or len(set(self.poses)) != len(self.poses):
+            raise ValueError("poses must list each pose once")
+        return self
 
 
 class KioskConfig(_Section):

@@ -142,3 +142,16 @@ def test_capture_from_frames_and_review_removal(  # type: ignore[no-untyped-def]
     assert len(session.photos) == 9 and session.target == removed.pose
     session.skip_pose(removed.pose)  # the operator gives up on that pose
     assert session.done
+
+
+def test_inconsistent_capture_settings_are_config_errors(tmp_path: Path) -> None:
+    from kiosk.config import load_config
+    from kiosk.errors import UserError
+
+    path = tmp_path / "config.toml"
+    for body in ("photos = 10\nmin_photos = 12", 'poses = ["front", "front"]'):
+        path.write_text(f"[enroll]\n{body}\n", encoding="utf-8")
+        with pytest.raises(UserError, match="enroll"):
+            load_config(path)
+    path.write_text('[enroll]\nphotos = 10\nposes = ["front", "left"]\n', encoding="utf-8")
+    assert CaptureSession(load_config(path).enroll).wanted == {"front": 5, "left": 5}
