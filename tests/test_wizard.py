@@ -182,3 +182,29 @@ def test_wizard_keeps_the_photos_when_the_disk_is_full(  # type: ignore[no-untyp
         qtbot.waitUntil(save.isComplete, timeout=10_000)
         assert store.get("Ada").photo_count == 5
         wizard.accept()
+
+
+@pytest.mark.slow
+def test_enroll_in_a_real_window_under_xvfb(tmp_path: Path, shared: Callable[..., Path]) -> None:
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is not installed (packaging/install.sh installs Xvfb)")
+    video = shared("videos", "solo_07.mp4")
+    report = tmp_path / "report.json"
+    env = dict(os.environ, QT_QPA_PLATFORM="xcb")
+    command = [sys.executable, "-m", "kiosk", "enroll", "--source", str(video)]
+    command += ["--store", str(tmp_path / "store"), "--auto", "Xavier", "--report", str(report)]
+    done = subprocess.run(
+        ["xvfb-run", "-a", *command],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(report.read_text(encoding="utf-8"))["photos_saved"] == 30
