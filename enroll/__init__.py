@@ -1,1 +1,1 @@
-"""People: consent, guided capture and its quality checks, the people store, the wizard."""
+"""People: consent, guided capture, the store of enrolled people and their photos, retention."""

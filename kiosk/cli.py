@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "kiosk.commands.pin_cmd",
     "kiosk.commands.ui_bench_cmd",
     "kiosk.commands.liveness_cmd",
+    "kiosk.commands.people_cmd",
+    "kiosk.commands.enroll_cmd",
 ]
 
 
