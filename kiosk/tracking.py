@@ -45,8 +45,8 @@ class TrackerSettings:
     max_missed: int = 10  # frames a track survives without a matching face
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_frames <= self.window:
-            raise ValueError(f"need 1 <= min_frames <= window, got {self}")
+        if not 2 <= self.min_frames <= self.window:  # one frame must never name anyone
+            raise ValueError(f"need 2 <= min_frames <= window, got {self}")
 
 
 @dataclass(frozen=True)
