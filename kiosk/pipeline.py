@@ -7,6 +7,9 @@ What a window needs, and all it needs::
     result = pipeline.latest()                        # newest FrameResult or None; never blocks
     pipeline.status()                                 # "no camera at index 0, retrying in 2 s"
     pipeline.stop()                                   # joins every thread it started
+    pipeline.on_result = callback                     # optional: called on the inference
+                                                      # thread with each result (a queued
+                                                      # Qt signal, say); must not block
 
 Headless, without threads (tests, replays, benchmarks)::
 
@@ -25,7 +28,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -90,6 +93,7 @@ class LivePipeline:
         self.max_faces = max_faces
         self.events = events
         self.hooks = hooks
+        self.on_result: Callable[[FrameResult], None] | None = None
         self._frames: NewestSlot[Frame] = NewestSlot()
         self._results: NewestSlot[FrameResult] = NewestSlot()
         self._published: deque[float] = deque(maxlen=_FPS_WINDOW)
@@ -314,3 +318,5 @@ class LivePipeline:
                 self._notice = f"processing failed: {error}"
                 continue
             self._results.put(result)
+            if self.on_result is not None:
+                self.on_result(result)
