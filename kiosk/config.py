@@ -74,6 +74,9 @@ class LiveConfig(_Section):
     window: int = Field(default=8, ge=2, description="frames a track's vote looks back over")
     iou_threshold: float = Field(default=0.3, gt=0.0, lt=1.0)
     max_missed: int = Field(default=10, ge=0, description="frames a track survives unseen")
+    reclassify_every: int = Field(
+        default=3, ge=1, description="a decided track's face is classified every n-th frame"
+    )
     retry_initial_s: float = Field(default=1.0, gt=0.0, description="first camera reconnect")
     retry_max_s: float = Field(default=30.0, gt=0.0, description="longest reconnect delay")
 

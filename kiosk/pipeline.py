@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -48,6 +48,7 @@ from kiosk.sources import Frame, FrameSource, open_source
 from kiosk.tracking import Tracker, TrackerSettings, TrackUpdate, TrackVeto
 from models import registry
 from models.detector import Face, FaceDetector
+from models.recognizer import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,13 @@ class LivePipeline:
             factory or recognizer_factory(config), watch, config.recognizer.reload_poll_s
         )
         tracker = Tracker(
-            TrackerSettings(live.min_frames, live.window, live.iou_threshold, live.max_missed),
+            TrackerSettings(
+                live.min_frames,
+                live.window,
+                live.iou_threshold,
+                live.max_missed,
+                live.reclassify_every,
+            ),
             veto=veto,
         )
         events = hooks = None
@@ -175,11 +182,20 @@ class LivePipeline:
         faces = self.detector.detect(frame.image)[: self.max_faces]
         lap("detect")
         recognizer = self.recognizers.current()  # one recognizer for the whole frame
-        crops = [recognizer.align(frame.image, face) for face in faces]
-        lap("align")
-        predictions = recognizer.predict(crops) if crops else []
-        lap("classify")
-        updates = self.tracker.update(frame.image, faces, predictions)
+
+        def classify(indices: Sequence[int]) -> list[Prediction]:
+            started = time.perf_counter()
+            crops = [recognizer.align(frame.image, faces[i]) for i in indices]
+            aligned = time.perf_counter()
+            predictions = recognizer.predict(crops)
+            stages["align"] = (aligned - started) * 1000.0
+            stages["classify"] = (time.perf_counter() - aligned) * 1000.0
+            return predictions
+
+        stages["align"] = stages["classify"] = 0.0
+        updates = self.tracker.update(frame.image, faces, classify)
+        lap("track")
+        stages["track"] -= stages["align"] + stages["classify"]
         lap("track")
         for update in updates:
             if update.announce:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,13 @@ def rejected(best: str = "ada", confidence: float = 0.3) -> Prediction:
     return Prediction(name=None, best=best, confidence=confidence)
 
 
+def given(*predictions: Prediction) -> Callable[[Sequence[int]], list[Prediction]]:
+    """A classifier answering ``predictions`` for faces 0, 1, ..."""
+    return lambda indices: [predictions[i] for i in indices]
+
+
 def feed(tracker: Tracker, predictions: list[Prediction], x: float = 100.0) -> list[TrackUpdate]:
-    return [tracker.update(FRAME, [face(x)], [p])[0] for p in predictions]
+    return [tracker.update(FRAME, [face(x)], given(p))[0] for p in predictions]
 
 
 def test_a_single_frame_never_names_anyone() -> None:
@@ -85,15 +91,15 @@ def test_two_faces_keep_their_own_tracks_and_a_lost_face_expires() -> None:
     ids = []
     for step in range(4):  # two faces drifting slowly right
         updates = tracker.update(
-            FRAME, [face(50 + 5 * step), face(400 + 5 * step)], [named("ada"), named("bob")]
+            FRAME, [face(50 + 5 * step), face(400 + 5 * step)], given(named("ada"), named("bob"))
         )
         ids.append([u.view.track_id for u in updates])
     assert ids == [[1, 2]] * 4
     assert [u.view.label for u in updates] == ["ada", "bob"]
     for _ in range(3):  # the right face leaves for longer than max_missed
-        tracker.update(FRAME, [face(70)], [named("ada")])
+        tracker.update(FRAME, [face(70)], given(named("ada")))
     assert tracker.active_tracks == 1
-    back = tracker.update(FRAME, [face(70), face(415)], [named("ada"), named("bob")])
+    back = tracker.update(FRAME, [face(70), face(415)], given(named("ada"), named("bob")))
     assert [u.view.track_id for u in back] == [1, 3]
     assert back[1].view.state == "pending"  # a new track votes afresh
 
@@ -109,6 +115,21 @@ def test_veto_blocks_naming() -> None:
     vetoed.clear()  # the liveness check is satisfied: the votes already cast count
     update = feed(tracker, [named("ada")])[0]
     assert update.view.state == "recognized" and update.announce
+
+
+def test_a_decided_track_is_reclassified_every_nth_frame() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=2, window=4, reclassify_every=3))
+    asked: list[int] = []
+
+    def classify(indices: Sequence[int]) -> list[Prediction]:
+        asked.append(len(indices))
+        return [named("ada")] * len(indices)
+
+    states = [tracker.update(FRAME, [face(100)], classify)[0].view.state for _ in range(8)]
+    assert asked == [1, 1, 1, 1]  # frames 1, 2 (pending), then every third: 5, 8
+    assert states == ["pending"] + ["recognized"] * 7
+    with pytest.raises(ValueError, match="predictions for 1 faces"):
+        Tracker(TrackerSettings()).update(FRAME, [face(100)], lambda indices: [])
 
 
 def test_settings_are_validated(tmp_path: Path) -> None:
