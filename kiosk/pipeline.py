@@ -2,14 +2,13 @@
 
 What a window needs, and all it needs::
 
-    pipeline = LivePipeline.from_config(config)       # or source="video.mp4", veto=...
-    pipeline.start()                                  # capture + inference threads
-    result = pipeline.latest()                        # newest FrameResult or None; never blocks
-    pipeline.status()                                 # "no camera at index 0, retrying in 2 s"
-    pipeline.stop()                                   # joins every thread it started
-    pipeline.on_result = callback                     # optional: called on the inference
-                                                      # thread with each result (a queued
-                                                      # Qt signal, say); must not block
+    pipeline = LivePipeline.from_config(config)   # or source="video.mp4", veto=...
+    pipeline.on_result = callback   # optional: called on the inference thread with each
+                                    # result (emit a queued Qt signal); must not block
+    pipeline.start()                # capture + inference (+ reload, hook) threads
+    pipeline.latest()               # the newest FrameResult or None; never blocks
+    pipeline.status()               # "no camera at index 0, retrying in 2 s", or ""
+    pipeline.stop()                 # joins every thread it started; stays stopped
 
 Headless, without threads (tests, replays, benchmarks)::
 
@@ -267,10 +266,8 @@ class LivePipeline:
     # -- threaded --------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._threads:
-            raise RuntimeError("the pipeline is already running")
-        self._stop.clear()
-        self.finished.clear()
+        if self._threads or self._stop.is_set():
+            raise RuntimeError("a pipeline starts once; build a new one to start again")
         if self.hooks is not None:
             self.hooks.start()
         self.recognizers.start()
