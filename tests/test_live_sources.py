@@ -124,3 +124,19 @@ def test_newest_slot_close_wakes_a_waiting_taker() -> None:
     slot.close()
     taker.join(timeout=2)
     assert not taker.is_alive() and got == [None]
+
+
+def test_lost_stream_reconnects_with_backoff(shared: Callable[..., Path]) -> None:
+    # a file opened as a stream ends like a stream that went down, and reopens like one
+    source = LiveCaptureSource(
+        str(shared("videos", "solo_01.mp4")), retry_initial_s=0.05, retry_max_s=0.1
+    )
+    frames = [source.read() for _ in range(78)]
+    assert all(frame is not None for frame in frames) and source.status == ""
+    assert source.read() is None
+    assert source.status.endswith("lost, reconnecting in 50 ms")
+    assert source.read() is None  # backing off, not hammering the device
+    time.sleep(0.06)
+    frame = source.read()
+    assert frame is not None and frame.index == 78 and source.status == ""
+    assert source.attempts == 2
