@@ -195,7 +195,6 @@ class LivePipeline:
         updates = self.tracker.update(frame.image, faces, classify)
         lap("track")
         stages["track"] -= stages["align"] + stages["classify"]
-        lap("track")
         for update in updates:
             if update.announce:
                 self._record(update, frame.image)

@@ -187,3 +187,19 @@ def test_hot_reload_swaps_the_recognizer_without_stalling_video(
             time.sleep(0.05)
     finally:
         pipeline.stop()
+
+
+def test_stage_timings_add_up(gallery: Path, shared: Callable[..., Path], tmp_path: Path) -> None:
+    pipeline = LivePipeline.from_config(
+        config(gallery, tmp_path), source=str(shared("videos", "solo_01.mp4"))
+    )
+    classified = []
+    for result in pipeline.run(max_frames=6):
+        stages = result.stage_ms
+        assert stages["detect"] > 0 and stages["track"] >= 0
+        classified.append(stages["classify"] > 0)
+        parts = sum(v for k, v in stages.items() if k not in ("decode", "total"))
+        assert parts == pytest.approx(stages["total"])
+        assert stages["total"] <= result.latency_ms + 1e-6
+    # every frame until the track is decided (3), then every third (reclassify_every)
+    assert classified == [True, True, True, False, False, True]
