@@ -12,6 +12,7 @@ rather than queued without bound.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -144,12 +145,24 @@ class DoorHooks:
         self._last_fired[event.name] = now
         return True
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Let queued hooks finish (each is bounded by its timeout), then end the worker."""
+    def stop(self, discard_pending: bool = False) -> None:
+        """End the worker after the hook it is running (each bounded by its timeout).
+
+        Queued hooks run first, unless ``discard_pending``: then they are dropped and
+        logged, so shutting the kiosk down never waits on a backlog of slow hooks.
+        """
         if self._worker is None:
             return
+        if discard_pending:
+            dropped = 0
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+                    dropped += 1
+            if dropped:
+                log.warning("stopping: dropped %d pending door hooks", dropped)
         self._queue.put(None)
-        self._worker.join(timeout)
+        self._worker.join()
         self._worker = None
 
     def _fail(self, message: str) -> None:

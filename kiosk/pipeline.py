@@ -294,7 +294,7 @@ class LivePipeline:
         self._threads = []
         self.recognizers.stop()
         if self.hooks is not None:
-            self.hooks.stop()
+            self.hooks.stop(discard_pending=True)
         self.source.close()
 
     def _capture_loop(self) -> None:

@@ -133,6 +133,19 @@ def test_failing_and_slow_hooks_are_logged_and_never_block(
     assert hooks.failures >= 2 * submitted.count(True)
 
 
+def test_stop_can_drop_a_backlog_of_slow_hooks(tmp_path: Path) -> None:
+    slow = script(tmp_path, "import time\ntime.sleep(0.5)\n")
+    hooks = DoorHooks(HookSettings(command=slow, cooldown_s=0))
+    hooks.start()
+    for i in range(5):
+        hooks.submit(event(f"p{i}"))
+    time.sleep(0.1)  # the first hook is running
+    started = time.monotonic()
+    hooks.stop(discard_pending=True)
+    assert time.monotonic() - started < 1.5  # one hook awaited, not five
+    assert hooks.completed == 1
+
+
 def test_failing_command_exit_status_is_reported(tmp_path: Path) -> None:
     failing = script(tmp_path, "import sys\nprint('door jammed', file=sys.stderr)\nsys.exit(1)\n")
     hooks = DoorHooks(HookSettings(command=failing))
