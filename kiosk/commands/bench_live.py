@@ -85,6 +85,13 @@ def rss_mb() -> float:
         return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not on every system
+        return None
+
+
 def default_videos() -> list[Path]:
     shared = Path(os.environ.get("KIOSK_SHARED", Path.cwd().parent / "shared"))
     videos = sorted((shared / "videos").glob("solo_0*.mp4"))
@@ -377,7 +384,11 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"clip {video} does not exist")
     base = load_config(args.config)
     report: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": load_average(),  # other work on the machine skews timings
+        },
         "videos": [v.name for v in videos],
         "max_frames_per_clip": args.max_frames or None,
         "rss_start_mb": round(rss_start, 1),
@@ -422,6 +433,7 @@ def run(args: argparse.Namespace) -> int:
         if args.soak_minutes > 0:
             report["soak"] = soak(config, gallery_factory, videos[0], args.soak_minutes)
     report["rss_end_mb"] = round(rss_mb(), 1)
+    report["machine"]["load_average_at_end"] = load_average()
     report["goals"] = goals(report)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
