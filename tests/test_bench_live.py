@@ -21,6 +21,7 @@ def test_bench_live_writes_json(shared: Callable[..., Path], tmp_path: Path) -> 
     assert report["fps"] > 0 and report["latency_p50_ms"] <= report["latency_p95_ms"]
     assert report["gallery"]["fast"]["results"] == 12  # fast mode processes every frame
     assert report["gallery"]["fast"]["mean_faces_per_frame"] == 1.0
+    assert report["gallery"]["fast"]["mean_stage_ms"]["detect"] > 0
     camera = report["gallery"]["camera"]
     assert camera["results"] + camera["dropped_frames"] == camera["frames_read"] >= 12
     assert report["reference_fps"] is None and report["clip"] is None

@@ -179,6 +179,7 @@ def measure(
         frames = results = 0
         seconds = 0.0
         faces_per_frame: list[int] = []
+        stages: list[dict[str, float]] = []
         for video in videos:
             source = VideoFileSource(video, realtime=mode == "camera")
             pipeline = LivePipeline.from_config(config, source=source, factory=lambda: recognizer)
@@ -193,9 +194,13 @@ def measure(
             results += len(collected)
             latencies += [r.latency_ms for r in collected]
             faces_per_frame += [len(r.tracks) for r in collected]
+            stages += [r.stage_ms for r in collected]
             providers = collected[-1].providers if collected else ()
         out[mode] = summarize(results, frames, seconds, latencies)
         out[mode]["mean_faces_per_frame"] = round(float(np.mean(faces_per_frame)), 2)
+        out[mode]["mean_stage_ms"] = {
+            stage: round(float(np.mean([s[stage] for s in stages])), 1) for stage in stages[0]
+        }
     out["providers"] = list(providers)
     return out
 
