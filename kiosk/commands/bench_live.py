@@ -199,7 +199,8 @@ def measure(
         out[mode] = summarize(results, frames, seconds, latencies)
         out[mode]["mean_faces_per_frame"] = round(float(np.mean(faces_per_frame)), 2)
         out[mode]["mean_stage_ms"] = {
-            stage: round(float(np.mean([s[stage] for s in stages])), 1) for stage in stages[0]
+            stage: round(float(np.mean([s[stage] for s in stages])), 1)
+            for stage in (stages[0] if stages else {})
         }
     out["providers"] = list(providers)
     return out
