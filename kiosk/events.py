@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from kiosk.errors import UserError
+
 log = logging.getLogger(__name__)
 
 EVENT_LOG = "events.jsonl"
@@ -50,7 +52,13 @@ class EventLog:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / EVENT_LOG
-        (directory / THUMBNAILS).mkdir(parents=True, exist_ok=True)
+        try:
+            (directory / THUMBNAILS).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(
+                f"cannot create the event log folder {directory}: {error}; "
+                "set [events] dir to a writable folder"
+            ) from error
 
     def append(
         self, name: str, confidence: float, track_id: int, thumbnail: NDArray[np.uint8]

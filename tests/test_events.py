@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from kiosk.errors import UserError
 from kiosk.events import DoorEvent, DoorHooks, EventLog, HookSettings
 
 THUMB = np.full((64, 48, 3), 128, np.uint8)
@@ -44,6 +45,13 @@ def test_event_log_appends_events_with_thumbnails(tmp_path: Path) -> None:
     with log.path.open("a") as stream:  # a write torn by a power cut
         stream.write('{"name": "car')
     assert [e.name for e in EventLog(tmp_path / "events").read()] == ["ada", "bob"]
+
+
+def test_unwritable_event_folder_is_a_user_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(UserError, match="cannot create the event log folder"):
+        EventLog(blocker / "events")
 
 
 def script(tmp_path: Path, body: str) -> tuple[str, ...]:
