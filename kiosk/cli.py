@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "kiosk.commands.liveness_cmd",
     "kiosk.commands.people_cmd",
     "kiosk.commands.enroll_cmd",
+    "kiosk.commands.bench_live",
 ]
 
 

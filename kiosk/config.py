@@ -184,6 +184,67 @@ class EnrollConfig(_Section):
         return self
 
 
+class LiveConfig(_Section):
+    """The door-side live pipeline: where frames come from, and when a track gets a name."""
+
+    source: str = Field(default="0", description="camera index, video file, image folder or URL")
+    loop: bool = Field(default=False, description="restart a video file or folder at its end")
+    realtime: bool = Field(default=True, description="pace files at their fps (camera speed)")
+    detector_input_size: int = Field(default=320, ge=128, le=1920, multiple_of=32)
+    max_faces: int = Field(default=5, ge=1, description="largest faces classified per frame")
+    min_frames: int = Field(default=3, ge=2, description="votes a name needs before it is shown")
+    window: int = Field(default=8, ge=2, description="frames a track's vote looks back over")
+    iou_threshold: float = Field(default=0.3, gt=0.0, lt=1.0)
+    max_missed: int = Field(default=10, ge=0, description="frames a track survives unseen")
+    reclassify_every: int = Field(
+        default=3, ge=1, description="a decided track's face is classified every n-th frame"
+    )
+    retry_initial_s: float = Field(default=1.0, gt=0.0, description="first camera reconnect")
+    retry_max_s: float = Field(default=30.0, gt=0.0, description="longest reconnect delay")
+
+    @model_validator(mode="after")
+    def _check(self) -> LiveConfig:
+        if self.min_frames > self.window:
+            raise ValueError(
+                f"min_frames ({self.min_frames}) must not exceed window ({self.window})"
+            )
+        if self.retry_initial_s > self.retry_max_s:
+            raise ValueError("retry_initial_s must not exceed retry_max_s")
+        return self
+
+
+class EventsConfig(_Section):
+    """The door event log and its optional hooks."""
+
+    enabled: bool = True
+    dir: Path | None = Field(default=None, description="default: the user's data dir / events")
+    command: list[str] = Field(default=[], description="run per event, JSON on stdin")
+    url: str | None = Field(default=None, description="HTTP(S) endpoint that gets a JSON POST")
+    cooldown_s: float = Field(default=10.0, ge=0.0, description="per person, between hooks")
+    hook_timeout_s: float = Field(default=5.0, gt=0.0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.lower().startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
+
+
+class RecognizerConfig(_Section):
+    """What names the faces: an embedding gallery or a CLIP bundle; reloaded when it changes."""
+
+    kind: Literal["gallery", "clip"] = "gallery"
+    path: Path | None = Field(
+        default=None,
+        description="gallery: a folder per person; clip: a bundle file. "
+        "Default: the user's data dir / gallery (or recognizer.bundle)",
+    )
+    gallery_threshold: float = Field(default=0.5, ge=-1.0, le=1.0, description="cosine")
+    reload: bool = Field(default=True, description="rebuild when the path changes on disk")
+    reload_poll_s: float = Field(default=2.0, gt=0.0)
+
+
 class KioskConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     detector: DetectorConfig = DetectorConfig()
@@ -193,6 +254,13 @@ class KioskConfig(_Section):
     ui: UiConfig = UiConfig()
     liveness: LivenessConfig = LivenessConfig()
     enroll: EnrollConfig = EnrollConfig()
+    kiosk: LiveConfig = LiveConfig()
+    events: EventsConfig = EventsConfig()
+    recognizer: RecognizerConfig = RecognizerConfig()
+
+
+def user_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
 
 
 def default_config_path() -> Path:
