@@ -14,6 +14,7 @@ from kiosk.errors import UserError
 # Each module defines register(subparsers) and sets a `handler(args) -> int` default.
 COMMAND_MODULES = [
     "kiosk.commands.models_cmd",
+    "kiosk.commands.eval_cmd",
 ]
 
 
