@@ -168,17 +168,18 @@ class ClipImageEmbedder(_DetectingEmbedder):
     def __init__(
         self, model_name: str, tag: str, model_dir: Path, detector: FaceDetector | None
     ) -> None:
+        # a missing weights file is reported before the slow torch import
+        weights = None if tag == "none" else clip_weights(model_name, tag, model_dir)
         import open_clip
         import torch
 
         super().__init__(detector, align_for_clip, CLIP_SIZE)
         self._tag = tag
         self._model_name = model_name
-        if tag == "none":
+        if weights is None:
             torch.manual_seed(0)  # untrained but the same weights every run
             model = open_clip.create_model(model_name, pretrained=None)
         else:
-            weights = clip_weights(model_name, tag, model_dir)
             if tag == "openai":
                 from open_clip.openai import load_openai_model
 
