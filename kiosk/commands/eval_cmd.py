@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     openset.add_argument(
         "--softmax-threshold", type=float, default=None, help="default: the config's clip.threshold"
     )
+    openset.add_argument(
+        "--target-fnr",
+        type=float,
+        default=0.02,
+        help="FNR at which rules are ranked for the recommendation (default 0.02)",
+    )
     openset.set_defaults(handler=_openset)
 
     robust = verbs.add_parser(
@@ -331,8 +337,9 @@ def _openset(args: argparse.Namespace) -> int:
         args.softmax_threshold if args.softmax_threshold is not None else config.clip.threshold
     )
     correct, rules = rejection_rules(data, softmax_threshold=threshold)
-    report = compare_rules(correct, rules)
-    best = report["rules"][report["recommended"]]
+    report = compare_rules(correct, rules, target_fnr=args.target_fnr)
+    target = f"{args.target_fnr:g}"
+    best = report["rules"][report["recommended"]]["at_fnr"][target]
     ref = report["rules"][report["reference"]]
     payload = {
         "known": str(args.known),
@@ -355,10 +362,13 @@ def _openset(args: argparse.Namespace) -> int:
         **report,
         "recommendation": {
             "rule": report["recommended"],
-            "threshold": best["at_reference_fnr"]["threshold"],
-            "fnr": best["at_reference_fnr"]["fnr"],
-            "fpr": best["at_reference_fnr"]["fpr"],
+            "threshold": best["threshold"],
+            "fnr": best["fnr"],
+            "fpr": best["fpr"],
+            "reference_fnr": ref["default"]["fnr"],
             "reference_fpr": ref["default"]["fpr"],
+            # what EmbeddingGallery(threshold=...) takes today: max cosine at the target FNR
+            "gallery_threshold": report["rules"]["max_cosine"]["at_fnr"][target]["threshold"],
         },
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -376,27 +386,34 @@ def _print_openset(p: dict[str, Any]) -> None:
         f"(no face: {s['known_misses']} known, {s['stranger_misses']} strangers)"
     )
     print(f"closed-set rank-1 of known probes: {_pct(p['closed_set_rank1'])} %")
+    fnrs = list(next(iter(p["rules"].values()))["at_fnr"])
     print(
-        f"\n{'rule':<20} {'thr':>8} {'acc %':>7} {'FPR %':>7} {'FNR %':>7} "
-        f"{'| FPR@FNR %':>11} {'DIR@1% %':>9} {'DIR@0.1% %':>10}"
+        f"\n{'':<19}{'at the default threshold':^32}| {'FPR % at FNR':^{7 * (len(fnrs) + 1)}}"
+        f"| {'DIR % at FPIR':^15}"
+    )
+    print(
+        f"{'rule':<19}{'thr':>8}{'acc %':>8}{'FPR %':>8}{'FNR %':>8} |"
+        + "".join(f"{'ref' if not f else f'{100 * float(f):g}%':>7}" for f in ["", *fnrs])
+        + f" |{'1%':>7}{'0.1%':>7}"
     )
     for name, r in p["rules"].items():
         d = r["default"]
         print(
-            f"{name:<20} {d['threshold']:8.3f} {_pct(d['accuracy']):>7} {_pct(d['fpr']):>7} "
-            f"{_pct(d['fnr']):>7} | {_pct(r['at_reference_fnr']['fpr']):>9} "
-            f"{_pct(r['fpir']['0.01']['dir']):>9} {_pct(r['fpir']['0.001']['dir']):>10}"
+            f"{name:<19}{d['threshold']:8.3f}{_pct(d['accuracy']):>8}{_pct(d['fpr']):>8}"
+            f"{_pct(d['fnr']):>8} |{_pct(r['at_reference_fnr']['fpr']):>7}"
+            + "".join(f"{_pct(r['at_fnr'][f]['fpr']):>7}" for f in fnrs)
+            + f" |{_pct(r['fpir']['0.01']['dir']):>7}{_pct(r['fpir']['0.001']['dir']):>7}"
         )
     rec = p["recommendation"]
     print(
-        f"\nFPR@FNR: each rule's FPR at the FNR of {p['reference']} at its threshold "
-        f"({_pct(p['reference_fnr']).strip()} %)."
+        f"\nref = the FNR of {p['reference']} at its threshold "
+        f"({_pct(p['reference_fnr']).strip()} %). Recommended (lowest FPR at "
+        f"{100 * p['target_fnr']:g} % FNR): {rec['rule']} at {rec['threshold']:.4f}, "
+        f"FPR {_pct(rec['fpr']).strip()} %, FNR {_pct(rec['fnr']).strip()} %; "
+        f"{p['reference']} at its threshold: FPR {_pct(rec['reference_fpr']).strip()} %, "
+        f"FNR {_pct(rec['reference_fnr']).strip()} %."
     )
-    print(
-        f"recommended: {rec['rule']} at {rec['threshold']:.4f}: FPR {_pct(rec['fpr']).strip()} % "
-        f"against {_pct(rec['reference_fpr']).strip()} % for {p['reference']}, "
-        f"FNR {_pct(rec['fnr']).strip()} %"
-    )
+    print(f"gallery threshold (max cosine) at that FNR: {rec['gallery_threshold']:.4f}")
 
 
 # ---------------------------------------------------------------------------------------
