@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -160,3 +162,33 @@ def test_robustness_with_perturbations_and_cloaked_folder(shared: Shared, tmp_pa
     for row in results.values():
         assert 0 <= row["valid_results"] <= row["possible_results"]
     assert main([*args[:-3], "--perturb", "melt", "--no-cache"]) == 2
+
+
+def test_face_recognition_without_dlib_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, model_dir: Path
+) -> None:
+    from models.registry import ModelError
+
+    monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
+    with pytest.raises(ModelError, match=r"clip-face-kiosk\[face-recognition\]"):
+        load_embedder("face_recognition", EmbedderOptions(model_dir))
+
+
+@pytest.mark.slow
+def test_face_recognition_and_untrained_clip_embed_real_faces(
+    shared: Shared, model_dir: Path
+) -> None:
+    images = [
+        image
+        for image in list_images(shared("faces", "face_recognition_examples"))
+        if image.identity == "obama"
+    ][:2]
+    assert len(images) == 2
+    embedders = [load_embedder("clip:RN50:none", EmbedderOptions(model_dir))]
+    if importlib.util.find_spec("dlib") and importlib.util.find_spec("face_recognition_models"):
+        embedders.append(load_embedder("face_recognition", EmbedderOptions(model_dir)))
+    for embedder in embedders:
+        features = extract(images, embedder)
+        assert features.found.all(), embedder.key
+        assert features.embeddings.shape[1] in (1024, 128)
+        assert np.isfinite(features.embeddings).all()
