@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -357,7 +357,6 @@ class Features:
     status: NDArray[np.int8]  # FOUND, NO_FACE or UNREADABLE per image
     seconds: float  # extraction time of this run (cached rows cost nothing)
     from_cache: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def found(self) -> NDArray[np.bool_]:

@@ -204,6 +204,7 @@ def _pct(x: float) -> str:
 
 def _retrieval(args: argparse.Namespace) -> int:
     from models.evaluate import leave_one_out
+    from models.features import NO_FACE, UNREADABLE
 
     images = _images(args.data, args.per_person, args.people)
     results = []
@@ -225,8 +226,8 @@ def _retrieval(args: argparse.Namespace) -> int:
             "images": result.images,
             "identities": len(result.per_identity),
             "misses": result.misses,
-            "unreadable": features.missed(2),
-            "no_face": features.missed(1),
+            "unreadable": features.missed(UNREADABLE),
+            "no_face": features.missed(NO_FACE),
             "valid_results": result.valid_results,
             "seconds": round(seconds, 2),
             "extraction_seconds": round(features.seconds, 2),
