@@ -277,9 +277,9 @@ def retrieval_chart(results: Sequence[dict[str, Any]], path: Path, title: str) -
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
     ax.set_xticks(x, names, rotation=15, ha="right")
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 118)  # room above the bars for the legend
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper left", ncols=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
