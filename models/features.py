@@ -52,7 +52,18 @@ class DatasetError(ValueError):
 @dataclass(frozen=True)
 class LabelledImage:
     path: Path
-    relpath: str  # relative to the data folder, "/"-separated: the cache and mapping key
+    relpath: str  # relative to the data folder, "/"-separated: the mapping and seed key
+
+    @property
+    def cache_key(self) -> str:
+        """The file's absolute path, size and modification time: a replaced or moved
+        image is embedded again, and two data sets never share rows."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return str(self.path.absolute())
+        return f"{self.path.absolute()}|{st.st_size}|{st.st_mtime_ns}"
+
     identity: str
 
 
@@ -371,7 +382,7 @@ class Features:
 
 
 class FeatureCache:
-    """Chunks of (relpath, status, embedding) in a folder named by a hash of what produced
+    """Chunks of (image cache key, status, embedding) in a folder named by a hash of what produced
     them. Each chunk is written atomically, so an interrupted run loses at most one."""
 
     def __init__(self, root: Path, key: str) -> None:
@@ -383,13 +394,13 @@ class FeatureCache:
         for chunk in sorted(self.dir.glob("chunk_*.npz")):
             with np.load(chunk, allow_pickle=False) as data:
                 for rel, status, vector in zip(
-                    data["relpaths"], data["status"], data["embeddings"], strict=True
+                    data["keys"], data["status"], data["embeddings"], strict=True
                 ):
                     done[str(rel)] = (int(status), vector.astype(np.float32))
         return done
 
     def write(
-        self, relpaths: Sequence[str], status: Sequence[int], embeddings: NDArray[np.float32]
+        self, keys: Sequence[str], status: Sequence[int], embeddings: NDArray[np.float32]
     ) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "key.json"
@@ -400,7 +411,7 @@ class FeatureCache:
         with os.fdopen(fd, "wb") as handle:
             np.savez(
                 handle,
-                relpaths=np.array(relpaths, dtype=str),
+                keys=np.array(keys, dtype=str),
                 status=np.array(status, np.int8),
                 embeddings=embeddings.astype(np.float32),
             )
@@ -455,7 +466,8 @@ def extract(
     if cache_dir is not None:
         cache = FeatureCache(cache_dir, f"{embedder.key}|{cache_tag}")
         done = cache.load()
-    todo = [image for image in images if image.relpath not in done]
+    keys = [image.cache_key for image in images]
+    todo = [image for image, key in zip(images, keys, strict=True) if key not in done]
     start = time.perf_counter()
     pending_rel: list[str] = []
     pending_status: list[int] = []
@@ -484,13 +496,14 @@ def extract(
             vector = next(vectors) if status == FOUND else None
             if vector is not None:
                 dim = len(vector)
-            done[item.relpath] = (
+            key = item.cache_key
+            done[key] = (
                 status,
                 np.asarray(vector, np.float32) if vector is not None else np.zeros(0, np.float32),
             )
-            pending_rel.append(item.relpath)
+            pending_rel.append(key)
             pending_status.append(status)
-            pending_vec.append(done[item.relpath][1])
+            pending_vec.append(done[key][1])
         if len(pending_rel) >= chunk_size:
             _pad_pending(pending_vec)
             flush()
@@ -507,8 +520,8 @@ def extract(
             break
     embeddings = np.zeros((len(images), dim), np.float32)
     status_arr = np.empty(len(images), np.int8)
-    for row, item in enumerate(images):
-        status, vector = done[item.relpath]
+    for row, key in enumerate(keys):
+        status, vector = done[key]
         status_arr[row] = status
         if status == FOUND:
             embeddings[row] = vector

@@ -95,6 +95,14 @@ def test_cache_resumes_after_an_interrupted_run(shared: Shared, tmp_path: Path) 
     assert np.allclose(full.embeddings[:4], partial.embeddings, atol=1e-6)
     fresh = extract(images, embedder)
     assert np.allclose(full.embeddings, fresh.embeddings, atol=1e-5)
+    # a replaced image is embedded again; the same names in another folder share nothing
+    shutil.copy(images[-1].path, images[0].path)
+    changed = extract(images, embedder, cache_dir=tmp_path / "c")
+    assert changed.from_cache == len(images) - 1
+    assert np.allclose(changed.embeddings[0], changed.embeddings[-1], atol=1e-5)
+    shutil.copytree(data, tmp_path / "copy")
+    copied = extract(list_images(tmp_path / "copy"), embedder, cache_dir=tmp_path / "c")
+    assert copied.from_cache == 0
 
 
 def test_user_errors_are_clear(
@@ -192,3 +200,14 @@ def test_face_recognition_and_untrained_clip_embed_real_faces(
         assert features.found.all(), embedder.key
         assert features.embeddings.shape[1] in (1024, 128)
         assert np.isfinite(features.embeddings).all()
+
+
+def test_index_bench_writes_json_and_backends_agree(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["eval", "index-bench", "--n", "3000", "--dim", "32", "--queries", "50"]
+    assert main([*args, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["n"], result["dim"], result["queries"]) == (3000, 32, 50)
+    assert result["numpy"]["seconds"] > 0
+    if "faiss" in result:
+        assert result["agree"] is True
