@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kiosk.errors import UserError
 
@@ -62,11 +69,84 @@ class TrainConfig(_Section):
     )
 
 
+class TrialsConfig(_Section):
+    duration: float = Field(default=5.0, gt=0.0, le=60.0, description="trial window, seconds")
+    min_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="share of face frames a name needs to win"
+    )
+    target_fpr: float = Field(default=0.02, ge=0.0, le=1.0, description="for threshold analysis")
+    database: Path | None = Field(
+        default=None, description="trials SQLite file; else the user's data directory"
+    )
+
+
+class UiConfig(_Section):
+    operator_pin: str | None = Field(
+        default=None,
+        description="hash of the operator PIN made by `kiosk pin` (never the PIN itself); "
+        "full-screen kiosk mode needs one",
+    )
+    poll_ms: int = Field(default=15, ge=5, le=200, description="how often the window polls")
+
+    @field_validator("operator_pin")
+    @classmethod
+    def _is_pin_hash(cls, value: str | None) -> str | None:
+        from kiosk.pin import parse_pin_hash
+
+        if value is not None:
+            parse_pin_hash(value)  # its ValueError says what is wrong
+        return value
+
+
+class LivenessConfig(_Section):
+    """Anti-spoofing: MiniFASNet scores averaged over a track's frames, plus a head-turn cue."""
+
+    enabled: bool = True
+    live_threshold: float = Field(
+        default=0.6, gt=0.0, lt=1.0, description="mean live score at or above which a track is live"
+    )
+    spoof_threshold: float = Field(
+        default=0.3, gt=0.0, lt=1.0, description="mean live score at or below which it is not live"
+    )
+    min_frames: int = Field(default=5, ge=1, description="passive checks before any decision")
+    window: int = Field(default=15, ge=1, description="the most recent checks that are averaged")
+    recheck_every: int = Field(
+        default=3, ge=1, description="once decided, check a track's face every Nth frame"
+    )
+    alternate_models: bool = Field(
+        default=True,
+        description="each check runs one MiniFASNet in turn (half the cost); the window "
+        "average still fuses both",
+    )
+    active_cue: bool = Field(
+        default=True, description="ask for a small head turn when the passive score is uncertain"
+    )
+    turn_threshold: float = Field(
+        default=0.12, gt=0.0, lt=1.0, description="nose shift, in eye distances, that is a turn"
+    )
+    prompt: str = "Please turn your head slightly to one side"
+    min_face_px: int = Field(
+        default=40, ge=1, description="smaller faces are not judged (MiniFASNet misjudges them)"
+    )
+    closer_prompt: str = "Please come closer"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LivenessConfig:
+        if self.spoof_threshold >= self.live_threshold:
+            raise ValueError("spoof_threshold must be below live_threshold")
+        if self.min_frames > self.window:
+            raise ValueError("min_frames must not exceed window")
+        return self
+
+
 class KioskConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     detector: DetectorConfig = DetectorConfig()
     clip: ClipConfig = ClipConfig()
     train: TrainConfig = TrainConfig()
+    trials: TrialsConfig = TrialsConfig()
+    ui: UiConfig = UiConfig()
+    liveness: LivenessConfig = LivenessConfig()
 
 
 def default_config_path() -> Path:
@@ -94,12 +174,17 @@ def load_config(path: Path | None = None) -> KioskConfig:
         raise UserError(f"config file {path}: {format_validation_error(error)}") from error
 
 
+SECRET_KEYS = {("operator_pin",)}
+
+
 def format_validation_error(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             parts.append(f"unknown key '{where}'")
+        elif item["loc"][-1:] in SECRET_KEYS:
+            parts.append(f"'{where}': {item['msg']}")  # never echo a secret to the screen
         else:
             parts.append(f"'{where}': {item['msg']} (got {item.get('input')!r})")
     return "; ".join(parts)

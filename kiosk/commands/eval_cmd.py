@@ -261,16 +261,16 @@ def _retrieval(args: argparse.Namespace) -> int:
 def retrieval_chart(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     """Grouped bars of top-1 and top-5 per embedder, like the paper's Figure 3."""
     try:
-        import matplotlib
-    except ImportError:
-        raise UserError("--chart needs matplotlib: pip install 'clip-face-kiosk[eval]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        # a bare Figure: no pyplot, so no global backend state (the GUI may share it)
+        from matplotlib.figure import Figure
+    except ImportError:  # installations such as the door bundle leave matplotlib out
+        raise UserError("--chart needs matplotlib: pip install matplotlib") from None
     import numpy as np
 
     names = [row["embedder"] for row in results]
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(names) + 2), 4.0))
+    fig = Figure(figsize=(max(4.0, 1.6 * len(names) + 2), 4.0))
+    ax = fig.subplots()
     for offset, key, label in ((-0.2, "top1", "top-1"), (0.2, "top5", "top-5")):
         values = [100 * row[key] for row in results]
         bars = ax.bar(x + offset, values, 0.4, label=label)
@@ -284,8 +284,7 @@ def retrieval_chart(results: Sequence[dict[str, Any]], path: Path, title: str) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
     os.close(fd)
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    fig.savefig(tmp, dpi=120, format="png")
     os.replace(tmp, path)
 
 
