@@ -385,9 +385,12 @@ class FeatureCache:
     """Chunks of (image cache key, status, embedding) in a folder named by a hash of what produced
     them. Each chunk is written atomically, so an interrupted run loses at most one."""
 
+    FORMAT = 2  # bump when the chunk layout changes: old chunks are then ignored
+
     def __init__(self, root: Path, key: str) -> None:
         self.key = key
-        self.dir = root / hashlib.sha256(key.encode()).hexdigest()[:20]
+        digest = hashlib.sha256(f"v{self.FORMAT}|{key}".encode()).hexdigest()[:20]
+        self.dir = root / digest
 
     def load(self) -> dict[str, tuple[int, NDArray[np.float32]]]:
         done: dict[str, tuple[int, NDArray[np.float32]]] = {}
