@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -395,11 +396,13 @@ class FeatureCache:
     def load(self) -> dict[str, tuple[int, NDArray[np.float32]]]:
         done: dict[str, tuple[int, NDArray[np.float32]]] = {}
         for chunk in sorted(self.dir.glob("chunk_*.npz")):
-            with np.load(chunk, allow_pickle=False) as data:
-                for rel, status, vector in zip(
-                    data["keys"], data["status"], data["embeddings"], strict=True
-                ):
-                    done[str(rel)] = (int(status), vector.astype(np.float32))
+            try:
+                with np.load(chunk, allow_pickle=False) as data:
+                    rows = list(zip(data["keys"], data["status"], data["embeddings"], strict=True))
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                continue  # a damaged chunk: its images are simply embedded again
+            for key, status, vector in rows:
+                done[str(key)] = (int(status), vector.astype(np.float32))
         return done
 
     def write(
@@ -409,7 +412,8 @@ class FeatureCache:
         meta = self.dir / "key.json"
         if not meta.exists():
             meta.write_text(json.dumps({"key": self.key}), encoding="utf-8")
-        number = len(list(self.dir.glob("chunk_*.npz")))
+        numbers = [int(p.stem.split("_")[1]) for p in self.dir.glob("chunk_*.npz")]
+        number = max(numbers, default=-1) + 1  # never reuses a name, even after deletions
         fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             np.savez(

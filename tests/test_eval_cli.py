@@ -92,6 +92,13 @@ def test_cache_resumes_after_an_interrupted_run(shared: Shared, tmp_path: Path) 
     partial = extract(images[:4], embedder, cache_dir=tmp_path / "c", chunk_size=2)
     full = extract(images, embedder, cache_dir=tmp_path / "c", chunk_size=2)
     assert full.from_cache == 4
+    # a damaged chunk costs only its images, which are embedded again
+    chunks = sorted((tmp_path / "c").rglob("chunk_*.npz"))
+    assert len(chunks) == 2  # one per run: a chunk is written after a whole batch
+    chunks[0].write_bytes(b"garbage")
+    healed = extract(images, embedder, cache_dir=tmp_path / "c", chunk_size=2)
+    assert healed.from_cache == 2
+    assert np.allclose(healed.embeddings, full.embeddings, atol=1e-6)
     assert np.allclose(full.embeddings[:4], partial.embeddings, atol=1e-6)
     fresh = extract(images, embedder)
     assert np.allclose(full.embeddings, fresh.embeddings, atol=1e-5)
