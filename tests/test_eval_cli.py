@@ -130,6 +130,11 @@ def test_user_errors_are_clear(
     assert "RN50.pt" in err and "kiosk models fetch clip_rn50_openai" in err
     assert main([*base, "--data", str(lfw), "--embedder", "clip:ViT-Q-99:laion"]) == 2
     assert "no CLIP weights ViT-Q-99:laion" in capsys.readouterr().err
+    openset = ["eval", "openset", "--known", str(lfw), "--unknown", str(lfw)]
+    assert main([*openset, "--embedder", "mobilefacenet_128d", "--target-fnr", "2"]) == 2
+    assert "--target-fnr must be between 0 and 1" in capsys.readouterr().err
+    assert main([*openset, "--embedder", "mobilefacenet_128d", "--no-cache"]) == 2
+    assert "both known and strangers" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     openset.add_argument(
         "--unknown", type=Path, required=True, help="strangers: one sub-folder per person"
     )
-    _embedder_args(openset, many=False)
+    _embedder_args(openset, many=False, index=False)
     openset.add_argument("--enroll", type=int, default=5, help="enrollment photos per person")
     openset.add_argument(
         "--held-out", type=int, default=2, help="held-out enrollment photos (calibration)"
@@ -94,7 +94,7 @@ def _data_args(parser: argparse.ArgumentParser, flag: str, what: str) -> None:
     parser.add_argument("--people", type=int, default=0, help="use the first N people (0 = all)")
 
 
-def _embedder_args(parser: argparse.ArgumentParser, many: bool) -> None:
+def _embedder_args(parser: argparse.ArgumentParser, many: bool, index: bool = True) -> None:
     parser.add_argument(
         "--embedder",
         action="append" if many else "store",
@@ -117,9 +117,10 @@ def _embedder_args(parser: argparse.ArgumentParser, many: bool) -> None:
         help="feature cache folder (default: the user cache dir); resumes interrupted runs",
     )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write a cache")
-    parser.add_argument(
-        "--index", choices=["auto", "numpy", "faiss"], default="auto", help="flat L2 backend"
-    )
+    if index:
+        parser.add_argument(
+            "--index", choices=["auto", "numpy", "faiss"], default="auto", help="flat L2 backend"
+        )
     parser.add_argument("--json", type=Path, help="write the results as JSON")
 
 
@@ -297,6 +298,10 @@ def _openset(args: argparse.Namespace) -> int:
     from models.evaluate import OpenSetData, compare_rules, rejection_rules, split_known
 
     config = load_config(args.config)
+    if args.enroll < 1 or args.held_out < 1:
+        raise UserError("--enroll and --held-out must be at least 1")
+    if not 0.0 < args.target_fnr < 1.0:
+        raise UserError(f"--target-fnr must be between 0 and 1, got {args.target_fnr}")
     known_images = _images(args.known, args.per_person, args.people)
     stranger_images = _images(args.unknown)
     overlap = {i.identity for i in known_images} & {i.identity for i in stranger_images}
@@ -424,6 +429,8 @@ def _robustness(args: argparse.Namespace) -> int:
 
     from models.evaluate import PERTURBATIONS, perturb, query_against_index
 
+    if args.queries_per_person < 1:
+        raise UserError("--queries-per-person must be at least 1")
     images = _images(args.data, args.per_person, args.people)
     if args.perturb == "all":
         kinds = list(PERTURBATIONS)
