@@ -44,9 +44,10 @@ def knn_l2(
 ) -> tuple[FloatArray, NDArray[np.int64]]:
     """Exact k nearest rows of ``index`` for each query: (squared L2 distances, indices).
 
-    Ties are broken by the lower distance, then the lower index. ``auto`` takes faiss-cpu's
-    flat index when it is installed: at 200k x 1024 it answered 1.2x faster than numpy on
-    this project's 2-core machines (`kiosk eval index-bench`); both give the same answers.
+    Results are ordered by distance; numpy breaks exact ties by the lower index, faiss
+    makes no such promise. ``auto`` takes faiss-cpu's flat index when it is installed: at
+    200k x 1024 it answered 1.2x faster than numpy on this project's 2-core machines
+    (`kiosk eval index-bench`), with the same nearest neighbours.
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     index = np.ascontiguousarray(index, dtype=np.float32)
