@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "kiosk.commands.people_cmd",
     "kiosk.commands.enroll_cmd",
     "kiosk.commands.bench_live",
+    "kiosk.commands.eval_cmd",
 ]
 
 
