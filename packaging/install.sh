@@ -32,7 +32,7 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # shellcheck disable=SC2086
 "${PIP[@]}" install $TORCH_SPEC
-"${PIP[@]}" install -e ".[dev]"
+"${PIP[@]}" install -e ".[dev,eval,face-recognition]"
 ORT_GPU_VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("onnxruntime-gpu"))')
 "${PIP[@]}" uninstall -y onnxruntime onnxruntime-gpu
 "${PIP[@]}" install --no-deps --force-reinstall "onnxruntime-gpu==$ORT_GPU_VERSION"

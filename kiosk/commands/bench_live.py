@@ -290,7 +290,7 @@ def import_face_recognition() -> tuple[types.ModuleType | None, str]:
     """The face_recognition module, or None and why not."""
     if importlib.util.find_spec("face_recognition") is None:
         return None, (
-            "face_recognition is not installed: pip install 'clip-face-kiosk[bench]' && "
+            "face_recognition is not installed: pip install 'clip-face-kiosk[face-recognition]' && "
             "pip install --no-deps face_recognition"
         )
     if importlib.util.find_spec("pkg_resources") is None:
