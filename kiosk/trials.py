@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kiosk.errors import UserError
+from kiosk.results import FrameResult, TrackView
 from models.recognizer import Prediction
 
 if TYPE_CHECKING:
@@ -644,6 +645,41 @@ class TrialSession:
 
     def confusion(self) -> ConfusionMatrix:
         return confusion_matrix(self.results, self.enrolled_names())
+
+
+def track_live(view: TrackView, liveness: bool) -> bool | None:
+    """A track's liveness as a trial records it: False when the pipeline drew it not live;
+    True when a liveness check runs and the track was named (only a live track may be);
+    otherwise None (undecided, or no liveness check)."""
+    if view.state == "not_live":
+        return False
+    return True if liveness and view.state == "recognized" else None
+
+
+def record_live_result(
+    session: TrialSession, result: FrameResult, *, liveness: bool
+) -> FrameDecision | None:
+    """Add one live-pipeline result to the session's active trial (any thread).
+
+    The largest face stands for the participant; its newest single-frame prediction
+    (``TrackView.raw_best``/``raw_confidence``, not the track's voted label) is judged
+    with the session's threshold. A frame without a face is a "no face" frame.
+    """
+    if not result.tracks:
+        return session.add_frame(result.captured_at, None)
+    track = max(result.tracks, key=lambda t: (t.box[2] - t.box[0]) * (t.box[3] - t.box[1]))
+    if track.raw_best is None or track.raw_confidence is None:
+        return None  # a face the recognizer has not answered for: it adds no evidence
+    confidence = track.raw_confidence
+    name = track.raw_best if confidence >= session.threshold else None
+    x1, y1, x2, y2 = (max(0, int(v)) for v in track.box)
+    crop = result.frame[y1:y2, x1:x2]
+    return session.add_frame(
+        result.captured_at,
+        Prediction(name, track.raw_best, confidence),
+        face_crop=crop if crop.size else None,
+        live=track_live(track, liveness),
+    )
 
 
 def encode_thumbnail(crop: np.ndarray, size: int = 64) -> bytes | None:
