@@ -1,4 +1,8 @@
-"""`kiosk trials simulate|sessions|export`: deployment trials, offline and from the log."""
+"""`kiosk trials [simulate|sessions|export]`: deployment trials, live, offline and from the log.
+
+Without a verb, ``kiosk trials`` opens the operator console: the live camera view beside
+the trials panel, fed by the same live pipeline as ``kiosk run``.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +20,27 @@ from kiosk.config import APP_NAME, KioskConfig, load_config
 from kiosk.errors import UserError
 
 if TYPE_CHECKING:
+    from kiosk.pipeline import LivePipeline
     from kiosk.trials import TrialSession
 
 RECOGNIZERS = ("gallery",)  # "clip" joins once the CLIP recognizer bundle exists
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("trials", help="five-second deployment trials")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    parser = subparsers.add_parser(
+        "trials",
+        help="five-second deployment trials (no verb: the live operator console)",
+    )
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="console: camera index, video file, stream URL or image folder (default: config's)",
+    )
+    parser.add_argument(
+        "--db", type=Path, default=None, help="trials SQLite file (default: the user's data dir)"
+    )
+    parser.set_defaults(handler=_console)
+    verbs = parser.add_subparsers(dest="verb", required=False, metavar="VERB")
 
     sim = verbs.add_parser(
         "simulate",
@@ -137,6 +154,55 @@ def _print_summary(summary: dict[str, object]) -> None:
     print(
         f"accuracy {pct(summary['accuracy'])}  FPR {pct(summary['fpr'])}  FNR {pct(summary['fnr'])}"
     )
+
+
+def enrolled_roster(config: KioskConfig) -> list[str]:
+    """The names of the people in the store who have enrollment photos."""
+    from enroll.store import open_store
+
+    with open_store(config.enroll) as people:
+        return [person.name for person in people.people() if person.photo_count > 0]
+
+
+def trials_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
+    """The live pipeline for trials: ``kiosk run``'s, classifying every frame of a track
+    (``reclassify_every = 1``) so each frame of a trial carries a fresh prediction."""
+    from kiosk.pipeline import LivePipeline
+
+    live = config.kiosk.model_copy(update={"reclassify_every": 1})
+    return LivePipeline.from_config(config.model_copy(update={"kiosk": live}), source=source)
+
+
+def _console(args: argparse.Namespace) -> int:
+    from kiosk.trials import Participant
+    from kiosk.trials_store import TrialStore
+    from kiosk.ui import application
+    from kiosk.ui.trials_window import TrialsWindow
+
+    config = load_config(args.config)
+    app = application()
+    roster = enrolled_roster(config)
+    pipeline = trials_pipeline(config, args.source)
+    source = args.source if args.source is not None else config.kiosk.source
+    with TrialStore(args.db if args.db is not None else default_database(config)) as store:
+        session = store.create_session(
+            label=f"live {source}",
+            duration=config.trials.duration,
+            threshold=pipeline.recognizers.current().threshold,
+            min_share=config.trials.min_share,
+            recognizer=config.recognizer.kind,
+            participants=[Participant(name, enrolled=True) for name in roster],
+        )
+        window = TrialsWindow(
+            pipeline, session, liveness=config.liveness.enabled, poll_ms=config.ui.poll_ms
+        )
+        if not roster:
+            window.panel.message.setText("nobody is enrolled yet: add visitors, or enroll first")
+        window.start()
+        try:
+            return int(app.exec())
+        finally:
+            window.shutdown()
 
 
 def _simulate(args: argparse.Namespace) -> int:
