@@ -375,6 +375,36 @@ def frame_rates(results: Sequence[TrialResult]) -> dict[str, float | int | None]
     }
 
 
+def liveness_refusals(results: Sequence[TrialResult], min_share: float = 0.5) -> dict[str, object]:
+    """How often the liveness check refused real people (every participant but attacks).
+
+    A trial is *refused by liveness* when its answer with liveness is "rejected" but the
+    same frames without it would have given a name; a track *ended not live* when its
+    last face frame was found not live. ``participants`` names each real participant
+    with at least one trial refused by liveness.
+    """
+    real = [r for r in results if not r.participant.attack and r.face_frames]
+    refused = [
+        r
+        for r in real
+        if r.answer == REJECTED
+        and decide_answer([replace(f, live=None) for f in r.frames], min_share) != REJECTED
+    ]
+    ended_not_live = undecided = 0
+    for result in real:
+        last = [f.live for f in result.frames if f.face][-1]
+        ended_not_live += last is False
+        undecided += last is None
+    return {
+        "tracks": len(real),
+        "ended_not_live": ended_not_live,
+        "ended_undecided": undecided,
+        "refused_by_liveness": len(refused),
+        "refused_rate": _rate(len(refused), len(real)),
+        "participants": sorted({r.participant.name for r in refused}),
+    }
+
+
 @dataclass(frozen=True)
 class ParticipantSummary:
     participant: Participant

@@ -431,3 +431,49 @@ def test_attack_trials_and_liveness_persist_and_export(tmp_path: Path) -> None:
         ("attack", "False", "5"),
         ("attack", "True", "0"),
     ]
+
+
+def test_liveness_refusals_count_real_people_refused() -> None:
+    from kiosk.trials import liveness_refusals
+
+    carol = Participant("carol", enrolled=False)
+    results = [
+        judge(
+            ALICE,
+            live_frames(("alice", 0.9, False), ("alice", 0.9, False)),
+            started_at=0,
+            duration=5,
+        ),
+        judge(
+            ALICE,
+            live_frames(("alice", 0.9, False), ("alice", 0.9, True)),
+            started_at=5,
+            duration=5,
+        ),
+        judge(
+            ALICE,
+            live_frames(("alice", 0.9, True), ("alice", 0.9, None)),
+            started_at=10,
+            duration=5,
+        ),
+        # a stranger refused by liveness who would have been named: still a wrong refusal
+        judge(
+            carol, live_frames(("bob", 0.9, False), ("bob", 0.9, False)), started_at=15, duration=5
+        ),
+        # rejected by the recognizer anyway: liveness changed nothing
+        judge(
+            BOB, live_frames(("bob", 0.3, False), ("bob", 0.2, False)), started_at=20, duration=5
+        ),
+        judge(
+            ATTACK,
+            live_frames(("alice", 0.9, False), ("alice", 0.9, False)),
+            started_at=25,
+            duration=5,
+        ),
+    ]
+    summary = liveness_refusals(results)
+    assert summary["tracks"] == 5  # the attack is left out
+    assert summary["refused_by_liveness"] == 2
+    assert summary["participants"] == ["alice", "carol"]
+    assert summary["ended_not_live"] == 3 and summary["ended_undecided"] == 1
+    assert summary["refused_rate"] == pytest.approx(2 / 5)

@@ -154,6 +154,19 @@ def _print_summary(summary: dict[str, object]) -> None:
     print(
         f"accuracy {pct(summary['accuracy'])}  FPR {pct(summary['fpr'])}  FNR {pct(summary['fnr'])}"
     )
+    if summary["attack_refused"] or summary["attack_accepted"]:
+        print(
+            f"attacks refused {summary['attack_refused']}  accepted {summary['attack_accepted']}"
+            f"  APCER {pct(summary['apcer'])}"
+        )
+    liveness = summary.get("liveness")
+    if isinstance(liveness, dict) and liveness.get("enabled"):
+        print(
+            f"liveness: {liveness['refused_by_liveness']} of {liveness['tracks']} live trials"
+            f" wrongly refused ({', '.join(liveness['participants']) or 'nobody'});"
+            f" {liveness['ended_not_live']} tracks ended not live,"
+            f" {liveness['ended_undecided']} undecided"
+        )
 
 
 def enrolled_roster(config: KioskConfig) -> list[str]:
@@ -206,6 +219,7 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from kiosk.trials import liveness_refusals
     from kiosk.trials_sim import (
         DEFAULT_ENROLLED,
         DEFAULT_VISITORS,
@@ -249,6 +263,17 @@ def _simulate(args: argparse.Namespace) -> int:
     threshold = 0.5 if args.threshold is None else args.threshold
     factory = gallery_factory(registry.model_path("mobilefacenet_128d", model_dir), threshold)
     duration = args.duration if args.duration is not None else config.trials.duration
+    monitor = None
+    if config.liveness.enabled:
+        from kiosk.liveness import LivenessMonitor
+        from models.liveness import LivenessChecker
+
+        checker = LivenessChecker.from_dir(
+            model_dir, device=config.models.device, threads=config.models.threads
+        )
+        monitor = LivenessMonitor(config.liveness, checker)
+    else:
+        print("liveness: skipped ([liveness] enabled = false)", file=sys.stderr)
 
     with TrialStore(args.db if args.db is not None else Path(":memory:")) as store:
         session = store.create_session(
@@ -265,9 +290,15 @@ def _simulate(args: argparse.Namespace) -> int:
             session,
             enroll_seconds=args.enroll_seconds,
             stride=args.stride,
+            enroll_config=config.enroll,
+            liveness=monitor,
             leave_one_out=args.leave_one_out,
             progress=lambda line: print(line, file=sys.stderr),
         )
+        liveness: dict[str, object] = {"enabled": monitor is not None}
+        if monitor is not None:
+            liveness |= liveness_refusals(session.results, session.min_share)
+            liveness["checks"] = timings.liveness_checks
         extra = {
             "recognizer": args.recognizer,
             "detector": f"{detector.name}@{args.detector_size}",
@@ -280,6 +311,7 @@ def _simulate(args: argparse.Namespace) -> int:
             "enroll_s": round(timings.enroll_s, 2),
             "trials_s": round(timings.trials_s, 2),
             "ms_per_frame": round(1000 * timings.trials_s / max(timings.frames, 1), 1),
+            "liveness": liveness,
         }
         summary = _write_outputs(args, config, session, extra)
     _print_summary(summary)
