@@ -477,3 +477,51 @@ def test_liveness_refusals_count_real_people_refused() -> None:
     assert summary["participants"] == ["alice", "carol"]
     assert summary["ended_not_live"] == 3 and summary["ended_undecided"] == 1
     assert summary["refused_rate"] == pytest.approx(2 / 5)
+
+
+def test_live_results_record_the_largest_face_raw_prediction_and_liveness() -> None:
+    from kiosk.results import FrameResult
+    from kiosk.tracking import Tracker, TrackerSettings
+    from kiosk.trials import record_live_result
+    from models.detector import Face
+
+    def face(x: float, size: float) -> Face:
+        box = np.array([x, 100, x + size, 100 + size], dtype=np.float32)
+        return Face(box=box, score=0.9, kps=np.zeros((5, 2), dtype=np.float32))
+
+    vetoed: set[int] = set()
+    tracker = Tracker(TrackerSettings(min_frames=2, window=4), veto=lambda t, f, _: t in vetoed)
+    image = np.full((400, 600, 3), 90, dtype=np.uint8)
+    answers = [  # (small face's prediction, large face's prediction) per frame
+        (Prediction("bob", "bob", 0.99), Prediction("alice", "alice", 0.9)),
+        (Prediction("bob", "bob", 0.99), Prediction(None, "alice", 0.6)),
+        (Prediction("bob", "bob", 0.99), Prediction("alice", "alice", 0.95)),
+        (Prediction("bob", "bob", 0.99), Prediction("alice", "alice", 0.97)),
+    ]
+    session = TrialSession(duration=5.0, threshold=0.8)
+    session.add_participant("alice", enrolled=True)
+    session.start("alice", now=0.0, wall_clock=0.0)
+    for i, pair in enumerate(answers):
+        if i == 3:
+            vetoed.add(2)  # the large face's track (id 2) is found not live
+        updates = tracker.update(image, [face(10, 40), face(200, 150)], lambda _, p=pair: list(p))
+        result = FrameResult(
+            frame_index=i,
+            frame=image,
+            captured_at=0.1 * i,
+            tracks=tuple(u.view for u in updates),
+        )
+        record_live_result(session, result, liveness=True)
+    empty = FrameResult(frame_index=4, frame=image, captured_at=0.4, tracks=())
+    record_live_result(session, empty, liveness=True)
+    recorded = session.finish().frames
+    assert [(f.best, f.confidence, f.accepted) for f in recorded[:4]] == [
+        ("alice", 0.9, "alice"),
+        ("alice", 0.6, None),  # the raw frame, not the track's voted label
+        ("alice", 0.95, "alice"),
+        ("alice", 0.97, "alice"),
+    ]
+    # pending twice, recognized (liveness on: only a live track is named), then not live
+    assert [f.live for f in recorded[:4]] == [None, None, True, False]
+    assert recorded[3].named is None
+    assert not recorded[4].face
