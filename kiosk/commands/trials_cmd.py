@@ -90,18 +90,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sim.add_argument(
         "--db",
         type=Path,
-        default=None,
+        default=argparse.SUPPRESS,  # keeps a --db given before the verb
         help="save the session in this SQLite file (default: in memory only)",
     )
     _add_outputs(sim)
     sim.set_defaults(handler=_simulate)
 
     sessions = verbs.add_parser("sessions", help="list the sessions in a trials database")
-    sessions.add_argument("--db", type=Path, default=None, help="trials SQLite file")
+    sessions.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="trials SQLite file")
     sessions.set_defaults(handler=_sessions)
 
     export = verbs.add_parser("export", help="export a saved session (CSV, JSON, HTML report)")
-    export.add_argument("--db", type=Path, default=None, help="trials SQLite file")
+    export.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="trials SQLite file")
     export.add_argument("--session", type=int, default=None, help="session id (default: latest)")
     _add_outputs(export)
     export.set_defaults(handler=_export)
