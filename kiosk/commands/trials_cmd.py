@@ -206,9 +206,10 @@ def _console(args: argparse.Namespace) -> int:
             recognizer=config.recognizer.kind,
             participants=[Participant(name, enrolled=True) for name in roster],
         )
-        window = TrialsWindow(
-            pipeline, session, liveness=config.liveness.enabled, poll_ms=config.ui.poll_ms
-        )
+        # Liveness reaches the tracks through the tracker's veto; without one no check
+        # runs, and a named track must not be recorded as live.
+        liveness = config.liveness.enabled and pipeline.tracker.veto is not None
+        window = TrialsWindow(pipeline, session, liveness=liveness, poll_ms=config.ui.poll_ms)
         if not roster:
             window.panel.message.setText("nobody is enrolled yet: add visitors, or enroll first")
         window.start()
