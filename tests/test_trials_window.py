@@ -55,8 +55,12 @@ def test_console_runs_a_live_trial(
         kiosk=LiveConfig(loop=True, realtime=True, reclassify_every=1),
         events=EventsConfig(enabled=False),
     )
+    spoof = {"on": False}  # a stand-in liveness veto the test switches for the attack trial
     pipeline = LivePipeline.from_config(
-        config, source=str(shared("videos", "solo_01.mp4")), factory=lambda: gallery
+        config,
+        source=str(shared("videos", "solo_01.mp4")),
+        factory=lambda: gallery,
+        veto=lambda track_id, frame, face: spoof["on"],
     )
     store = TrialStore(tmp_path / "trials.sqlite")
     session = store.create_session(
@@ -64,7 +68,7 @@ def test_console_runs_a_live_trial(
     )
     session.add_participant("solo_01", enrolled=True)
     session.add_participant("photo of solo_02", enrolled=False, attack=True)
-    window = TrialsWindow(pipeline, session, liveness=False, poll_ms=20)
+    window = TrialsWindow(pipeline, session, liveness=True, poll_ms=20)
     qtbot.addWidget(window)
     try:
         window.start()
@@ -76,17 +80,28 @@ def test_console_runs_a_live_trial(
         result = blocker.args[0]
         assert isinstance(result, TrialResult)
         assert result.face_frames >= 5  # 25 fps video paced in real time for 1 s
-        assert all(f.live is None for f in result.frames)  # no liveness check ran
+        assert any(f.live is True for f in result.frames)  # named, so found live
+        assert not any(f.live is False for f in result.frames)
         assert result.outcome is Outcome.TP and result.answer == "solo_01"
         assert result.thumbnail
         assert window.overlay.text() == "TP\nsolo_01"
         assert window.panel.metric_labels["tp"].text() == "1"
+        # An attack: the same face held up, now found not live: refused, not named.
+        spoof["on"] = True
+        window.panel.roster.setCurrentRow(1)
+        with qtbot.waitSignal(window.panel.trial_finished, timeout=20000) as blocker:
+            window.panel.start_trial()
+        attack = blocker.args[0]
+        faces = [f for f in attack.frames if f.face]
+        assert faces and all(f.live is False and f.best == "solo_01" for f in faces)
+        assert attack.outcome is Outcome.ATTACK_REFUSED
+        assert window.panel.metric_labels["apcer"].text() == "0.0%"
         window.grab()
     finally:
         window.shutdown()
     with store:
         saved = store.load_session().results
-    assert [r.outcome for r in saved] == [Outcome.TP]
+    assert [r.outcome for r in saved] == [Outcome.TP, Outcome.ATTACK_REFUSED]
     assert len(saved[0].frames) == len(result.frames)
 
 
