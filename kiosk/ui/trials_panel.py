@@ -2,7 +2,9 @@
 
 The panel starts and ends trials and draws the session; it decides nothing. Frames reach
 the active trial from the live pipeline through ``session.add_frame(now, prediction,
-crop)`` using the same clock the panel was given. When the window has elapsed, the
+crop, live)`` (``kiosk.trials.record_live_result`` in the console,
+``kiosk/ui/trials_window.py``) using the same clock the panel was given. Participants are
+enrolled people, visitors (not enrolled) and presentation attacks. When the window has elapsed, the
 panel's timer ends the trial, refreshes every view and emits ``trial_finished``.
 """
 
