@@ -81,7 +81,7 @@ class TrialsPanel(QWidget):
 
         self.roster = QListWidget()
         self.visitor_name = QLineEdit()
-        self.visitor_name.setPlaceholderText("visitor's name, or an attack: 'photo of Ada'")
+        self.visitor_name.setPlaceholderText("a visitor, or 'photo of Ada'")
         self.add_visitor_button = QPushButton("Add visitor")
         self.add_attack_button = QPushButton("Add attack")
         self.add_attack_button.setToolTip(
@@ -132,8 +132,8 @@ class TrialsPanel(QWidget):
         left = QVBoxLayout()
         left.addWidget(QLabel("Roster"))
         left.addWidget(self.roster)
+        left.addWidget(self.visitor_name)
         add_row = QHBoxLayout()
-        add_row.addWidget(self.visitor_name)
         add_row.addWidget(self.add_visitor_button)
         add_row.addWidget(self.add_attack_button)
         left.addLayout(add_row)

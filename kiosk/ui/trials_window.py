@@ -48,7 +48,8 @@ class TrialsWindow(QWidget):
         self.video = VideoView()
         self.panel = TrialsPanel(session, clock=clock)
         self.overlay = QLabel("", self.video)
-        self.overlay.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # Low on the video, so the participant's face stays visible above it.
+        self.overlay.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom)
         self.overlay.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.overlay.setStyleSheet("color: rgb(255, 196, 0); background: transparent;")
         layout = QHBoxLayout(self)
@@ -88,14 +89,14 @@ class TrialsWindow(QWidget):
         self.overlay.setText(f"{remaining:.1f}")
 
     def _show_outcome(self, result: TrialResult) -> None:
-        self.overlay.setText(f"{result.outcome.value}\n{result.answer_label}")
+        self.overlay.setText(f"{result.outcome.value}: {result.answer_label}")
         self._clear.start(OUTCOME_SHOWN_MS)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self.overlay.setGeometry(self.video.rect())
         font = QFont()
-        font.setPixelSize(max(24, self.video.height() // 4))
+        font.setPixelSize(max(24, self.video.height() // 6))
         font.setBold(True)
         self.overlay.setFont(font)
 
