@@ -20,6 +20,10 @@ class TrackView:
     label: str  # a name, or "Unknown" while pending or rejected
     confidence: float
     state: TrackState
+    # The newest single-frame prediction behind the vote (trials record it per frame):
+    # the best name and its confidence, None before the first prediction.
+    raw_best: str | None = None
+    raw_confidence: float | None = None
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ class _Track:
     decision: str | None = None  # a name, UNKNOWN_LABEL, or None while pending
     confidence: float = 0.0  # of the decided name
     last_confidence: float = 0.0  # of the newest prediction
+    last_best: str | None = None  # the newest prediction's best name
     missed: int = 0
     since_vote: int = 0  # frames since the last prediction
     announced: set[str] = field(default_factory=set)
@@ -140,6 +141,7 @@ class Tracker:
             if prediction is not None:
                 track.votes.append((prediction.name, vote_weight(prediction)))
                 track.last_confidence = prediction.confidence
+                track.last_best = prediction.best
                 track.since_vote = 0
             updates.append(self._decide(track, frame, face))
         return updates
@@ -180,9 +182,12 @@ class Tracker:
     def _decide(self, track: _Track, frame: NDArray[np.uint8], face: Face) -> TrackUpdate:
         x1, y1, x2, y2 = (float(v) for v in face.box)
         box = (x1, y1, x2, y2)
+        raw = (track.last_best, None if track.last_best is None else track.last_confidence)
         if self.veto is not None and self.veto(track.track_id, frame, face):
             track.decision = None
-            view = TrackView(track.track_id, box, UNKNOWN_LABEL, track.last_confidence, "not_live")
+            view = TrackView(
+                track.track_id, box, UNKNOWN_LABEL, track.last_confidence, "not_live", *raw
+            )
             return TrackUpdate(view, face, announce=False)
         totals: dict[str | None, float] = {}
         counts: dict[str | None, int] = {}
@@ -207,5 +212,5 @@ class Tracker:
             state, label, confidence = "unknown", UNKNOWN_LABEL, track.last_confidence
         else:
             state, label, confidence = "recognized", track.decision, track.confidence
-        view = TrackView(track.track_id, box, label, confidence, state)
+        view = TrackView(track.track_id, box, label, confidence, state, *raw)
         return TrackUpdate(view, face, announce)

@@ -1,12 +1,15 @@
 """Five-second deployment trials: per-frame decisions, the trial's answer, outcomes, metrics.
 
-A participant (enrolled, or a visitor who is not) stands alone in front of the camera for
+A participant (enrolled, a visitor who is not, or an *attack*: someone holding up a photo
+or screen showing an enrolled person) stands alone in front of the camera for
 ``duration`` seconds. Every frame inside that window gives a :class:`FrameDecision` (the
 largest face's best name, its confidence, the threshold in force, the accepted name or
-None, or "no face"). The trial's answer comes from those frames by one rule:
+None, its liveness, or "no face"). The trial's answer comes from those frames by one rule:
 
 **Decision rule (majority of face frames, confidence-weighted ties).** Only frames with a
-face vote. Each votes for the name it accepted, or for "rejected". The name with the most
+face vote. Each votes for the name it accepted, or for "rejected"; a frame whose face the
+liveness check found not live (``live is False``) votes "rejected" whatever its name,
+because the door stays shut for it. The name with the most
 votes wins (a tie between names goes to the higher summed confidence, then to the
 alphabetically first name, so the rule is deterministic) if it holds at least ``min_share``
 (default one half) of the face frames; otherwise the answer is "rejected". A window with
@@ -22,13 +25,17 @@ enrolled       someone else's name    FP, and counted as a misidentification
 enrolled       rejected               FN
 not enrolled   rejected               TN
 not enrolled   any name               FP
-either         no face in the window  no_face
+attack         rejected or not live   attack_refused (TN-like: the door stayed shut)
+attack         any name               FP, and counted as an accepted attack
+any            no face in the window  no_face
 =============  =====================  ======================================
 
 **Metrics.** N counts every finished trial, ``no_face`` included. Accuracy =
 (TP + TN) / N, so a window without a face counts as a failure; FPR = FP / (FP + TN) and
 FNR = FN / (FN + TP) leave ``no_face`` trials out (they measure the recognizer, not the
-detector or the participant). A rate whose denominator is zero is ``None``.
+detector or the participant). A refused attack counts with TN in accuracy and FPR.
+APCER (the presentation-attack rate, ISO/IEC 30107-3 style) = accepted attacks / attack
+trials with a face. A rate whose denominator is zero is ``None``.
 
 Everything here is headless; :mod:`kiosk.trials_store` persists it and
 ``kiosk/ui/trials_panel.py`` draws it.
@@ -46,6 +53,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kiosk.errors import UserError
+from kiosk.results import FrameResult, TrackView
 from models.recognizer import Prediction
 
 if TYPE_CHECKING:
@@ -63,16 +71,40 @@ class Outcome(StrEnum):
     FN = "FN"
     TN = "TN"
     NO_FACE = "no_face"
+    ATTACK_REFUSED = "attack_refused"
+
+
+ATTACK = "attack"
 
 
 @dataclass(frozen=True)
 class Participant:
+    """Who stands in front of the camera. An attack participant (``attack=True``, never
+    ``enrolled``) presents a photo or screen of an enrolled person; its name says which,
+    e.g. "photo of Ada"."""
+
     name: str
     enrolled: bool
+    attack: bool = False
+
+    def __post_init__(self) -> None:
+        if self.attack and self.enrolled:
+            raise ValueError("an attack participant is not enrolled")
 
     @property
     def kind(self) -> str:
+        if self.attack:
+            return ATTACK
         return "enrolled" if self.enrolled else NOT_ENROLLED
+
+    @property
+    def code(self) -> int:
+        """The stored form of the kind: 1 enrolled, 0 not enrolled, 2 attack."""
+        return 2 if self.attack else int(self.enrolled)
+
+    @classmethod
+    def from_code(cls, name: str, code: int) -> Participant:
+        return cls(name, enrolled=code == 1, attack=code == 2)
 
 
 @dataclass(frozen=True)
@@ -85,7 +117,12 @@ class FrameDecision:
     confidence: float | None = None
     threshold: float = RESEARCH_THRESHOLD
     accepted: str | None = None
-    live: bool | None = None  # liveness, once a liveness check runs in the pipeline
+    live: bool | None = None  # the track's liveness: None while unknown or not checked
+
+    @property
+    def named(self) -> str | None:
+        """The name this frame would open the door for: accepted, and not found not live."""
+        return None if self.live is False else self.accepted
 
     @classmethod
     def from_prediction(
@@ -119,9 +156,9 @@ def decide_answer(frames: Sequence[FrameDecision], min_share: float = 0.5) -> st
     votes: Counter[str] = Counter()
     weight: dict[str, float] = {}
     for frame in face_frames:
-        if frame.accepted is not None:
-            votes[frame.accepted] += 1
-            weight[frame.accepted] = weight.get(frame.accepted, 0.0) + (frame.confidence or 0.0)
+        if frame.named is not None:
+            votes[frame.named] += 1
+            weight[frame.named] = weight.get(frame.named, 0.0) + (frame.confidence or 0.0)
     if not votes:
         return REJECTED
     name = min(votes, key=lambda n: (-votes[n], -weight[n], n))
@@ -132,6 +169,8 @@ def outcome_for(participant: Participant, answer: str | None) -> tuple[Outcome, 
     """(outcome, misidentified) for an answer from :func:`decide_answer`."""
     if answer is None:
         return Outcome.NO_FACE, False
+    if participant.attack:
+        return (Outcome.ATTACK_REFUSED, False) if answer == REJECTED else (Outcome.FP, False)
     if participant.enrolled:
         if answer == participant.name:
             return Outcome.TP, False
@@ -160,7 +199,22 @@ class TrialResult:
 
     @property
     def correct(self) -> bool:
-        return self.outcome in (Outcome.TP, Outcome.TN)
+        return self.outcome in (Outcome.TP, Outcome.TN, Outcome.ATTACK_REFUSED)
+
+    @property
+    def attack_accepted(self) -> bool:
+        """A presentation attack that got a name: the door would have opened for a photo."""
+        return self.participant.attack and self.outcome == Outcome.FP
+
+    @property
+    def live_frames(self) -> tuple[int, int, int]:
+        """Face frames found (live, not live, undecided)."""
+        faces = [f for f in self.frames if f.face]
+        return (
+            sum(f.live is True for f in faces),
+            sum(f.live is False for f in faces),
+            sum(f.live is None for f in faces),
+        )
 
     @property
     def face_frames(self) -> int:
@@ -171,7 +225,7 @@ class TrialResult:
         """Seconds into the window of the first frame that gave the answer's name."""
         if self.answer in (None, REJECTED):
             return None
-        return next((f.t for f in self.frames if f.accepted == self.answer), None)
+        return next((f.t for f in self.frames if f.named == self.answer), None)
 
 
 def judge(
@@ -211,18 +265,30 @@ class Metrics:
     tn: int = 0
     no_face: int = 0
     misidentified: int = 0
+    attack_refused: int = 0
+    attack_accepted: int = 0  # attacks given a name; also counted in fp
 
     @property
     def trials(self) -> int:
-        return self.tp + self.fp + self.fn + self.tn + self.no_face
+        return self.tp + self.fp + self.fn + self.tn + self.no_face + self.attack_refused
 
     @property
     def accuracy(self) -> float | None:
-        return _rate(self.tp + self.tn, self.trials)
+        return _rate(self.tp + self.tn + self.attack_refused, self.trials)
 
     @property
     def fpr(self) -> float | None:
-        return _rate(self.fp, self.fp + self.tn)
+        return _rate(self.fp, self.fp + self.tn + self.attack_refused)
+
+    @property
+    def attacks(self) -> int:
+        """Attack trials with a face in the window."""
+        return self.attack_refused + self.attack_accepted
+
+    @property
+    def apcer(self) -> float | None:
+        """Accepted attacks / attack trials with a face."""
+        return _rate(self.attack_accepted, self.attacks)
 
     @property
     def fnr(self) -> float | None:
@@ -236,10 +302,13 @@ class Metrics:
             "fn": self.fn,
             "no_face": self.no_face,
             "misidentified": self.misidentified,
+            "attack_refused": self.attack_refused,
+            "attack_accepted": self.attack_accepted,
             "trials": self.trials,
             "accuracy": self.accuracy,
             "fpr": self.fpr,
             "fnr": self.fnr,
+            "apcer": self.apcer,
         }
 
 
@@ -253,6 +322,8 @@ def summarize(results: Iterable[TrialResult]) -> Metrics:
         tn=counts[Outcome.TN],
         no_face=counts[Outcome.NO_FACE],
         misidentified=sum(result.misidentified for result in results),
+        attack_refused=counts[Outcome.ATTACK_REFUSED],
+        attack_accepted=sum(result.attack_accepted for result in results),
     )
 
 
@@ -261,15 +332,25 @@ def frame_rates(results: Sequence[TrialResult]) -> dict[str, float | int | None]
 
     ``stranger_frames_named`` is a frame-level FPR: the share of a not-enrolled person's
     face frames that were given a name. ``enrolled_frames_*`` split enrolled people's face
-    frames into their own name, someone else's, and rejected.
+    frames into their own name, someone else's, and rejected. ``attack_frames_named`` is
+    the share of attack face frames that would have opened the door (named and not found
+    not live); ``live_frames_not_live`` the share of real people's face frames (enrolled or
+    not) that the liveness check called not live.
     """
     own = other = rejected = named = stranger = frames = faces = 0
+    attack = attack_named = real = real_not_live = 0
     for result in results:
         for frame in result.frames:
             frames += 1
             if not frame.face:
                 continue
             faces += 1
+            if result.participant.attack:
+                attack += 1
+                attack_named += frame.named is not None
+                continue
+            real += 1
+            real_not_live += frame.live is False
             if not result.participant.enrolled:
                 stranger += 1
                 named += frame.accepted is not None
@@ -288,6 +369,39 @@ def frame_rates(results: Sequence[TrialResult]) -> dict[str, float | int | None]
         "enrolled_frames_rejected": _rate(rejected, enrolled),
         "stranger_face_frames": stranger,
         "stranger_frames_named": _rate(named, stranger),
+        "attack_face_frames": attack,
+        "attack_frames_named": _rate(attack_named, attack),
+        "live_frames_not_live": _rate(real_not_live, real),
+    }
+
+
+def liveness_refusals(results: Sequence[TrialResult], min_share: float = 0.5) -> dict[str, object]:
+    """How often the liveness check refused real people (every participant but attacks).
+
+    A trial is *refused by liveness* when its answer with liveness is "rejected" but the
+    same frames without it would have given a name; a track *ended not live* when its
+    last face frame was found not live. ``participants`` names each real participant
+    with at least one trial refused by liveness.
+    """
+    real = [r for r in results if not r.participant.attack and r.face_frames]
+    refused = [
+        r
+        for r in real
+        if r.answer == REJECTED
+        and decide_answer([replace(f, live=None) for f in r.frames], min_share) != REJECTED
+    ]
+    ended_not_live = undecided = 0
+    for result in real:
+        last = [f.live for f in result.frames if f.face][-1]
+        ended_not_live += last is False
+        undecided += last is None
+    return {
+        "tracks": len(real),
+        "ended_not_live": ended_not_live,
+        "ended_undecided": undecided,
+        "refused_by_liveness": len(refused),
+        "refused_rate": _rate(len(refused), len(real)),
+        "participants": sorted({r.participant.name for r in refused}),
     }
 
 
@@ -299,11 +413,11 @@ class ParticipantSummary:
 
 
 def per_participant(results: Sequence[TrialResult]) -> list[ParticipantSummary]:
-    """One summary per participant, enrolled first, then by name."""
+    """One summary per participant: enrolled, then not enrolled, then attacks; by name."""
     by_person: dict[Participant, list[TrialResult]] = {}
     for result in results:
         by_person.setdefault(result.participant, []).append(result)
-    order = sorted(by_person, key=lambda p: (not p.enrolled, p.name))
+    order = sorted(by_person, key=lambda p: (not p.enrolled, p.attack, p.name))
     return [
         ParticipantSummary(
             participant=p,
@@ -316,8 +430,8 @@ def per_participant(results: Sequence[TrialResult]) -> list[ParticipantSummary]:
 
 @dataclass(frozen=True)
 class ConfusionMatrix:
-    """Rows: who stood there (each enrolled name, then "not enrolled"). Columns: the answer
-    (each name, then "rejected", then "no face")."""
+    """Rows: who stood there (each enrolled name, then "not enrolled", then "attack" when
+    there were attack trials). Columns: the answer (each name, "rejected", "no face")."""
 
     rows: list[str]
     columns: list[str]
@@ -335,11 +449,13 @@ def confusion_matrix(
         | {r.participant.name for r in results if r.participant.enrolled}
         | {r.answer for r in results if r.answer not in (None, REJECTED)}
     )
-    rows = [*names, NOT_ENROLLED]
+    attacks = [ATTACK] if any(r.participant.attack for r in results) else []
+    rows = [*names, NOT_ENROLLED, *attacks]
     columns = [*names, REJECTED, NO_FACE]
     counts = np.zeros((len(rows), len(columns)), dtype=np.int64)
     for result in results:
-        row = rows.index(result.participant.name if result.participant.enrolled else NOT_ENROLLED)
+        person = result.participant
+        row = rows.index(person.name if person.enrolled else person.kind)
         counts[row, columns.index(result.answer_label)] += 1
     return ConfusionMatrix(rows=rows, columns=columns, counts=counts)
 
@@ -461,7 +577,7 @@ class TrialSession:
                 return participant
         raise UserError(f"{name!r} is not on the roster; add them first")
 
-    def add_participant(self, name: str, enrolled: bool) -> Participant:
+    def add_participant(self, name: str, enrolled: bool, attack: bool = False) -> Participant:
         with self._lock:
             if self.active is not None:
                 raise UserError("a trial is in progress; add participants between trials")
@@ -470,7 +586,7 @@ class TrialSession:
                 raise UserError("a participant needs a name")
             if any(p.name == name for p in self.participants):
                 raise UserError(f"{name!r} is already on the roster")
-            participant = Participant(name, enrolled)
+            participant = Participant(name, enrolled, attack)
             if self.store is not None and self.session_id is not None:
                 self.store.add_participant(self.session_id, participant)
             self.participants.append(participant)
@@ -559,6 +675,41 @@ class TrialSession:
 
     def confusion(self) -> ConfusionMatrix:
         return confusion_matrix(self.results, self.enrolled_names())
+
+
+def track_live(view: TrackView, liveness: bool) -> bool | None:
+    """A track's liveness as a trial records it: False when the pipeline drew it not live;
+    True when a liveness check runs and the track was named (only a live track may be);
+    otherwise None (undecided, or no liveness check)."""
+    if view.state == "not_live":
+        return False
+    return True if liveness and view.state == "recognized" else None
+
+
+def record_live_result(
+    session: TrialSession, result: FrameResult, *, liveness: bool
+) -> FrameDecision | None:
+    """Add one live-pipeline result to the session's active trial (any thread).
+
+    The largest face stands for the participant; its newest single-frame prediction
+    (``TrackView.raw_best``/``raw_confidence``, not the track's voted label) is judged
+    with the session's threshold. A frame without a face is a "no face" frame.
+    """
+    if not result.tracks:
+        return session.add_frame(result.captured_at, None)
+    track = max(result.tracks, key=lambda t: (t.box[2] - t.box[0]) * (t.box[3] - t.box[1]))
+    if track.raw_best is None or track.raw_confidence is None:
+        return None  # a face the recognizer has not answered for: it adds no evidence
+    confidence = track.raw_confidence
+    name = track.raw_best if confidence >= session.threshold else None
+    x1, y1, x2, y2 = (max(0, int(v)) for v in track.box)
+    crop = result.frame[y1:y2, x1:x2]
+    return session.add_frame(
+        result.captured_at,
+        Prediction(name, track.raw_best, confidence),
+        face_crop=crop if crop.size else None,
+        live=track_live(track, liveness),
+    )
 
 
 def encode_thumbnail(crop: np.ndarray, size: int = 64) -> bytes | None:

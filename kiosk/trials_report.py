@@ -35,6 +35,7 @@ CSV_COLUMNS = [
     "trial_id",
     "participant",
     "enrolled",
+    "kind",
     "started_at",
     "duration",
     "frames",
@@ -42,6 +43,9 @@ CSV_COLUMNS = [
     "answer",
     "outcome",
     "misidentified",
+    "attack_accepted",
+    "live_frames",
+    "not_live_frames",
     "time_to_name",
     "source",
 ]
@@ -71,6 +75,7 @@ def trial_row(result: TrialResult) -> dict[str, Any]:
         "trial_id": result.trial_id,
         "participant": result.participant.name,
         "enrolled": result.participant.enrolled,
+        "kind": result.participant.kind,
         "started_at": round(result.started_at, 3),
         "duration": result.duration,
         "frames": len(result.frames),
@@ -78,6 +83,9 @@ def trial_row(result: TrialResult) -> dict[str, Any]:
         "answer": result.answer_label,
         "outcome": result.outcome.value,
         "misidentified": result.misidentified,
+        "attack_accepted": result.attack_accepted,
+        "live_frames": result.live_frames[0],
+        "not_live_frames": result.live_frames[1],
         "time_to_name": None if result.time_to_name is None else round(result.time_to_name, 3),
         "source": result.source,
     }
@@ -113,6 +121,7 @@ def session_summary(
             {
                 "name": s.participant.name,
                 "enrolled": s.participant.enrolled,
+                "kind": s.participant.kind,
                 **s.metrics.as_dict(),
                 "answers": s.answers,
             }
@@ -254,9 +263,11 @@ def _metrics_rows(metrics: Metrics) -> list[list[object]]:
         ["TP / FP / FN / TN", f"{metrics.tp} / {metrics.fp} / {metrics.fn} / {metrics.tn}"],
         ["no face", metrics.no_face],
         ["misidentified (enrolled, named as someone else)", metrics.misidentified],
-        ["accuracy = (TP+TN)/N", _fmt(metrics.accuracy)],
-        ["FPR = FP/(FP+TN)", _fmt(metrics.fpr)],
+        ["attacks refused / accepted", f"{metrics.attack_refused} / {metrics.attack_accepted}"],
+        ["accuracy = (TP+TN+refused attacks)/N", _fmt(metrics.accuracy)],
+        ["FPR = FP/(FP+TN+refused attacks)", _fmt(metrics.fpr)],
         ["FNR = FN/(FN+TP)", _fmt(metrics.fnr)],
+        ["APCER = accepted attacks/attack trials with a face", _fmt(metrics.apcer)],
     ]
 
 
@@ -326,8 +337,10 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{margin:4px}}<
 <p>Window {session.duration:g} s; reject threshold {session.threshold:g}; a name must hold
 at least {session.min_share:.0%} of the frames with a face. Outcomes: enrolled + own name = TP;
 enrolled + another name = FP and a misidentification; enrolled + rejected = FN;
-not enrolled + rejected = TN; not enrolled + any name = FP; no face in the window = no_face
-(counted in N, left out of FPR and FNR).</p>
+not enrolled + rejected = TN; not enrolled + any name = FP; a presentation attack (a photo
+of an enrolled person) rejected or found not live = attack_refused, named = FP and an
+accepted attack; no face in the window = no_face (counted in N, left out of FPR and FNR).
+A frame the liveness check found not live votes "rejected".</p>
 <h2>Metrics</h2>{_table(["", ""], _metrics_rows(metrics))}
 <h2>Per participant</h2>
 {_table(["participant", "kind", "trials", "TP/FP/FN/TN/no face", "answers"], people)}

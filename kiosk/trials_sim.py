@@ -1,7 +1,12 @@
 """Offline deployment trials over video clips: the project's deployment benchmark.
 
 One clip per participant. Enrolled participants are enrolled from the first
-``enroll_seconds`` of their clip; the rest of the clip (never overlapping the enrollment
+``enroll_seconds`` of their clip by the wizard's own capture logic
+(:func:`enroll.session.capture_from_frames`: one face, score, size, brightness,
+sharpness, pose and duplicate gates, from ``[enroll]``), keeping every photo it takes in
+that time (at least one). Its photos are 224 px crops on the ArcFace template; the
+gallery embeds them resized to 112 px (:func:`enroll.training.arcface_crop`, exactly
+as the people store's gallery is built). The rest of the clip (never overlapping the enrollment
 frames) is cut into consecutive ``duration``-second windows, one trial each. A clip whose
 rest is shorter than one window gives one shorter trial; a trailing part shorter than a
 window is otherwise dropped. Visitors' (not enrolled) clips are cut the same way from
@@ -9,6 +14,12 @@ their start. Frames are taken every ``stride``-th frame, so the run is determini
 
 The trials run through :class:`~kiosk.trials.TrialSession`, the same logic the live
 console uses, with the video's own time as the clock.
+
+Liveness: with a :class:`~kiosk.liveness.LivenessMonitor` each trial window is one track
+(a person stepping up); every face frame records the track's verdict (live True, False,
+or None while undecided) and a frame found not live votes "rejected". Every clip shows
+a live person, so :func:`kiosk.trials.liveness_refusals` counts the trials (and the
+participants) that the liveness check wrongly refused.
 """
 
 from __future__ import annotations
@@ -17,16 +28,20 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from kiosk.config import EnrollConfig
 from kiosk.errors import UserError
 from kiosk.trials import TrialSession
-from models.align import align_arcface
 from models.detector import Face, FaceDetector
 from models.recognizer import Recognizer
+
+if TYPE_CHECKING:
+    from kiosk.liveness import LivenessMonitor
 
 DEFAULT_ENROLLED = ("solo_01", "solo_02", "solo_03", "solo_04", "solo_05", "solo_06")
 DEFAULT_VISITORS = ("solo_07", "solo_08", "hamilton")
@@ -39,26 +54,8 @@ class Clip:
     enrolled: bool
 
 
-@dataclass(frozen=True)
-class EnrollmentShot:
-    """A frame that passed the quality gates, and the face in it."""
-
-    frame_index: int
-    image: NDArray[np.uint8]
-    face: Face
-
-
-@dataclass(frozen=True)
-class QualityGates:
-    """Stand-in for enroll/session.py's gates until the wizard's capture logic is shared."""
-
-    min_face: float = 80.0  # shorter side of the face box, pixels
-    min_sharpness: float = 40.0  # variance of the Laplacian of the aligned 112 px face
-    max_similarity: float = 0.97  # correlation of two aligned 32 px faces that makes a duplicate
-    max_shots: int = 10
-
-
-RecognizerFactory = Callable[[dict[str, list[EnrollmentShot]]], Recognizer]
+# Builds a recognizer from each person's enrollment photos (224 px ArcFace-template crops).
+RecognizerFactory = Callable[[dict[str, list[NDArray[np.uint8]]]], Recognizer]
 
 
 def clip_frames(
@@ -95,55 +92,28 @@ def clip_length(path: Path) -> float:
     return float(frames / fps)
 
 
-def _signature(aligned: NDArray[np.uint8]) -> NDArray[np.float32]:
-    grey = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
-    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
-    small -= small.mean()
-    return small / max(float(np.linalg.norm(small)), 1e-6)
-
-
 def enroll_from_video(
-    path: Path,
-    detector: FaceDetector,
-    seconds: float,
-    gates: QualityGates = QualityGates(),
-) -> list[EnrollmentShot]:
-    """Enrollment shots from the first ``seconds`` of a clip, in frame order.
+    path: Path, detector: FaceDetector, seconds: float, config: EnrollConfig
+) -> list[NDArray[np.uint8]]:
+    """The wizard's capture over the first ``seconds`` of a clip: its photos, in order."""
+    from enroll.session import capture_from_frames
 
-    Gates: exactly one face, at least ``min_face`` pixels, sharp enough, and not a
-    near-duplicate of a shot already kept.
-    """
-    shots: list[EnrollmentShot] = []
-    signatures: list[NDArray[np.float32]] = []
-    for index, _, frame in clip_frames(path, 0.0, seconds):
-        faces = detector.detect(frame)
-        if len(faces) != 1 or faces[0].size < gates.min_face:
-            continue
-        aligned = align_arcface(frame, faces[0].kps)
-        grey = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
-        if float(cv2.Laplacian(grey, cv2.CV_64F).var()) < gates.min_sharpness:
-            continue
-        signature = _signature(aligned)
-        if any(float(signature @ s) > gates.max_similarity for s in signatures):
-            continue
-        shots.append(EnrollmentShot(index, frame, faces[0]))
-        signatures.append(signature)
-        if len(shots) >= gates.max_shots:
-            break
-    return shots
+    frames = (frame for _, _, frame in clip_frames(path, 0.0, seconds))
+    capture = capture_from_frames(frames, detector.detect, config)
+    return [photo.crop for photo in capture.photos]
 
 
 def gallery_factory(model_path: Path, threshold: float) -> RecognizerFactory:
     """The MobileFaceNet embedding gallery, built from the enrollment shots."""
 
-    def build(shots: dict[str, list[EnrollmentShot]]) -> Recognizer:
+    def build(photos: dict[str, list[NDArray[np.uint8]]]) -> Recognizer:
+        from enroll.training import arcface_crop
         from models.embedder import ArcFaceEmbedder
         from models.gallery import EmbeddingGallery
 
         embedder = ArcFaceEmbedder(model_path)
         crops: dict[str, Sequence[NDArray[np.uint8]]] = {
-            name: [embedder.align(shot.image, shot.face) for shot in person_shots]
-            for name, person_shots in shots.items()
+            name: [arcface_crop(crop) for crop in person] for name, person in photos.items()
         }
         return EmbeddingGallery.from_crops(embedder, crops, threshold=threshold)
 
@@ -166,6 +136,7 @@ class SimulationTimings:
     enroll_s: float
     trials_s: float
     frames: int
+    liveness_checks: int = 0
 
 
 HELD_OUT = " (held out)"
@@ -180,13 +151,17 @@ class _ClipRunner:
         session: TrialSession,
         stride: int,
         progress: Callable[[str], None] | None,
+        liveness: LivenessMonitor | None = None,
     ) -> None:
         self.detector = detector
         self.session = session
         self.stride = stride
         self.progress = progress
+        self.liveness = liveness
         self.frames = 0
         self._faces: dict[tuple[Path, int], Face | None] = {}
+        self._live: dict[tuple[Path, int], bool | None] = {}
+        self._tracks = 0
 
     def run(self, participant: str, path: Path, start: float, recognizer: Recognizer) -> None:
         session = self.session
@@ -195,18 +170,24 @@ class _ClipRunner:
             session.start(
                 participant, now=begin, wall_clock=begin, source=source, duration=end - begin
             )
+            self._tracks += 1  # one track per window: the liveness evidence starts afresh
             for index, t, frame in clip_frames(path, begin, end, self.stride):
                 self.frames += 1
                 key = (path, index)
                 if key not in self._faces:
                     faces = self.detector.detect(frame, mode="largest")
-                    self._faces[key] = faces[0] if faces else None
+                    self._faces[key] = face = faces[0] if faces else None
+                    if self.liveness is not None and face is not None:
+                        self._live[key] = self.liveness.update(self._tracks, frame, face).live
                 face = self._faces[key]
                 if face is None:
                     session.add_frame(t, None)
                     continue
                 crop = recognizer.align(frame, face)
-                session.add_frame(t, recognizer.predict([crop])[0], face_crop=crop)
+                prediction = recognizer.predict([crop])[0]
+                session.add_frame(t, prediction, face_crop=crop, live=self._live.get(key))
+            if self.liveness is not None:
+                self.liveness.retain([])
             result = session.finish()
             if self.progress:
                 self.progress(
@@ -223,7 +204,8 @@ def run_simulation(
     *,
     enroll_seconds: float = 1.0,
     stride: int = 1,
-    gates: QualityGates = QualityGates(),
+    enroll_config: EnrollConfig | None = None,
+    liveness: LivenessMonitor | None = None,
     leave_one_out: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> SimulationTimings:
@@ -231,27 +213,30 @@ def run_simulation(
 
     With ``leave_one_out``, each enrolled clip's trial windows run once more as a stranger
     named "<name> (held out)", against a recognizer enrolled without that person: more
-    impostor trials than the visitors' clips alone give.
+    impostor trials than the visitors' clips alone give. Held-out reruns reuse the first
+    run's faces and liveness verdicts (the same frames, the same tracks).
     """
     if stride < 1:
         raise UserError(f"--stride must be at least 1, got {stride}")
     tick = time.perf_counter()
-    shots: dict[str, list[EnrollmentShot]] = {}
+    enroll_config = enroll_config or EnrollConfig()
+    shots: dict[str, list[NDArray[np.uint8]]] = {}
     for clip in clips:
         if clip.enrolled:
-            shots[clip.name] = enroll_from_video(clip.path, detector, enroll_seconds, gates)
+            shots[clip.name] = enroll_from_video(clip.path, detector, enroll_seconds, enroll_config)
             if not shots[clip.name]:
                 raise UserError(
                     f"no frame of the first {enroll_seconds:g} s of {clip.path} passed the"
-                    " enrollment quality gates (one face, size, sharpness)"
+                    " enrollment capture's gates (one face, score, size, brightness,"
+                    " sharpness, pose)"
                 )
             if progress:
-                progress(f"enrolled {clip.name}: {len(shots[clip.name])} shots")
+                progress(f"enrolled {clip.name}: {len(shots[clip.name])} photos")
     recognizer = recognizer_factory(shots)
     enroll_s = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    runner = _ClipRunner(detector, session, stride, progress)
+    runner = _ClipRunner(detector, session, stride, progress, liveness)
     roster = {p.name for p in session.participants}
     for clip in clips:
         if clip.name not in roster:
@@ -266,4 +251,5 @@ def run_simulation(
             if name not in roster:
                 session.add_participant(name, enrolled=False)
             runner.run(name, clip.path, enroll_seconds, recognizer_factory(others))
-    return SimulationTimings(enroll_s, time.perf_counter() - tick, runner.frames)
+    checks = 0 if liveness is None else liveness.checks
+    return SimulationTimings(enroll_s, time.perf_counter() - tick, runner.frames, checks)

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS participants (
     session_id INTEGER NOT NULL REFERENCES sessions(id),
     position INTEGER NOT NULL,
     name TEXT NOT NULL,
-    enrolled INTEGER NOT NULL,
+    enrolled INTEGER NOT NULL,  -- Participant.code: 1 enrolled, 0 not enrolled, 2 attack
     PRIMARY KEY (session_id, name)
 );
 CREATE TABLE IF NOT EXISTS trials (
@@ -136,7 +136,7 @@ class TrialStore:
             session_id=session_id,
         )
         for participant in participants or []:
-            session.add_participant(participant.name, participant.enrolled)
+            session.add_participant(participant.name, participant.enrolled, participant.attack)
         return session
 
     def add_participant(self, session_id: int, participant: Participant) -> None:
@@ -146,7 +146,7 @@ class TrialStore:
             self._db.execute(
                 "INSERT INTO participants (session_id, position, name, enrolled) VALUES"
                 " (?, (SELECT COUNT(*) FROM participants WHERE session_id = ?), ?, ?)",
-                (session_id, session_id, participant.name, int(participant.enrolled)),
+                (session_id, session_id, participant.name, participant.code),
             )
 
     def begin_trial(
@@ -158,7 +158,7 @@ class TrialStore:
         cursor = self._db.execute(
             "INSERT INTO trials (session_id, participant, enrolled, started_at, duration)"
             " VALUES (?, ?, ?, ?, ?)",
-            (session_id, participant.name, int(participant.enrolled), started_at, duration),
+            (session_id, participant.name, participant.code, started_at, duration),
         )
         return int(cursor.lastrowid or 0)
 
@@ -217,8 +217,8 @@ class TrialStore:
                 raise UserError(f"no session {session_id} in {self.path}; sessions: {known}")
             info = matches[0]
         participants = [
-            Participant(name, bool(enrolled))
-            for name, enrolled in self._db.execute(
+            Participant.from_code(name, code)
+            for name, code in self._db.execute(
                 "SELECT name, enrolled FROM participants WHERE session_id = ? ORDER BY position",
                 (info.id,),
             )
@@ -260,7 +260,7 @@ class TrialStore:
         ).fetchall()
         return [
             TrialResult(
-                participant=Participant(name, bool(enrolled)),
+                participant=Participant.from_code(name, enrolled),
                 started_at=started_at,
                 duration=duration,
                 frames=tuple(frames.get(trial_id, [])),

@@ -305,7 +305,7 @@ def test_exports(tmp_path: Path) -> None:
     write_html_report(session, tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text()
     assert page.count("data:image/png;base64,") == 3
-    assert "FPR = FP/(FP+TN)" in page and "33.3%" in page
+    assert "FPR = FP/(FP+TN+refused attacks)" in page and "33.3%" in page
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave nothing behind
 
 
@@ -316,4 +316,212 @@ def test_report_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     session.results.extend(sample_results())
     write_html_report(session, tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text()
-    assert "Plots need matplotlib" in page and "FPR = FP/(FP+TN)" in page
+    assert "Plots need matplotlib" in page and "FPR = FP/(FP+TN+refused attacks)" in page
+
+
+ATTACK = Participant("photo of alice", enrolled=False, attack=True)
+
+
+def live_frames(*answers: tuple[str, float, bool | None]) -> list[FrameDecision]:
+    """Frames from (best name, confidence, live) triples, at the research threshold."""
+    out = []
+    for i, (best, confidence, live) in enumerate(answers):
+        name = best if confidence >= 0.8 else None
+        prediction = Prediction(name=name, best=best, confidence=confidence)
+        out.append(FrameDecision.from_prediction(i * 0.1, prediction, 0.8, live=live))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("participant", "window", "outcome"),
+    [
+        # a photo named, liveness unsure: the door opens for a photo
+        (ATTACK, live_frames(("alice", 0.9, None), ("alice", 0.95, True)), Outcome.FP),
+        # the same names, but the liveness check found the face not live: refused
+        (
+            ATTACK,
+            live_frames(("alice", 0.9, False), ("alice", 0.95, False)),
+            Outcome.ATTACK_REFUSED,
+        ),
+        # the recognizer itself rejected the photo
+        (ATTACK, live_frames(("alice", 0.4, True), ("bob", 0.5, None)), Outcome.ATTACK_REFUSED),
+        # a real enrolled person wrongly found not live is refused: FN
+        (ALICE, live_frames(("alice", 0.9, False), ("alice", 0.95, False)), Outcome.FN),
+        # one live frame against two not-live ones does not reach the majority
+        (
+            ALICE,
+            live_frames(("alice", 0.9, True), ("alice", 0.9, False), ("alice", 0.9, False)),
+            Outcome.FN,
+        ),
+        (
+            ALICE,
+            live_frames(("alice", 0.9, True), ("alice", 0.9, True), ("alice", 0.9, False)),
+            Outcome.TP,
+        ),
+        (ATTACK, [FrameDecision(t=0.0, face=False)], Outcome.NO_FACE),
+    ],
+    ids=[
+        "accepted",
+        "not-live",
+        "rejected",
+        "live-refused",
+        "minority-live",
+        "majority-live",
+        "none",
+    ],
+)
+def test_attack_and_liveness_outcomes(
+    participant: Participant, window: list[FrameDecision], outcome: Outcome
+) -> None:
+    result = judge(participant, window, started_at=0.0, duration=5.0)
+    assert result.outcome is outcome
+    assert result.attack_accepted is (participant.attack and outcome is Outcome.FP)
+    assert result.misidentified is False
+
+
+def test_attack_metrics_apcer_and_confusion() -> None:
+    named = live_frames(("alice", 0.9, None), ("alice", 0.9, None))
+    refused = live_frames(("alice", 0.9, False), ("alice", 0.9, False))
+    results = [
+        judge(ATTACK, named, started_at=0.0, duration=5.0),
+        judge(ATTACK, refused, started_at=5.0, duration=5.0),
+        judge(ATTACK, refused, started_at=10.0, duration=5.0),
+        judge(ATTACK, [FrameDecision(t=0.0, face=False)], started_at=15.0, duration=5.0),
+        judge(VISITOR, refused, started_at=20.0, duration=5.0),
+        judge(ALICE, named, started_at=25.0, duration=5.0),
+    ]
+    metrics = summarize(results)
+    assert (metrics.tp, metrics.fp, metrics.tn, metrics.no_face) == (1, 1, 1, 1)
+    assert (metrics.attack_refused, metrics.attack_accepted, metrics.attacks) == (2, 1, 3)
+    assert metrics.apcer == pytest.approx(1 / 3)
+    assert metrics.fpr == pytest.approx(1 / 4)  # FP / (FP + TN + refused attacks)
+    assert metrics.accuracy == pytest.approx(4 / 6)
+    assert metrics.as_dict()["apcer"] == pytest.approx(1 / 3)
+    matrix = confusion_matrix(results, enrolled=["alice"])
+    assert matrix.rows == ["alice", "not enrolled", "attack"]
+    assert matrix.counts[2].tolist() == [1, 2, 1]  # alice, rejected, no face
+    rates = frame_rates(results)
+    assert rates["attack_frames_named"] == pytest.approx(2 / 6)
+    assert rates["live_frames_not_live"] == pytest.approx(2 / 4)
+    people = per_participant(results)
+    assert [p.participant.kind for p in people] == ["enrolled", "not enrolled", "attack"]
+
+
+def test_attack_trials_and_liveness_persist_and_export(tmp_path: Path) -> None:
+    with TrialStore(tmp_path / "trials.sqlite") as store:
+        session = store.create_session(label="attacks", duration=1.0, threshold=0.8, min_share=0.5)
+        session.add_participant("alice", enrolled=True)
+        session.add_participant("photo of alice", enrolled=False, attack=True)
+        for start, name, live in [(0.0, "photo of alice", False), (2.0, "photo of alice", None)]:
+            session.start(name, now=start, wall_clock=1000.0 + start)
+            for i in range(5):
+                session.add_frame(start + i * 0.1, Prediction("alice", "alice", 0.9), live=live)
+            session.finish()
+        export_csv(session, tmp_path / "t.csv")
+        summary = export_json(session, tmp_path / "t.json")
+    with TrialStore(tmp_path / "trials.sqlite") as store:
+        loaded = store.load_session()
+    assert [p.kind for p in loaded.participants] == ["enrolled", "attack"]
+    assert [r.outcome for r in loaded.results] == [Outcome.ATTACK_REFUSED, Outcome.FP]
+    assert [f.live for f in loaded.results[0].frames] == [False] * 5
+    assert loaded.metrics().apcer == pytest.approx(0.5)
+    assert summary["attack_accepted"] == 1 and summary["apcer"] == pytest.approx(0.5)
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert [(r["kind"], r["attack_accepted"], r["not_live_frames"]) for r in rows] == [
+        ("attack", "False", "5"),
+        ("attack", "True", "0"),
+    ]
+
+
+def test_liveness_refusals_count_real_people_refused() -> None:
+    from kiosk.trials import liveness_refusals
+
+    carol = Participant("carol", enrolled=False)
+    results = [
+        judge(
+            ALICE,
+            live_frames(("alice", 0.9, False), ("alice", 0.9, False)),
+            started_at=0,
+            duration=5,
+        ),
+        judge(
+            ALICE,
+            live_frames(("alice", 0.9, False), ("alice", 0.9, True)),
+            started_at=5,
+            duration=5,
+        ),
+        judge(
+            ALICE,
+            live_frames(("alice", 0.9, True), ("alice", 0.9, None)),
+            started_at=10,
+            duration=5,
+        ),
+        # a stranger refused by liveness who would have been named: still a wrong refusal
+        judge(
+            carol, live_frames(("bob", 0.9, False), ("bob", 0.9, False)), started_at=15, duration=5
+        ),
+        # rejected by the recognizer anyway: liveness changed nothing
+        judge(
+            BOB, live_frames(("bob", 0.3, False), ("bob", 0.2, False)), started_at=20, duration=5
+        ),
+        judge(
+            ATTACK,
+            live_frames(("alice", 0.9, False), ("alice", 0.9, False)),
+            started_at=25,
+            duration=5,
+        ),
+    ]
+    summary = liveness_refusals(results)
+    assert summary["tracks"] == 5  # the attack is left out
+    assert summary["refused_by_liveness"] == 2
+    assert summary["participants"] == ["alice", "carol"]
+    assert summary["ended_not_live"] == 3 and summary["ended_undecided"] == 1
+    assert summary["refused_rate"] == pytest.approx(2 / 5)
+
+
+def test_live_results_record_the_largest_face_raw_prediction_and_liveness() -> None:
+    from kiosk.results import FrameResult
+    from kiosk.tracking import Tracker, TrackerSettings
+    from kiosk.trials import record_live_result
+    from models.detector import Face
+
+    def face(x: float, size: float) -> Face:
+        box = np.array([x, 100, x + size, 100 + size], dtype=np.float32)
+        return Face(box=box, score=0.9, kps=np.zeros((5, 2), dtype=np.float32))
+
+    vetoed: set[int] = set()
+    tracker = Tracker(TrackerSettings(min_frames=2, window=4), veto=lambda t, f, _: t in vetoed)
+    image = np.full((400, 600, 3), 90, dtype=np.uint8)
+    answers = [  # (small face's prediction, large face's prediction) per frame
+        (Prediction("bob", "bob", 0.99), Prediction("alice", "alice", 0.9)),
+        (Prediction("bob", "bob", 0.99), Prediction(None, "alice", 0.6)),
+        (Prediction("bob", "bob", 0.99), Prediction("alice", "alice", 0.95)),
+        (Prediction("bob", "bob", 0.99), Prediction("alice", "alice", 0.97)),
+    ]
+    session = TrialSession(duration=5.0, threshold=0.8)
+    session.add_participant("alice", enrolled=True)
+    session.start("alice", now=0.0, wall_clock=0.0)
+    for i, pair in enumerate(answers):
+        if i == 3:
+            vetoed.add(2)  # the large face's track (id 2) is found not live
+        updates = tracker.update(image, [face(10, 40), face(200, 150)], lambda _, p=pair: list(p))
+        result = FrameResult(
+            frame_index=i,
+            frame=image,
+            captured_at=0.1 * i,
+            tracks=tuple(u.view for u in updates),
+        )
+        record_live_result(session, result, liveness=True)
+    empty = FrameResult(frame_index=4, frame=image, captured_at=0.4, tracks=())
+    record_live_result(session, empty, liveness=True)
+    recorded = session.finish().frames
+    assert [(f.best, f.confidence, f.accepted) for f in recorded[:4]] == [
+        ("alice", 0.9, "alice"),
+        ("alice", 0.6, None),  # the raw frame, not the track's voted label
+        ("alice", 0.95, "alice"),
+        ("alice", 0.97, "alice"),
+    ]
+    # pending twice, recognized (liveness on: only a live track is named), then not live
+    assert [f.live for f in recorded[:4]] == [None, None, True, False]
+    assert recorded[3].named is None
+    assert not recorded[4].face

@@ -120,3 +120,30 @@ def test_space_starts_a_trial(qtbot, panel: TrialsPanel) -> None:
     with qtbot.waitSignal(panel.trial_started, timeout=1000):
         qtbot.keyClick(panel.roster, Qt.Key.Key_Space)
     assert panel.session.active is not None
+
+
+def test_attack_trials_are_counted(qtbot, panel: TrialsPanel) -> None:
+    panel.visitor_name.setText("photo of alice")
+    qtbot.mouseClick(panel.add_attack_button, Qt.MouseButton.LeftButton)
+    assert panel.roster.item(2).text() == "photo of alice  (attack)"
+    clock = panel.clock  # type: ignore[attr-defined]
+    outcomes = []
+    for live in (False, None):  # found not live, then a liveness check that never decided
+        panel.roster.setCurrentRow(2)
+        panel.start_trial()
+        for _ in range(10):
+            panel.session.add_frame(clock.now, Prediction("alice", "alice", 0.95), live=live)
+            clock.now += 0.25
+        clock.now += 3.0
+        with qtbot.waitSignal(panel.trial_finished, timeout=2000) as blocker:
+            pass
+        outcomes.append(blocker.args[0].outcome)
+    assert outcomes == [Outcome.ATTACK_REFUSED, Outcome.FP]
+    labels = {key: label.text() for key, label in panel.metric_labels.items()}
+    assert (labels["attack_refused"], labels["attack_accepted"], labels["fp"]) == ("1", "1", "1")
+    assert labels["apcer"] == "50.0%"
+    assert "ATTACK ACCEPTED" in panel.log.item(0).text()
+    assert "10 not live" in panel.log.item(1).text()
+    table = panel.confusion_table
+    rows = [table.verticalHeaderItem(r).text() for r in range(table.rowCount())]
+    assert rows[-1] == "attack"

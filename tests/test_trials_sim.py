@@ -6,14 +6,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kiosk.cli import main
+from kiosk.config import EnrollConfig, LivenessConfig
 from kiosk.errors import UserError
 from kiosk.trials import TrialSession
 from kiosk.trials_sim import (
     Clip,
-    QualityGates,
     enroll_from_video,
     gallery_factory,
     run_simulation,
@@ -37,20 +38,21 @@ def test_trial_windows() -> None:
     assert trial_windows(4.0, 3.0, 5.0) == []
 
 
-def test_enrollment_gates_are_deterministic(
+def test_enrollment_uses_the_wizard_capture_and_is_deterministic(
     shared: SharedPath, small_detector: FaceDetector
 ) -> None:
     clip = shared("videos", "solo_06.mp4")
-    shots = enroll_from_video(clip, small_detector, 1.0)
-    again = enroll_from_video(clip, small_detector, 1.0)
-    assert [s.frame_index for s in shots] == [s.frame_index for s in again]
-    assert 1 <= len(shots) <= QualityGates().max_shots
-    assert all(s.frame_index < 25 for s in shots)  # the first second at 25 fps only
-    assert all(s.face.size >= QualityGates().min_face for s in shots)
-    # Stricter duplicate rejection keeps fewer shots; a huge minimum size keeps none.
-    fewer = enroll_from_video(clip, small_detector, 1.0, QualityGates(max_similarity=0.5))
-    assert len(fewer) < len(shots)
-    assert enroll_from_video(clip, small_detector, 1.0, QualityGates(min_face=2000)) == []
+    config = EnrollConfig()
+    photos = enroll_from_video(clip, small_detector, 1.0, config)
+    again = enroll_from_video(clip, small_detector, 1.0, config)
+    assert 1 <= len(photos) <= config.photos
+    assert all(photo.shape == (224, 224, 3) for photo in photos)  # the wizard's 224 crops
+    assert all(np.array_equal(a, b) for a, b in zip(photos, again, strict=True))
+    # The wizard's gates decide: stricter duplicate rejection keeps fewer, a huge minimum
+    # face size keeps none.
+    fewer = enroll_from_video(clip, small_detector, 1.0, EnrollConfig(duplicate_similarity=0.5))
+    assert len(fewer) < len(photos)
+    assert enroll_from_video(clip, small_detector, 1.0, EnrollConfig(min_face_size=2000)) == []
 
 
 def test_no_usable_enrollment_frame_is_a_user_error(
@@ -58,9 +60,13 @@ def test_no_usable_enrollment_frame_is_a_user_error(
 ) -> None:
     clips = [Clip("p", shared("videos", "solo_06.mp4"), True)]
     factory = gallery_factory(model_dir / "mobilefacenet_128d.onnx", 0.5)
-    with pytest.raises(UserError, match="quality gates"):
+    with pytest.raises(UserError, match="enrollment capture's gates"):
         run_simulation(
-            clips, small_detector, factory, TrialSession(), gates=QualityGates(min_face=2000)
+            clips,
+            small_detector,
+            factory,
+            TrialSession(),
+            enroll_config=EnrollConfig(min_face_size=2000),
         )
 
 
@@ -124,6 +130,9 @@ def test_simulation_end_to_end(shared: SharedPath, tmp_path: Path) -> None:
     # MobileFaceNet with real weights: the goal is >= 95% accuracy, FPR <= 2%, FNR <= 5%.
     assert summary["accuracy"] >= 0.95
     assert summary["fpr"] <= 0.02 and summary["fnr"] <= 0.05
+    # Liveness runs by default; every clip is a live person and none is refused.
+    assert summary["liveness"]["enabled"] and summary["liveness"]["tracks"] == 19
+    assert summary["liveness"]["refused_by_liveness"] == 0
     enroll_frames = {c["name"]: c["enrolled"] for c in summary["clips"]}
     for trial in summary["trial_log"]:
         if enroll_frames[trial["participant"]]:
@@ -136,3 +145,42 @@ def test_simulation_end_to_end(shared: SharedPath, tmp_path: Path) -> None:
     reloaded = json.loads(again.read_text())
     for key in ("tp", "fp", "tn", "fn", "misidentified", "accuracy", "fpr", "fnr", "trials"):
         assert reloaded[key] == summary[key]
+
+
+def test_simulation_records_liveness_per_track(
+    shared: SharedPath, small_detector: FaceDetector, model_dir: Path
+) -> None:
+    from kiosk.liveness import LivenessMonitor
+    from kiosk.trials import liveness_refusals
+    from models.liveness import LivenessChecker
+
+    monitor = LivenessMonitor(LivenessConfig(), LivenessChecker.from_dir(model_dir))
+    clips = [Clip("solo_06", shared("videos", "solo_06.mp4"), True)]
+    factory = gallery_factory(model_dir / "mobilefacenet_128d.onnx", 0.5)
+    session = TrialSession()
+    timings = run_simulation(clips, small_detector, factory, session, stride=3, liveness=monitor)
+    assert timings.liveness_checks > 0
+    faces = [f for r in session.results for f in r.frames if f.face]
+    # Undecided until min_frames checks, then decided: the first frames record None.
+    assert faces[0].live is None
+    assert any(f.live is not None for f in faces)
+    summary = liveness_refusals(session.results)
+    assert summary["tracks"] == len(session.results)
+    # A live person on camera: the real MiniFASNets call this track live, not a photo.
+    assert summary["refused_by_liveness"] == 0
+    assert all(r.live_frames[0] > 0 for r in session.results)
+
+
+def test_simulation_skips_liveness_when_disabled(
+    shared: SharedPath, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text("[liveness]\nenabled = false\n")
+    out = tmp_path / "s.json"
+    args = ["--config", str(config), "trials", "simulate", "--videos", str(shared("videos"))]
+    args += ["--enrolled", "solo_06", "--visitors", "--stride", "10", "--json", str(out)]
+    assert main(args) == 0
+    assert "liveness: skipped ([liveness] enabled = false)" in capsys.readouterr().err
+    summary = json.loads(out.read_text())
+    assert summary["liveness"] == {"enabled": False}
+    assert all(f["live"] is None for t in summary["trial_log"] for f in t["frame_decisions"])

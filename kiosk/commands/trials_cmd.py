@@ -1,4 +1,8 @@
-"""`kiosk trials simulate|sessions|export`: deployment trials, offline and from the log."""
+"""`kiosk trials [simulate|sessions|export]`: deployment trials, live, offline and from the log.
+
+Without a verb, ``kiosk trials`` opens the operator console: the live camera view beside
+the trials panel, fed by the same live pipeline as ``kiosk run``.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +20,27 @@ from kiosk.config import APP_NAME, KioskConfig, load_config
 from kiosk.errors import UserError
 
 if TYPE_CHECKING:
+    from kiosk.pipeline import LivePipeline
     from kiosk.trials import TrialSession
 
 RECOGNIZERS = ("gallery",)  # "clip" joins once the CLIP recognizer bundle exists
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("trials", help="five-second deployment trials")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    parser = subparsers.add_parser(
+        "trials",
+        help="five-second deployment trials (no verb: the live operator console)",
+    )
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="console: camera index, video file, stream URL or image folder (default: config's)",
+    )
+    parser.add_argument(
+        "--db", type=Path, default=None, help="trials SQLite file (default: the user's data dir)"
+    )
+    parser.set_defaults(handler=_console)
+    verbs = parser.add_subparsers(dest="verb", required=False, metavar="VERB")
 
     sim = verbs.add_parser(
         "simulate",
@@ -73,18 +90,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sim.add_argument(
         "--db",
         type=Path,
-        default=None,
+        default=argparse.SUPPRESS,  # keeps a --db given before the verb
         help="save the session in this SQLite file (default: in memory only)",
     )
     _add_outputs(sim)
     sim.set_defaults(handler=_simulate)
 
     sessions = verbs.add_parser("sessions", help="list the sessions in a trials database")
-    sessions.add_argument("--db", type=Path, default=None, help="trials SQLite file")
+    sessions.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="trials SQLite file")
     sessions.set_defaults(handler=_sessions)
 
     export = verbs.add_parser("export", help="export a saved session (CSV, JSON, HTML report)")
-    export.add_argument("--db", type=Path, default=None, help="trials SQLite file")
+    export.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="trials SQLite file")
     export.add_argument("--session", type=int, default=None, help="session id (default: latest)")
     _add_outputs(export)
     export.set_defaults(handler=_export)
@@ -137,9 +154,73 @@ def _print_summary(summary: dict[str, object]) -> None:
     print(
         f"accuracy {pct(summary['accuracy'])}  FPR {pct(summary['fpr'])}  FNR {pct(summary['fnr'])}"
     )
+    if summary["attack_refused"] or summary["attack_accepted"]:
+        print(
+            f"attacks refused {summary['attack_refused']}  accepted {summary['attack_accepted']}"
+            f"  APCER {pct(summary['apcer'])}"
+        )
+    liveness = summary.get("liveness")
+    if isinstance(liveness, dict) and liveness.get("enabled"):
+        print(
+            f"liveness: {liveness['refused_by_liveness']} of {liveness['tracks']} live trials"
+            f" wrongly refused ({', '.join(liveness['participants']) or 'nobody'});"
+            f" {liveness['ended_not_live']} tracks ended not live,"
+            f" {liveness['ended_undecided']} undecided"
+        )
+
+
+def enrolled_roster(config: KioskConfig) -> list[str]:
+    """The names of the people in the store who have enrollment photos."""
+    from enroll.store import open_store
+
+    with open_store(config.enroll) as people:
+        return [person.name for person in people.people() if person.photo_count > 0]
+
+
+def trials_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
+    """The live pipeline for trials: ``kiosk run``'s, classifying every frame of a track
+    (``reclassify_every = 1``) so each frame of a trial carries a fresh prediction."""
+    from kiosk.pipeline import LivePipeline
+
+    live = config.kiosk.model_copy(update={"reclassify_every": 1})
+    return LivePipeline.from_config(config.model_copy(update={"kiosk": live}), source=source)
+
+
+def _console(args: argparse.Namespace) -> int:
+    from kiosk.trials import Participant
+    from kiosk.trials_store import TrialStore
+    from kiosk.ui import application
+    from kiosk.ui.trials_window import TrialsWindow
+
+    config = load_config(args.config)
+    app = application()
+    roster = enrolled_roster(config)
+    pipeline = trials_pipeline(config, args.source)
+    source = args.source if args.source is not None else config.kiosk.source
+    with TrialStore(args.db if args.db is not None else default_database(config)) as store:
+        session = store.create_session(
+            label=f"live {source}",
+            duration=config.trials.duration,
+            threshold=pipeline.recognizers.current().threshold,
+            min_share=config.trials.min_share,
+            recognizer=config.recognizer.kind,
+            participants=[Participant(name, enrolled=True) for name in roster],
+        )
+        # Liveness reaches the tracks through the tracker's veto; without one no check
+        # runs, and a named track must not be recorded as live.
+        liveness = config.liveness.enabled and pipeline.tracker.veto is not None
+        window = TrialsWindow(pipeline, session, liveness=liveness, poll_ms=config.ui.poll_ms)
+        if not roster:
+            window.panel.message.setText("nobody is enrolled yet: add visitors, or enroll first")
+        window.start()
+        try:
+            return int(app.exec())
+        finally:
+            window.shutdown()
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from kiosk.trials import liveness_refusals
     from kiosk.trials_sim import (
         DEFAULT_ENROLLED,
         DEFAULT_VISITORS,
@@ -183,6 +264,17 @@ def _simulate(args: argparse.Namespace) -> int:
     threshold = 0.5 if args.threshold is None else args.threshold
     factory = gallery_factory(registry.model_path("mobilefacenet_128d", model_dir), threshold)
     duration = args.duration if args.duration is not None else config.trials.duration
+    monitor = None
+    if config.liveness.enabled:
+        from kiosk.liveness import LivenessMonitor
+        from models.liveness import LivenessChecker
+
+        checker = LivenessChecker.from_dir(
+            model_dir, device=config.models.device, threads=config.models.threads
+        )
+        monitor = LivenessMonitor(config.liveness, checker)
+    else:
+        print("liveness: skipped ([liveness] enabled = false)", file=sys.stderr)
 
     with TrialStore(args.db if args.db is not None else Path(":memory:")) as store:
         session = store.create_session(
@@ -199,9 +291,15 @@ def _simulate(args: argparse.Namespace) -> int:
             session,
             enroll_seconds=args.enroll_seconds,
             stride=args.stride,
+            enroll_config=config.enroll,
+            liveness=monitor,
             leave_one_out=args.leave_one_out,
             progress=lambda line: print(line, file=sys.stderr),
         )
+        liveness: dict[str, object] = {"enabled": monitor is not None}
+        if monitor is not None:
+            liveness |= liveness_refusals(session.results, session.min_share)
+            liveness["checks"] = timings.liveness_checks
         extra = {
             "recognizer": args.recognizer,
             "detector": f"{detector.name}@{args.detector_size}",
@@ -214,6 +312,7 @@ def _simulate(args: argparse.Namespace) -> int:
             "enroll_s": round(timings.enroll_s, 2),
             "trials_s": round(timings.trials_s, 2),
             "ms_per_frame": round(1000 * timings.trials_s / max(timings.frames, 1), 1),
+            "liveness": liveness,
         }
         summary = _write_outputs(args, config, session, extra)
     _print_summary(summary)

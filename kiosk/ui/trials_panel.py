@@ -2,7 +2,9 @@
 
 The panel starts and ends trials and draws the session; it decides nothing. Frames reach
 the active trial from the live pipeline through ``session.add_frame(now, prediction,
-crop)`` using the same clock the panel was given. When the window has elapsed, the
+crop, live)`` (``kiosk.trials.record_live_result`` in the console,
+``kiosk/ui/trials_window.py``) using the same clock the panel was given. Participants are
+enrolled people, visitors (not enrolled) and presentation attacks. When the window has elapsed, the
 panel's timer ends the trial, refreshes every view and emits ``trial_finished``.
 """
 
@@ -32,12 +34,24 @@ from PySide6.QtWidgets import (
 from kiosk.errors import UserError
 from kiosk.trials import TrialResult, TrialSession, per_participant
 
-METRIC_KEYS = ("tp", "fp", "fn", "tn", "no_face", "misidentified", "trials")
-RATE_KEYS = ("accuracy", "fpr", "fnr")
+METRIC_KEYS = (
+    "tp",
+    "fp",
+    "fn",
+    "tn",
+    "no_face",
+    "misidentified",
+    "attack_refused",
+    "attack_accepted",
+    "trials",
+)
+RATE_KEYS = ("accuracy", "fpr", "fnr", "apcer")
 OUTCOME_HELP = (
     "TP: enrolled, named correctly.  FP: a stranger given a name, or an enrolled person"
     " named as someone else (also a misidentification).  FN: enrolled, rejected.  TN: a"
-    " stranger rejected.  no_face: no face in the window (in N, not in FPR/FNR)."
+    " stranger rejected.  Attack (a photo of an enrolled person): refused when rejected or"
+    " not live; accepted (also an FP) when named.  APCER: accepted / attack trials.  no_face:"
+    " no face in the window (in N, not in FPR/FNR)."
 )
 
 
@@ -67,8 +81,12 @@ class TrialsPanel(QWidget):
 
         self.roster = QListWidget()
         self.visitor_name = QLineEdit()
-        self.visitor_name.setPlaceholderText("visitor's name (not enrolled)")
+        self.visitor_name.setPlaceholderText("a visitor, or 'photo of Ada'")
         self.add_visitor_button = QPushButton("Add visitor")
+        self.add_attack_button = QPushButton("Add attack")
+        self.add_attack_button.setToolTip(
+            "a presentation attack: someone holds up a photo or screen of an enrolled person"
+        )
         self.start_button = QPushButton("Start trial (Space)")
         self.countdown_label = QLabel("")
         font = QFont()
@@ -90,17 +108,17 @@ class TrialsPanel(QWidget):
             label.setObjectName(key)
             label.setFont(value_font)
             self.metric_labels[key] = label
-            title = key.upper() if len(key) <= 3 else key.replace("_", " ")
+            title = key.upper() if len(key) <= 3 or key == "apcer" else key.replace("_", " ")
             grid.addWidget(QLabel(title), i // 5 * 2, i % 5)
             grid.addWidget(label, i // 5 * 2 + 1, i % 5)
         help_label = QLabel(OUTCOME_HELP)
         help_label.setWordWrap(True)
-        grid.addWidget(help_label, 4, 0, 1, 5)
+        grid.addWidget(help_label, (len(METRIC_KEYS + RATE_KEYS) + 4) // 5 * 2, 0, 1, 5)
 
-        self.people_table = QTableWidget(0, 8)
-        self.people_table.setHorizontalHeaderLabels(
-            ["participant", "kind", "trials", "TP", "FP", "FN", "TN", "no face"]
-        )
+        people_columns = ["participant", "kind", "trials", "TP", "FP", "FN", "TN", "no face"]
+        people_columns += ["attack refused", "attack accepted"]
+        self.people_table = QTableWidget(0, len(people_columns))
+        self.people_table.setHorizontalHeaderLabels(people_columns)
         self.people_table.verticalHeader().setVisible(False)
         self.people_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.confusion_table = QTableWidget(0, 0)
@@ -114,9 +132,10 @@ class TrialsPanel(QWidget):
         left = QVBoxLayout()
         left.addWidget(QLabel("Roster"))
         left.addWidget(self.roster)
+        left.addWidget(self.visitor_name)
         add_row = QHBoxLayout()
-        add_row.addWidget(self.visitor_name)
         add_row.addWidget(self.add_visitor_button)
+        add_row.addWidget(self.add_attack_button)
         left.addLayout(add_row)
         left.addWidget(self.start_button)
         left.addWidget(self.countdown_label)
@@ -134,6 +153,7 @@ class TrialsPanel(QWidget):
         layout.addLayout(right, 2)
 
         self.add_visitor_button.clicked.connect(self.add_visitor)
+        self.add_attack_button.clicked.connect(self.add_attack)
         self.visitor_name.returnPressed.connect(self.add_visitor)
         self.start_button.clicked.connect(self.start_trial)
         QShortcut(QKeySequence(Qt.Key.Key_Space), self, self.start_trial)
@@ -142,8 +162,14 @@ class TrialsPanel(QWidget):
     # -- actions -----------------------------------------------------------------------
 
     def add_visitor(self) -> None:
+        self._add_participant(attack=False)
+
+    def add_attack(self) -> None:
+        self._add_participant(attack=True)
+
+    def _add_participant(self, *, attack: bool) -> None:
         try:
-            self.session.add_participant(self.visitor_name.text(), enrolled=False)
+            self.session.add_participant(self.visitor_name.text(), enrolled=False, attack=attack)
         except UserError as error:
             self.message.setText(str(error))
             return
@@ -167,8 +193,7 @@ class TrialsPanel(QWidget):
             self.message.setText(str(error))
             return
         self.message.setText(f"trial running: {name}")
-        self.start_button.setEnabled(False)
-        self.add_visitor_button.setEnabled(False)
+        self._set_idle(False)
         self.trial_started.emit(name)
         self._timer.start()
         self._tick()
@@ -185,12 +210,15 @@ class TrialsPanel(QWidget):
         if self.session.is_due(now):
             self._timer.stop()
             result = self.session.finish()
-            self.start_button.setEnabled(True)
-            self.add_visitor_button.setEnabled(True)
+            self._set_idle(True)
             self.countdown_label.setText(result.outcome.value)
             self.message.setText(f"{result.participant.name}: {result.answer_label}")
             self.refresh()
             self.trial_finished.emit(result)
+
+    def _set_idle(self, idle: bool) -> None:
+        for button in (self.start_button, self.add_visitor_button, self.add_attack_button):
+            button.setEnabled(idle)
 
     # -- views -------------------------------------------------------------------------
 
@@ -225,7 +253,7 @@ class TrialsPanel(QWidget):
         for row, summary in enumerate(summaries):
             m = summary.metrics
             cells = [summary.participant.name, summary.participant.kind, m.trials]
-            cells += [m.tp, m.fp, m.fn, m.tn, m.no_face]
+            cells += [m.tp, m.fp, m.fn, m.tn, m.no_face, m.attack_refused, m.attack_accepted]
             for column, cell in enumerate(cells):
                 self.people_table.setItem(row, column, QTableWidgetItem(str(cell)))
 
@@ -253,6 +281,11 @@ class TrialsPanel(QWidget):
             f" {result.outcome.value}   {result.face_frames}/{len(result.frames)} frames"
             " with a face"
         )
+        live, not_live, _ = result.live_frames
+        if live or not_live:
+            text += f", {not_live} not live"
+        if result.attack_accepted:
+            text += "  ATTACK ACCEPTED"
         item = QListWidgetItem(text)
         if result.thumbnail:
             pixmap = QPixmap()
