@@ -20,6 +20,7 @@ class TrackView:
     label: str  # a name, or "Unknown" while pending or rejected
     confidence: float
     state: TrackState
+    prompt: str = ""  # what the person is asked to do, e.g. "Please turn your head slightly"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,15 +14,81 @@ from kiosk.config import KioskConfig, load_config
 from kiosk.errors import UserError
 
 if TYPE_CHECKING:
+    from kiosk.pipeline import LivePipeline as Pipeline
+    from kiosk.results import FrameResult
     from kiosk.ui.result_source import LivePipeline
+
+log = logging.getLogger(__name__)
+STARTING = "Starting… loading the models"
+
+
+class PipelineStarter:
+    """A `LivePipeline` built and started on a worker thread, so the window shows at once.
+
+    Until the pipeline runs, ``latest()`` is None and ``status()`` says it is starting;
+    if building fails, ``status()`` says why and ``error`` holds the exception.
+    """
+
+    def __init__(self, build: Callable[[], Pipeline]) -> None:
+        self._build = build
+        self.pipeline: Pipeline | None = None
+        self.error: BaseException | None = None
+        self.started = threading.Event()  # set when the pipeline runs, or failed to
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._start, name="pipeline-start", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            pipeline = self._build()
+        except Exception as error:  # shown in the window, re-raised by `kiosk run`
+            log.exception("the live pipeline could not be built")
+            self.error = error
+            self.started.set()
+            return
+        with self._lock:
+            if self._stopped:  # the window closed while the models loaded
+                pipeline.stop()
+            else:
+                pipeline.start()
+                self.pipeline = pipeline
+        self.started.set()
+
+    def latest(self) -> FrameResult | None:
+        pipeline = self.pipeline
+        return pipeline.latest() if pipeline is not None else None
+
+    def status(self) -> str:
+        if self.error is not None:
+            return f"The kiosk cannot start: {self.error}"
+        pipeline = self.pipeline
+        return pipeline.status() if pipeline is not None else STARTING
+
+    def pause(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.pause()
+
+    def resume(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.resume()
+
+    def stop(self) -> None:
+        """Stop the pipeline; one still being built is not started and is released."""
+        with self._lock:
+            self._stopped = True
+            pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.stop()
+        else:  # model loading cannot be interrupted (seconds); _start then releases it
+            self._thread.join()
 
 
 def start_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
-    """The one place `kiosk run` gets its pipeline: point it at kiosk.pipeline."""
-    raise UserError(
-        "live recognition is not part of this build yet (kiosk/pipeline.py is missing), "
-        "so `kiosk run` has nothing to show"
-    )
+    """The one place `kiosk run` gets its pipeline: built and started off the GUI thread."""
+    from kiosk.pipeline import LivePipeline as Pipeline
+
+    return PipelineStarter(lambda: Pipeline.from_config(config, source=source))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,12 +142,16 @@ def _run(args: argparse.Namespace) -> int:
             for signum in (signal.SIGINT, signal.SIGTERM)
         }
         try:
-            return int(app.exec())
+            code = int(app.exec())
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
     finally:
         pipeline.stop()
+    failed = getattr(pipeline, "error", None)  # shown in the window; the CLI says it too
+    if isinstance(failed, UserError | ModelError):
+        raise failed
+    return code
 
 
 def show_error_dialog(message: str) -> None:
