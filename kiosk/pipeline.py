@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 _FPS_WINDOW = 30  # results the FPS figure averages over
 _IDLE_WAIT_S = 0.02  # how often a thread with nothing to do checks for stop
+PAUSED_NOTICE = "Enrollment in progress: recognition resumes when it is done"
 
 
 def face_thumbnail(image: NDArray[np.uint8], face: Face, size: int = 160) -> NDArray[np.uint8]:
@@ -106,6 +107,7 @@ class LivePipeline:
         self._notice = ""
         self.finished = threading.Event()  # set when a file or folder source has run out
         self._paused = threading.Event()
+        self._released = threading.Event()  # the capture thread holds no camera while paused
         self.liveness = liveness
         self._verdicts: dict[int, LivenessVerdict] = {}  # this frame's, by track id
         self._vetoed: set[int] = set()  # tracks the caller's own veto held this frame
@@ -341,12 +343,18 @@ class LivePipeline:
         for thread in self._threads:
             thread.start()
 
-    def pause(self) -> None:
+    def pause(self, timeout: float = 2.0) -> bool:
         """Stop reading and release the source (a camera), e.g. while the enrollment wizard
-        uses it; the window keeps the last result. ``resume()`` opens it again."""
+        uses it; the window keeps the last result. ``resume()`` opens it again.
+
+        Returns once the camera is released (True), or after ``timeout`` (False).
+        """
         self._paused.set()
+        capturing = any(t.name == "capture" and t.is_alive() for t in self._threads)
+        return self._released.wait(timeout) if capturing else True
 
     def resume(self) -> None:
+        self._released.clear()
         self._paused.clear()
 
     @property
@@ -359,6 +367,8 @@ class LivePipeline:
 
     def status(self) -> str:
         """One line for the window: the source's trouble, else the recognizer's, else ""."""
+        if self._paused.is_set():
+            return PAUSED_NOTICE
         return self.source.status or self.recognizers.last_error or self._notice
 
     def stop(self) -> None:
@@ -379,6 +389,7 @@ class LivePipeline:
                 if self._paused.is_set():
                     if isinstance(self.source, LiveCaptureSource):
                         self.source.close()  # free the camera; it reopens on the next read
+                    self._released.set()
                     while self._paused.is_set() and not self._stop.wait(_IDLE_WAIT_S):
                         pass
                     continue

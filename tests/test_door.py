@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from enroll.store import Consent, NewPhoto, PeopleStore, utc_now
 from kiosk.config import (
     EnrollConfig,
     EventsConfig,
@@ -25,33 +23,9 @@ from kiosk.config import (
 from kiosk.events import EventLog
 from kiosk.liveness import LivenessMonitor
 from kiosk.pipeline import LivePipeline
-from models.align import CLIP_SIZE, align_face
-from models.detector import Face, FaceDetector
+from models.detector import Face
 from models.liveness import LivenessScore
-
-
-def video_frames(video: Path, count: int, step: int = 1) -> Iterator[NDArray[np.uint8]]:
-    capture = cv2.VideoCapture(str(video))
-    try:
-        for index in range(count * step):
-            ok, frame = capture.read()
-            assert ok
-            if index % step == 0:
-                yield np.asarray(frame, dtype=np.uint8)
-    finally:
-        capture.release()
-
-
-def enroll_from_video(
-    store_dir: Path, name: str, video: Path, detector: FaceDetector, photos: int = 6
-) -> None:
-    """What the wizard saves: aligned 224 crops of the largest face, through the store API."""
-    crops = []
-    for frame in video_frames(video, photos, step=8):
-        face = detector.detect(frame, mode="largest")[0]
-        crops.append(NewPhoto(align_face(frame, face.kps, CLIP_SIZE), pose="front"))
-    with PeopleStore(store_dir) as store:
-        store.add_person(name, crops, Consent("test", utc_now()))
+from tests.door_support import enroll_from_video
 
 
 def events_of(folder: Path) -> list[str]:

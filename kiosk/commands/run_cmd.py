@@ -36,6 +36,7 @@ class PipelineStarter:
         self.started = threading.Event()  # set when the pipeline runs, or failed to
         self._lock = threading.Lock()
         self._stopped = False
+        self._paused = False
         self._thread = threading.Thread(target=self._start, name="pipeline-start", daemon=True)
         self._thread.start()
 
@@ -51,6 +52,8 @@ class PipelineStarter:
             if self._stopped:  # the window closed while the models loaded
                 pipeline.stop()
             else:
+                if self._paused:  # enrollment began while the models loaded
+                    pipeline.pause()
                 pipeline.start()
                 self.pipeline = pipeline
         self.started.set()
@@ -66,12 +69,19 @@ class PipelineStarter:
         return pipeline.status() if pipeline is not None else STARTING
 
     def pause(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.pause()
+        """Release the camera (for the enrollment wizard) until ``resume()``."""
+        with self._lock:
+            self._paused = True
+            pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.pause()
 
     def resume(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.resume()
+        with self._lock:
+            self._paused = False
+            pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.resume()
 
     def stop(self) -> None:
         """Stop the pipeline; one still being built is not started and is released."""
@@ -128,12 +138,17 @@ def _run(args: argparse.Namespace) -> int:
             show_error_dialog(str(error))
         raise
     try:
+        from kiosk.ui.enrollment import KioskEnrollment
+
         window = KioskWindow(
             pipeline,
             kiosk_mode=not args.windowed,
             pin_hash=config.ui.operator_pin,
             poll_ms=config.ui.poll_ms,
         )
+        if isinstance(pipeline, PipelineStarter):
+            source = args.source if args.source is not None else config.kiosk.source
+            window.on_enroll = KioskEnrollment(window, config, source, pipeline).open
         window.start()
         # The service manager's stop (SIGTERM) or Ctrl+C in the setup terminal closes the
         # window; the poll timer runs Python often enough for the handler to be called.
