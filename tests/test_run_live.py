@@ -167,3 +167,54 @@ def test_closing_while_loading_releases_the_late_pipeline(
     starter.stop()  # the window closed during model loading
     assert built and starter.pipeline is None and starter.latest() is None
     assert _kiosk_threads() == set()
+
+
+def test_enroll_shortcut_asks_the_pin_in_kiosk_mode_and_the_wizard_pauses_capture(
+    qtbot: QtBot, shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Ctrl+Shift+E -> PIN -> the wizard on the kiosk's source, capture paused until it
+    closes; the kiosk window stays open and locked throughout."""
+    from PySide6.QtCore import Qt
+
+    from kiosk.pin import hash_pin
+    from kiosk.ui.enrollment import KioskEnrollment
+
+    settings = _config(shared, tmp_path)
+    pipeline = LivePipeline.from_config(settings)
+    pipeline.start()
+    window = KioskWindow(pipeline, kiosk_mode=True, pin_hash=hash_pin("4711"), poll_ms=10)
+    qtbot.addWidget(window)
+    enrollment = KioskEnrollment(window, settings, settings.kiosk.source, pipeline)
+    window.on_enroll = enrollment.open
+    window.start()
+    try:
+        qtbot.waitUntil(lambda: window.video.result is not None, timeout=20_000)
+        qtbot.keyClick(
+            window,
+            Qt.Key.Key_E,
+            Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+        )
+        dialog = window.pin_dialog
+        assert dialog is not None and enrollment.wizard is None  # nothing without the PIN
+        assert dialog.message.text() == "Enter the operator PIN to enroll a volunteer."
+        qtbot.keyClicks(dialog.pin_edit, "4711")
+        qtbot.keyClick(dialog.pin_edit, Qt.Key.Key_Return)
+        wizard = enrollment.wizard
+        assert wizard is not None and wizard.isVisible() and window.isVisible()
+        assert pipeline.paused and pipeline.status() == PAUSED_NOTICE
+        # The wizard's camera page reads the same source: frames reach it.
+        wizard.consent_page.agree.setChecked(True)
+        wizard.next()
+        wizard.name_page.name_edit.setText("Alan Turing")
+        wizard.next()
+        assert wizard.currentPage() is wizard.capture_page
+        qtbot.waitUntil(lambda: wizard.capture_page.session.photos != [], timeout=20_000)
+        wizard.reject()
+        qtbot.waitUntil(lambda: enrollment.wizard is None, timeout=5_000)
+        assert not pipeline.paused
+        before = pipeline.latest()
+        qtbot.waitUntil(lambda: pipeline.latest() is not before, timeout=10_000)
+    finally:
+        window.shutdown()
+        pipeline.stop()
+    assert _kiosk_threads() == set()
