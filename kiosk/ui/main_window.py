@@ -13,7 +13,7 @@ from PySide6.QtGui import (
     QKeySequence,
     QResizeEvent,
 )
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from kiosk.errors import UserError
 from kiosk.pin import PinGate
@@ -75,6 +75,9 @@ class KioskWindow(QWidget):
             " font-family: monospace; }"
         )
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        # A long status line is cut at the window's edge; it must never widen the window
+        # (beyond the screen, a bare X session then drops the full-screen state).
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
