@@ -78,6 +78,35 @@ def face_thumbnail(image: NDArray[np.uint8], face: Face, size: int = 160) -> NDA
     return np.ascontiguousarray(crop, dtype=np.uint8)
 
 
+class LivenessVeto:
+    """The tracker's veto: a track is not named unless live (nor while ``outer`` vetoes it).
+
+    Keeps this frame's verdicts for the pipeline to show, and what the checks cost.
+    """
+
+    def __init__(self, monitor: LivenessMonitor, outer: TrackVeto | None = None) -> None:
+        self.monitor = monitor
+        self.outer = outer
+        self.verdicts: dict[int, LivenessVerdict] = {}  # this frame's, by track id
+        self.vetoed: set[int] = set()  # tracks the outer veto held this frame
+        self.elapsed_ms = 0.0
+
+    def new_frame(self) -> None:
+        self.verdicts.clear()
+        self.vetoed.clear()
+        self.elapsed_ms = 0.0
+
+    def __call__(self, track_id: int, frame: NDArray[np.uint8], face: Face) -> bool:
+        started = time.perf_counter()
+        verdict = self.monitor.update(track_id, frame, face)
+        self.elapsed_ms += (time.perf_counter() - started) * 1000.0
+        self.verdicts[track_id] = verdict
+        if self.outer is not None and self.outer(track_id, frame, face):
+            self.vetoed.add(track_id)
+            return True
+        return not verdict.is_live
+
+
 class LivePipeline:
     def __init__(
         self,
@@ -109,14 +138,11 @@ class LivePipeline:
         self._paused = threading.Event()
         self._released = threading.Event()  # the capture thread holds no camera while paused
         self.liveness = liveness
-        self._verdicts: dict[int, LivenessVerdict] = {}  # this frame's, by track id
-        self._vetoed: set[int] = set()  # tracks the caller's own veto held this frame
         self._last_seen: dict[int, int] = {}  # track id -> frame count it was last seen
         self._frames_done = 0
-        self._liveness_ms = 0.0
-        self._outer_veto = tracker.veto
+        self._veto: LivenessVeto | None = None
         if liveness is not None:
-            tracker.veto = self._liveness_veto
+            self._veto = tracker.veto = LivenessVeto(liveness, tracker.veto)
 
     @classmethod
     def from_config(
@@ -192,30 +218,18 @@ class LivePipeline:
 
     # -- liveness --------------------------------------------------------------------
 
-    def _liveness_veto(self, track_id: int, frame: NDArray[np.uint8], face: Face) -> bool:
-        """The tracker's veto: not named unless live (and not vetoed by the caller's own)."""
-        assert self.liveness is not None
-        started = time.perf_counter()
-        verdict = self.liveness.update(track_id, frame, face)
-        self._liveness_ms += (time.perf_counter() - started) * 1000.0
-        self._verdicts[track_id] = verdict
-        if self._outer_veto is not None and self._outer_veto(track_id, frame, face):
-            self._vetoed.add(track_id)
-            return True
-        return not verdict.is_live
-
     def _apply_liveness(self, updates: list[TrackUpdate]) -> list[TrackUpdate]:
         """Show an uncertain track as pending (not as not live), with its prompt."""
-        assert self.liveness is not None
+        assert self.liveness is not None and self._veto is not None
         self._frames_done += 1
         applied = []
         for update in updates:
             track_id = update.view.track_id
             self._last_seen[track_id] = self._frames_done
-            verdict = self._verdicts.get(track_id)
+            verdict = self._veto.verdicts.get(track_id)
             view = update.view
             if verdict is not None:
-                if verdict.state == "uncertain" and track_id not in self._vetoed:
+                if verdict.state == "uncertain" and track_id not in self._veto.vetoed:
                     view = replace(view, state="pending")
                 view = replace(view, prompt=verdict.prompt or "")
             applied.append(replace(update, view=view))
@@ -252,13 +266,12 @@ class LivePipeline:
             return predictions
 
         stages["align"] = stages["classify"] = 0.0
-        self._verdicts.clear()
-        self._vetoed.clear()
-        self._liveness_ms = 0.0
+        if self._veto is not None:
+            self._veto.new_frame()
         updates = self.tracker.update(frame.image, faces, classify)
-        if self.liveness is not None:
+        if self._veto is not None:
             updates = self._apply_liveness(updates)
-            stages["liveness"] = self._liveness_ms
+            stages["liveness"] = self._veto.elapsed_ms
         lap("track")
         stages["track"] -= stages["align"] + stages["classify"] + stages.get("liveness", 0.0)
         for update in updates:
