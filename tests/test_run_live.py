@@ -218,3 +218,31 @@ def test_enroll_shortcut_asks_the_pin_in_kiosk_mode_and_the_wizard_pauses_captur
         window.shutdown()
         pipeline.stop()
     assert _kiosk_threads() == set()
+
+
+def test_the_liveness_prompt_is_drawn_under_the_face(
+    qtbot: QtBot, shared: Callable[..., Path]
+) -> None:
+    import cv2
+
+    from kiosk.results import FrameResult, TrackView
+    from kiosk.ui.video_view import BANNER_TEXT, VideoView
+
+    frame = np.asarray(cv2.imread(str(shared("antispoof", "live_face.jpg"))), dtype=np.uint8)
+    height, width = frame.shape[:2]
+    box = (width * 0.3, height * 0.2, width * 0.7, height * 0.6)
+    view = VideoView()
+    qtbot.addWidget(view)
+    view.resize(800, 600)
+    for prompt in ("", "Please turn your head slightly to one side"):
+        track = TrackView(1, box, "Unknown", 0.4, "pending", prompt)
+        view.set_result(FrameResult(0, frame, 0.0, (track,)))
+        image = view.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+        rows = np.frombuffer(image.constBits(), np.uint8, image.bytesPerLine() * image.height())
+        rgb = rows.reshape(image.height(), image.bytesPerLine())[:, : image.width() * 3]
+        rgb = rgb.reshape(image.height(), image.width(), 3)
+        under = view.map_box(box)
+        below = rgb[int(under.bottom()) : int(under.bottom() + under.height() / 3)]
+        target = np.array(BANNER_TEXT.getRgb()[:3])
+        text = int(np.all(np.abs(below.astype(int) - target) <= 40, axis=2).sum())
+        assert (text > 100) == bool(prompt), (prompt, text)

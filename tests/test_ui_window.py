@@ -337,21 +337,19 @@ def test_run_fullscreen_without_pin_explains_itself(
 
 
 def test_window_survives_many_polls(qtbot: QtBot, frames: list[FrameResult]) -> None:
-    """Each poll calls void Qt methods; PySide6 6.12 on Python 3.11 took a reference from
-    None per call and aborted after a few thousand. The guard in `application()` (and the
-    qapp fixture) keeps a kiosk alive for good; 20 000 polls is ~5 min at 66 Hz."""
+    """Each poll calls void Qt methods; PySide6 6.12.0 on Python 3.11 took a reference from
+    None per call and aborted after a few thousand (pyproject.toml excludes it). 20 000
+    polls is ~5 min at 66 Hz; None must keep its references."""
     import sys
 
-    from kiosk.ui import application, void_calls_leak_none
-
-    application()
     source = ReplayResults(frames)
     window = _window(qtbot, source, kiosk_mode=False, pin_hash=None)
+    before = sys.getrefcount(None)
     for _ in range(20_000):
         source.advance()
         window.poll()
     assert window.video.result is not None
-    assert sys.getrefcount(None) > 1_000_000 or not void_calls_leak_none()
+    assert sys.getrefcount(None) >= before - 1_000  # 6.12.0 lost more than 20 000
 
 
 class _StartedReplay(ReplayResults):
