@@ -182,7 +182,7 @@ def test_status_line_and_source_status_are_shown(qtbot: QtBot, frames: list[Fram
     source.advance()
     qtbot.waitUntil(lambda: window.video.result is lost, timeout=2000)
     assert window.status.text() == (
-        "12.5 FPS  ·  dropped 42  ·  decode 1.5 ms  ·  detect 28.2 ms  ·  CPU"
+        "12.5 FPS  ·  CPU  ·  dropped 42  ·  decode 1.5 ms  ·  detect 28.2 ms"
     )
     after = window.video.grab().toImage()
     band = [(x, y) for x in range(0, after.width(), 3) for y in range(0, after.height() // 6, 2)]
