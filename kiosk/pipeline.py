@@ -9,6 +9,7 @@ What a window needs, and all it needs::
     pipeline.latest()               # the newest FrameResult or None; never blocks
     pipeline.status()               # "no camera at index 0, retrying in 2 s", or ""
     pipeline.pause() / resume()     # release the camera (the enrollment wizard wants it)
+    pipeline.check_recognizer()     # someone was just enrolled: reload now, not at the poll
     pipeline.stop()                 # joins every thread it started; stays stopped
 
 Headless, without threads (tests, replays, benchmarks)::
@@ -355,6 +356,10 @@ class LivePipeline:
         ]
         for thread in self._threads:
             thread.start()
+
+    def check_recognizer(self) -> None:
+        """Look for a changed recognizer source now (the wizard just saved someone)."""
+        self.recognizers.check_now()
 
     def pause(self, timeout: float = 2.0) -> bool:
         """Stop reading and release the source (a camera), e.g. while the enrollment wizard

@@ -240,6 +240,7 @@ class RecognizerHolder:
         self.version = 1
         self.last_error = ""
         self._stop = threading.Event()
+        self._wake = threading.Event()  # check now, not at the next poll
         self._thread: threading.Thread | None = None
 
     def current(self) -> Recognizer:
@@ -277,8 +278,13 @@ class RecognizerHolder:
         self._thread = threading.Thread(target=self._run, name="recognizer-reload", daemon=True)
         self._thread.start()
 
+    def check_now(self) -> None:
+        """Have the watcher look for a change at once (someone was just enrolled)."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -287,8 +293,11 @@ class RecognizerHolder:
             self._close = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.reload_if_changed()
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.reload_if_changed()
 
 
 def providers_of(recognizer: Recognizer) -> tuple[str, ...]:

@@ -153,3 +153,23 @@ def test_a_person_saved_to_the_store_is_named_by_the_running_pipeline(
     finally:
         pipeline.stop()
     assert events_of(tmp_path / "events") == ["Grace Hopper"]
+
+
+def test_check_now_reloads_without_waiting_for_the_poll(tmp_path: Path) -> None:
+    from kiosk.recognizers import NobodyEnrolled, RecognizerHolder
+
+    watched = tmp_path / "gallery"
+    watched.mkdir()
+    holder = RecognizerHolder(NobodyEnrolled, watched, poll_s=600)
+    holder.start()
+    try:
+        (watched / "someone.txt").write_text("enrolled")
+        holder.check_now()  # what the wizard's `enrolled` signal does
+        deadline = time.monotonic() + 5
+        while holder.version < 2:
+            assert time.monotonic() < deadline, "the reload waited for the 600 s poll"
+            time.sleep(0.02)
+    finally:
+        started = time.monotonic()
+        holder.stop()
+    assert time.monotonic() - started < 1  # stop wakes the watcher too

@@ -246,3 +246,52 @@ def test_the_liveness_prompt_is_drawn_under_the_face(
         target = np.array(BANNER_TEXT.getRgb()[:3])
         text = int(np.all(np.abs(below.astype(int) - target) <= 40, axis=2).sum())
         assert (text > 100) == bool(prompt), (prompt, text)
+
+
+@pytest.mark.slow
+def test_a_volunteer_enrolled_from_the_kiosk_is_named_without_a_restart(
+    qtbot: QtBot, shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The whole door-side loop: the operator opens the wizard from the running kiosk, the
+    volunteer is captured from the kiosk's own source and saved, and the kiosk names them
+    (the poll is 10 minutes: the wizard's `enrolled` signal is what triggers the reload)."""
+    from kiosk.commands.enroll_cmd import _drive
+    from kiosk.config import RecognizerConfig
+    from kiosk.ui.enrollment import KioskEnrollment
+
+    video = str(shared("videos", "solo_07.mp4"))
+    settings = KioskConfig(
+        kiosk=LiveConfig(source=video, loop=True),
+        enroll=EnrollConfig(store_dir=tmp_path / "people"),
+        events=EventsConfig(dir=tmp_path / "events"),
+        recognizer=RecognizerConfig(reload_poll_s=600),
+        liveness=LivenessConfig(enabled=False),
+    )
+    pipeline = LivePipeline.from_config(settings)
+    pipeline.start()
+    window = KioskWindow(pipeline, kiosk_mode=False, pin_hash=None, poll_ms=10)
+    qtbot.addWidget(window)
+    enrollment = KioskEnrollment(window, settings, video, pipeline)
+    window.on_enroll = enrollment.open
+    window.start()
+    try:
+        qtbot.waitUntil(lambda: window.video.result is not None, timeout=20_000)
+        assert all(t.state != "recognized" for t in window.video.result.tracks)  # type: ignore[union-attr]
+        window.request_enroll()  # windowed (setup) mode: no PIN
+        wizard, source = enrollment.wizard, enrollment.source
+        assert wizard is not None and source is not None and pipeline.paused
+        timings: dict[str, float] = {}
+        _drive(wizard, "Zoë", source, timings)
+        qtbot.waitUntil(lambda: enrollment.wizard is None, timeout=120_000)
+        assert "save_and_train_s" in timings and not pipeline.paused
+
+        def named() -> bool:
+            result = window.video.result
+            return result is not None and any(t.label == "Zoë" for t in result.tracks)
+
+        qtbot.waitUntil(named, timeout=30_000)
+        assert pipeline.recognizers.version == 2
+    finally:
+        window.shutdown()
+        pipeline.stop()
+    assert _kiosk_threads() == set()

@@ -76,6 +76,10 @@ class PipelineStarter:
         if pipeline is not None:
             pipeline.pause()
 
+    def check_recognizer(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.check_recognizer()
+
     def resume(self) -> None:
         with self._lock:
             self._paused = False

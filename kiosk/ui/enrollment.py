@@ -4,7 +4,8 @@ The operator opens it from the door-side window (`ENROLL_SHORTCUT`; behind the P
 kiosk mode). The pipeline's capture pauses and releases the camera while the wizard
 holds it, and resumes when the wizard closes. The wizard saves to the people store;
 the kiosk's ``[recognizer] kind = "store"`` notices the change and names the new person
-within ``reload_poll_s``, without a restart.
+without a restart: at once (the wizard's ``enrolled`` signal asks the pipeline to check
+the store), or within ``reload_poll_s`` for a change made elsewhere (`kiosk people`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class Pausable(Protocol):
 
     def resume(self) -> None: ...
 
+    def check_recognizer(self) -> None: ...
+
 
 def frame_reader(source: FrameSource) -> NDArray[np.uint8] | None:
     """One read of a frame source as the wizard wants it: the image, or None."""
@@ -45,6 +48,7 @@ class KioskEnrollment:
         self.source_spec = source_spec
         self.pipeline = pipeline
         self.wizard: EnrollWizard | None = None
+        self.source: FrameSource | None = None  # the wizard's, while it is open
 
     def open(self) -> None:
         """Open the wizard; a missing model, store or camera is said in a message box."""
@@ -81,6 +85,7 @@ class KioskEnrollment:
             store.close()
             self.pipeline.resume()
             raise
+        self.source = source
         wizard = EnrollWizard(
             store,
             config.enroll,
@@ -99,7 +104,10 @@ class KioskEnrollment:
             self.pipeline.resume()
             wizard.deleteLater()
             self.wizard = None
+            self.source = None
 
+        # Saved and trained: the kiosk reloads from the store now, not at its next poll.
+        wizard.enrolled.connect(lambda *_: self.pipeline.check_recognizer())
         wizard.finished.connect(finished)
         self.wizard = wizard
         wizard.open()
