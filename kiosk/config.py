@@ -234,10 +234,11 @@ class EventsConfig(_Section):
 class RecognizerConfig(_Section):
     """What names the faces: an embedding gallery or a CLIP bundle; reloaded when it changes."""
 
-    kind: Literal["gallery", "clip"] = "gallery"
+    kind: Literal["store", "gallery", "clip"] = "store"
     path: Path | None = Field(
         default=None,
-        description="gallery: a folder per person; clip: a bundle file. "
+        description="store: ignored, [enroll] store_dir is used; "
+        "gallery: a folder per person; clip: a bundle file. "
         "Default: the user's data dir / gallery (or recognizer.bundle)",
     )
     gallery_threshold: float = Field(default=0.5, ge=-1.0, le=1.0, description="cosine")

@@ -8,6 +8,8 @@ What a window needs, and all it needs::
     pipeline.start()                # capture + inference (+ reload, hook) threads
     pipeline.latest()               # the newest FrameResult or None; never blocks
     pipeline.status()               # "no camera at index 0, retrying in 2 s", or ""
+    pipeline.pause() / resume()     # release the camera (the enrollment wizard wants it)
+    pipeline.check_recognizer()     # someone was just enrolled: reload now, not at the poll
     pipeline.stop()                 # joins every thread it started; stays stopped
 
 Headless, without threads (tests, replays, benchmarks)::
@@ -19,6 +21,12 @@ Threads: the capture thread reads frames into a newest-frame slot (a frame nobod
 is replaced and counted as dropped), the inference thread takes the newest frame and
 publishes one immutable :class:`FrameResult` into a newest-result slot. Nothing queues,
 so latency cannot build up; the GUI thread only reads ``latest()``.
+
+Liveness (``[liveness] enabled``, the default): every tracked face is scored by a
+:class:`LivenessMonitor` on every frame. Only a ``live`` track may be named and open the
+door: a ``not_live`` track is shown as not live and never announced; an ``uncertain``
+one is shown as pending, with the monitor's prompt ("Please turn your head slightly").
+The votes cast meanwhile still count, so a track that turns live is named at once.
 """
 
 from __future__ import annotations
@@ -28,22 +36,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from kiosk.config import KioskConfig, user_data_dir
 from kiosk.events import DoorHooks, EventLog, HookSettings
-from kiosk.recognizers import (
-    RecognizerFactory,
-    RecognizerHolder,
-    providers_of,
-    recognizer_factory,
-    recognizer_path,
-)
+from kiosk.liveness import LivenessMonitor, LivenessVerdict
+from kiosk.recognizers import RecognizerFactory, RecognizerHolder, providers_of, recognizer_holder
 from kiosk.results import FrameResult
 from kiosk.slot import NewestSlot
-from kiosk.sources import Frame, FrameSource, open_source
+from kiosk.sources import Frame, FrameSource, LiveCaptureSource, open_source
 from kiosk.tracking import Tracker, TrackerSettings, TrackUpdate, TrackVeto
 from models import registry
 from models.detector import Face, FaceDetector
@@ -53,6 +57,7 @@ log = logging.getLogger(__name__)
 
 _FPS_WINDOW = 30  # results the FPS figure averages over
 _IDLE_WAIT_S = 0.02  # how often a thread with nothing to do checks for stop
+PAUSED_NOTICE = "Enrollment in progress: recognition resumes when it is done"
 
 
 def face_thumbnail(image: NDArray[np.uint8], face: Face, size: int = 160) -> NDArray[np.uint8]:
@@ -74,6 +79,35 @@ def face_thumbnail(image: NDArray[np.uint8], face: Face, size: int = 160) -> NDA
     return np.ascontiguousarray(crop, dtype=np.uint8)
 
 
+class LivenessVeto:
+    """The tracker's veto: a track is not named unless live (nor while ``outer`` vetoes it).
+
+    Keeps this frame's verdicts for the pipeline to show, and what the checks cost.
+    """
+
+    def __init__(self, monitor: LivenessMonitor, outer: TrackVeto | None = None) -> None:
+        self.monitor = monitor
+        self.outer = outer
+        self.verdicts: dict[int, LivenessVerdict] = {}  # this frame's, by track id
+        self.vetoed: set[int] = set()  # tracks the outer veto held this frame
+        self.elapsed_ms = 0.0
+
+    def new_frame(self) -> None:
+        self.verdicts.clear()
+        self.vetoed.clear()
+        self.elapsed_ms = 0.0
+
+    def __call__(self, track_id: int, frame: NDArray[np.uint8], face: Face) -> bool:
+        started = time.perf_counter()
+        verdict = self.monitor.update(track_id, frame, face)
+        self.elapsed_ms += (time.perf_counter() - started) * 1000.0
+        self.verdicts[track_id] = verdict
+        if self.outer is not None and self.outer(track_id, frame, face):
+            self.vetoed.add(track_id)
+            return True
+        return not verdict.is_live
+
+
 class LivePipeline:
     def __init__(
         self,
@@ -85,6 +119,7 @@ class LivePipeline:
         max_faces: int = 5,
         events: EventLog | None = None,
         hooks: DoorHooks | None = None,
+        liveness: LivenessMonitor | None = None,
     ) -> None:
         self.source = source
         self.detector = detector
@@ -101,6 +136,14 @@ class LivePipeline:
         self._threads: list[threading.Thread] = []
         self._notice = ""
         self.finished = threading.Event()  # set when a file or folder source has run out
+        self._paused = threading.Event()
+        self._released = threading.Event()  # the capture thread holds no camera while paused
+        self.liveness = liveness
+        self._last_seen: dict[int, int] = {}  # track id -> frame count it was last seen
+        self._frames_done = 0
+        self._veto: LivenessVeto | None = None
+        if liveness is not None:
+            self._veto = tracker.veto = LivenessVeto(liveness, tracker.veto)
 
     @classmethod
     def from_config(
@@ -130,10 +173,18 @@ class LivePipeline:
             threads=config.models.threads,
         )
         detector.warm_up()
-        watch = recognizer_path(config) if factory is None and config.recognizer.reload else None
-        holder = RecognizerHolder(
-            factory or recognizer_factory(config), watch, config.recognizer.reload_poll_s
-        )
+        holder = RecognizerHolder(factory) if factory is not None else recognizer_holder(config)
+        monitor = None
+        if config.liveness.enabled:
+            from models.liveness import LivenessChecker
+
+            checker = LivenessChecker.from_dir(
+                registry.resolve_model_dir(config.models.dir),
+                device=config.models.device,
+                threads=config.models.threads,
+            )
+            checker.warm_up()
+            monitor = LivenessMonitor.from_config(config.liveness, checker)
         tracker = Tracker(
             TrackerSettings(
                 live.min_frames,
@@ -163,7 +214,31 @@ class LivePipeline:
             max_faces=live.max_faces,
             events=events,
             hooks=hooks,
+            liveness=monitor,
         )
+
+    # -- liveness --------------------------------------------------------------------
+
+    def _apply_liveness(self, updates: list[TrackUpdate]) -> list[TrackUpdate]:
+        """Show an uncertain track as pending (not as not live), with its prompt."""
+        assert self.liveness is not None and self._veto is not None
+        self._frames_done += 1
+        applied = []
+        for update in updates:
+            track_id = update.view.track_id
+            self._last_seen[track_id] = self._frames_done
+            verdict = self._veto.verdicts.get(track_id)
+            view = update.view
+            if verdict is not None:
+                if verdict.state == "uncertain" and track_id not in self._veto.vetoed:
+                    view = replace(view, state="pending")
+                view = replace(view, prompt=verdict.prompt or "")
+            applied.append(replace(update, view=view))
+        # A track unseen for a few frames still lives in the tracker: keep its evidence.
+        horizon = self._frames_done - self.tracker.settings.max_missed
+        self._last_seen = {t: seen for t, seen in self._last_seen.items() if seen >= horizon}
+        self.liveness.retain(self._last_seen)
+        return applied
 
     # -- one frame -------------------------------------------------------------------
 
@@ -192,9 +267,14 @@ class LivePipeline:
             return predictions
 
         stages["align"] = stages["classify"] = 0.0
+        if self._veto is not None:
+            self._veto.new_frame()
         updates = self.tracker.update(frame.image, faces, classify)
+        if self._veto is not None:
+            updates = self._apply_liveness(updates)
+            stages["liveness"] = self._veto.elapsed_ms
         lap("track")
-        stages["track"] -= stages["align"] + stages["classify"]
+        stages["track"] -= stages["align"] + stages["classify"] + stages.get("liveness", 0.0)
         for update in updates:
             if update.announce:
                 self._record(update, frame.image)
@@ -277,12 +357,36 @@ class LivePipeline:
         for thread in self._threads:
             thread.start()
 
+    def check_recognizer(self) -> None:
+        """Look for a changed recognizer source now (the wizard just saved someone)."""
+        self.recognizers.check_now()
+
+    def pause(self, timeout: float = 2.0) -> bool:
+        """Stop reading and release the source (a camera), e.g. while the enrollment wizard
+        uses it; the window keeps the last result. ``resume()`` opens it again.
+
+        Returns once the camera is released (True), or after ``timeout`` (False).
+        """
+        self._paused.set()
+        capturing = any(t.name == "capture" and t.is_alive() for t in self._threads)
+        return self._released.wait(timeout) if capturing else True
+
+    def resume(self) -> None:
+        self._released.clear()
+        self._paused.clear()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
     def latest(self) -> FrameResult | None:
         """The newest published result (the same one until a newer comes); never blocks."""
         return self._results.peek()
 
     def status(self) -> str:
         """One line for the window: the source's trouble, else the recognizer's, else ""."""
+        if self._paused.is_set():
+            return PAUSED_NOTICE
         return self.source.status or self.recognizers.last_error or self._notice
 
     def stop(self) -> None:
@@ -300,6 +404,13 @@ class LivePipeline:
     def _capture_loop(self) -> None:
         try:
             while not self._stop.is_set():
+                if self._paused.is_set():
+                    if isinstance(self.source, LiveCaptureSource):
+                        self.source.close()  # free the camera; it reopens on the next read
+                    self._released.set()
+                    while self._paused.is_set() and not self._stop.wait(_IDLE_WAIT_S):
+                        pass
+                    continue
                 try:
                     frame = self.source.read()
                 except Exception as error:  # a source bug must not end capture silently

@@ -1,6 +1,13 @@
 """The recognizer the live pipeline uses, built from the config, and its hot reload.
 
-``[recognizer] kind = "gallery"`` builds an :class:`EmbeddingGallery` from a folder
+``[recognizer] kind = "store"`` (the default) builds an :class:`EmbeddingGallery` of
+everyone in the people store (``[enroll] store_dir``) with
+:func:`enroll.training.rebuild_gallery`: whoever the enrollment wizard saves reaches the
+running kiosk within ``reload_poll_s``. The reload signal is the store's content, not
+its files: ``(uid, name, photo count)`` of every person, read from the store's SQLite
+database on each poll. File times would not do: SQLite in WAL mode writes to side files
+and checkpoints at its own pace, and a rebuild itself writes (it caches embeddings).
+``kind = "gallery"`` builds an :class:`EmbeddingGallery` from a folder
 holding one folder of photos per person (the largest face of each photo, embedded by
 MobileFaceNet). ``kind = "clip"`` loads a recognizer bundle through
 :func:`build_clip_recognizer`.
@@ -15,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,10 +36,14 @@ from models import registry
 from models.detector import Face, FaceDetector
 from models.recognizer import Prediction, Recognizer
 
+if TYPE_CHECKING:
+    from enroll.store import PeopleStore
+
 log = logging.getLogger(__name__)
 
 GALLERY_EMBEDDER = "mobilefacenet_128d"
 RecognizerFactory = Callable[[], Recognizer]
+Signature = Callable[[], Hashable]
 
 
 class NobodyEnrolled:
@@ -91,6 +103,64 @@ def build_gallery(
     return EmbeddingGallery.from_crops(embedder, crops, threshold=threshold)
 
 
+def store_signature(store: PeopleStore) -> Hashable:
+    """What changes when anyone is enrolled, renamed, deleted or given other photos."""
+    return tuple((person.uid, person.name, person.photo_count) for person in store.people())
+
+
+class StoreRecognizers:
+    """Builds the gallery of a people store, kept open for the kiosk's lifetime."""
+
+    def __init__(self, config: KioskConfig) -> None:
+        from enroll.store import open_store
+        from models.embedder import ArcFaceEmbedder
+
+        self.store = open_store(config.enroll)
+        model_dir = registry.resolve_model_dir(config.models.dir)
+        self.embedder = ArcFaceEmbedder(
+            registry.model_path(GALLERY_EMBEDDER, model_dir), device=config.models.device
+        )
+        self.threshold = config.recognizer.gallery_threshold
+
+    def signature(self) -> Hashable:
+        return store_signature(self.store)
+
+    def build(self) -> Recognizer:
+        from enroll.training import rebuild_gallery
+
+        gallery = rebuild_gallery(
+            self.store, self.embedder, threshold=self.threshold, model=GALLERY_EMBEDDER
+        )
+        if not gallery.people:
+            log.info("the people store %s is empty: nobody is enrolled", self.store.root)
+            return NobodyEnrolled()
+        return gallery
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def recognizer_holder(config: KioskConfig) -> RecognizerHolder:
+    """The configured recognizer, watched for changes when ``[recognizer] reload``."""
+    reload = config.recognizer.reload
+    poll_s = config.recognizer.reload_poll_s
+    if config.recognizer.kind == "store":
+        store = StoreRecognizers(config)
+        try:
+            return RecognizerHolder(
+                store.build,
+                store.store.root if reload else None,
+                poll_s,
+                signature=store.signature,
+                close=store.close,
+            )
+        except BaseException:
+            store.close()
+            raise
+    watch = recognizer_path(config) if reload else None
+    return RecognizerHolder(recognizer_factory(config), watch, poll_s)
+
+
 def build_clip_recognizer(config: KioskConfig, bundle: Path) -> Recognizer:
     """The finetuned CLIP recognizer from a bundle file. Wired to models/ when it lands."""
     raise UserError(
@@ -137,7 +207,11 @@ def path_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 class RecognizerHolder:
-    """The recognizer in use; ``watch`` rebuilds it off the inference thread when it changes."""
+    """The recognizer in use; ``watch`` rebuilds it off the inference thread when it changes.
+
+    Whether it changed is ``signature()`` (default: :func:`path_signature` of ``watch``);
+    ``close`` runs at ``stop()``.
+    """
 
     def __init__(
         self,
@@ -145,15 +219,28 @@ class RecognizerHolder:
         watch: Path | None = None,
         poll_s: float = 2.0,
         initial: Recognizer | None = None,
+        *,
+        signature: Signature | None = None,
+        close: Callable[[], None] | None = None,
     ) -> None:
         self.factory = factory
         self.watch = watch
         self.poll_s = poll_s
-        self._signature = path_signature(watch) if watch is not None else ()
+        if signature is None and watch is not None:
+            watched = watch
+
+            def signature() -> Hashable:
+                return path_signature(watched)
+
+        self._signature_of = signature
+        self._close = close
+        # Taken before the first build: a change during it triggers one more.
+        self._signature = signature() if watch is not None and signature is not None else ()
         self._recognizer = initial if initial is not None else factory()
         self.version = 1
         self.last_error = ""
         self._stop = threading.Event()
+        self._wake = threading.Event()  # check now, not at the next poll
         self._thread: threading.Thread | None = None
 
     def current(self) -> Recognizer:
@@ -161,9 +248,14 @@ class RecognizerHolder:
 
     def reload_if_changed(self) -> bool:
         """Rebuild and swap if the watched path changed; a failed build keeps the old one."""
-        if self.watch is None:
+        if self.watch is None or self._signature_of is None:
             return False
-        signature = path_signature(self.watch)
+        try:
+            signature = self._signature_of()
+        except Exception as error:  # e.g. the store's disk is gone: keep what we have
+            self.last_error = f"cannot check {self.watch} for changes: {error}"
+            log.warning(self.last_error)
+            return False
         if signature == self._signature:
             return False
         self._signature = signature
@@ -186,15 +278,26 @@ class RecognizerHolder:
         self._thread = threading.Thread(target=self._run, name="recognizer-reload", daemon=True)
         self._thread.start()
 
+    def check_now(self) -> None:
+        """Have the watcher look for a change at once (someone was just enrolled)."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._close is not None:
+            self._close()
+            self._close = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.reload_if_changed()
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.reload_if_changed()
 
 
 def providers_of(recognizer: Recognizer) -> tuple[str, ...]:

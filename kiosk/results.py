@@ -24,6 +24,7 @@ class TrackView:
     # the best name and its confidence, None before the first prediction.
     raw_best: str | None = None
     raw_confidence: float | None = None
+    prompt: str = ""  # what the person is asked to do, e.g. "Please turn your head slightly"
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ from pathlib import Path
 import cv2
 import pytest
 
-from kiosk.config import EventsConfig, KioskConfig, LiveConfig, RecognizerConfig
+from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig, RecognizerConfig
 from kiosk.events import EventLog
 from kiosk.pipeline import LivePipeline
 from kiosk.recognizers import RecognizerHolder, recognizer_factory
 from models.recognizer import Recognizer
 
 ENROLLED = ("solo_01", "solo_02", "solo_03")
+NO_LIVENESS = LivenessConfig(enabled=False)
 
 
 def write_gallery(folder: Path, shared: Callable[..., Path], people: tuple[str, ...]) -> None:
@@ -44,7 +45,8 @@ def config(gallery: Path, tmp_path: Path, **live: object) -> KioskConfig:
     return KioskConfig(
         kiosk=LiveConfig(realtime=False, **live),  # type: ignore[arg-type]
         events=EventsConfig(dir=tmp_path / "events"),
-        recognizer=RecognizerConfig(path=gallery, reload_poll_s=0.2),
+        recognizer=RecognizerConfig(kind="gallery", path=gallery, reload_poll_s=0.2),
+        liveness=NO_LIVENESS,  # tests/test_door.py covers the pipeline with liveness
     )
 
 
@@ -101,7 +103,8 @@ def test_threads_publish_newest_results_and_stop_joins_them(
     settings = KioskConfig(
         kiosk=LiveConfig(loop=True, realtime=True),
         events=EventsConfig(dir=tmp_path / "events", url="http://127.0.0.1:9/door"),
-        recognizer=RecognizerConfig(path=gallery),
+        recognizer=RecognizerConfig(kind="gallery", path=gallery),
+        liveness=NO_LIVENESS,
     )
     pipeline = LivePipeline.from_config(settings, source=str(shared("videos", "solo_01.mp4")))
     pipeline.start()
@@ -122,7 +125,8 @@ def test_missing_camera_shows_status_and_stops_cleanly(gallery: Path, tmp_path: 
     settings = KioskConfig(
         kiosk=LiveConfig(source="7", retry_initial_s=0.1, retry_max_s=0.2),
         events=EventsConfig(dir=tmp_path / "events"),
-        recognizer=RecognizerConfig(path=gallery, reload=False),
+        recognizer=RecognizerConfig(kind="gallery", path=gallery, reload=False),
+        liveness=NO_LIVENESS,
     )
     pipeline = LivePipeline.from_config(settings)
     pipeline.start()

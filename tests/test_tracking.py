@@ -148,4 +148,4 @@ def test_settings_are_validated(tmp_path: Path) -> None:
     config.write_text("")
     defaults = load_config(config)
     assert defaults.kiosk.detector_input_size == 320
-    assert defaults.recognizer.kind == "gallery" and defaults.events.enabled
+    assert defaults.recognizer.kind == "store" and defaults.events.enabled

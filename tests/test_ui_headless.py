@@ -157,7 +157,7 @@ def test_status_text_lists_fps_drops_stages_and_provider() -> None:
         providers=("CUDAExecutionProvider", "CPUExecutionProvider"),
     )
     assert status_text(result) == (
-        "17.2 FPS  ·  dropped 3  ·  detect 9.0 ms  ·  classify 34.0 ms  ·  GPU (CUDA)"
+        "17.2 FPS  ·  GPU (CUDA)  ·  dropped 3  ·  detect 9.0 ms  ·  classify 34.0 ms"
     )
     assert status_text(None) == "waiting for the first frame"
     assert provider_label(("CPUExecutionProvider",)) == "CPU"

@@ -177,12 +177,12 @@ def test_status_line_and_source_status_are_shown(qtbot: QtBot, frames: list[Fram
     source.advance()
     qtbot.waitUntil(lambda: window.video.result is frames[0], timeout=2000)
     assert "FPS" in window.status.text() and "detect" in window.status.text()
-    assert window.status.text().endswith("CPU")
+    assert "FPS  ·  CPU  ·  dropped" in window.status.text()
     before = window.video.grab().toImage()
     source.advance()
     qtbot.waitUntil(lambda: window.video.result is lost, timeout=2000)
     assert window.status.text() == (
-        "12.5 FPS  ·  dropped 42  ·  decode 1.5 ms  ·  detect 28.2 ms  ·  CPU"
+        "12.5 FPS  ·  CPU  ·  dropped 42  ·  decode 1.5 ms  ·  detect 28.2 ms"
     )
     after = window.video.grab().toImage()
     band = [(x, y) for x in range(0, after.width(), 3) for y in range(0, after.height() // 6, 2)]
@@ -337,21 +337,19 @@ def test_run_fullscreen_without_pin_explains_itself(
 
 
 def test_window_survives_many_polls(qtbot: QtBot, frames: list[FrameResult]) -> None:
-    """Each poll calls void Qt methods; PySide6 6.12 on Python 3.11 took a reference from
-    None per call and aborted after a few thousand. The guard in `application()` (and the
-    qapp fixture) keeps a kiosk alive for good; 20 000 polls is ~5 min at 66 Hz."""
+    """Each poll calls void Qt methods; PySide6 6.12.0 on Python 3.11 took a reference from
+    None per call and aborted after a few thousand (pyproject.toml excludes it). 20 000
+    polls is ~5 min at 66 Hz; None must keep its references."""
     import sys
 
-    from kiosk.ui import application, void_calls_leak_none
-
-    application()
     source = ReplayResults(frames)
     window = _window(qtbot, source, kiosk_mode=False, pin_hash=None)
+    before = sys.getrefcount(None)
     for _ in range(20_000):
         source.advance()
         window.poll()
     assert window.video.result is not None
-    assert sys.getrefcount(None) > 1_000_000 or not void_calls_leak_none()
+    assert sys.getrefcount(None) >= before - 1_000  # 6.12.0 lost more than 20 000
 
 
 class _StartedReplay(ReplayResults):

@@ -1,5 +1,6 @@
-"""The kiosk window in a REAL X window (Xvfb), after `import cv2`: the screenshot of the X
-screen must show the video and the face box drawn where the window says it drew them."""
+"""The kiosk window in a REAL X window (Xvfb), after `import cv2`, on the real live pipeline:
+the screenshot of the X screen must show the video and the enrolled person's box drawn
+where the window says it drew them."""
 
 from __future__ import annotations
 
@@ -113,5 +114,6 @@ def test_real_x_window_shows_video_and_face_box(
     # The status line has text drawn on it.
     sx, sy, sw, sh = report["status_rect"]
     assert sy + sh == 720 and "FPS" in report["status_text"]
+    assert "liveness" in report["status_text"] and report["label"] == "Ada Lovelace"
     status = screen[sy : sy + sh, sx : sx + sw // 2]
     assert (status.max(axis=2) > 120).sum() > 100

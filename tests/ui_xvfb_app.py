@@ -1,6 +1,9 @@
 """Run by tests/test_ui_xvfb.py in a subprocess on a real X server (Xvfb): imports cv2
-first, as the product does, opens the full-screen kiosk window on real frames with real
-SCRFD boxes, grabs the X screen to a PNG and writes what the test needs to check it.
+first, as the product does, enrolls the video's person into a fresh people store, opens
+the full-screen kiosk window on the real live pipeline (`kiosk run`'s own
+`start_pipeline`: detection, liveness, the store's gallery, tracking) playing the video,
+waits until the person is named, grabs the X screen to a PNG and writes what the test
+needs to check it.
 
     python -m tests.ui_xvfb_app OUT_DIR VIDEO MODEL_DIR
 """
@@ -24,24 +27,42 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     from PySide6.QtCore import QPoint
     from PySide6.QtTest import QTest
 
-    from kiosk.detection_replay import ReplayResults, video_frame_results
+    from kiosk.commands.run_cmd import start_pipeline
+    from kiosk.config import EnrollConfig, EventsConfig, KioskConfig, LiveConfig, ModelsConfig
     from kiosk.pin import hash_pin
     from kiosk.ui import application
     from kiosk.ui.main_window import KioskWindow
     from kiosk.ui.video_view import STATE_COLOURS
     from models.detector import FaceDetector
+    from tests.door_support import enroll_from_video
 
     detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
-    source = ReplayResults(video_frame_results(video, detector, 3, label="Ada Lovelace"))
+    enroll_from_video(out_dir / "people", "Ada Lovelace", video, detector)
+    config = KioskConfig(
+        models=ModelsConfig(dir=model_dir),
+        kiosk=LiveConfig(loop=True),
+        enroll=EnrollConfig(store_dir=out_dir / "people"),
+        events=EventsConfig(dir=out_dir / "events"),
+    )
     app = application()
-    window = KioskWindow(source, kiosk_mode=True, pin_hash=hash_pin("2580"), poll_ms=10)
+    pipeline = start_pipeline(config, str(video))
+    window = KioskWindow(pipeline, kiosk_mode=True, pin_hash=hash_pin("2580"), poll_ms=10)
     window.start()
-    published = source.advance()
-    deadline = time.monotonic() + 20
+
+    def named() -> bool:
+        result = window.video.result
+        return result is not None and any(
+            t.state == "recognized" and t.label == "Ada Lovelace" for t in result.tracks
+        )
+
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (
-        window.isFullScreen() and window.video.result is published and window.isActiveWindow()
+        window.isFullScreen() and named() and window.isActiveWindow()
     ):
         QTest.qWait(20)
+    window.poll_timer.stop()  # freeze the picture that is grabbed
+    published = window.video.result
+    assert published is not None and named(), "the enrolled person was never named"
     QTest.qWait(300)  # let the X server show the last paint
     shot = app.primaryScreen().grabWindow(0)
     shot.save(str(out_dir / "screen.png"))
@@ -51,7 +72,7 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
         top_left = window.video.mapToGlobal(QPoint(r.left(), r.top()))
         return [top_left.x(), top_left.y(), r.width(), r.height()]
 
-    track = published.tracks[0]
+    track = next(t for t in published.tracks if t.state == "recognized")
     colour = STATE_COLOURS[track.state]
     report = {
         "platform": app.platformName(),
@@ -71,10 +92,12 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
             window.status.height(),
         ],
         "status_text": window.status.text(),
+        "label": track.label,
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     window.shutdown()
     app.processEvents()
+    pipeline.stop()
     return 0
 
 

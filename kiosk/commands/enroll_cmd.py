@@ -14,15 +14,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-from numpy.typing import NDArray
-
 from kiosk.config import load_config
 from kiosk.errors import UserError
+from kiosk.sources import FrameSource, LiveCaptureSource, open_source
 
 if TYPE_CHECKING:
-    import cv2
-
     from enroll.wizard import EnrollWizard
 
 
@@ -37,66 +33,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=_enroll)
 
 
-class FrameReader:
-    """Frames from a camera (reopened when it drops out) or a video file at its own pace.
-
-    ``read()`` returns None while there is no frame: the camera is lost or the file ended.
-    """
-
-    def __init__(self, source: str) -> None:
-        import cv2
-
-        self.is_camera = source.isdigit()
-        self.source: int | str = int(source) if self.is_camera else source
-        if not self.is_camera and not Path(source).is_file():
-            raise UserError(f"video file {source} does not exist")
-        self.capture: cv2.VideoCapture | None = self._open()
-        if self.capture is None:
+def open_enroll_source(spec: str) -> FrameSource:
+    """The camera (it must open now: a volunteer is waiting) or a video at its own pace."""
+    source = open_source(spec, realtime=True)
+    if isinstance(source, LiveCaptureSource):
+        first = source.read()  # opens the camera; the frame itself is not needed
+        if first is None:
+            source.close()
             raise UserError(
-                f"camera {source} cannot be opened: is it plugged in and free? "
+                f"{source.description} cannot be opened: is it plugged in and free? "
                 "(--source FILE uses a video instead)"
-                if self.is_camera
-                else f"{source} is not a video file OpenCV can read"
             )
-        fps = self.capture.get(cv2.CAP_PROP_FPS)
-        self.period = 1.0 / fps if not self.is_camera and fps > 0 else 0.0
-        self.next_at = time.monotonic()
-        self.retry_at = 0.0
-        self.ended = False
-
-    def _open(self) -> cv2.VideoCapture | None:
-        import cv2
-
-        capture = cv2.VideoCapture(self.source)
-        if not capture.isOpened():
-            capture.release()
-            return None
-        return capture
-
-    def read(self) -> NDArray[np.uint8] | None:
-        if self.capture is None:
-            if not self.is_camera or time.monotonic() < self.retry_at:
-                return None
-            self.retry_at = time.monotonic() + 1.0
-            self.capture = self._open()
-            if self.capture is None:
-                return None
-        if self.period:  # a video plays at its real speed, as a camera would
-            delay = self.next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self.next_at = max(self.next_at + self.period, time.monotonic() - self.period)
-        ok, frame = self.capture.read()
-        if not ok:
-            self.capture.release()
-            self.capture = None
-            self.ended = not self.is_camera
-            return None
-        return np.asarray(frame, dtype=np.uint8)
-
-    def close(self) -> None:
-        if self.capture is not None:
-            self.capture.release()
+    return source
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -113,6 +61,7 @@ def _enroll(args: argparse.Namespace) -> int:
 
     from enroll.store import open_store
     from enroll.wizard import EnrollWizard
+    from kiosk.ui.enrollment import frame_reader
     from models.detector import FaceDetector
     from models.embedder import ArcFaceEmbedder
     from models.registry import model_path, resolve_model_dir
@@ -124,15 +73,17 @@ def _enroll(args: argparse.Namespace) -> int:
         config.detector.name, model_dir, input_size=320, threshold=config.detector.threshold
     )
     embedder = ArcFaceEmbedder(model_path("mobilefacenet_128d", model_dir))
-    reader = FrameReader(args.source)
+    source = open_enroll_source(args.source)
     timings["load_models_s"] = time.monotonic() - started
     with open_store(enroll_config) as store:
-        wizard = EnrollWizard(store, enroll_config, reader.read, detector, embedder)
+        wizard = EnrollWizard(
+            store, enroll_config, lambda: frame_reader(source), detector, embedder
+        )
         if args.auto:
-            _drive(wizard, args.auto, reader, timings)
+            _drive(wizard, args.auto, source, timings)
         wizard.show()
         result = app.exec()
-        reader.close()
+        source.close()
         photos = store.get(args.auto).photo_count if args.auto and wizard.gallery else 0
         enrolled = wizard.gallery is not None
         # Destroy the Qt objects now, not during interpreter shutdown (PySide6 can crash there).
@@ -160,7 +111,7 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0 if result == 0 or enrolled else 1
 
 
-def _drive(wizard: EnrollWizard, name: str, reader: FrameReader, timings: dict[str, float]) -> None:
+def _drive(wizard: EnrollWizard, name: str, source: FrameSource, timings: dict[str, float]) -> None:
     """Answer every page as a cooperative volunteer and operator would, timing each step."""
     from PySide6.QtCore import QTimer
 
@@ -187,9 +138,9 @@ def _drive(wizard: EnrollWizard, name: str, reader: FrameReader, timings: dict[s
                 raise UserError(wizard.name_page.error.text())
         elif current is wizard.capture_page:
             session = wizard.capture_page.session
-            if session.done or (reader.ended and wizard.capture_page.isComplete()):
+            if session.done or (source.finished and wizard.capture_page.isComplete()):
                 wizard.next()
-            elif reader.ended:
+            elif source.finished:
                 timer.stop()
                 wizard.close()
         elif current is wizard.review_page:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,15 +14,95 @@ from kiosk.config import KioskConfig, load_config
 from kiosk.errors import UserError
 
 if TYPE_CHECKING:
+    from kiosk.pipeline import LivePipeline as Pipeline
+    from kiosk.results import FrameResult
     from kiosk.ui.result_source import LivePipeline
+
+log = logging.getLogger(__name__)
+STARTING = "Starting… loading the models"
+
+
+class PipelineStarter:
+    """A `LivePipeline` built and started on a worker thread, so the window shows at once.
+
+    Until the pipeline runs, ``latest()`` is None and ``status()`` says it is starting;
+    if building fails, ``status()`` says why and ``error`` holds the exception.
+    """
+
+    def __init__(self, build: Callable[[], Pipeline]) -> None:
+        self._build = build
+        self.pipeline: Pipeline | None = None
+        self.error: BaseException | None = None
+        self.started = threading.Event()  # set when the pipeline runs, or failed to
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._paused = False
+        self._thread = threading.Thread(target=self._start, name="pipeline-start", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            pipeline = self._build()
+        except Exception as error:  # shown in the window, re-raised by `kiosk run`
+            log.exception("the live pipeline could not be built")
+            self.error = error
+            self.started.set()
+            return
+        with self._lock:
+            if self._stopped:  # the window closed while the models loaded
+                pipeline.stop()
+            else:
+                if self._paused:  # enrollment began while the models loaded
+                    pipeline.pause()
+                pipeline.start()
+                self.pipeline = pipeline
+        self.started.set()
+
+    def latest(self) -> FrameResult | None:
+        pipeline = self.pipeline
+        return pipeline.latest() if pipeline is not None else None
+
+    def status(self) -> str:
+        if self.error is not None:
+            return f"The kiosk cannot start: {self.error}"
+        pipeline = self.pipeline
+        return pipeline.status() if pipeline is not None else STARTING
+
+    def pause(self) -> None:
+        """Release the camera (for the enrollment wizard) until ``resume()``."""
+        with self._lock:
+            self._paused = True
+            pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.pause()
+
+    def check_recognizer(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.check_recognizer()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+            pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.resume()
+
+    def stop(self) -> None:
+        """Stop the pipeline; one still being built is not started and is released."""
+        with self._lock:
+            self._stopped = True
+            pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.stop()
+        else:  # model loading cannot be interrupted (seconds); _start then releases it
+            self._thread.join()
 
 
 def start_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
-    """The one place `kiosk run` gets its pipeline: point it at kiosk.pipeline."""
-    raise UserError(
-        "live recognition is not part of this build yet (kiosk/pipeline.py is missing), "
-        "so `kiosk run` has nothing to show"
-    )
+    """The one place `kiosk run` gets its pipeline: built and started off the GUI thread."""
+    from kiosk.pipeline import LivePipeline as Pipeline
+
+    return PipelineStarter(lambda: Pipeline.from_config(config, source=source))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,12 +142,17 @@ def _run(args: argparse.Namespace) -> int:
             show_error_dialog(str(error))
         raise
     try:
+        from kiosk.ui.enrollment import KioskEnrollment
+
         window = KioskWindow(
             pipeline,
             kiosk_mode=not args.windowed,
             pin_hash=config.ui.operator_pin,
             poll_ms=config.ui.poll_ms,
         )
+        if isinstance(pipeline, PipelineStarter):
+            source = args.source if args.source is not None else config.kiosk.source
+            window.on_enroll = KioskEnrollment(window, config, source, pipeline).open
         window.start()
         # The service manager's stop (SIGTERM) or Ctrl+C in the setup terminal closes the
         # window; the poll timer runs Python often enough for the handler to be called.
@@ -73,12 +161,16 @@ def _run(args: argparse.Namespace) -> int:
             for signum in (signal.SIGINT, signal.SIGTERM)
         }
         try:
-            return int(app.exec())
+            code = int(app.exec())
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
     finally:
         pipeline.stop()
+    failed = getattr(pipeline, "error", None)  # shown in the window; the CLI says it too
+    if isinstance(failed, UserError | ModelError):
+        raise failed
+    return code
 
 
 def show_error_dialog(message: str) -> None:

@@ -2,15 +2,17 @@
 and submodules, so importing ``kiosk.ui`` stays cheap).
 
 `application()` is the one way the product makes its QApplication: it first undoes what
-``import cv2`` does to Qt's environment (below), checks there is a screen, and guards
-against a PySide6 reference-count bug that would otherwise crash a long-running kiosk.
+``import cv2`` does to Qt's environment (below) and checks there is a screen.
+
+PySide6 6.12.0 is excluded in pyproject.toml: on Python 3.11 its wrappers of void C++
+methods return None without a reference, and a kiosk polling at 66 Hz aborted within a
+minute ("none_dealloc"). 6.11.3 does not; tests/test_ui_window.py polls 20 000 times.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import platform
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -60,46 +62,6 @@ def has_display(environ: MutableMapping[str, str] | None = None) -> bool:
     return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
 
 
-def void_calls_leak_none(calls: int = 200) -> bool:
-    """Whether PySide6's wrappers of void C++ methods return None without a reference.
-
-    PySide6 6.12.0 does (its wheels assume None is immortal, which is true only from
-    Python 3.12): on Python 3.11 every such call takes one reference from None, and
-    after a few thousand calls CPython aborts with "none_dealloc: deallocating None".
-    """
-    if sys.version_info >= (3, 12):
-        return False
-    from PySide6.QtCore import QObject
-
-    probe = QObject()
-    before = sys.getrefcount(None)
-    for _ in range(calls):
-        probe.setObjectName("probe")  # a void method
-    return before - sys.getrefcount(None) >= calls * 9 // 10
-
-
-_NONE_RESERVE = 1 << 40
-
-
-def guard_none_refcount() -> bool:
-    """If `void_calls_leak_none()`, give None enough references to never reach zero
-    (2**40: centuries of calls); return whether it was needed. Harmless when called
-    again, and a no-op where None is immortal or the bug is fixed."""
-    if not void_calls_leak_none():
-        return False
-    if platform.python_implementation() != "CPython" or hasattr(sys, "gettotalrefcount"):
-        # ob_refcnt is the first field of every object only in release CPython builds.
-        raise RuntimeError("PySide6 leaks references to None; use Python 3.12 or newer")
-    import ctypes
-
-    # Safe against other threads: they change None's count only while holding the GIL,
-    # as this does.
-    refcount = ctypes.c_ssize_t.from_address(id(None))
-    if refcount.value < _NONE_RESERVE:
-        refcount.value += _NONE_RESERVE
-    return True
-
-
 def application() -> QApplication:
     """The process's QApplication, made once, with Qt's environment cleaned first."""
     # cv2 sets its variables at import; importing it here, before they are dropped,
@@ -107,7 +69,6 @@ def application() -> QApplication:
     import cv2  # noqa: F401
     from PySide6.QtWidgets import QApplication
 
-    guard_none_refcount()
     existing = QApplication.instance()
     if isinstance(existing, QApplication):
         return existing

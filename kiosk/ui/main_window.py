@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import (
@@ -12,7 +13,7 @@ from PySide6.QtGui import (
     QKeySequence,
     QResizeEvent,
 )
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from kiosk.errors import UserError
 from kiosk.pin import PinGate
@@ -28,6 +29,7 @@ NO_PIN_MESSAGE = (
     "or use --windowed for setup"
 )
 OPERATOR_SHORTCUT = "Ctrl+Shift+Q"
+ENROLL_SHORTCUT = "Ctrl+Shift+E"
 STALE_AFTER_S = 2.0
 
 
@@ -35,8 +37,10 @@ class KioskWindow(QWidget):
     """Polls a `ResultSource` on a timer and draws what it gets. Decides nothing.
 
     With a PIN hash, closing (close button, Alt+F4, the operator shortcut) asks for the
-    PIN first. Kiosk mode is full screen, frameless and on top, ignores Esc, returns to
-    full screen if anything takes it out, and refuses to start without a PIN.
+    PIN first. ``on_enroll`` (the enroll shortcut) opens enrollment: behind the PIN in
+    kiosk mode, at once in windowed (setup) mode. Kiosk mode is full screen, frameless
+    and on top, ignores Esc, returns to full screen if anything takes it out, and refuses
+    to start without a PIN.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class KioskWindow(QWidget):
         kiosk_mode: bool,
         pin_hash: str | None,
         poll_ms: int = 15,
+        on_enroll: Callable[[], None] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         if kiosk_mode and pin_hash is None:
@@ -56,6 +61,7 @@ class KioskWindow(QWidget):
         self.gate = PinGate(pin_hash) if pin_hash is not None else None
         self._unlocked = self.gate is None
         self.pin_dialog: PinDialog | None = None
+        self.on_enroll = on_enroll
         self._last: FrameResult | None = None
         self._last_new_at = time.monotonic()
 
@@ -69,6 +75,9 @@ class KioskWindow(QWidget):
             " font-family: monospace; }"
         )
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        # A long status line is cut at the window's edge; it must never widen the window
+        # (beyond the screen, a bare X session then drops the full-screen state).
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -124,12 +133,14 @@ class KioskWindow(QWidget):
 
     # --- the lock -------------------------------------------------------------------
 
-    def ask_pin(self) -> None:
-        """Open the PIN prompt (once); the right PIN closes the window."""
+    def ask_pin(self, then: Callable[[], None] | None = None, purpose: str = "") -> None:
+        """Open the PIN prompt (once); the right PIN runs ``then`` (default: close)."""
         if self.gate is None or self.pin_dialog is not None:
             return
         dialog = PinDialog(self.gate, self)
-        dialog.accepted.connect(self.shutdown)
+        if purpose:
+            dialog.message.setText(f"Enter the operator PIN to {purpose}.")
+        dialog.accepted.connect(then or self.shutdown)
         dialog.finished.connect(self._forget_dialog)
         self.pin_dialog = dialog
         dialog.open()
@@ -153,10 +164,24 @@ class KioskWindow(QWidget):
         self.poll_timer.stop()
         event.accept()
 
+    def request_enroll(self) -> None:
+        """The operator asked to enroll someone: in kiosk mode, only after the PIN."""
+        if self.on_enroll is None:
+            return
+        if self.kiosk_mode and self.gate is not None:
+            self.ask_pin(then=self.on_enroll, purpose="enroll a volunteer")
+        else:
+            self.on_enroll()
+
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        if QKeySequence(event.keyCombination()) == QKeySequence(OPERATOR_SHORTCUT):
+        pressed = QKeySequence(event.keyCombination())
+        if pressed == QKeySequence(OPERATOR_SHORTCUT):
             event.accept()
             self.close()  # through the PIN gate
+            return
+        if pressed == QKeySequence(ENROLL_SHORTCUT):
+            event.accept()
+            self.request_enroll()
             return
         if self.kiosk_mode and event.key() == Qt.Key.Key_Escape:
             event.accept()  # swallowed: Esc must not leave full screen

@@ -29,7 +29,8 @@ def provider_label(providers: Sequence[str]) -> str:
 def status_text(result: FrameResult | None) -> str:
     if result is None:
         return "waiting for the first frame"
-    parts = [f"{result.fps:.1f} FPS", f"dropped {result.dropped_frames}"]
+    # The provider before the stages: a narrow window cuts the line's end, not it.
+    parts = [f"{result.fps:.1f} FPS", provider_label(result.providers)]
+    parts.append(f"dropped {result.dropped_frames}")
     parts += [f"{stage} {ms:.1f} ms" for stage, ms in result.stage_ms.items()]
-    parts.append(provider_label(result.providers))
     return "  ·  ".join(parts)

@@ -171,6 +171,26 @@ class VideoView(QWidget):
         painter.setFont(font)
         painter.setPen(QColor(0, 0, 0) if track.state != "unknown" else QColor(255, 255, 255))
         painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
+        if track.prompt:
+            self._draw_prompt(painter, track.prompt, rect)
+
+    def _draw_prompt(self, painter: QPainter, text: str, box: QRectF) -> None:
+        """What the person is asked to do, centred under their face (inside the frame)."""
+        font = self._font(1 / 28)
+        metrics = QFontMetricsF(font)
+        pad = metrics.height() * 0.3
+        width = min(self.width(), metrics.horizontalAdvance(text) + 2 * pad)
+        height = metrics.height() + pad
+        frame = self.frame_rect()
+        left = min(max(box.center().x() - width / 2, frame.left()), frame.right() - width)
+        top = min(box.bottom() + pad, frame.bottom() - height)
+        label = QRectF(left, top, width, height)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 190))
+        painter.drawRoundedRect(label, 6, 6)
+        painter.setFont(font)
+        painter.setPen(BANNER_TEXT)
+        painter.drawText(label, Qt.AlignmentFlag.AlignCenter, text)
 
     def _draw_banner(self, painter: QPainter, text: str) -> None:
         font = self._font(1 / 22)
