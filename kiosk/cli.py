@@ -14,6 +14,9 @@ from kiosk.errors import UserError
 # Each module defines register(subparsers) and sets a `handler(args) -> int` default.
 COMMAND_MODULES = [
     "kiosk.commands.models_cmd",
+    "kiosk.commands.train_cmd",
+    "kiosk.commands.recognize_cmd",
+    "kiosk.commands.bench_cmd",
 ]
 
 

@@ -60,6 +60,14 @@ class TrainConfig(_Section):
     trainable_layers: int = Field(
         default=12, ge=0, description="top text-transformer blocks finetuned (12 = all of RN50's)"
     )
+    train_logit_scale: bool = Field(default=True, description="also learn CLIP's logit scale")
+    detector_input_size: int = Field(
+        default=320,
+        ge=128,
+        le=1920,
+        multiple_of=32,
+        description="detector input for training photos: close-ups (ORL: 0 of 80 found at 640)",
+    )
 
 
 class KioskConfig(_Section):
