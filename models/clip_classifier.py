@@ -309,7 +309,7 @@ class ClipRecognizer:
         self.bundle = bundle
         self.tower = tower
         self._threshold = bundle.settings.threshold if threshold is None else threshold
-        self._text = normalise_rows(bundle.text_embeddings)
+        self.text_embeddings = normalise_rows(bundle.text_embeddings)
 
     @classmethod
     def load(
@@ -359,7 +359,7 @@ class ClipRecognizer:
     def probabilities(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
         features = encode_crops(self.tower, crops)
         return class_probabilities(
-            features, self.bundle.feature_mean, self._text, self.bundle.logit_scale
+            features, self.bundle.feature_mean, self.text_embeddings, self.bundle.logit_scale
         )
 
     def predict(self, crops: Sequence[NDArray[np.uint8]]) -> list[Prediction]:
