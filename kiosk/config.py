@@ -61,6 +61,9 @@ class TrainConfig(_Section):
         default=12, ge=0, description="top text-transformer blocks finetuned (12 = all of RN50's)"
     )
     train_logit_scale: bool = Field(default=True, description="also learn CLIP's logit scale")
+    subtract_null_prompt: bool = Field(
+        default=True, description="compare only the name's part: subtract the nameless prompt"
+    )
     detector_input_size: int = Field(
         default=320,
         ge=128,

@@ -52,6 +52,8 @@ class BundleSettings:
     max_classes_per_step: int
     seed: int
     test_fraction: float
+    train_logit_scale: bool
+    subtract_null_prompt: bool
 
 
 @dataclass(frozen=True)

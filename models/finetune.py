@@ -75,6 +75,7 @@ class TrainSettings:
     max_classes_per_step: int = 64
     trainable_layers: int = 12
     train_logit_scale: bool = True
+    subtract_null_prompt: bool = True
 
 
 @dataclass
@@ -256,21 +257,30 @@ def finetune_text_encoder(
     x_test = normalise_rows(np.concatenate(test_x) - mean)
     y_train, y_test = np.array(train_y, np.int64), np.array(test_y, np.int64)
 
-    tokens_np = tokenize(model_name, [settings.prompt.format(name=name) for name in people])
+    # The last row is the prompt without a name: its embedding is the part every
+    # person's prompt shares, subtracted (when enabled) so only the name's part is compared.
+    prompts = [settings.prompt.format(name=name) for name in [*people, ""]]
+    tokens_np = tokenize(model_name, [p.strip() for p in prompts])
+    null = len(people)
     context = prompt_length(tokens_np)
     encoder = make_text_encoder(model, context, settings.trainable_layers)
     tokens = torch.from_numpy(tokens_np[:, :context])
     eot = tokens.argmax(dim=-1)
     chunk = max(settings.max_classes_per_step, 64)
-    prefix = torch.cat(
-        [encoder.prefix(tokens[i : i + chunk]) for i in range(0, len(people), chunk)]
-    )
+    prefix = torch.cat([encoder.prefix(tokens[i : i + chunk]) for i in range(0, null + 1, chunk)])
+
+    def class_embeddings(classes: torch.Tensor) -> torch.Tensor:
+        if not settings.subtract_null_prompt:
+            return encoder.head(prefix[classes], eot[classes])
+        rows = torch.cat([classes, torch.tensor([null])])
+        text = encoder.head(prefix[rows], eot[rows])
+        return text[:-1] - text[-1:]
 
     def embed_all() -> NDArray[np.float32]:
         with torch.no_grad():
             parts = [
-                encoder.head(prefix[i : i + chunk], eot[i : i + chunk])
-                for i in range(0, len(people), chunk)
+                class_embeddings(torch.arange(i, min(i + chunk, null)))
+                for i in range(0, null, chunk)
             ]
         return np.asarray(torch.cat(parts).numpy(), dtype=np.float32)
 
@@ -307,7 +317,7 @@ def finetune_text_encoder(
                 classes = torch.arange(n_people)
             remap = torch.full((n_people,), -1, dtype=torch.long)
             remap[classes] = torch.arange(len(classes))
-            text = F.normalize(encoder.head(prefix[classes], eot[classes]), dim=-1)
+            text = F.normalize(class_embeddings(classes), dim=-1)
             logits = log_scale.clamp(max=np.log(100.0)).exp() * xt[batch] @ text.T
             loss = F.cross_entropy(logits, remap[yt[batch]], reduction="mean")
             optimizer.zero_grad(set_to_none=True)
@@ -405,6 +415,8 @@ def make_bundle(
             max_classes_per_step=settings.max_classes_per_step,
             seed=settings.seed,
             test_fraction=settings.test_fraction,
+            train_logit_scale=settings.train_logit_scale,
+            subtract_null_prompt=settings.subtract_null_prompt,
         ),
         metrics={**result.metrics, **extra_metrics},
         models=models,

@@ -58,6 +58,7 @@ def train_settings(config: KioskConfig) -> TrainSettings:
         max_classes_per_step=t.max_classes_per_step,
         trainable_layers=t.trainable_layers,
         train_logit_scale=t.train_logit_scale,
+        subtract_null_prompt=t.subtract_null_prompt,
     )
 
 
