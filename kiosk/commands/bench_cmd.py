@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="training runs (people counts)",
     )
     core.add_argument("--threads", type=int, default=2, help="CPU threads for every model")
+    core.add_argument(
+        "--max-photos", type=int, default=0, help="training: photos per person (0 = all)"
+    )
     core.add_argument("--pretrained", choices=["openai", "none"], default=None)
     core.set_defaults(handler=run_core)
     one = verbs.add_parser("train-one", help=argparse.SUPPRESS)
@@ -58,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     one.add_argument("out", type=Path)
     one.add_argument("--shared", type=Path, required=True)
     one.add_argument("--threads", type=int, default=2)
+    one.add_argument("--max-photos", type=int, default=0)
     one.add_argument("--pretrained", choices=["openai", "none"], default=None)
     one.set_defaults(handler=run_train_one)
 
@@ -83,7 +87,8 @@ def run_train_one(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     face_set, min_images = TRAIN_RUNS[args.people_count]
     people, skipped = scan_people(args.shared / "faces" / face_set)
-    people = dict(list(people.items())[: args.people_count])
+    limit = args.max_photos or None
+    people = {name: files[:limit] for name, files in list(people.items())[: args.people_count]}
     model_dir = registry.resolve_model_dir(config.models.dir)
     detector = FaceDetector.from_name(
         config.detector.name,
@@ -105,17 +110,15 @@ def run_train_one(args: argparse.Namespace) -> int:
     )
     save_bundle(bundle, args.out.with_suffix(".npz"))
     report.pop("skipped_items")
-    write_json_atomic(args.out, {"set": face_set, **report})
+    write_json_atomic(args.out, {"set": face_set, "max_photos": args.max_photos, **report})
     return 0
 
 
-def _train_run(
-    people: int, shared: Path, threads: int, pretrained: str | None, config: Path | None, work: Path
-) -> dict[str, Any]:
+def _train_run(people: int, args: argparse.Namespace, shared: Path, work: Path) -> dict[str, Any]:
     out = work / f"train_{people}.json"
     command = [sys.executable, "-m", "kiosk"]
-    if config:
-        command += ["--config", str(config)]
+    if args.config:
+        command += ["--config", str(args.config)]
     command += [
         "bench",
         "train-one",
@@ -124,17 +127,23 @@ def _train_run(
         "--shared",
         str(shared),
         "--threads",
-        str(threads),
+        str(args.threads),
+        "--max-photos",
+        str(args.max_photos),
     ]
-    if pretrained:
-        command += ["--pretrained", pretrained]
+    if args.pretrained:
+        command += ["--pretrained", args.pretrained]
+    log = work / f"train_{people}.log"
     started = time.perf_counter()
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(child.pid, 0)
-    stderr = child.stderr.read() if child.stderr else ""
+    with log.open("w", encoding="utf-8") as stderr:
+        child = subprocess.Popen(command, stderr=stderr)
+        # wait4 gives this child's own resource usage: its peak RSS, not the maximum
+        # over all children so far as getrusage(RUSAGE_CHILDREN) would.
+        _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     if status != 0 or not out.exists():
-        raise UserError(f"training run for {people} people failed:\n{stderr[-2000:]}")
+        tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+        raise UserError(f"training run for {people} people failed:\n{tail}")
     report = json.loads(out.read_text(encoding="utf-8"))
     return {
         "people": report["people"],
@@ -148,6 +157,7 @@ def _train_run(
         "test_accuracy": report["test_accuracy"],
         "test_accuracy_before": report["test_accuracy_before"],
         "set": report["set"],
+        "max_photos": report["max_photos"],
     }
 
 
@@ -256,9 +266,7 @@ def run_core(args: argparse.Namespace) -> int:
         runs = sorted(set(args.people) | {10})
         for people in runs:
             print(f"bench: training {people} people ...", file=sys.stderr, flush=True)
-            results["train"].append(
-                _train_run(people, shared, args.threads, args.pretrained, args.config, work)
-            )
+            results["train"].append(_train_run(people, args, shared, work))
         print("bench: stage latency ...", file=sys.stderr, flush=True)
         results.update(
             stage_latency(work / "train_10.npz", shared, args.frames, args.threads, args.config)
