@@ -65,15 +65,15 @@ class Skipped:
 @dataclass(frozen=True)
 class TrainSettings:
     prompt: str = "This is the image of a person named {name}"
-    epochs: int = 4
-    learning_rate: float = 1e-5
-    weight_decay: float = 0.2
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
     batch_size: int = 16
     seed: int = 0
     test_fraction: float = 0.2
     min_images: int = 2
     max_classes_per_step: int = 64
-    trainable_layers: int = 12
+    trainable_layers: int = 1
     train_logit_scale: bool = True
     subtract_null_prompt: bool = True
 
