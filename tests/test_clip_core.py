@@ -64,7 +64,7 @@ def test_split_is_deterministic_and_keeps_a_training_photo() -> None:
     assert len(train) == 1 and len(test) == 0
 
 
-@pytest.mark.parametrize("model_name", [TINY, "RN50"])
+@pytest.mark.parametrize("model_name", [TINY, pytest.param("RN50", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("trainable_layers", [0, 1, 3])
 def test_truncated_context_equals_open_clip_encode_text(
     tiny_config: str, model_name: str, trainable_layers: int
