@@ -14,6 +14,16 @@ from kiosk.errors import UserError
 # Each module defines register(subparsers) and sets a `handler(args) -> int` default.
 COMMAND_MODULES = [
     "kiosk.commands.models_cmd",
+    "kiosk.commands.doctor_cmd",
+    "kiosk.commands.trials_cmd",
+    "kiosk.commands.run_cmd",
+    "kiosk.commands.pin_cmd",
+    "kiosk.commands.ui_bench_cmd",
+    "kiosk.commands.liveness_cmd",
+    "kiosk.commands.people_cmd",
+    "kiosk.commands.enroll_cmd",
+    "kiosk.commands.bench_live",
+    "kiosk.commands.eval_cmd",
     "kiosk.commands.train_cmd",
     "kiosk.commands.recognize_cmd",
     "kiosk.commands.bench_cmd",

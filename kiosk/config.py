@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kiosk.errors import UserError
 
@@ -75,11 +82,198 @@ class TrainConfig(_Section):
     )
 
 
+class TrialsConfig(_Section):
+    duration: float = Field(default=5.0, gt=0.0, le=60.0, description="trial window, seconds")
+    min_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="share of face frames a name needs to win"
+    )
+    target_fpr: float = Field(default=0.02, ge=0.0, le=1.0, description="for threshold analysis")
+    database: Path | None = Field(
+        default=None, description="trials SQLite file; else the user's data directory"
+    )
+
+
+class UiConfig(_Section):
+    operator_pin: str | None = Field(
+        default=None,
+        description="hash of the operator PIN made by `kiosk pin` (never the PIN itself); "
+        "full-screen kiosk mode needs one",
+    )
+    poll_ms: int = Field(default=15, ge=5, le=200, description="how often the window polls")
+
+    @field_validator("operator_pin")
+    @classmethod
+    def _is_pin_hash(cls, value: str | None) -> str | None:
+        from kiosk.pin import parse_pin_hash
+
+        if value is not None:
+            parse_pin_hash(value)  # its ValueError says what is wrong
+        return value
+
+
+class LivenessConfig(_Section):
+    """Anti-spoofing: MiniFASNet scores averaged over a track's frames, plus a head-turn cue."""
+
+    enabled: bool = True
+    live_threshold: float = Field(
+        default=0.6, gt=0.0, lt=1.0, description="mean live score at or above which a track is live"
+    )
+    spoof_threshold: float = Field(
+        default=0.3, gt=0.0, lt=1.0, description="mean live score at or below which it is not live"
+    )
+    min_frames: int = Field(default=5, ge=1, description="passive checks before any decision")
+    window: int = Field(default=15, ge=1, description="the most recent checks that are averaged")
+    recheck_every: int = Field(
+        default=3, ge=1, description="once decided, check a track's face every Nth frame"
+    )
+    alternate_models: bool = Field(
+        default=True,
+        description="each check runs one MiniFASNet in turn (half the cost); the window "
+        "average still fuses both",
+    )
+    active_cue: bool = Field(
+        default=True, description="ask for a small head turn when the passive score is uncertain"
+    )
+    turn_threshold: float = Field(
+        default=0.12, gt=0.0, lt=1.0, description="nose shift, in eye distances, that is a turn"
+    )
+    prompt: str = "Please turn your head slightly to one side"
+    min_face_px: int = Field(
+        default=40, ge=1, description="smaller faces are not judged (MiniFASNet misjudges them)"
+    )
+    closer_prompt: str = "Please come closer"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LivenessConfig:
+        if self.spoof_threshold >= self.live_threshold:
+            raise ValueError("spoof_threshold must be below live_threshold")
+        if self.min_frames > self.window:
+            raise ValueError("min_frames must not exceed window")
+        return self
+
+
+class EnrollConfig(_Section):
+    """The people store, privacy, and the guided capture of a volunteer's photos."""
+
+    store_dir: Path | None = Field(
+        default=None, description="people store; else <user data dir>/people"
+    )
+    keep_originals: bool = Field(default=False, description="also store the full camera frames")
+    retention_days: int = Field(default=365, ge=1, description="biometric data purged after")
+    encrypt: bool = Field(
+        default=False, description="encrypt photos and embeddings ($KIOSK_STORE_KEY or keyring)"
+    )
+    consent_version: str = Field(default="2026-1", min_length=1)
+    photos: int = Field(default=30, ge=5, description="photos captured per volunteer")
+    min_photos: int = Field(default=10, ge=1, description="accepted photos needed to save")
+    poses: tuple[Literal["front", "left", "right", "up", "down"], ...] = (
+        "front",
+        "left",
+        "right",
+        "up",
+        "down",
+    )
+    yaw_target_deg: float = Field(default=12.0, gt=0.0, lt=60.0)
+    pitch_target_deg: float = Field(default=8.0, gt=0.0, lt=45.0)
+    min_face_size: float = Field(default=80.0, ge=16.0, description="shorter box side, pixels")
+    min_score: float = Field(default=0.6, gt=0.0, lt=1.0, description="detection score")
+    min_sharpness: float = Field(
+        default=40.0, ge=0.0, description="variance of the Laplacian of the 112 px aligned crop"
+    )
+    min_brightness: float = Field(default=40.0, ge=0.0, le=255.0)
+    max_brightness: float = Field(default=220.0, ge=0.0, le=255.0)
+    duplicate_similarity: float = Field(
+        default=0.985, gt=0.0, le=1.0, description="small-image correlation that is a duplicate"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnrollConfig:
+        if self.min_photos > self.photos:
+            raise ValueError(f"min_photos ({self.min_photos}) exceeds photos ({self.photos})")
+        if self.min_brightness >= self.max_brightness:
+            raise ValueError("min_brightness must be below max_brightness")
+        if not self.poses or len(set(self.poses)) != len(self.poses):
+            raise ValueError("poses must list each pose once")
+        return self
+
+
+class LiveConfig(_Section):
+    """The door-side live pipeline: where frames come from, and when a track gets a name."""
+
+    source: str = Field(default="0", description="camera index, video file, image folder or URL")
+    loop: bool = Field(default=False, description="restart a video file or folder at its end")
+    realtime: bool = Field(default=True, description="pace files at their fps (camera speed)")
+    detector_input_size: int = Field(default=320, ge=128, le=1920, multiple_of=32)
+    max_faces: int = Field(default=5, ge=1, description="largest faces classified per frame")
+    min_frames: int = Field(default=3, ge=2, description="votes a name needs before it is shown")
+    window: int = Field(default=8, ge=2, description="frames a track's vote looks back over")
+    iou_threshold: float = Field(default=0.3, gt=0.0, lt=1.0)
+    max_missed: int = Field(default=10, ge=0, description="frames a track survives unseen")
+    reclassify_every: int = Field(
+        default=3, ge=1, description="a decided track's face is classified every n-th frame"
+    )
+    retry_initial_s: float = Field(default=1.0, gt=0.0, description="first camera reconnect")
+    retry_max_s: float = Field(default=30.0, gt=0.0, description="longest reconnect delay")
+
+    @model_validator(mode="after")
+    def _check(self) -> LiveConfig:
+        if self.min_frames > self.window:
+            raise ValueError(
+                f"min_frames ({self.min_frames}) must not exceed window ({self.window})"
+            )
+        if self.retry_initial_s > self.retry_max_s:
+            raise ValueError("retry_initial_s must not exceed retry_max_s")
+        return self
+
+
+class EventsConfig(_Section):
+    """The door event log and its optional hooks."""
+
+    enabled: bool = True
+    dir: Path | None = Field(default=None, description="default: the user's data dir / events")
+    command: list[str] = Field(default=[], description="run per event, JSON on stdin")
+    url: str | None = Field(default=None, description="HTTP(S) endpoint that gets a JSON POST")
+    cooldown_s: float = Field(default=10.0, ge=0.0, description="per person, between hooks")
+    hook_timeout_s: float = Field(default=5.0, gt=0.0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.lower().startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
+
+
+class RecognizerConfig(_Section):
+    """What names the faces: an embedding gallery or a CLIP bundle; reloaded when it changes."""
+
+    kind: Literal["gallery", "clip"] = "gallery"
+    path: Path | None = Field(
+        default=None,
+        description="gallery: a folder per person; clip: a bundle file. "
+        "Default: the user's data dir / gallery (or recognizer.bundle)",
+    )
+    gallery_threshold: float = Field(default=0.5, ge=-1.0, le=1.0, description="cosine")
+    reload: bool = Field(default=True, description="rebuild when the path changes on disk")
+    reload_poll_s: float = Field(default=2.0, gt=0.0)
+
+
 class KioskConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     detector: DetectorConfig = DetectorConfig()
     clip: ClipConfig = ClipConfig()
     train: TrainConfig = TrainConfig()
+    trials: TrialsConfig = TrialsConfig()
+    ui: UiConfig = UiConfig()
+    liveness: LivenessConfig = LivenessConfig()
+    enroll: EnrollConfig = EnrollConfig()
+    kiosk: LiveConfig = LiveConfig()
+    events: EventsConfig = EventsConfig()
+    recognizer: RecognizerConfig = RecognizerConfig()
+
+
+def user_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
 
 
 def default_config_path() -> Path:
@@ -107,12 +301,17 @@ def load_config(path: Path | None = None) -> KioskConfig:
         raise UserError(f"config file {path}: {format_validation_error(error)}") from error
 
 
+SECRET_KEYS = {("operator_pin",)}
+
+
 def format_validation_error(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             parts.append(f"unknown key '{where}'")
+        elif item["loc"][-1:] in SECRET_KEYS:
+            parts.append(f"'{where}': {item['msg']}")  # never echo a secret to the screen
         else:
             parts.append(f"'{where}': {item['msg']} (got {item.get('input')!r})")
     return "; ".join(parts)

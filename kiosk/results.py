@@ -35,3 +35,10 @@ class FrameResult:
     dropped_frames: int = 0
     providers: tuple[str, ...] = ()
     source_status: str = ""  # e.g. "camera 0 lost, reconnecting in 4 s"
+    published_at: float = 0.0  # time.monotonic() when the result was published
+    notice: str = ""  # recognizer or event-log trouble, e.g. "nobody is enrolled"
+
+    @property
+    def latency_ms(self) -> float:
+        """Frame captured to result published."""
+        return (self.published_at - self.captured_at) * 1000.0

@@ -54,6 +54,10 @@ class EmbeddingGallery:
     def threshold(self) -> float:
         return self._threshold
 
+    @property
+    def providers(self) -> list[str]:
+        return self.embedder.providers
+
     def align(self, image: NDArray[np.uint8], face: Face) -> NDArray[np.uint8]:
         return self.embedder.align(image, face)
 

@@ -54,3 +54,13 @@ def detector(model_dir: Path):  # type: ignore[no-untyped-def]
     from models.detector import FaceDetector
 
     return FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=640)
+
+
+@pytest.fixture(scope="session")
+def qapp(qapp):  # type: ignore[no-untyped-def]
+    """pytest-qt's QApplication, with the PySide6 None-refcount guard (kiosk.ui) applied:
+    without it, PySide6 6.12 on Python 3.11 aborts a long Qt test session."""
+    from kiosk.ui import guard_none_refcount
+
+    guard_none_refcount()
+    return qapp

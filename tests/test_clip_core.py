@@ -192,3 +192,20 @@ def test_rn50_onnx_tower_matches_torch(tmp_path: Path) -> None:
         f"{np.abs(a).max():.3g}"
     )  # the figure for the notes (pytest -s)
     assert np.abs(a - b).max() <= 1e-3 * float(np.abs(a).max())
+
+
+def test_live_pipeline_builds_the_clip_recognizer_from_the_config(
+    tmp_path: Path, tiny_config: str, detector: Any
+) -> None:
+    from kiosk.config import ClipConfig, KioskConfig, RecognizerConfig
+    from kiosk.recognizers import NobodyEnrolled, recognizer_factory
+
+    path = _tiny_bundle(tmp_path, detector)
+    config = KioskConfig(
+        recognizer=RecognizerConfig(kind="clip", path=path), clip=ClipConfig(threshold=0.6)
+    )
+    recognizer = recognizer_factory(config)()
+    assert isinstance(recognizer, ClipRecognizer)
+    assert recognizer.people == ["p0", "p1", "p2"] and recognizer.threshold == 0.6
+    missing = KioskConfig(recognizer=RecognizerConfig(kind="clip", path=tmp_path / "none"))
+    assert isinstance(recognizer_factory(missing)(), NobodyEnrolled)

@@ -1,0 +1,1 @@
+"""People: consent, guided capture, the store of enrolled people and their photos, retention."""

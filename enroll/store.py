@@ -1,0 +1,644 @@
+"""The people store: SQLite (WAL) for people, consent, photos' records and the audit log,
+plus one folder of image files per person.
+
+Layout under the store's root::
+
+    people.db             schema version, people, photos, embeddings, audit, meta
+    photos/<uid>/         one folder per person, named by an opaque id, never by the name
+    staging/              files being written; emptied on every open
+
+A person is written in three steps: their files are written and fsynced in
+``staging/<uid>``, the folder is renamed to ``photos/<uid>`` inside an open transaction,
+and the transaction commits. A crash before the commit leaves a staging folder or a
+``photos/`` folder that no row points to; both are removed when the store opens again,
+so no half-written person ever becomes visible. Deletion commits first and removes the
+folder after; a crash in between leaves an orphan folder that the next open removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from enroll.keys import KEY_ENV, NEW_KEY_HINT, cipher, operator_key
+from enroll.names import name_key, validate_name
+from kiosk.errors import UserError
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
+    from kiosk.config import EnrollConfig
+
+SCHEMA_VERSION = 1
+DB_NAME = "people.db"
+EXPORT_MARKER = "kiosk-export.txt"  # marks an export whose images are already aligned crops
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
+_KEY_CHECK = b"clip-face-kiosk people store"
+_UID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: the only names the store creates
+
+# Each entry upgrades the schema from version i to i + 1; entry 0 creates it.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE people (
+        id INTEGER PRIMARY KEY,
+        uid TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        name_key TEXT NOT NULL UNIQUE,
+        external_id TEXT,
+        created_at TEXT NOT NULL,
+        consent_version TEXT NOT NULL,
+        consent_at TEXT NOT NULL
+    );
+    CREATE TABLE photos (
+        id INTEGER PRIMARY KEY,
+        person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+        file TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('aligned', 'original')),
+        pose TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX photos_person ON photos(person_id);
+    CREATE TABLE embeddings (
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (photo_id, model)
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    """,
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Consent:
+    """What the volunteer agreed to (the consent text's version) and when."""
+
+    version: str
+    at: datetime
+
+
+class PhotoToStore(Protocol):
+    """What a stored photo needs (a capture session's photos have it too)."""
+
+    @property
+    def crop(self) -> NDArray[np.uint8]: ...  # BGR, aligned
+    @property
+    def pose(self) -> str: ...
+    @property
+    def original(self) -> NDArray[np.uint8] | None: ...
+
+
+@dataclass(frozen=True)
+class NewPhoto:
+    """A photo to store: the aligned crop (BGR), its pose, and optionally the full frame."""
+
+    crop: NDArray[np.uint8]
+    pose: str = ""
+    original: NDArray[np.uint8] | None = None
+
+
+@dataclass(frozen=True)
+class Person:
+    uid: str  # opaque: the audit log and the folder names use it, never the name
+    name: str
+    external_id: str | None
+    created_at: datetime
+    consent: Consent
+    photo_count: int
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    id: int
+    file: Path
+    kind: str
+    pose: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    action: str
+    subject: str
+    reason: str
+
+
+def default_store_dir() -> Path:
+    import platformdirs
+
+    from kiosk.config import APP_NAME
+
+    return Path(platformdirs.user_data_dir(APP_NAME)) / "people"
+
+
+def open_store(config: EnrollConfig) -> PeopleStore:
+    """The store the configuration names, with the operator's key; expired people purged."""
+    return PeopleStore(
+        config.store_dir or default_store_dir(),
+        key=operator_key(),
+        encrypt=config.encrypt,
+        retention_days=config.retention_days,
+    )
+
+
+def _disk_error(error: OSError | sqlite3.Error, what: str) -> UserError:
+    full = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
+        isinstance(error, sqlite3.Error) and "full" in str(error)
+    )
+    if full:
+        return UserError(f"the disk is full: {what} was not saved and nothing was lost; free space")
+    return UserError(f"{what} failed: {error}; nothing was changed")
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform can open a folder
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _encode_png(image: NDArray[np.uint8]) -> bytes:
+    import cv2
+
+    ok, buffer = cv2.imencode(".png", image)
+    if not ok:
+        raise UserError(f"cannot encode an image of shape {image.shape} as PNG")
+    return bytes(buffer.tobytes())
+
+
+def _decode_image(data: bytes, where: Path) -> NDArray[np.uint8]:
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{where} is not a readable image")
+    return np.asarray(image, dtype=np.uint8)
+
+
+class PeopleStore:
+    """People, their consent and photos. Open it with ``with PeopleStore(root) as store``.
+
+    ``key`` (a Fernet key) encrypts photos and embeddings; a store created encrypted
+    always needs it. ``retention_days`` purges expired people when the store opens.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        key: bytes | None = None,
+        encrypt: bool = False,
+        retention_days: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.photos_dir = self.root / "photos"
+        self.staging_dir = self.root / "staging"
+        self.retention_days = retention_days
+        try:
+            self.photos_dir.mkdir(parents=True, exist_ok=True)
+            self.staging_dir.mkdir(exist_ok=True)
+            # One user at a time, but the wizard saves from a worker thread.
+            self._db = sqlite3.connect(
+                self.root / DB_NAME, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed on disk
+            self._migrate()
+        except sqlite3.DatabaseError as error:
+            raise UserError(
+                f"the people store {self.root / DB_NAME} cannot be opened: {error}"
+            ) from error
+        except OSError as error:
+            raise UserError(f"cannot create the people store in {self.root}: {error}") from error
+        self._fernet = self._setup_encryption(key, encrypt)
+        self.recover()
+        self.purged_on_open = self.purge_expired()  # uids purged because their time ran out
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> PeopleStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _migrate(self) -> None:
+        self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self._db.execute("SELECT version FROM schema_version").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"the people store {self.root} has schema version {version}, newer than this "
+                f"program's {SCHEMA_VERSION}: update the program"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            with self._transaction() as db:
+                for statement in MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("DELETE FROM schema_version")
+                db.execute("INSERT INTO schema_version VALUES (?)", (target + 1,))
+
+    @property
+    def encrypted(self) -> bool:
+        return self._fernet is not None
+
+    def _setup_encryption(self, key: bytes | None, encrypt: bool) -> Fernet | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
+        if row is not None:
+            if key is None:
+                raise UserError(
+                    f"the people store {self.root} is encrypted: set ${KEY_ENV} (or the OS "
+                    "keyring) to the key it was created with"
+                )
+            fernet = cipher(key)
+            from cryptography.fernet import InvalidToken
+
+            try:
+                fernet.decrypt(bytes(row[0]))
+            except InvalidToken:
+                raise UserError(
+                    f"the key in ${KEY_ENV} (or the keyring) is not the key the people store "
+                    f"{self.root} was encrypted with"
+                ) from None
+            return fernet
+        if not encrypt:
+            return None
+        if key is None:
+            raise UserError(f"encryption is on but no key is set: set ${KEY_ENV}; {NEW_KEY_HINT}")
+        if self._db.execute("SELECT COUNT(*) FROM people").fetchone()[0]:
+            raise UserError(
+                f"the people store {self.root} was created without encryption; export it, "
+                "then import it into a new, encrypted store"
+            )
+        fernet = cipher(key)
+        with self._transaction() as db:
+            db.execute("INSERT INTO meta VALUES ('key_check', ?)", (fernet.encrypt(_KEY_CHECK),))
+        return fernet
+
+    def recover(self) -> list[str]:
+        """Remove what an interrupted save or delete left behind; the removed paths."""
+        removed = []
+        known = {row[0] for row in self._db.execute("SELECT uid FROM people")}
+        for folder in (self.staging_dir, self.photos_dir):
+            for path in sorted(folder.iterdir()):
+                if path.name in known or not _UID.fullmatch(path.name):
+                    continue  # a person's, or not ours: never removed
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(str(path))
+        return removed
+
+    # -- reading ---------------------------------------------------------------------
+
+    def people(self) -> list[Person]:
+        rows = self._db.execute(
+            "SELECT p.uid, p.name, p.external_id, p.created_at, p.consent_version, "
+            "p.consent_at, COUNT(ph.id) FROM people p LEFT JOIN photos ph "
+            "ON ph.person_id = p.id AND ph.kind = 'aligned' GROUP BY p.id ORDER BY p.name_key"
+        ).fetchall()
+        return [
+            Person(
+                uid=uid,
+                name=name,
+                external_id=external,
+                created_at=datetime.fromisoformat(created),
+                consent=Consent(version, datetime.fromisoformat(consent_at)),
+                photo_count=int(count),
+            )
+            for uid, name, external, created, version, consent_at, count in rows
+        ]
+
+    def get(self, name: str) -> Person:
+        for person in self.people():
+            if name_key(person.name) == name_key(name):
+                return person
+        raise UserError(f"no enrolled person is named {name.strip()!r}; `kiosk people list`")
+
+    def _person_id(self, name: str) -> tuple[int, str]:
+        row = self._db.execute(
+            "SELECT id, uid FROM people WHERE name_key = ?", (name_key(name),)
+        ).fetchone()
+        if row is None:
+            raise UserError(f"no enrolled person is named {name.strip()!r}; `kiosk people list`")
+        return int(row[0]), str(row[1])
+
+    def photos(self, name: str, kind: str = "aligned") -> list[PhotoRecord]:
+        person_id, uid = self._person_id(name)
+        rows = self._db.execute(
+            "SELECT id, file, kind, pose FROM photos WHERE person_id = ? AND kind = ? ORDER BY id",
+            (person_id, kind),
+        ).fetchall()
+        return [PhotoRecord(int(i), self.photos_dir / uid / f, k, p) for i, f, k, p in rows]
+
+    def read_image(self, record: PhotoRecord) -> NDArray[np.uint8]:
+        try:
+            data = record.file.read_bytes()
+        except OSError as error:
+            raise UserError(f"cannot read the stored photo {record.file}: {error}") from error
+        if self._fernet is not None:
+            from cryptography.fernet import InvalidToken
+
+            try:
+                data = self._fernet.decrypt(data)
+            except InvalidToken:
+                raise UserError(f"the stored photo {record.file} cannot be decrypted") from None
+        return _decode_image(data, record.file)
+
+    def crops(self, name: str) -> list[NDArray[np.uint8]]:
+        return [self.read_image(record) for record in self.photos(name)]
+
+    def crops_by_person(self) -> dict[str, list[NDArray[np.uint8]]]:
+        return {person.name: self.crops(person.name) for person in self.people()}
+
+    # -- writing ---------------------------------------------------------------------
+
+    def _seal(self, data: bytes) -> bytes:
+        return self._fernet.encrypt(data) if self._fernet is not None else data
+
+    def _open(self, data: bytes) -> bytes:
+        return self._fernet.decrypt(data) if self._fernet is not None else data
+
+    def add_person(
+        self,
+        name: str,
+        photos: Sequence[PhotoToStore],
+        consent: Consent,
+        external_id: str | None = None,
+    ) -> Person:
+        """Store a person and their photos atomically: all of it, or nothing at all."""
+        name = validate_name(name)
+        if not photos:
+            raise UserError(f"no photos to store for {name!r}")
+        if self._db.execute(
+            "SELECT 1 FROM people WHERE name_key = ?", (name_key(name),)
+        ).fetchone():
+            raise UserError(f"a person named {name!r} is already enrolled; choose another name")
+        uid = uuid.uuid4().hex
+        stage = self.staging_dir / uid
+        final = self.photos_dir / uid
+        now = utc_now().isoformat()
+        rows: list[tuple[str, str, str]] = []
+        try:
+            stage.mkdir()
+            for index, photo in enumerate(photos):
+                file = f"{index:03d}.png"
+                _write_file(stage / file, self._seal(_encode_png(photo.crop)))
+                rows.append((file, "aligned", photo.pose))
+                if photo.original is not None:
+                    file = f"{index:03d}-original.png"
+                    _write_file(stage / file, self._seal(_encode_png(photo.original)))
+                    rows.append((file, "original", photo.pose))
+            _fsync_dir(stage)
+        except OSError as error:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise _disk_error(error, f"saving {name!r}") from error
+        try:
+            with self._transaction() as db:
+                cursor = db.execute(
+                    "INSERT INTO people (uid, name, name_key, external_id, created_at, "
+                    "consent_version, consent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        uid,
+                        name,
+                        name_key(name),
+                        external_id or None,
+                        now,
+                        consent.version,
+                        consent.at.isoformat(),
+                    ),
+                )
+                db.executemany(
+                    "INSERT INTO photos (person_id, file, kind, pose, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(cursor.lastrowid, f, k, p, now) for f, k, p in rows],
+                )
+                os.rename(stage, final)
+                _fsync_dir(self.photos_dir)
+        except (OSError, sqlite3.Error) as error:
+            if final.exists() and not stage.exists():
+                with contextlib.suppress(OSError):
+                    os.rename(final, stage)
+            shutil.rmtree(stage, ignore_errors=True)
+            raise _disk_error(error, f"saving {name!r}") from error
+        return self.get(name)
+
+    def rename(self, old: str, new: str) -> Person:
+        person_id, _ = self._person_id(old)
+        new = validate_name(new)
+        clash = self._db.execute(
+            "SELECT id FROM people WHERE name_key = ?", (name_key(new),)
+        ).fetchone()
+        if clash is not None and int(clash[0]) != person_id:
+            raise UserError(f"a person named {new!r} is already enrolled; choose another name")
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "UPDATE people SET name = ?, name_key = ? WHERE id = ?",
+                    (new, name_key(new), person_id),
+                )
+        except sqlite3.Error as error:
+            raise _disk_error(error, f"renaming {old!r}") from error
+        return self.get(new)
+
+    def delete(self, name: str, reason: str = "deleted on request", action: str = "delete") -> str:
+        """Remove a person's records, photos and embeddings; log it by opaque id only."""
+        person_id, uid = self._person_id(name)
+        self._remove(person_id, uid, action, reason)
+        return uid
+
+    def _remove(self, person_id: int, uid: str, action: str, reason: str) -> None:
+        try:
+            with self._transaction() as db:
+                db.execute("DELETE FROM people WHERE id = ?", (person_id,))
+                db.execute(
+                    "INSERT INTO audit (at, action, subject, reason) VALUES (?, ?, ?, ?)",
+                    (utc_now().isoformat(), action, uid, reason),
+                )
+        except sqlite3.Error as error:
+            raise _disk_error(error, "the deletion") from error
+        # After the commit: a crash here leaves an orphan folder that recover() removes.
+        shutil.rmtree(self.photos_dir / uid, ignore_errors=True)
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no deleted rows linger in the WAL
+
+    # -- retention -------------------------------------------------------------------
+
+    def expired(self, now: datetime | None = None) -> list[Person]:
+        if self.retention_days is None:
+            return []
+        limit = (now or utc_now()) - timedelta(days=self.retention_days)
+        return [p for p in self.people() if p.consent.at < limit]
+
+    def purge_expired(self, now: datetime | None = None) -> list[str]:
+        """Purge everyone whose consent is older than the retention period; their uids."""
+        purged = []
+        for person in self.expired(now):
+            person_id, uid = self._person_id(person.name)
+            self._remove(person_id, uid, "purge", f"retention period of {self.retention_days} days")
+            purged.append(uid)
+        return purged
+
+    def audit(self) -> list[AuditEntry]:
+        rows = self._db.execute("SELECT at, action, subject, reason FROM audit ORDER BY id")
+        return [AuditEntry(datetime.fromisoformat(a), b, c, d) for a, b, c, d in rows]
+
+    # -- embeddings cache --------------------------------------------------------------
+
+    def embeddings(
+        self,
+        model: str,
+        embed: Callable[[list[NDArray[np.uint8]]], NDArray[np.float32]],
+        names: Sequence[str] | None = None,
+    ) -> tuple[NDArray[np.float32], list[str]]:
+        """Every aligned photo's embedding under ``model`` and its person's name.
+
+        Embeddings missing from the cache are computed with ``embed`` and stored
+        (encrypted when the store is). ``names`` limits them to those people.
+        """
+        vectors: list[NDArray[np.float32]] = []
+        labels: list[str] = []
+        wanted = None if names is None else {name_key(n) for n in names}
+        for person in self.people():
+            if wanted is not None and name_key(person.name) not in wanted:
+                continue
+            for record in self.photos(person.name):
+                row = self._db.execute(
+                    "SELECT vector FROM embeddings WHERE photo_id = ? AND model = ?",
+                    (record.id, model),
+                ).fetchone()
+                if row is None:
+                    vector = np.asarray(embed([self.read_image(record)])[0], dtype=np.float32)
+                    with self._transaction() as db:
+                        db.execute(
+                            "INSERT INTO embeddings VALUES (?, ?, ?)",
+                            (record.id, model, self._seal(vector.tobytes())),
+                        )
+                else:
+                    vector = np.frombuffer(self._open(bytes(row[0])), dtype=np.float32)
+                vectors.append(vector)
+                labels.append(person.name)
+        if not vectors:
+            return np.zeros((0, 0), dtype=np.float32), []
+        return np.stack(vectors), labels
+
+    # -- folder-per-person exchange -----------------------------------------------------
+
+    def export(self, target: Path) -> int:
+        """Write ``<target>/<name>/<image>.png`` (decrypted aligned crops); the photo count."""
+        import cv2
+
+        count = 0
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            (target / EXPORT_MARKER).write_text(
+                "Aligned face crops exported by `kiosk people export`.\n", encoding="utf-8"
+            )
+            for person in self.people():
+                folder = target / person.name
+                folder.mkdir(exist_ok=True)
+                for index, record in enumerate(self.photos(person.name)):
+                    image = self.read_image(record)
+                    if not cv2.imwrite(str(folder / f"{index:03d}.png"), image):
+                        raise OSError(f"cannot write {folder / f'{index:03d}.png'}")
+                    count += 1
+        except OSError as error:
+            raise _disk_error(error, f"the export to {target}") from error
+        return count
+
+    def import_folder(
+        self,
+        source: Path,
+        consent: Consent,
+        align: Callable[[NDArray[np.uint8]], NDArray[np.uint8] | None] | None = None,
+    ) -> dict[str, int]:
+        """Add each ``<source>/<name>/`` as a person; the photos stored per name.
+
+        A folder written by :meth:`export` holds aligned crops, stored as they are; any
+        other folder's images go through ``align`` (detect and align the largest face;
+        None when there is none). People already enrolled are refused before anything
+        is written.
+        """
+        import cv2
+
+        if not source.is_dir():
+            raise UserError(f"{source} is not a folder of per-person folders")
+        aligned = (source / EXPORT_MARKER).exists()
+        if not aligned and align is None:
+            raise UserError(f"{source} holds photos, not aligned crops: a face aligner is needed")
+        folders = sorted(p for p in source.iterdir() if p.is_dir())
+        if not folders:
+            raise UserError(f"{source} has no per-person folders (<dir>/<name>/<image>)")
+        names = [validate_name(folder.name) for folder in folders]
+        for name in names:
+            if self._db.execute(
+                "SELECT 1 FROM people WHERE name_key = ?", (name_key(name),)
+            ).fetchone():
+                raise UserError(f"{name!r} is already enrolled; nothing was imported")
+        imported: dict[str, int] = {}
+        for name, folder in zip(names, folders, strict=True):
+            photos = []
+            for path in sorted(folder.iterdir()):
+                if path.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                read = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if read is None:
+                    continue
+                image = np.asarray(read, dtype=np.uint8)
+                crop = image if aligned or align is None else align(image)
+                if crop is not None:
+                    photos.append(NewPhoto(crop=np.asarray(crop, dtype=np.uint8)))
+            if photos:
+                self.add_person(name, photos, consent)
+                imported[name] = len(photos)
+        return imported

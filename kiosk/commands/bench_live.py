@@ -1,0 +1,464 @@
+"""`kiosk bench-live --json PATH`: the live pipeline's speed, latency and memory.
+
+Over the clips (default ``$KIOSK_SHARED/videos/solo_0*.mp4``), each person enrolled from
+three frames of their own clip's first two seconds:
+
+- ``fast``: every frame, decoded and processed in one thread as fast as possible;
+- ``camera``: the threaded pipeline with each clip paced at its own fps, as a webcam
+  delivers it (frames inference cannot keep up with are dropped, never queued);
+
+for the product's default recognizer (MobileFaceNet gallery: the top-level ``fps``,
+``latency_*`` figures) and for the RN50 image tower in ONNX (``clip``). Latency is
+frame captured -> result published. ``reference_fps`` is the face_recognition
+library's usual webcam loop (HOG detection, 128-d dlib encodings, compare_faces) on the
+same frames. RSS is sampled at the start and end, and over ``--soak-minutes`` of looping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.resources
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+import types
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kiosk.config import KioskConfig, LiveConfig, load_config
+from kiosk.errors import UserError
+from kiosk.recognizers import RecognizerFactory, recognizer_factory
+from kiosk.results import FrameResult
+from models.detector import Face
+from models.recognizer import Prediction, Recognizer, decide
+
+if TYPE_CHECKING:
+    from kiosk.pipeline import LivePipeline
+
+ENROLL_FRAMES = (0, 25, 50)  # frames of each clip enrolled in the gallery
+CLIP_STANDIN_PEOPLE = 8
+FR_TOLERANCE = 0.6  # face_recognition's default
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "bench-live", help="benchmark the live pipeline (fps, latency, memory) to JSON"
+    )
+    parser.add_argument("--json", type=Path, required=True, help="where to write the results")
+    parser.add_argument(
+        "--videos",
+        nargs="*",
+        type=Path,
+        default=None,
+        help="clips (default: $KIOSK_SHARED/videos/solo_0*.mp4)",
+    )
+    parser.add_argument(
+        "--max-frames", type=int, default=0, help="frames per clip and mode (0 = all)"
+    )
+    parser.add_argument("--no-reference", action="store_true", help="skip face_recognition")
+    parser.add_argument("--no-clip", action="store_true", help="skip the RN50 ONNX recognizer")
+    parser.add_argument(
+        "--soak-minutes", type=float, default=0.0, help="loop a clip this long, sampling RSS"
+    )
+    parser.set_defaults(handler=run)
+
+
+def rss_mb() -> float:
+    """Resident memory now (Linux), else the peak (other systems)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not on every system
+        return None
+
+
+def default_videos() -> list[Path]:
+    shared = Path(os.environ.get("KIOSK_SHARED", Path.cwd().parent / "shared"))
+    videos = sorted((shared / "videos").glob("solo_0*.mp4"))
+    if not videos:
+        raise UserError(f"no clips at {shared}/videos/solo_0*.mp4; set KIOSK_SHARED or --videos")
+    return videos
+
+
+def read_frames(video: Path, indices: Sequence[int]) -> list[NDArray[np.uint8]]:
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    for index in range(max(indices) + 1):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index in indices:
+            frames.append(np.asarray(frame, dtype=np.uint8))
+    capture.release()
+    if not frames:
+        raise UserError(f"cannot read frames from {video}")
+    return frames
+
+
+def write_gallery(folder: Path, videos: Sequence[Path]) -> None:
+    import cv2
+
+    for video in videos:
+        (folder / video.stem).mkdir(parents=True, exist_ok=True)
+        for i, frame in enumerate(read_frames(video, ENROLL_FRAMES)):
+            cv2.imwrite(str(folder / video.stem / f"{i}.png"), frame)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def summarize(results: int, frames: int, seconds: float, latencies: list[float]) -> dict[str, Any]:
+    return {
+        "fps": round(results / seconds, 2) if seconds > 0 else None,
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p95_ms": percentile(latencies, 95),
+        "frames_read": frames,
+        "results": results,
+        "dropped_frames": frames - results,
+        "seconds": round(seconds, 2),
+    }
+
+
+def run_threaded(pipeline: LivePipeline, max_frames: int) -> list[FrameResult]:
+    """Every result the threaded pipeline publishes until the clip (or ``max_frames``) ends."""
+    collected: list[FrameResult] = []
+    done = threading.Event()
+
+    def keep(result: FrameResult) -> None:
+        collected.append(result)
+        if max_frames and result.frame_index + 1 >= max_frames:
+            done.set()
+
+    pipeline.on_result = keep
+    pipeline.start()
+    while not (done.is_set() or pipeline.finished.is_set()):
+        done.wait(0.05)
+    pipeline.stop()
+    return collected
+
+
+def measure(
+    config: KioskConfig, factory: RecognizerFactory, videos: Sequence[Path], max_frames: int
+) -> dict[str, Any]:
+    """Both modes over every clip for one recognizer."""
+    from kiosk.pipeline import LivePipeline
+    from kiosk.sources import VideoFileSource
+
+    recognizer = factory()
+    providers: tuple[str, ...] = ()
+    warm_up = LivePipeline.from_config(
+        config, source=VideoFileSource(videos[0]), factory=lambda: recognizer
+    )
+    list(warm_up.run(5))  # first runs of a session allocate; they are not the steady state
+    out: dict[str, Any] = {}
+    for mode in ("fast", "camera"):
+        latencies: list[float] = []
+        frames = results = 0
+        seconds = 0.0
+        faces_per_frame: list[int] = []
+        stages: list[dict[str, float]] = []
+        for video in videos:
+            source = VideoFileSource(video, realtime=mode == "camera")
+            pipeline = LivePipeline.from_config(config, source=source, factory=lambda: recognizer)
+            collected: list[FrameResult] = []
+            started = time.monotonic()
+            if mode == "fast":
+                collected = list(pipeline.run(max_frames or None))
+            else:
+                collected = run_threaded(pipeline, max_frames)
+            seconds += time.monotonic() - started
+            frames += (collected[-1].frame_index + 1) if collected else 0
+            results += len(collected)
+            latencies += [r.latency_ms for r in collected]
+            faces_per_frame += [len(r.tracks) for r in collected]
+            stages += [r.stage_ms for r in collected]
+            providers = collected[-1].providers if collected else ()
+        out[mode] = summarize(results, frames, seconds, latencies)
+        out[mode]["mean_faces_per_frame"] = round(float(np.mean(faces_per_frame)), 2)
+        out[mode]["mean_stage_ms"] = {
+            stage: round(float(np.mean([s[stage] for s in stages])), 1)
+            for stage in (stages[0] if stages else {})
+        }
+    out["providers"] = list(providers)
+    return out
+
+
+class Rn50ImageTowerStandIn:
+    """CLIP's compute without CLIP's weights: the untrained RN50 image tower in ONNX.
+
+    No CLIP weights can be had on these machines, so names are scored against random
+    unit text embeddings (softmax at CLIP's logit scale, the 0.8 reject threshold).
+    The answers mean nothing; the cost per face is the real recognizer's.
+    """
+
+    def __init__(self, onnx_path: Path, people: int, threshold: float = 0.8) -> None:
+        from models.runtime import create_session
+
+        self._session = create_session(onnx_path)
+        self._input = self._session.get_inputs()[0].name
+        dim = int(self._session.get_outputs()[0].shape[-1])
+        text = np.random.default_rng(0).standard_normal((people, dim)).astype(np.float32)
+        self._text = text / np.linalg.norm(text, axis=1, keepdims=True)
+        self._people = [f"person_{i}" for i in range(people)]
+        self._threshold = threshold
+
+    @property
+    def people(self) -> Sequence[str]:
+        return self._people
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def align(self, image: NDArray[np.uint8], face: Face) -> NDArray[np.uint8]:
+        from models.align import align_for_clip
+
+        return align_for_clip(image, face.kps)
+
+    def predict(self, crops: Sequence[NDArray[np.uint8]]) -> list[Prediction]:
+        mean = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+        std = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+        rgb = np.stack(crops)[..., ::-1].astype(np.float32) / 255.0
+        blob = np.ascontiguousarray(((rgb - mean) / std).transpose(0, 3, 1, 2))
+        features = self._session.run(None, {self._input: blob})[0]
+        features /= np.linalg.norm(features, axis=1, keepdims=True)
+        logits = 100.0 * features @ self._text.T
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        return [decide(row, self._people, self._threshold) for row in probs]
+
+
+def rn50_onnx(cache: Path) -> Path:
+    """Export open_clip's RN50 image tower (pretrained none) once; reuse it afterwards."""
+    path = cache / "rn50_untrained_visual.onnx"
+    if path.is_file():
+        return path
+    import open_clip
+    import torch
+
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = open_clip.create_model("RN50", pretrained=None)
+    handle, tmp = tempfile.mkstemp(dir=cache, suffix=".onnx.tmp")
+    os.close(handle)
+    try:
+        with torch.no_grad():  # the TorchScript exporter: dynamo's needs onnxscript
+            torch.onnx.export(
+                model.visual.eval(),
+                (torch.zeros(1, 3, 224, 224),),
+                tmp,
+                input_names=["image"],
+                output_names=["features"],
+                dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def import_face_recognition() -> tuple[types.ModuleType | None, str]:
+    """The face_recognition module, or None and why not."""
+    if importlib.util.find_spec("face_recognition") is None:
+        return None, (
+            "face_recognition is not installed: pip install 'clip-face-kiosk[bench]' && "
+            "pip install --no-deps face_recognition"
+        )
+    if importlib.util.find_spec("pkg_resources") is None:
+        # face_recognition_models 0.3 reads its model paths through pkg_resources, which
+        # setuptools 81 removed; give it the one function it calls.
+        shim = types.ModuleType("pkg_resources")
+        shim.resource_filename = (  # type: ignore[attr-defined]
+            lambda package, name: str(importlib.resources.files(package) / name)
+        )
+        sys.modules["pkg_resources"] = shim
+    try:
+        return importlib.import_module("face_recognition"), ""
+    except (ImportError, SystemExit) as error:  # it quit()s when its models are missing
+        return None, f"face_recognition cannot be imported: {error!r}"
+
+
+def reference_loop(videos: Sequence[Path], max_frames: int) -> dict[str, Any]:
+    """face_recognition's webcam example, frame by frame at full resolution."""
+    import cv2
+
+    fr, reason = import_face_recognition()
+    if fr is None:
+        return {"fps": None, "reason": reason}
+    known, names = [], []
+    for video in videos:
+        for frame in read_frames(video, ENROLL_FRAMES):
+            rgb = np.ascontiguousarray(frame[:, :, ::-1])
+            encodings = fr.face_encodings(rgb)
+            if encodings:
+                known.append(encodings[0])
+                names.append(video.stem)
+    frames = frames_with_faces = 0
+    started = time.monotonic()
+    for video in videos:
+        capture = cv2.VideoCapture(str(video))
+        done = 0
+        while not max_frames or done < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+            locations = fr.face_locations(rgb)  # HOG, upsampled once
+            for encoding in fr.face_encodings(rgb, locations):
+                matches = fr.compare_faces(known, encoding, tolerance=FR_TOLERANCE)
+                _ = names[matches.index(True)] if True in matches else "Unknown"
+            frames_with_faces += bool(locations)
+            frames += 1
+            done += 1
+        capture.release()
+    seconds = time.monotonic() - started
+    return {
+        "fps": round(frames / seconds, 2),
+        "frames": frames,
+        "frames_with_faces": frames_with_faces,
+        "seconds": round(seconds, 2),
+        "loop": "HOG face_locations + face_encodings + compare_faces(tolerance=0.6), full size",
+    }
+
+
+def soak(
+    config: KioskConfig, factory: Callable[[], Recognizer], video: Path, minutes: float
+) -> dict[str, Any]:
+    """Loop one clip at camera speed for ``minutes``, sampling RSS every 10 s."""
+    from kiosk.pipeline import LivePipeline
+    from kiosk.sources import VideoFileSource
+
+    recognizer = factory()
+    source = VideoFileSource(video, loop=True, realtime=True)
+    pipeline = LivePipeline.from_config(config, source=source, factory=lambda: recognizer)
+    samples = []
+    started = time.monotonic()
+    pipeline.start()
+    try:
+        while (elapsed := time.monotonic() - started) < minutes * 60:
+            samples.append((round(elapsed), round(rss_mb(), 1)))
+            time.sleep(min(10.0, max(0.0, minutes * 60 - elapsed)))
+    finally:
+        pipeline.stop()
+    samples.append((round(time.monotonic() - started), round(rss_mb(), 1)))
+    result = pipeline.latest()
+    return {
+        "minutes": minutes,
+        "video": video.name,
+        "rss_mb": samples,
+        "rss_growth_mb": round(samples[-1][1] - samples[min(1, len(samples) - 1)][1], 1),
+        "frames": result.frame_index + 1 if result else 0,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    import platformdirs
+
+    rss_start = rss_mb()
+    videos = [Path(v) for v in args.videos] if args.videos else default_videos()
+    for video in videos:
+        if not video.is_file():
+            raise UserError(f"clip {video} does not exist")
+    base = load_config(args.config)
+    report: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": load_average(),  # other work on the machine skews timings
+        },
+        "videos": [v.name for v in videos],
+        "max_frames_per_clip": args.max_frames or None,
+        "rss_start_mb": round(rss_start, 1),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
+        gallery = Path(tmp) / "gallery"
+        write_gallery(gallery, videos)
+        config = base.model_copy(
+            update={
+                "kiosk": LiveConfig.model_validate(
+                    {**base.kiosk.model_dump(), "loop": False, "realtime": False}
+                ),
+                "recognizer": base.recognizer.model_copy(update={"path": gallery}),
+                "events": base.events.model_copy(update={"enabled": False}),  # opens no door
+            }
+        )
+        report["detector"] = f"{config.detector.name} at {config.kiosk.detector_input_size}"
+        gallery_factory = recognizer_factory(config)
+        report["gallery"] = measure(config, gallery_factory, videos, args.max_frames)
+        report["fps"] = report["gallery"]["fast"]["fps"]
+        report["camera_fps"] = report["gallery"]["camera"]["fps"]
+        report["latency_p50_ms"] = report["gallery"]["camera"]["latency_p50_ms"]
+        report["latency_p95_ms"] = report["gallery"]["camera"]["latency_p95_ms"]
+        if args.no_clip:
+            report["clip"] = None
+            report["clip_reason"] = "skipped (--no-clip)"
+        else:
+            onnx = rn50_onnx(Path(platformdirs.user_cache_dir("clip-face-kiosk")))
+            report["clip"] = measure(
+                config,
+                lambda: Rn50ImageTowerStandIn(onnx, CLIP_STANDIN_PEOPLE, config.clip.threshold),
+                videos,
+                args.max_frames,
+            )
+            report["clip"]["recognizer"] = "untrained open_clip RN50 image tower, ONNX"
+        if args.no_reference:
+            report["reference_fps"] = None
+            report["reference"] = {"reason": "skipped (--no-reference)"}
+        else:
+            report["reference"] = reference_loop(videos, args.max_frames)
+            report["reference_fps"] = report["reference"]["fps"]
+        if args.soak_minutes > 0:
+            report["soak"] = soak(config, gallery_factory, videos[0], args.soak_minutes)
+    report["rss_end_mb"] = round(rss_mb(), 1)
+    report["machine"]["load_average_at_end"] = load_average()
+    report["goals"] = goals(report)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({k: report[k] for k in ("fps", "latency_p95_ms", "reference_fps")}))
+    return 0
+
+
+def goals(report: dict[str, Any]) -> dict[str, Any]:
+    """The issue's goals, checked for each recognizer measured."""
+    out: dict[str, Any] = {}
+    reference = report.get("reference_fps")
+    for name in ("gallery", "clip"):
+        measured = report.get(name)
+        if not measured:
+            continue
+        fps = measured["fast"]["fps"] or 0.0
+        out[name] = {
+            "fps_at_least_15": fps >= 15,
+            "twice_reference_fps": fps >= 2 * reference if reference else None,
+            "camera_p95_at_most_150_ms": (measured["camera"]["latency_p95_ms"] or 1e9) <= 150,
+        }
+    return out

@@ -1,0 +1,82 @@
+"""`kiosk ui-bench`: the GUI thread's cost of drawing one result, as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from kiosk.config import load_config
+from kiosk.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "ui-bench", help="measure the window's drawing cost per frame (JSON)"
+    )
+    parser.add_argument("--video", type=Path, required=True, help="video file to draw")
+    parser.add_argument("--frames", type=int, default=50, help="frames read (default 50)")
+    parser.add_argument("--repeats", type=int, default=300, help="draws timed (default 300)")
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=None,
+        metavar="WxH",
+        help="window size, repeatable (default: 1280x720 and 1920x1080)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the JSON here too")
+    parser.set_defaults(handler=_bench)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size must look like 1280x720, got {text!r}") from None
+    if not (160 <= w <= 7680 and 120 <= h <= 4320):
+        raise UserError(f"--size {text} is outside 160x120 .. 7680x4320")
+    return w, h
+
+
+def _bench(args: argparse.Namespace) -> int:
+    sizes = [_size(s) for s in (args.size or ["1280x720", "1920x1080"])]
+    if not args.video.is_file():
+        raise UserError(f"video file {args.video} does not exist")
+    if args.frames < 1 or args.repeats < 1:
+        raise UserError("--frames and --repeats must be at least 1")
+    # Offscreen, so the figure is the same with or without a screen and never shows one.
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+    from kiosk.detection_replay import video_frame_results
+    from kiosk.ui.bench import measure_drawing
+    from models.detector import FaceDetector
+    from models.registry import resolve_model_dir
+
+    config = load_config(args.config)
+    detector = FaceDetector.from_name(
+        config.detector.name,
+        resolve_model_dir(config.models.dir),
+        input_size=config.detector.input_size,
+        device=config.models.device,
+        threads=config.models.threads,
+    )
+    try:
+        results = video_frame_results(args.video, detector, args.frames)
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    report = {
+        "video": str(args.video),
+        "cpu_count": os.cpu_count(),
+        "runs": [measure_drawing(results, w, h, args.repeats) for w, h in sizes],
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+        tmp.write_text(text + "\n", encoding="utf-8")
+        tmp.replace(args.json)
+        print(f"kiosk: wrote {args.json}", file=sys.stderr)
+    return 0

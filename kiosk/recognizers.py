@@ -1,0 +1,212 @@
+"""The recognizer the live pipeline uses, built from the config, and its hot reload.
+
+``[recognizer] kind = "gallery"`` builds an :class:`EmbeddingGallery` from a folder
+holding one folder of photos per person (the largest face of each photo, embedded by
+MobileFaceNet). ``kind = "clip"`` loads a recognizer bundle through
+:func:`build_clip_recognizer`.
+
+:class:`RecognizerHolder` keeps the recognizer in use. A watcher thread polls the
+source path; when it changes, a new recognizer is built on that thread (never the
+inference thread) and swapped in with one reference assignment, so frames keep
+flowing while it builds and each frame sees one whole recognizer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kiosk.config import KioskConfig, user_data_dir
+from kiosk.errors import UserError
+from kiosk.sources import IMAGE_SUFFIXES
+from models import registry
+from models.detector import Face, FaceDetector
+from models.recognizer import Prediction, Recognizer
+
+log = logging.getLogger(__name__)
+
+GALLERY_EMBEDDER = "mobilefacenet_128d"
+RecognizerFactory = Callable[[], Recognizer]
+
+
+class NobodyEnrolled:
+    """The recognizer of an empty gallery: every face is a stranger."""
+
+    people: Sequence[str] = ()
+    threshold = 1.0
+
+    def align(self, image: NDArray[np.uint8], face: Face) -> NDArray[np.uint8]:
+        return image[:0, :0]
+
+    def predict(self, crops: Sequence[NDArray[np.uint8]]) -> list[Prediction]:
+        return [Prediction(name=None, best="", confidence=0.0) for _ in crops]
+
+
+def recognizer_path(config: KioskConfig) -> Path:
+    """The configured gallery folder or bundle file, else its default in the data dir."""
+    if config.recognizer.path is not None:
+        return config.recognizer.path.expanduser()
+    default = "gallery" if config.recognizer.kind == "gallery" else "recognizer.bundle"
+    return user_data_dir() / default
+
+
+def build_gallery(
+    folder: Path, detector: FaceDetector, model_dir: Path, threshold: float, device: str = "auto"
+) -> Recognizer:
+    """An embedding gallery over ``folder/<person>/<photo>``; photos without a face are skipped."""
+    import cv2
+
+    from models.embedder import ArcFaceEmbedder
+    from models.gallery import EmbeddingGallery
+
+    if not folder.exists():
+        log.info("gallery folder %s does not exist yet: nobody is enrolled", folder)
+        return NobodyEnrolled()
+    if not folder.is_dir():
+        raise UserError(f"gallery {folder} is not a folder (expected one folder per person)")
+    embedder = ArcFaceEmbedder(registry.model_path(GALLERY_EMBEDDER, model_dir), device=device)
+    crops: dict[str, Sequence[NDArray[np.uint8]]] = {}
+    for person in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for photo in sorted(person.iterdir()):
+            if photo.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            read = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+            if read is None:
+                log.warning("gallery: skipped %s: not a readable image", photo)
+                continue
+            image = np.asarray(read, dtype=np.uint8)
+            faces = detector.detect(image, mode="largest")
+            if not faces:
+                log.warning("gallery: skipped %s: no face found", photo)
+                continue
+            crops[person.name] = [*crops.get(person.name, []), embedder.align(image, faces[0])]
+    if not crops:
+        log.info("gallery %s holds no usable photos: nobody is enrolled", folder)
+        return NobodyEnrolled()
+    return EmbeddingGallery.from_crops(embedder, crops, threshold=threshold)
+
+
+def build_clip_recognizer(config: KioskConfig, bundle: Path) -> Recognizer:
+    """The finetuned CLIP recognizer from a bundle file (`kiosk train`), with the ONNX image
+    tower cached beside it; the reject threshold is the config's ``[clip] threshold``."""
+    from models.clip_classifier import ClipRecognizer
+
+    if not bundle.exists():
+        log.info("recognizer bundle %s does not exist yet: nobody is enrolled", bundle)
+        return NobodyEnrolled()
+    return ClipRecognizer.load(
+        bundle,
+        registry.resolve_model_dir(config.models.dir),
+        backend="onnx",
+        threshold=config.clip.threshold,
+        device=config.models.device,
+        threads=config.models.threads,
+    )
+
+
+def recognizer_factory(config: KioskConfig) -> RecognizerFactory:
+    """A function that builds the configured recognizer afresh (called again on reload)."""
+    path = recognizer_path(config)
+    if config.recognizer.kind == "clip":
+        return lambda: build_clip_recognizer(config, path)
+    model_dir = registry.resolve_model_dir(config.models.dir)
+
+    def build() -> Recognizer:
+        detector = FaceDetector.from_name(
+            config.detector.name,
+            model_dir,
+            input_size=config.kiosk.detector_input_size,
+            threshold=config.detector.threshold,
+            device=config.models.device,
+        )
+        return build_gallery(
+            path, detector, model_dir, config.recognizer.gallery_threshold, config.models.device
+        )
+
+    return build
+
+
+def path_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when a file or any file under a folder is added, removed or rewritten."""
+    if not path.exists():
+        return ()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    signature = []
+    for file in files:
+        try:
+            stat = file.stat()
+        except OSError:  # removed while we looked
+            continue
+        signature.append((str(file), stat.st_mtime_ns, stat.st_size))
+    return tuple(signature)
+
+
+class RecognizerHolder:
+    """The recognizer in use; ``watch`` rebuilds it off the inference thread when it changes."""
+
+    def __init__(
+        self,
+        factory: RecognizerFactory,
+        watch: Path | None = None,
+        poll_s: float = 2.0,
+        initial: Recognizer | None = None,
+    ) -> None:
+        self.factory = factory
+        self.watch = watch
+        self.poll_s = poll_s
+        self._signature = path_signature(watch) if watch is not None else ()
+        self._recognizer = initial if initial is not None else factory()
+        self.version = 1
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def current(self) -> Recognizer:
+        return self._recognizer
+
+    def reload_if_changed(self) -> bool:
+        """Rebuild and swap if the watched path changed; a failed build keeps the old one."""
+        if self.watch is None:
+            return False
+        signature = path_signature(self.watch)
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        try:
+            recognizer = self.factory()
+        except Exception as error:  # a half-written bundle must not take the kiosk down
+            self.last_error = f"reload of {self.watch} failed, keeping the previous one: {error}"
+            log.warning(self.last_error)
+            return False
+        self._recognizer = recognizer  # one reference assignment: atomic for readers
+        self.version += 1
+        self.last_error = ""
+        log.info("recognizer reloaded from %s (version %d)", self.watch, self.version)
+        return True
+
+    def start(self) -> None:
+        if self.watch is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="recognizer-reload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.reload_if_changed()
+
+
+def providers_of(recognizer: Recognizer) -> tuple[str, ...]:
+    """The execution providers a recognizer reports (none for one that runs no model)."""
+    return tuple(getattr(recognizer, "providers", ()))

@@ -1,0 +1,98 @@
+"""The operator PIN prompt that guards leaving the kiosk."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QShowEvent
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QLineEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from kiosk.pin import MAX_PIN_LENGTH, PinGate
+
+
+class PinDialog(QDialog):
+    """Accepts only when the gate takes the PIN; gives up by itself when left idle, so a
+    forgotten prompt never hides the door screen for long."""
+
+    def __init__(self, gate: PinGate, parent: QWidget | None = None, *, idle_s: float = 30) -> None:
+        super().__init__(parent)
+        self._gate = gate
+        self.setWindowTitle("Operator PIN")
+        self.setModal(True)
+        # Large enough to hit on a door-side touch screen and to read standing up.
+        font = self.font()
+        font.setPixelSize(22)
+        self.setFont(font)
+        self.setMinimumWidth(480)
+        self.message = QLabel("Enter the operator PIN to leave the kiosk.", self)
+        self.pin_edit = QLineEdit(self)
+        self.pin_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.pin_edit.setMaxLength(MAX_PIN_LENGTH)
+        self.pin_edit.setPlaceholderText("PIN")
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.message)
+        layout.addWidget(self.pin_edit)
+        layout.addWidget(self.buttons)
+        self.buttons.accepted.connect(self._submit)
+        self.buttons.rejected.connect(self.reject)
+        self.pin_edit.returnPressed.connect(self._submit)
+        self.pin_edit.textEdited.connect(self._restart_idle)
+
+        self.idle_timer = QTimer(self)
+        self.idle_timer.setSingleShot(True)
+        self.idle_timer.setInterval(round(idle_s * 1000))
+        self.idle_timer.timeout.connect(self.reject)
+        self.lock_timer = QTimer(self)  # counts a lockout down on screen
+        self.lock_timer.setInterval(250)
+        self.lock_timer.timeout.connect(self._show_lock)
+        self.finished.connect(self._stop_timers)
+        self._show_lock()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._restart_idle()
+        self.pin_edit.setFocus()
+
+    def _restart_idle(self) -> None:
+        self.idle_timer.start()
+
+    def _stop_timers(self) -> None:
+        self.idle_timer.stop()
+        self.lock_timer.stop()
+
+    def _submit(self) -> None:
+        self._restart_idle()
+        if self._gate.locked_for() > 0:
+            return
+        pin = self.pin_edit.text()
+        self.pin_edit.clear()
+        if self._gate.attempt(pin):
+            self.accept()
+            return
+        self.message.setText("Wrong PIN.")
+        self._show_lock()
+
+    def _show_lock(self) -> None:
+        wait = self._gate.locked_for()
+        locked = wait > 0
+        self.pin_edit.setEnabled(not locked)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not locked)
+        if locked:
+            self.message.setText(f"Too many wrong PINs. Try again in {math.ceil(wait)} s.")
+            if not self.lock_timer.isActive():
+                self.lock_timer.start()
+        elif self.lock_timer.isActive():
+            self.lock_timer.stop()
+            self.message.setText("Enter the operator PIN to leave the kiosk.")
+            self.pin_edit.setFocus()

@@ -1,0 +1,41 @@
+"""`kiosk bench-live` writes the figures it promises (not their values: timings vary)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kiosk.cli import main
+
+
+@pytest.mark.slow
+def test_bench_live_writes_json(shared: Callable[..., Path], tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    video = shared("videos", "solo_01.mp4")
+    argv = ["bench-live", "--json", str(out), "--videos", str(video), "--max-frames", "12"]
+    assert main([*argv, "--no-reference", "--no-clip"]) == 0
+    report = json.loads(out.read_text())
+    assert report["fps"] > 0 and report["latency_p50_ms"] <= report["latency_p95_ms"]
+    assert report["gallery"]["fast"]["results"] == 12  # fast mode processes every frame
+    assert report["gallery"]["fast"]["mean_faces_per_frame"] == 1.0
+    assert report["gallery"]["fast"]["mean_stage_ms"]["detect"] > 0
+    camera = report["gallery"]["camera"]
+    assert camera["results"] + camera["dropped_frames"] == camera["frames_read"] >= 12
+    assert report["reference_fps"] is None and report["clip"] is None
+    assert report["rss_start_mb"] > 0 and report["rss_end_mb"] > 0
+    assert set(report["goals"]["gallery"]) == {
+        "fps_at_least_15",
+        "twice_reference_fps",
+        "camera_p95_at_most_150_ms",
+    }
+
+
+def test_bench_live_missing_clip_is_a_user_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "none.mp4"
+    assert main(["bench-live", "--json", str(tmp_path / "b.json"), "--videos", str(missing)]) == 2
+    assert f"clip {missing} does not exist" in capsys.readouterr().err

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kiosk.cli import main
+
+
+def _doctor_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
+    code = main([*argv, "doctor", "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_doctor_ready_with_shared_models(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = _doctor_json(capsys)
+    assert code == 0 and report["can_run"] is True
+    assert report["checks"]["onnxruntime"]["providers_in_use"][-1] == "CPUExecutionProvider"
+    # The deterministic install leaves exactly one onnxruntime distribution.
+    assert list(report["checks"]["onnxruntime"]["packages"]) == ["onnxruntime-gpu"]
+    states = {row["name"]: row["state"] for row in report["checks"]["models"]["files"]}
+    assert states["scrfd_2.5g"] == "ok"
+
+
+def test_doctor_fails_without_detector_and_says_how_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KIOSK_MODEL_DIR", str(tmp_path))
+    code, report = _doctor_json(capsys)
+    assert code == 1 and report["can_run"] is False
+    errors = [p for p in report["problems"] if p["severity"] == "error"]
+    assert any("kiosk models fetch scrfd_2.5g" in p["fix"] for p in errors)
+
+
+def test_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text('[detector]\nname = "scrfd_2.5g"\ninput_size = 100\ncolour = "red"\n')
+    assert main(["--config", str(config), "doctor"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'detector.colour'" in err
+    assert "detector.input_size" in err

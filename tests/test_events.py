@@ -1,0 +1,163 @@
+"""The door event log and its hooks, against a local script and a 127.0.0.1 HTTP server."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+import pytest
+
+from kiosk.errors import UserError
+from kiosk.events import DoorEvent, DoorHooks, EventLog, HookSettings
+
+THUMB = np.full((64, 48, 3), 128, np.uint8)
+
+
+def event(name: str = "ada") -> DoorEvent:
+    return DoorEvent(name, 0.93, "2026-01-01T00:00:00+00:00", 1, "thumbnails/x.jpg")
+
+
+def wait_for(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_event_log_appends_events_with_thumbnails(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events")
+    first = log.append("ada", 0.912345, 3, THUMB)
+    log.append("bob", 0.85, 4, THUMB)
+    events = log.read()
+    assert [e.name for e in events] == ["ada", "bob"]
+    assert events[0] == first and first.confidence == 0.9123 and first.track_id == 3
+    thumbnail = cv2.imread(str(log.directory / first.thumbnail))
+    assert thumbnail is not None and thumbnail.shape == THUMB.shape
+    assert not list((log.directory / "thumbnails").glob(".tmp-*"))
+    with log.path.open("a") as stream:  # a write torn by a power cut
+        stream.write('{"name": "car')
+    assert [e.name for e in EventLog(tmp_path / "events").read()] == ["ada", "bob"]
+
+
+def test_unwritable_event_folder_is_a_user_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(UserError, match="cannot create the event log folder"):
+        EventLog(blocker / "events")
+
+
+def script(tmp_path: Path, body: str) -> tuple[str, ...]:
+    path = tmp_path / "hook.py"
+    path.write_text(body)
+    return (sys.executable, str(path))
+
+
+def test_command_hook_gets_the_event_and_respects_the_cooldown(tmp_path: Path) -> None:
+    out = tmp_path / "calls.jsonl"
+    command = script(
+        tmp_path,
+        "import os, sys\n"
+        f"with open({str(out)!r}, 'a') as f:\n"
+        "    f.write(sys.stdin.read().strip() + ' ' + os.environ['KIOSK_EVENT_NAME'] + '\\n')\n",
+    )
+    hooks = DoorHooks(HookSettings(command=command, cooldown_s=60.0))
+    hooks.start()
+    assert hooks.submit(event("ada"))
+    assert not hooks.submit(event("ada"))  # cooling down
+    assert hooks.submit(event("bob"))
+    hooks.stop()
+    lines = out.read_text().splitlines()
+    assert [line.rsplit(" ", 1)[1] for line in lines] == ["ada", "bob"]
+    assert json.loads(lines[0].rsplit(" ", 1)[0])["confidence"] == 0.93
+    assert hooks.failures == 0 and hooks.completed == 2
+
+
+class _Door(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, object]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        _Door.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        """Quiet: the test asserts on what the door received instead."""
+
+
+@pytest.fixture
+def door_url() -> Iterator[str]:
+    _Door.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Door)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/door"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+def test_http_hook_posts_the_event(door_url: str) -> None:
+    hooks = DoorHooks(HookSettings(url=door_url, cooldown_s=0.0))
+    hooks.start()
+    hooks.submit(event("ada"))
+    hooks.stop()
+    assert _Door.received == [
+        {
+            "name": "ada",
+            "confidence": 0.93,
+            "time": "2026-01-01T00:00:00+00:00",
+            "track_id": 1,
+            "thumbnail": "thumbnails/x.jpg",
+        }
+    ]
+    assert hooks.failures == 0
+
+
+def test_failing_and_slow_hooks_are_logged_and_never_block(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    slow = script(tmp_path, "import sys, time\ntime.sleep(5)\nsys.exit(3)\n")
+    hooks = DoorHooks(
+        HookSettings(command=slow, url="http://127.0.0.1:9/closed", timeout_s=0.3, cooldown_s=0),
+        max_pending=2,
+    )
+    hooks.start()
+    started = time.monotonic()
+    submitted = [hooks.submit(event(f"p{i}")) for i in range(6)]
+    assert time.monotonic() - started < 0.1  # the caller never waits for a hook
+    assert submitted[:2] == [True, True] and not all(submitted)  # full queue: dropped
+    wait_for(lambda: hooks.completed == submitted.count(True))
+    hooks.stop()
+    assert "timed out" in caplog.text and "POST to http://127.0.0.1:9/closed failed" in caplog.text
+    assert hooks.failures >= 2 * submitted.count(True)
+
+
+def test_stop_can_drop_a_backlog_of_slow_hooks(tmp_path: Path) -> None:
+    slow = script(tmp_path, "import time\ntime.sleep(0.5)\n")
+    hooks = DoorHooks(HookSettings(command=slow, cooldown_s=0))
+    hooks.start()
+    for i in range(5):
+        hooks.submit(event(f"p{i}"))
+    time.sleep(0.1)  # the first hook is running
+    started = time.monotonic()
+    hooks.stop(discard_pending=True)
+    assert time.monotonic() - started < 1.5  # one hook awaited, not five
+    assert hooks.completed == 1
+
+
+def test_failing_command_exit_status_is_reported(tmp_path: Path) -> None:
+    failing = script(tmp_path, "import sys\nprint('door jammed', file=sys.stderr)\nsys.exit(1)\n")
+    hooks = DoorHooks(HookSettings(command=failing))
+    hooks.start()
+    hooks.submit(event())
+    hooks.stop()
+    assert hooks.failures == 1 and "exited 1: door jammed" in hooks.last_error

@@ -1,0 +1,142 @@
+"""Frame sources and the newest-frame slot: headless, no camera needed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from kiosk.errors import UserError
+from kiosk.slot import NewestSlot
+from kiosk.sources import (
+    ImageFolderSource,
+    LiveCaptureSource,
+    VideoFileSource,
+    open_source,
+)
+
+
+def read_all(source: VideoFileSource | ImageFolderSource, limit: int = 10_000) -> list[int]:
+    indices = []
+    for _ in range(limit):
+        frame = source.read()
+        if frame is not None:
+            assert frame.image.ndim == 3 and frame.image.dtype == np.uint8
+            indices.append(frame.index)
+        elif source.finished:
+            break
+    return indices
+
+
+def test_video_file_reads_to_its_end(shared: Callable[..., Path]) -> None:
+    source = open_source(str(shared("videos", "solo_01.mp4")), realtime=False)
+    assert isinstance(source, VideoFileSource)
+    indices = read_all(source)
+    assert indices == list(range(78))
+    assert source.finished and "ended" in source.status
+    assert source.read() is None
+
+
+def test_looping_video_restarts(shared: Callable[..., Path]) -> None:
+    source = VideoFileSource(shared("videos", "solo_01.mp4"), loop=True)
+    frames = [source.read() for _ in range(100)]
+    assert all(frame is not None for frame in frames)
+    assert not source.finished
+
+
+def test_video_paced_at_camera_speed(shared: Callable[..., Path]) -> None:
+    source = VideoFileSource(shared("videos", "solo_01.mp4"), realtime=True)  # 25 fps
+    started = time.monotonic()
+    for _ in range(11):
+        assert source.read() is not None
+    assert time.monotonic() - started >= 10 / 25 * 0.9
+
+
+def test_image_folder_skips_unreadable_images(tmp_path: Path) -> None:
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((40, 60, 3), i * 50, np.uint8))
+    (tmp_path / "3_broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "notes.txt").write_text("ignored")
+    source = open_source(str(tmp_path), realtime=False)
+    assert isinstance(source, ImageFolderSource)
+    assert read_all(source) == [0, 1, 2]
+    assert source.finished
+
+
+def test_missing_camera_reports_and_retries_without_raising() -> None:
+    source = open_source("7", retry_initial_s=0.05, retry_max_s=0.1)
+    assert isinstance(source, LiveCaptureSource)
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:
+        assert source.read() is None
+        time.sleep(0.01)
+    assert source.status.startswith("no camera at index 7, retrying in")
+    assert source.attempts >= 3
+    assert not source.finished
+
+
+def test_unreachable_stream_reports_status() -> None:
+    source = open_source("rtsp://127.0.0.1:9/none", retry_initial_s=5.0)
+    assert source.read() is None
+    assert source.status == "cannot open stream rtsp://127.0.0.1:9/none, retrying in 5 s"
+
+
+@pytest.mark.parametrize("spec", ["/no/such/video.mp4", "", "   "])
+def test_bad_source_is_a_user_error(spec: str) -> None:
+    with pytest.raises(UserError):
+        open_source(spec)
+
+
+def test_empty_folder_and_non_video_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="holds no images"):
+        open_source(str(tmp_path))
+    text = tmp_path / "video.mp4"
+    text.write_text("not a video")
+    with pytest.raises(UserError, match="cannot open video"):
+        open_source(str(text))
+
+
+def test_newest_slot_keeps_only_the_newest_and_counts_drops() -> None:
+    slot: NewestSlot[int] = NewestSlot()
+    assert slot.take(timeout=0.01) is None
+    for i in range(5):
+        slot.put(i)
+    assert slot.dropped == 4
+    assert slot.take() == 4
+    assert slot.take(timeout=0.01) is None  # taken items are not handed out twice
+    assert slot.peek() == 4  # but the newest stays readable
+    slot.put(5)
+    assert slot.take() == 5
+    assert slot.dropped == 4  # taken in time: nothing dropped
+
+
+def test_newest_slot_close_wakes_a_waiting_taker() -> None:
+    slot: NewestSlot[int] = NewestSlot()
+    got: list[int | None] = []
+    taker = threading.Thread(target=lambda: got.append(slot.take()))
+    taker.start()
+    time.sleep(0.05)
+    slot.close()
+    taker.join(timeout=2)
+    assert not taker.is_alive() and got == [None]
+
+
+def test_lost_stream_reconnects_with_backoff(shared: Callable[..., Path]) -> None:
+    # a file opened as a stream ends like a stream that went down, and reopens like one
+    source = LiveCaptureSource(
+        str(shared("videos", "solo_01.mp4")), retry_initial_s=0.05, retry_max_s=0.1
+    )
+    frames = [source.read() for _ in range(78)]
+    assert all(frame is not None for frame in frames) and source.status == ""
+    assert source.read() is None
+    assert source.status.endswith("lost, reconnecting in 50 ms")
+    assert source.read() is None  # backing off, not hammering the device
+    time.sleep(0.06)
+    frame = source.read()
+    assert frame is not None and frame.index == 78 and source.status == ""
+    assert source.attempts == 2

@@ -1,0 +1,205 @@
+"""The live pipeline on real models and shared videos: replay, threads, hot reload."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import pytest
+
+from kiosk.config import EventsConfig, KioskConfig, LiveConfig, RecognizerConfig
+from kiosk.events import EventLog
+from kiosk.pipeline import LivePipeline
+from kiosk.recognizers import RecognizerHolder, recognizer_factory
+from models.recognizer import Recognizer
+
+ENROLLED = ("solo_01", "solo_02", "solo_03")
+
+
+def write_gallery(folder: Path, shared: Callable[..., Path], people: tuple[str, ...]) -> None:
+    """A folder per person from a few frames of their video (the first 2 s)."""
+    for person in people:
+        capture = cv2.VideoCapture(str(shared("videos", f"{person}.mp4")))
+        (folder / person).mkdir(parents=True)
+        for index in range(50):
+            ok, frame = capture.read()
+            assert ok
+            if index % 16 == 0:
+                cv2.imwrite(str(folder / person / f"{index:03d}.jpg"), frame)
+        capture.release()
+
+
+@pytest.fixture(scope="module")
+def gallery(shared: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("gallery")
+    write_gallery(folder, shared, ENROLLED)
+    return folder
+
+
+def config(gallery: Path, tmp_path: Path, **live: object) -> KioskConfig:
+    return KioskConfig(
+        kiosk=LiveConfig(realtime=False, **live),  # type: ignore[arg-type]
+        events=EventsConfig(dir=tmp_path / "events"),
+        recognizer=RecognizerConfig(path=gallery, reload_poll_s=0.2),
+    )
+
+
+def tracks_of(pipeline: LivePipeline, max_frames: int | None = None) -> dict[int, list[str]]:
+    labels: dict[int, list[str]] = defaultdict(list)
+    for result in pipeline.run(max_frames):
+        assert set(result.stage_ms) >= {"decode", "detect", "align", "classify", "track"}
+        assert result.providers and result.latency_ms > 0
+        for track in result.tracks:
+            labels[track.track_id].append(track.label if track.state == "recognized" else "-")
+    return labels
+
+
+@pytest.mark.slow
+def test_replay_gives_one_stable_identity_per_track(
+    gallery: Path, shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    settings = config(gallery, tmp_path)
+    pipeline = LivePipeline.from_config(settings, source=str(shared("videos", "solo_01.mp4")))
+    tracks = tracks_of(pipeline)
+    assert sum(len(labels) for labels in tracks.values()) >= 70  # a face in nearly every frame
+    main = max(tracks.values(), key=len)
+    for labels in tracks.values():
+        assert len(set(labels) - {"-"}) <= 1, labels  # never two names on one track
+        named = labels.index("solo_01") if "solo_01" in labels else len(labels)
+        assert all(label == "solo_01" for label in labels[named:])  # once named, stays named
+    assert main[: settings.kiosk.min_frames - 1] == ["-"] * (settings.kiosk.min_frames - 1)
+    assert main.count("solo_01") >= len(main) - 10
+    events = EventLog(tmp_path / "events").read()
+    assert [event.name for event in events] == ["solo_01"]
+    assert (tmp_path / "events" / events[0].thumbnail).is_file()
+
+
+@pytest.mark.slow
+def test_a_stranger_is_never_named(
+    gallery: Path, shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    pipeline = LivePipeline.from_config(
+        config(gallery, tmp_path), source=str(shared("videos", "solo_05.mp4"))
+    )
+    tracks = tracks_of(pipeline, max_frames=80)
+    assert tracks and all(set(labels) == {"-"} for labels in tracks.values())
+    assert EventLog(tmp_path / "events").read() == []
+
+
+def live_threads() -> set[str]:
+    names = {"capture", "inference", "recognizer-reload", "door-hooks"}
+    return {t.name for t in threading.enumerate() if t.name in names}
+
+
+def test_threads_publish_newest_results_and_stop_joins_them(
+    gallery: Path, shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    settings = KioskConfig(
+        kiosk=LiveConfig(loop=True, realtime=True),
+        events=EventsConfig(dir=tmp_path / "events", url="http://127.0.0.1:9/door"),
+        recognizer=RecognizerConfig(path=gallery),
+    )
+    pipeline = LivePipeline.from_config(settings, source=str(shared("videos", "solo_01.mp4")))
+    pipeline.start()
+    try:
+        deadline = time.monotonic() + 20
+        while (result := pipeline.latest()) is None or result.frame_index < 40:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert "inference" in live_threads() and "capture" in live_threads()
+        assert result.fps > 0 and result.latency_ms < 1000
+        assert pipeline.latest() is result or pipeline.latest().frame_index > result.frame_index  # type: ignore[union-attr]
+    finally:
+        pipeline.stop()
+    assert live_threads() == set()
+
+
+def test_missing_camera_shows_status_and_stops_cleanly(gallery: Path, tmp_path: Path) -> None:
+    settings = KioskConfig(
+        kiosk=LiveConfig(source="7", retry_initial_s=0.1, retry_max_s=0.2),
+        events=EventsConfig(dir=tmp_path / "events"),
+        recognizer=RecognizerConfig(path=gallery, reload=False),
+    )
+    pipeline = LivePipeline.from_config(settings)
+    pipeline.start()
+    try:
+        deadline = time.monotonic() + 5
+        while "no camera at index 7" not in pipeline.status():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert pipeline.latest() is None and not pipeline.finished.is_set()
+    finally:
+        started = time.monotonic()
+        pipeline.stop()
+    assert time.monotonic() - started < 2 and live_threads() == set()
+
+
+def test_nobody_enrolled_runs_and_says_so(shared: Callable[..., Path], tmp_path: Path) -> None:
+    pipeline = LivePipeline.from_config(
+        config(tmp_path / "no-gallery-yet", tmp_path), source=str(shared("videos", "solo_01.mp4"))
+    )
+    results = list(pipeline.run(max_frames=5))
+    assert results[-1].notice.startswith("nobody is enrolled")
+    assert all(track.state != "recognized" for r in results for track in r.tracks)
+
+
+@pytest.mark.slow
+def test_hot_reload_swaps_the_recognizer_without_stalling_video(
+    shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "gallery"
+    write_gallery(folder, shared, ("solo_02",))
+    settings = config(folder, tmp_path, loop=True)
+    build = recognizer_factory(settings)
+    building = threading.Event()
+
+    def slow_build() -> Recognizer:
+        building.set()
+        time.sleep(1.5)  # a big bundle: the video must go on meanwhile
+        return build()
+
+    pipeline = LivePipeline.from_config(settings, source=str(shared("videos", "solo_01.mp4")))
+    pipeline.recognizers = RecognizerHolder(slow_build, folder, poll_s=0.1, initial=build())
+    assert list(pipeline.recognizers.current().people) == ["solo_02"]
+    pipeline.start()
+    try:
+        while pipeline.latest() is None:
+            time.sleep(0.05)
+        write_gallery(folder, shared, ("solo_01",))  # someone enrolls
+        assert building.wait(10)
+        before = pipeline.latest()
+        time.sleep(1.0)
+        during = pipeline.latest()
+        assert before is not None and during is not None
+        assert during.frame_index - before.frame_index >= 5  # frames kept flowing
+        deadline = time.monotonic() + 20
+        while pipeline.recognizers.version < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert list(pipeline.recognizers.current().people) == ["solo_01", "solo_02"]
+        deadline = time.monotonic() + 20
+        while not any(t.label == "solo_01" for t in pipeline.latest().tracks):  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        pipeline.stop()
+
+
+def test_stage_timings_add_up(gallery: Path, shared: Callable[..., Path], tmp_path: Path) -> None:
+    pipeline = LivePipeline.from_config(
+        config(gallery, tmp_path), source=str(shared("videos", "solo_01.mp4"))
+    )
+    classified = []
+    for result in pipeline.run(max_frames=6):
+        stages = result.stage_ms
+        assert stages["detect"] > 0 and stages["track"] >= 0
+        classified.append(stages["classify"] > 0)
+        parts = sum(v for k, v in stages.items() if k not in ("decode", "total"))
+        assert parts == pytest.approx(stages["total"])
+        assert stages["total"] <= result.latency_ms + 1e-6
+    # every frame until the track is decided (3), then every third (reclassify_every)
+    assert classified == [True, True, True, False, False, True]

@@ -1,0 +1,66 @@
+"""Building the configured recognizer, and hot reload's failure handling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kiosk.recognizers import NobodyEnrolled, RecognizerHolder, build_gallery, path_signature
+from models.detector import FaceDetector
+from models.recognizer import Recognizer
+
+
+def test_gallery_skips_photos_without_a_usable_face(
+    shared: Callable[..., Path], model_dir: Path, tmp_path: Path
+) -> None:
+    detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
+    (tmp_path / "newton").mkdir()
+    (tmp_path / "blank").mkdir()
+    newton = cv2.imread(str(shared("faces", "portraits", "newton.png")))
+    cv2.imwrite(str(tmp_path / "newton" / "a.png"), newton)
+    (tmp_path / "newton" / "broken.jpg").write_bytes(b"no image")
+    cv2.imwrite(str(tmp_path / "blank" / "a.png"), np.zeros((200, 200, 3), np.uint8))
+    gallery = build_gallery(tmp_path, detector, model_dir, threshold=0.5)
+    assert list(gallery.people) == ["newton"]
+    assert gallery.providers == ["CPUExecutionProvider"]  # type: ignore[attr-defined]
+    face = detector.detect(newton, mode="largest")[0]
+    (prediction,) = gallery.predict([gallery.align(newton, face)])
+    assert prediction.name == "newton" and prediction.confidence > 0.9
+    empty = build_gallery(tmp_path / "absent", detector, model_dir, threshold=0.5)
+    assert isinstance(empty, NobodyEnrolled) and list(empty.people) == []
+
+
+def test_failed_reload_keeps_the_previous_recognizer(tmp_path: Path) -> None:
+    bundle = tmp_path / "recognizer.bundle"
+    bundle.write_bytes(b"v1")
+    first = NobodyEnrolled()
+    builds: list[int] = []
+
+    def factory() -> Recognizer:
+        builds.append(1)
+        if len(builds) == 1:
+            raise ValueError("truncated bundle")
+        return NobodyEnrolled()
+
+    holder = RecognizerHolder(factory, bundle, initial=first)
+    assert not holder.reload_if_changed()  # nothing changed: nothing built
+    assert builds == []
+    time.sleep(0.01)
+    bundle.write_bytes(b"v2 but half written")
+    assert not holder.reload_if_changed()
+    assert holder.current() is first and "truncated bundle" in holder.last_error
+    bundle.write_bytes(b"v3, complete")
+    assert holder.reload_if_changed()
+    assert holder.current() is not first and holder.version == 2 and holder.last_error == ""
+
+
+def test_path_signature_sees_files_added_under_a_folder(tmp_path: Path) -> None:
+    assert path_signature(tmp_path / "absent") == ()
+    before = path_signature(tmp_path)
+    (tmp_path / "ada").mkdir()
+    (tmp_path / "ada" / "1.png").write_bytes(b"x")
+    assert path_signature(tmp_path) != before

@@ -1,0 +1,274 @@
+"""The people store: atomic saves, crash recovery, deletion, retention, encryption, exchange."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enroll import store as store_module
+from enroll.keys import new_key
+from enroll.names import validate_name
+from enroll.store import Consent, NewPhoto, PeopleStore
+from kiosk.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def consent(days_ago: float = 0.0) -> Consent:
+    return Consent("test-1", datetime.now(UTC) - timedelta(days=days_ago))
+
+
+def photos(n: int = 3, seed: int = 0, original: bool = False) -> list[NewPhoto]:
+    rng = np.random.default_rng(seed)
+    return [
+        NewPhoto(
+            crop=rng.integers(0, 255, (224, 224, 3), dtype=np.uint8),
+            pose="front",
+            original=rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) if original else None,
+        )
+        for _ in range(n)
+    ]
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_add_list_read_back(tmp_path: Path) -> None:
+    with PeopleStore(tmp_path) as store:
+        added = photos(3, original=True)
+        person = store.add_person("Zoë Ñandú", added, consent(), external_id="E-7")
+        assert person.name == "Zoë Ñandú" and person.photo_count == 3
+        assert person.external_id == "E-7" and person.consent.version == "test-1"
+        crops = store.crops("zoë ñandú")  # names match case-insensitively
+        assert all(np.array_equal(a.crop, b) for a, b in zip(added, crops, strict=True))
+        assert len(store.photos("Zoë Ñandú", kind="original")) == 3
+    with PeopleStore(tmp_path) as store:  # survives reopening
+        assert [p.name for p in store.people()] == ["Zoë Ñandú"]
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "a/b", "..", "x\x00y", "a\\b", "bad\nname"])
+def test_unsafe_or_empty_names_are_refused(tmp_path: Path, bad: str) -> None:
+    with PeopleStore(tmp_path) as store, pytest.raises(UserError):
+        store.add_person(bad, photos(1), consent())
+    assert not list((tmp_path / "photos").iterdir())
+
+
+def test_names_keep_unicode_and_refuse_duplicates(tmp_path: Path) -> None:
+    assert validate_name("  李小龙 ") == "李小龙"
+    with PeopleStore(tmp_path) as store:
+        store.add_person("Ada", photos(1), consent())
+        with pytest.raises(UserError, match="already enrolled"):
+            store.add_person("ADA", photos(1), consent())
+        store.add_person("Bob", photos(1), consent())
+        with pytest.raises(UserError, match="already enrolled"):
+            store.rename("Bob", "ada")
+        assert store.rename("Bob", "Róbert").name == "Róbert"
+        assert [p.name for p in store.people()] == ["Ada", "Róbert"]
+
+
+def test_delete_leaves_no_residue(tmp_path: Path) -> None:
+    with PeopleStore(tmp_path) as store:
+        store.add_person("Ada", photos(2), consent())
+        before = tree(tmp_path)
+        store.add_person("Bob", photos(4, original=True), consent())
+        embed_calls: list[int] = []
+
+        def embed(crops: list[np.ndarray]) -> np.ndarray:
+            embed_calls.append(len(crops))
+            return np.ones((len(crops), 8), dtype=np.float32)
+
+        vectors, labels = store.embeddings("test-model", embed)
+        assert vectors.shape == (6, 8) and labels.count("Bob") == 4
+        store.embeddings("test-model", embed)  # now cached: no new calls
+        assert len(embed_calls) == 6
+        uid = store.delete("Bob")
+        assert tree(tmp_path) == before  # not a file of Bob's left
+        assert [p.name for p in store.people()] == ["Ada"]
+        assert store._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 2
+        assert store._db.execute("SELECT COUNT(*) FROM photos").fetchone()[0] == 2
+        [entry] = store.audit()
+        assert entry.subject == uid and entry.action == "delete"
+    raw = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert b"Bob" not in raw  # not in the database, nor its write-ahead log
+
+
+def test_disk_full_is_a_clear_error_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with PeopleStore(tmp_path) as store:
+        store.add_person("Ada", photos(2), consent())
+        before = tree(tmp_path)
+        real_write = store_module._write_file
+        calls = []
+
+        def full_disk(path: Path, data: bytes) -> None:
+            calls.append(path)
+            if len(calls) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_write(path, data)
+
+        monkeypatch.setattr(store_module, "_write_file", full_disk)
+        with pytest.raises(UserError, match="disk is full"):
+            store.add_person("Bob", photos(5), consent())
+        assert tree(tmp_path) == before
+        assert [p.name for p in store.people()] == ["Ada"]
+        assert len(store.crops("Ada")) == 2
+
+
+_KILLED_SAVE = textwrap.dedent(
+    """
+    import os, sys, time
+    from datetime import UTC, datetime
+    import numpy as np
+    from enroll import store as s
+
+    stage = sys.argv[2]
+    real_write, real_rename = s._write_file, os.rename
+    count = 0
+
+    def slow_write(path, data):
+        global count
+        real_write(path, data)
+        count += 1
+        if stage == "writing" and count == 3:
+            print("READY", flush=True)
+            time.sleep(60)
+
+    def rename_then_hang(src, dst):
+        real_rename(src, dst)
+        if stage == "renamed":
+            print("READY", flush=True)
+            time.sleep(60)
+
+    s._write_file = slow_write
+    s.os.rename = rename_then_hang
+    with s.PeopleStore(s.Path(sys.argv[1])) as store:
+        crops = [s.NewPhoto(np.full((224, 224, 3), i, np.uint8)) for i in range(6)]
+        store.add_person("Killed", crops, s.Consent("v", datetime.now(UTC)))
+    """
+)
+
+
+@pytest.mark.parametrize("stage", ["writing", "renamed"])
+def test_store_is_consistent_after_a_kill_mid_save(tmp_path: Path, stage: str) -> None:
+    with PeopleStore(tmp_path) as store:
+        store.add_person("Ada", photos(2), consent())
+    before = tree(tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SAVE, str(tmp_path), stage],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "READY"
+    child.kill()
+    child.wait()
+    assert tree(tmp_path) != before  # the kill left something half-written behind
+    with PeopleStore(tmp_path) as store:
+        assert [p.name for p in store.people()] == ["Ada"]
+        assert len(store.crops("Ada")) == 2
+        assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == [store.get("Ada").uid]
+        assert not list((tmp_path / "staging").iterdir())
+        store.add_person("Killed", photos(1), consent())  # the name is free again
+
+
+def test_retention_purges_on_open_and_on_demand_with_an_audit(tmp_path: Path) -> None:
+    with PeopleStore(tmp_path) as store:
+        store.add_person("Old", photos(2), consent(days_ago=40))
+        store.add_person("New", photos(2), consent(days_ago=1))
+        old_uid = store.get("Old").uid
+    with PeopleStore(tmp_path, retention_days=30) as store:  # purged on open
+        assert [p.name for p in store.people()] == ["New"]
+        assert not (tmp_path / "photos" / old_uid).exists()
+        later = datetime.now(UTC) + timedelta(days=30)
+        [new_uid] = store.purge_expired(now=later)
+        assert store.people() == []
+        entries = store.audit()
+        assert [(e.action, e.subject) for e in entries] == [
+            ("purge", old_uid),
+            ("purge", new_uid),
+        ]
+        assert all("30 days" in e.reason for e in entries)
+    assert list((tmp_path / "photos").iterdir()) == []
+
+
+def test_encryption_round_trip_and_wrong_or_missing_key(tmp_path: Path) -> None:
+    key = new_key().encode()
+    added = photos(2)
+    with PeopleStore(tmp_path, key=key, encrypt=True) as store:
+        store.add_person("Ada", added, consent())
+        store.embeddings("m", lambda crops: np.full((len(crops), 4), 0.5, np.float32))
+    for file in (tmp_path / "photos").rglob("*.png"):
+        assert not file.read_bytes().startswith(b"\x89PNG")  # not a readable PNG on disk
+    with PeopleStore(tmp_path, key=key) as store:
+        assert store.encrypted
+        assert all(
+            np.array_equal(a.crop, b) for a, b in zip(added, store.crops("Ada"), strict=True)
+        )
+        vectors, _ = store.embeddings("m", lambda crops: pytest.fail("must come from the cache"))
+        assert np.allclose(vectors, 0.5)
+    with pytest.raises(UserError, match="not the key"):
+        PeopleStore(tmp_path, key=new_key().encode())
+    with pytest.raises(UserError, match="is encrypted"):
+        PeopleStore(tmp_path)
+    with pytest.raises(UserError, match="not a valid Fernet key"):
+        PeopleStore(tmp_path, key=b"short")
+
+
+def test_export_import_round_trip(tmp_path: Path) -> None:
+    with PeopleStore(tmp_path / "a") as store:
+        store.add_person("Ada", photos(2, seed=1), consent())
+        store.add_person("Łukasz", photos(3, seed=2), consent())
+        assert store.export(tmp_path / "out") == 5
+        originals = store.crops_by_person()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["Ada", "Łukasz"]
+    with PeopleStore(tmp_path / "b") as store:
+        assert store.import_folder(tmp_path / "out", consent()) == {"Ada": 2, "Łukasz": 3}
+        back = store.crops_by_person()
+        with pytest.raises(UserError, match="already enrolled"):
+            store.import_folder(tmp_path / "out", consent())
+    assert back.keys() == originals.keys()
+    for name, crops in originals.items():
+        assert all(np.array_equal(a, b) for a, b in zip(crops, back[name], strict=True))
+
+
+def test_import_of_raw_photos_detects_and_aligns(tmp_path: Path, shared, detector) -> None:  # type: ignore[no-untyped-def]
+    from models.align import align_for_clip
+
+    def align(image: np.ndarray) -> np.ndarray | None:
+        faces = detector.detect(image, mode="largest")
+        return align_for_clip(image, faces[0].kps) if faces else None
+
+    source = shared("faces", "faces94")
+    folder = tmp_path / "in"
+    for name in sorted(p.name for p in source.iterdir() if not p.name.startswith("_"))[:2]:
+        (folder / name).mkdir(parents=True)
+        for image in sorted((source / name).iterdir())[:2]:
+            os.symlink(image, folder / name / image.name)
+    (folder / "empty").mkdir()
+    with PeopleStore(tmp_path / "store") as store:
+        imported = store.import_folder(folder, consent(), align=align)
+        assert len(imported) == 2 and all(n == 2 for n in imported.values())
+        assert all(c.shape == (224, 224, 3) for c in store.crops(next(iter(imported))))
+
+
+def test_recovery_removes_only_what_the_store_wrote(tmp_path: Path) -> None:
+    with PeopleStore(tmp_path) as store:
+        store.add_person("Ada", photos(1), consent())
+    stray = tmp_path / "photos" / "0123456789abcdef0123456789abcdef"
+    stray.mkdir()
+    (tmp_path / "photos" / "notes.txt").write_text("the operator's", encoding="utf-8")
+    with PeopleStore(tmp_path) as store:
+        assert store.recover() == []  # the stray folder went when the store opened
+        assert [p.name for p in store.people()] == ["Ada"]
+    assert not stray.exists() and (tmp_path / "photos" / "notes.txt").exists()

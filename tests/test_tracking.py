@@ -1,0 +1,151 @@
+"""IoU tracking and the per-track vote, on synthetic faces (no model needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kiosk.config import load_config
+from kiosk.errors import UserError
+from kiosk.tracking import Tracker, TrackerSettings, TrackUpdate
+from models.detector import Face
+from models.recognizer import Prediction
+
+FRAME = np.zeros((480, 640, 3), np.uint8)
+
+
+def face(x: float, y: float = 100.0, size: float = 100.0) -> Face:
+    box = np.array([x, y, x + size, y + size], np.float32)
+    return Face(box=box, score=0.9, kps=np.zeros((5, 2), np.float32))
+
+
+def named(name: str, confidence: float = 0.9) -> Prediction:
+    return Prediction(name=name, best=name, confidence=confidence)
+
+
+def rejected(best: str = "ada", confidence: float = 0.3) -> Prediction:
+    return Prediction(name=None, best=best, confidence=confidence)
+
+
+def given(*predictions: Prediction) -> Callable[[Sequence[int]], list[Prediction]]:
+    """A classifier answering ``predictions`` for faces 0, 1, ..."""
+    return lambda indices: [predictions[i] for i in indices]
+
+
+def feed(tracker: Tracker, predictions: list[Prediction], x: float = 100.0) -> list[TrackUpdate]:
+    return [tracker.update(FRAME, [face(x)], given(p))[0] for p in predictions]
+
+
+def test_a_single_frame_never_names_anyone() -> None:
+    with pytest.raises(ValueError):
+        TrackerSettings(min_frames=1, window=1)
+    tracker = Tracker(TrackerSettings(min_frames=2, window=2))
+    first, second = feed(tracker, [named("ada", 0.99)] * 2)
+    assert first.view.state == "pending" and not first.announce
+    assert second.view.state == "recognized" and second.announce
+
+
+def test_name_needs_min_frames_agreeing_and_is_announced_once() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=3, window=5))
+    updates = feed(tracker, [named("ada")] * 6)
+    states = [u.view.state for u in updates]
+    assert states == ["pending", "pending", "recognized", "recognized", "recognized", "recognized"]
+    assert [u.announce for u in updates] == [False, False, True, False, False, False]
+    assert updates[-1].view.label == "ada"
+    assert updates[-1].view.confidence == pytest.approx(0.9)
+    assert len({u.view.track_id for u in updates}) == 1
+
+
+def test_disagreeing_frames_stay_pending() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=3, window=4))
+    updates = feed(tracker, [named("ada"), named("bob"), named("ada"), named("bob")] * 2)
+    assert all(u.view.state == "pending" and u.view.label == "Unknown" for u in updates)
+    assert not any(u.announce for u in updates)
+
+
+def test_a_stranger_becomes_unknown_and_is_never_announced() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=3, window=5))
+    updates = feed(tracker, [rejected(), named("ada", 0.55), rejected(), rejected(), rejected()])
+    assert updates[-1].view.state == "unknown"
+    assert not any(u.announce for u in updates)
+
+
+def test_confident_votes_outweigh_hesitant_ones() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=2, window=5))
+    # two hesitant rejections (weight 0.2 each) against two confident names (0.95 each)
+    updates = feed(tracker, [rejected(confidence=0.8)] * 2 + [named("ada", 0.95)] * 2)
+    assert updates[-1].view.state == "recognized"
+
+
+def test_decision_holds_through_a_stray_frame() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=3, window=6))
+    updates = feed(tracker, [named("ada")] * 4 + [named("bob"), rejected()] + [named("ada")])
+    assert [u.view.label for u in updates[3:]] == ["ada"] * 4
+
+
+def test_two_faces_keep_their_own_tracks_and_a_lost_face_expires() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=2, window=4, max_missed=2))
+    ids = []
+    for step in range(4):  # two faces drifting slowly right
+        updates = tracker.update(
+            FRAME, [face(50 + 5 * step), face(400 + 5 * step)], given(named("ada"), named("bob"))
+        )
+        ids.append([u.view.track_id for u in updates])
+    assert ids == [[1, 2]] * 4
+    assert [u.view.label for u in updates] == ["ada", "bob"]
+    for _ in range(3):  # the right face leaves for longer than max_missed
+        tracker.update(FRAME, [face(70)], given(named("ada")))
+    assert tracker.active_tracks == 1
+    back = tracker.update(FRAME, [face(70), face(415)], given(named("ada"), named("bob")))
+    assert [u.view.track_id for u in back] == [1, 3]
+    assert back[1].view.state == "pending"  # a new track votes afresh
+
+
+def test_veto_blocks_naming() -> None:
+    vetoed: set[int] = {1}
+    tracker = Tracker(
+        TrackerSettings(min_frames=2, window=4),
+        veto=lambda track_id, frame, face: track_id in vetoed,
+    )
+    updates = feed(tracker, [named("ada")] * 3)
+    assert all(u.view.state == "not_live" and not u.announce for u in updates)
+    vetoed.clear()  # the liveness check is satisfied: the votes already cast count
+    update = feed(tracker, [named("ada")])[0]
+    assert update.view.state == "recognized" and update.announce
+
+
+def test_a_decided_track_is_reclassified_every_nth_frame() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=2, window=4, reclassify_every=3))
+    asked: list[int] = []
+
+    def classify(indices: Sequence[int]) -> list[Prediction]:
+        asked.append(len(indices))
+        return [named("ada")] * len(indices)
+
+    states = [tracker.update(FRAME, [face(100)], classify)[0].view.state for _ in range(8)]
+    assert asked == [1, 1, 1, 1]  # frames 1, 2 (pending), then every third: 5, 8
+    assert states == ["pending"] + ["recognized"] * 7
+    with pytest.raises(ValueError, match="predictions for 1 faces"):
+        Tracker(TrackerSettings()).update(FRAME, [face(100)], lambda indices: [])
+
+
+def test_settings_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        TrackerSettings(min_frames=5, window=3)
+    config = tmp_path / "config.toml"
+    config.write_text("[kiosk]\nmin_frames = 9\nwindow = 4\n")
+    with pytest.raises(UserError, match="min_frames"):
+        load_config(config)
+    config.write_text('[events]\nurl = "ftp://door"\n')
+    with pytest.raises(UserError, match=r"events\.url"):
+        load_config(config)
+    config.write_text("[kiosk]\nsorce = 'x'\n")
+    with pytest.raises(UserError, match=r"unknown key 'kiosk\.sorce'"):
+        load_config(config)
+    config.write_text("")
+    defaults = load_config(config)
+    assert defaults.kiosk.detector_input_size == 320
+    assert defaults.recognizer.kind == "gallery" and defaults.events.enabled

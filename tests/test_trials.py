@@ -1,0 +1,319 @@
+"""Trial outcomes, metrics, the threshold sweep, persistence across a crash, exports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kiosk.errors import UserError
+from kiosk.trials import (
+    REJECTED,
+    FrameDecision,
+    Outcome,
+    Participant,
+    TrialSession,
+    confusion_matrix,
+    decide_answer,
+    frame_rates,
+    judge,
+    outcome_for,
+    per_participant,
+    summarize,
+    sweep_thresholds,
+)
+from kiosk.trials_report import export_csv, export_json, write_html_report
+from kiosk.trials_store import TrialStore
+from models.recognizer import Prediction
+
+ROOT = Path(__file__).resolve().parents[1]
+ALICE = Participant("alice", enrolled=True)
+BOB = Participant("bob", enrolled=True)
+VISITOR = Participant("visitor", enrolled=False)
+
+
+def frames(
+    *answers: tuple[str | None, float] | None, threshold: float = 0.8
+) -> list[FrameDecision]:
+    """Frames from (best name, confidence) pairs; None is a frame without a face."""
+    out = []
+    for i, answer in enumerate(answers):
+        prediction = None
+        if answer is not None:
+            best, confidence = answer
+            name = best if confidence >= threshold else None
+            prediction = Prediction(name=name, best=str(best), confidence=confidence)
+        out.append(FrameDecision.from_prediction(i * 0.1, prediction, threshold))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("participant", "window", "outcome", "misidentified"),
+    [
+        (ALICE, frames(("alice", 0.9), ("alice", 0.95), ("bob", 0.85)), Outcome.TP, False),
+        (ALICE, frames(("bob", 0.9), ("bob", 0.92), ("alice", 0.3)), Outcome.FP, True),
+        (ALICE, frames(("alice", 0.5), ("alice", 0.6), ("alice", 0.9)), Outcome.FN, False),
+        (VISITOR, frames(("bob", 0.4), ("alice", 0.5), None), Outcome.TN, False),
+        (VISITOR, frames(("bob", 0.9), ("bob", 0.85), ("bob", 0.2)), Outcome.FP, False),
+        (ALICE, frames(None, None, None), Outcome.NO_FACE, False),
+        (VISITOR, [], Outcome.NO_FACE, False),
+    ],
+    ids=["tp", "fp-misidentified", "fn", "tn", "fp-stranger", "no-face", "no-frames"],
+)
+def test_outcomes(
+    participant: Participant, window: list[FrameDecision], outcome: Outcome, misidentified: bool
+) -> None:
+    result = judge(participant, window, started_at=0.0, duration=5.0)
+    assert result.outcome is outcome
+    assert result.misidentified is misidentified
+
+
+def test_time_to_name() -> None:
+    window = frames(None, ("alice", 0.5), ("alice", 0.9), ("alice", 0.95))
+    assert judge(ALICE, window, started_at=0.0, duration=5.0).time_to_name == pytest.approx(0.2)
+    rejected = judge(ALICE, frames(("alice", 0.1)), started_at=0.0, duration=5.0)
+    assert rejected.time_to_name is None
+
+
+def test_decision_rule_needs_a_majority_of_face_frames() -> None:
+    # alice accepted in 2 of 5 face frames: not enough; frames without a face do not vote.
+    window = frames(("alice", 0.9), ("alice", 0.9), ("x", 0.1), ("x", 0.1), ("x", 0.1), None)
+    assert decide_answer(window) == REJECTED
+    assert decide_answer(window, min_share=0.4) == "alice"
+    # 3 of 5 face frames (the no-face frames do not count against her).
+    window = frames(("alice", 0.9), ("alice", 0.9), ("alice", 0.9), ("x", 0.1), ("x", 0.1), None)
+    assert decide_answer(window) == "alice"
+
+
+def test_tie_goes_to_the_higher_summed_confidence() -> None:
+    window = frames(("alice", 0.85), ("bob", 0.99), ("alice", 0.81), ("bob", 0.97))
+    assert decide_answer(window) == "bob"
+
+
+def test_outcome_table_directly() -> None:
+    assert outcome_for(ALICE, "alice") == (Outcome.TP, False)
+    assert outcome_for(ALICE, "bob") == (Outcome.FP, True)
+    assert outcome_for(ALICE, REJECTED) == (Outcome.FN, False)
+    assert outcome_for(VISITOR, REJECTED) == (Outcome.TN, False)
+    assert outcome_for(VISITOR, "alice") == (Outcome.FP, False)
+    assert outcome_for(VISITOR, None) == (Outcome.NO_FACE, False)
+
+
+def sample_results() -> list:  # type: ignore[type-arg]
+    windows = [
+        (ALICE, frames(("alice", 0.95), ("alice", 0.9))),  # TP
+        (ALICE, frames(("alice", 0.7), ("alice", 0.75))),  # FN at 0.8, TP at 0.7
+        (BOB, frames(("alice", 0.85), ("alice", 0.9))),  # FP, misidentified
+        (BOB, frames(None, None)),  # no face
+        (VISITOR, frames(("bob", 0.6), ("bob", 0.5))),  # TN at 0.8, FP at 0.5
+        (VISITOR, frames(("alice", 0.3), ("bob", 0.2))),  # TN
+    ]
+    return [judge(p, w, started_at=float(i), duration=5.0) for i, (p, w) in enumerate(windows)]
+
+
+def test_metrics_and_their_definitions() -> None:
+    metrics = summarize(sample_results())
+    assert (metrics.tp, metrics.fp, metrics.fn, metrics.tn) == (1, 1, 1, 2)
+    assert metrics.no_face == 1 and metrics.misidentified == 1 and metrics.trials == 6
+    assert metrics.accuracy == pytest.approx(3 / 6)  # no_face counts in N as a failure
+    assert metrics.fpr == pytest.approx(1 / 3)  # FP / (FP + TN), no_face left out
+    assert metrics.fnr == pytest.approx(1 / 2)  # FN / (FN + TP)
+    assert summarize([]).accuracy is None and summarize([]).fpr is None
+
+
+def test_frame_rates() -> None:
+    rates = frame_rates(sample_results())
+    assert rates["frames"] == 12 and rates["face_frames"] == 10
+    # Enrolled face frames: alice 2 own + 2 rejected (0.7, 0.75), bob 2 named alice.
+    assert rates["enrolled_frames_own_name"] == pytest.approx(2 / 6)
+    assert rates["enrolled_frames_other_name"] == pytest.approx(2 / 6)
+    assert rates["enrolled_frames_rejected"] == pytest.approx(2 / 6)
+    assert rates["stranger_face_frames"] == 4 and rates["stranger_frames_named"] == 0.0
+
+
+def test_per_participant_and_confusion_matrix() -> None:
+    results = sample_results()
+    people = per_participant(results)
+    assert [s.participant.name for s in people] == ["alice", "bob", "visitor"]
+    assert people[1].answers == {"alice": 1, "no face": 1}
+    matrix = confusion_matrix(results, enrolled=["alice", "bob", "carol"])
+    assert matrix.rows == ["alice", "bob", "carol", "not enrolled"]
+    assert matrix.columns == ["alice", "bob", "carol", "rejected", "no face"]
+    expected = np.zeros((4, 5), dtype=int)
+    expected[0, 0] = 1  # alice -> alice
+    expected[0, 3] = 1  # alice -> rejected
+    expected[1, 0] = 1  # bob -> alice
+    expected[1, 4] = 1  # bob -> no face
+    expected[3, 3] = 2  # visitors rejected
+    np.testing.assert_array_equal(matrix.counts, expected)
+
+
+def test_threshold_sweep_recomputes_from_frames() -> None:
+    sweep = sweep_thresholds(sample_results(), current=0.8, target_fpr=0.0)
+    by_threshold = {round(p.threshold, 4): p.metrics for p in sweep.points}
+    at_07 = by_threshold[0.7]
+    assert (at_07.tp, at_07.fn) == (2, 0)  # alice's 0.7/0.75 window is accepted at 0.7
+    at_05 = by_threshold[0.5]
+    assert at_05.fp == 2  # the visitor's 0.6/0.5 window becomes a false positive
+    assert by_threshold[0.8].fpr == pytest.approx(1 / 3)
+    # bob named as alice at 0.85/0.9: one accepted frame of two is still a majority, so
+    # only a threshold above 0.9 (the next grid step, 0.01 apart) stops the FP.
+    assert sweep.meets_target == pytest.approx(0.91)
+
+
+def _crash_script(db: Path) -> str:
+    return textwrap.dedent(
+        f"""
+        import os
+        from kiosk.trials import Participant
+        from kiosk.trials_store import TrialStore
+        from models.recognizer import Prediction
+
+        store = TrialStore({str(db)!r})
+        session = store.create_session(
+            label="crash", duration=5.0, threshold=0.8, min_share=0.5,
+            participants=[Participant("alice", True), Participant("visitor", False)],
+        )
+        for name, best, conf in [("alice", "alice", 0.9), ("visitor", "alice", 0.3)]:
+            session.start(name, now=0.0, wall_clock=1000.0)
+            for i in range(10):
+                accepted = best if conf >= 0.8 else None
+                session.add_frame(i * 0.1, Prediction(accepted, best, conf))
+            session.finish()
+        session.start("alice", now=10.0, wall_clock=2000.0)
+        for i in range(5):
+            session.add_frame(10.0 + i * 0.1, Prediction("alice", "alice", 0.99))
+        os._exit(9)  # power cut: no close, no commit, no cleanup
+        """
+    )
+
+
+def test_crash_loses_only_the_trial_in_progress(tmp_path: Path) -> None:
+    db = tmp_path / "trials.sqlite"
+    run = subprocess.run(
+        [sys.executable, "-c", _crash_script(db)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 9, run.stderr
+    with TrialStore(db) as store:
+        session = store.load_session()
+        assert [p.name for p in session.participants] == ["alice", "visitor"]
+        assert [r.outcome for r in session.results] == [Outcome.TP, Outcome.TN]
+        assert all(len(r.frames) == 10 for r in session.results)
+        assert session.results[0].frames[3].confidence == pytest.approx(0.9)
+        # The session resumes: a new trial is saved next to the old ones.
+        session.start("visitor", now=0.0, wall_clock=3000.0)
+        session.add_frame(0.0, Prediction("alice", "alice", 0.95))
+        session.finish()
+    with TrialStore(db) as store:
+        assert [r.outcome for r in store.load_session().results] == [
+            Outcome.TP,
+            Outcome.TN,
+            Outcome.FP,
+        ]
+
+
+def test_closing_mid_trial_rolls_it_back(tmp_path: Path) -> None:
+    db = tmp_path / "t.sqlite"
+    store = TrialStore(db)
+    session = store.create_session(label="s", duration=5.0, threshold=0.8, min_share=0.5)
+    session.add_participant("alice", enrolled=True)
+    session.start("alice", now=0.0, wall_clock=0.0)
+    session.add_frame(0.1, Prediction("alice", "alice", 0.9))
+    with pytest.raises(UserError, match="in progress"):
+        session.add_participant("late visitor", enrolled=False)
+    store.close()
+    with TrialStore(db) as store:
+        info = store.sessions()[0]
+        assert info.trials == 0
+        assert store.load_session(info.id).results == []
+
+
+def test_frames_from_another_thread_are_saved(tmp_path: Path) -> None:
+    with TrialStore(tmp_path / "t.sqlite") as store:
+        session = store.create_session(
+            label="s",
+            duration=5.0,
+            threshold=0.8,
+            min_share=0.5,
+            participants=[Participant("alice", True)],
+        )
+        session.start("alice", now=0.0, wall_clock=0.0)
+
+        def pipeline() -> None:  # the live pipeline's thread
+            for i in range(50):
+                session.add_frame(i * 0.05, Prediction("alice", "alice", 0.9))
+
+        worker = threading.Thread(target=pipeline)
+        worker.start()
+        worker.join()
+        session.finish()
+    with TrialStore(tmp_path / "t.sqlite") as store:
+        assert len(store.load_session().results[0].frames) == 50
+
+
+def test_session_rules(tmp_path: Path) -> None:
+    session = TrialSession(duration=5.0)
+    session.add_participant("alice", enrolled=True)
+    with pytest.raises(UserError, match="already"):
+        session.add_participant("alice", enrolled=False)
+    with pytest.raises(UserError, match="name"):
+        session.add_participant("  ", enrolled=False)
+    with pytest.raises(UserError, match="not on the roster"):
+        session.start("nobody", now=0.0, wall_clock=0.0)
+    session.start("alice", now=100.0, wall_clock=0.0)
+    with pytest.raises(UserError, match="already running"):
+        session.start("alice", now=100.0, wall_clock=0.0)
+    assert session.add_frame(99.0, None) is None  # before the window
+    assert session.add_frame(105.0, None) is None  # after it
+    assert session.add_frame(101.0, Prediction("alice", "alice", 0.9)) is not None
+    assert not session.is_due(104.9) and session.is_due(105.0)
+    assert session.finish().outcome is Outcome.TP
+    with (
+        TrialStore(tmp_path / "x.sqlite") as store,
+        pytest.raises(UserError, match="no trial session"),
+    ):
+        store.load_session(42)
+
+
+def test_corrupt_database_is_a_user_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(UserError, match="cannot open the trials database"):
+        TrialStore(bad)
+
+
+def test_exports(tmp_path: Path) -> None:
+    session = TrialSession(duration=5.0, threshold=0.8)
+    session.results.extend(sample_results())
+    session.participants.extend([ALICE, BOB, VISITOR])
+    summary = export_json(session, tmp_path / "s.json")
+    loaded = json.loads((tmp_path / "s.json").read_text())
+    for key in ("tp", "fp", "tn", "fn", "misidentified", "accuracy", "fpr", "fnr", "trials"):
+        assert loaded[key] == summary[key]
+    assert loaded["trials"] == 6 and loaded["misidentified"] == 1
+    assert len(loaded["trial_log"][0]["frame_decisions"]) == 2
+    export_csv(session, tmp_path / "s.csv")
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert [r["outcome"] for r in rows] == ["TP", "FN", "FP", "no_face", "TN", "TN"]
+    write_html_report(session, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert "FPR = FP/(FP+TN)" in page and "33.3%" in page
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_report_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The door bundle leaves matplotlib out: the report is still written, without plots."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    session = TrialSession(duration=5.0, threshold=0.8)
+    session.results.extend(sample_results())
+    write_html_report(session, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert "Plots need matplotlib" in page and "FPR = FP/(FP+TN)" in page

@@ -1,0 +1,122 @@
+"""The live trials panel, rendered offscreen with pytest-qt."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from kiosk.trials import Outcome, TrialResult, TrialSession
+from kiosk.ui.trials_panel import TrialsPanel
+from models.recognizer import Prediction
+
+
+class FakeClock:
+    """A clock the test moves by hand, so the 5-second window takes no real time."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def panel(qtbot) -> TrialsPanel:
+    session = TrialSession(duration=5.0, threshold=0.8)
+    session.add_participant("alice", enrolled=True)
+    session.add_participant("bob", enrolled=True)
+    clock = FakeClock()
+    widget = TrialsPanel(session, clock=clock)
+    qtbot.addWidget(widget)
+    widget.show()
+    widget.clock = clock  # type: ignore[attr-defined]
+    return widget
+
+
+def run_trial(qtbot, panel: TrialsPanel, row: int, name: str | None, conf: float) -> TrialResult:
+    panel.roster.setCurrentRow(row)
+    clock = panel.clock  # type: ignore[attr-defined]
+    with qtbot.waitSignal(panel.trial_started, timeout=1000):
+        qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert not panel.start_button.isEnabled()
+    assert panel.countdown_label.text() == "5.0 s"
+    crop = np.full((112, 112, 3), 120, dtype=np.uint8)
+    for _ in range(10):
+        best = name or "alice"
+        panel.session.add_frame(clock.now, Prediction(name, best, conf), face_crop=crop)
+        clock.now += 0.25
+    qtbot.waitUntil(lambda: panel.countdown_label.text() == "2.5 s", timeout=1000)
+    clock.now += 3.0  # past the end of the window
+    with qtbot.waitSignal(panel.trial_finished, timeout=2000) as blocker:
+        pass
+    result = blocker.args[0]
+    assert isinstance(result, TrialResult)
+    return result
+
+
+def test_trials_update_every_view(qtbot, panel: TrialsPanel) -> None:
+    assert panel.roster.count() == 2
+    assert panel.metric_labels["accuracy"].text() == "–"
+
+    first = run_trial(qtbot, panel, 0, "alice", 0.95)
+    assert first.outcome is Outcome.TP
+    assert panel.metric_labels["tp"].text() == "1"
+    assert panel.metric_labels["accuracy"].text() == "100.0%"
+    assert panel.start_button.isEnabled()
+
+    panel.visitor_name.setText("Visitor One")
+    qtbot.mouseClick(panel.add_visitor_button, Qt.MouseButton.LeftButton)
+    assert panel.roster.count() == 3
+    assert panel.selected_participant() == "Visitor One"
+    second = run_trial(qtbot, panel, 2, "bob", 0.9)  # a stranger given a name
+    assert second.outcome is Outcome.FP and not second.misidentified
+    third = run_trial(qtbot, panel, 1, None, 0.4)  # bob rejected
+    assert third.outcome is Outcome.FN
+
+    labels = {key: label.text() for key, label in panel.metric_labels.items()}
+    assert (labels["tp"], labels["fp"], labels["fn"], labels["tn"]) == ("1", "1", "1", "0")
+    assert labels["trials"] == "3"
+    assert labels["accuracy"] == "33.3%" and labels["fpr"] == "100.0%" and labels["fnr"] == "50.0%"
+
+    assert panel.people_table.rowCount() == 3
+    assert panel.people_table.item(2, 0).text() == "Visitor One"
+    assert panel.people_table.item(2, 4).text() == "1"  # its FP column
+
+    matrix = panel.confusion_table
+    columns = [matrix.horizontalHeaderItem(c).text() for c in range(matrix.columnCount())]
+    rows = [matrix.verticalHeaderItem(r).text() for r in range(matrix.rowCount())]
+    assert rows == ["alice", "bob", "not enrolled"]
+    assert columns == ["alice", "bob", "rejected", "no face"]
+    assert matrix.item(0, 0).text() == "1"  # alice -> alice
+    assert matrix.item(1, 2).text() == "1"  # bob -> rejected
+    assert matrix.item(2, 1).text() == "1"  # visitor -> bob
+
+    assert panel.log.count() == 3
+    newest = panel.log.item(0)
+    assert newest.text().startswith("bob (enrolled) -> rejected: FN")
+    assert not newest.icon().isNull()  # the trial's thumbnail
+    panel.grab()  # renders without error
+
+
+def test_errors_show_in_the_panel(qtbot, panel: TrialsPanel) -> None:
+    panel.roster.setCurrentRow(-1)
+    panel.roster.clearSelection()
+    panel.start_trial()
+    assert "select a participant" in panel.message.text()
+    panel.visitor_name.setText("alice")
+    panel.add_visitor()
+    assert "already on the roster" in panel.message.text()
+    assert panel.roster.count() == 2
+
+
+def test_space_starts_a_trial(qtbot, panel: TrialsPanel) -> None:
+    panel.roster.setCurrentRow(0)
+    panel.roster.setFocus()
+    with qtbot.waitSignal(panel.trial_started, timeout=1000):
+        qtbot.keyClick(panel.roster, Qt.Key.Key_Space)
+    assert panel.session.active is not None

@@ -1,0 +1,117 @@
+"""The kiosk window in a REAL X window (Xvfb), after `import cv2`: the screenshot of the X
+screen must show the video and the face box drawn where the window says it drew them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def xvfb_display() -> Iterator[str]:
+    if shutil.which("Xvfb") is None:
+        message = "Xvfb is not installed (packaging/install.sh installs it)"
+        if os.environ.get("KIOSK_REQUIRE_SHARED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    read_fd, write_fd = os.pipe()
+    # -displayfd: Xvfb picks a free display number itself and writes it when ready.
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as ready:
+            number = ready.readline().strip()
+        if not number:
+            pytest.fail("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _near(pixel: np.ndarray, rgb: list[int], tol: int = 40) -> bool:
+    return bool(np.all(np.abs(pixel[::-1].astype(int) - np.array(rgb)) <= tol))  # BGR
+
+
+@pytest.mark.slow
+def test_real_x_window_shows_video_and_face_box(
+    xvfb_display: str, shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    import cv2
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR", "WAYLAND_DISPLAY")
+    }
+    env.update(DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.ui_xvfb_app",
+            str(tmp_path),
+            str(shared("videos", "solo_02.mp4")),
+            str(shared("models")),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["platform"] == "xcb"
+    # cv2 did point Qt at its Qt5 plugins, and application() removed that.
+    assert "cv2" in report["cv2_set"]["QT_QPA_PLATFORM_PLUGIN_PATH"]
+    assert report["left_in_env"]["QT_QPA_PLATFORM_PLUGIN_PATH"] is None
+    assert report["fullscreen"] and report["window"] == [0, 0, 1280, 720]
+
+    screen = cv2.imread(str(tmp_path / "screen.png"))
+    assert screen.shape == (720, 1280, 3)
+
+    # The video: many distinct colours inside the frame rectangle.
+    fx, fy, fw, fh = report["frame_rect"]
+    inside = screen[fy + fh // 10 : fy + fh * 9 // 10, fx + fw // 10 : fx + fw * 9 // 10]
+    assert inside.std() > 20
+    assert len(np.unique(inside.reshape(-1, 3)[::7], axis=0)) > 500
+    # Letterbox bars beside a square video are the dark background.
+    assert fx > 100 and np.abs(screen[fy + fh // 2, 10].astype(int) - [18, 16, 16]).max() <= 3
+
+    # The face box: its colour all along the four edges, at the place the window reports.
+    bx, by, bw, bh = report["box_rect"]
+    assert bw > 40 and bh > 40
+    colour = report["box_rgb"]
+    edges = [(bx + bw * t // 20, by + bh) for t in range(2, 19)]  # bottom
+    edges += [(bx, by + bh * t // 20) for t in range(4, 19)]  # left
+    edges += [(bx + bw, by + bh * t // 20) for t in range(4, 19)]  # right
+    hits = sum(_near(screen[y, x], colour) for x, y in edges)
+    assert hits >= 0.9 * len(edges), f"{hits}/{len(edges)} box edge pixels in {colour}"
+    # The label tag above the box is filled with that colour too.
+    tag = screen[max(by - 10, 0) : by - 2, bx + 2 : bx + 20]
+    assert np.mean([_near(p, colour) for p in tag.reshape(-1, 3)]) > 0.5
+    # Inside the box it is the face, not the box colour.
+    face = screen[by + bh // 4 : by + bh * 3 // 4, bx + bw // 4 : bx + bw * 3 // 4]
+    assert np.mean([_near(p, colour, 20) for p in face.reshape(-1, 3)[::5]]) < 0.2
+
+    # The status line has text drawn on it.
+    sx, sy, sw, sh = report["status_rect"]
+    assert sy + sh == 720 and "FPS" in report["status_text"]
+    status = screen[sy : sy + sh, sx : sx + sw // 2]
+    assert (status.max(axis=2) > 120).sum() > 100

@@ -1,0 +1,210 @@
+"""The enrollment wizard, driven offscreen by pytest-qt, with videos standing in for the camera."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QWizard
+
+from enroll.store import PeopleStore
+from enroll.training import arcface_crop
+from enroll.wizard import EnrollWizard
+from kiosk.config import EnrollConfig
+from models.align import CLIP_SIZE, align_face
+
+VOLUNTEERS = {"solo_02.mp4": "Amélie Poulain", "solo_03.mp4": "Bartholomew", "solo_07.mp4": "陈静"}
+
+
+def video_reader(path: Path) -> Callable[[], np.ndarray | None]:
+    capture = cv2.VideoCapture(str(path))
+
+    def read() -> np.ndarray | None:
+        ok, frame = capture.read()
+        return frame if ok else None  # past the end: like a camera unplugged
+
+    return read
+
+
+@pytest.fixture(scope="module")
+def detector320(model_dir: Path):  # type: ignore[no-untyped-def]
+    from models.detector import FaceDetector
+
+    return FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
+
+
+@pytest.mark.slow
+def test_wizard_enrolls_three_volunteers_from_videos(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path, shared: Callable[..., Path], model_dir: Path, detector320
+) -> None:
+    from models.embedder import ArcFaceEmbedder
+    from models.registry import model_path
+
+    embedder = ArcFaceEmbedder(model_path("mobilefacenet_128d", model_dir))
+    config = EnrollConfig(photos=15, min_photos=8, yaw_target_deg=8.0)
+    store = PeopleStore(tmp_path / "store")
+    for video, name in VOLUNTEERS.items():
+        wizard = EnrollWizard(
+            store, config, video_reader(shared("videos", video)), detector320, embedder
+        )
+        qtbot.addWidget(wizard)
+        wizard.show()
+
+        def click_next(w: QWizard = wizard) -> None:
+            qtbot.mouseClick(w.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
+
+        # consent: nothing moves on until the volunteer agrees
+        assert not wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+        qtbot.mouseClick(wizard.consent_page.agree, Qt.MouseButton.LeftButton)
+        click_next()
+        assert wizard.currentPage() is wizard.name_page
+        # name: unsafe and duplicate names are refused with a message
+        wizard.name_page.name_edit.setText("../etc")
+        click_next()
+        assert wizard.currentPage() is wizard.name_page
+        assert "path separator" in wizard.name_page.error.text()
+        if store.people():
+            wizard.name_page.name_edit.setText(store.people()[0].name.upper())
+            click_next()
+            assert "already enrolled" in wizard.name_page.error.text()
+        wizard.name_page.name_edit.setText(name)
+        click_next()
+        # capture: photos come automatically, Next opens at the minimum
+        page = wizard.capture_page
+        assert wizard.currentPage() is page and not page.isComplete()
+        qtbot.waitUntil(lambda p=page: p.session.done, timeout=120_000)
+        assert len(page.session.photos) == 15
+        qtbot.waitUntil(lambda p=page: all(bar.value() == 3 for bar in p.bars.values()))
+        assert "all photos taken" in page.guidance.text()
+        click_next()
+        # review: reject one crop
+        review = wizard.review_page
+        assert wizard.currentPage() is review and review.grid.count() == 15
+        review.grid.item(0).setCheckState(Qt.CheckState.Unchecked)
+        assert len(review.accepted_indices()) == 14
+        with qtbot.waitSignal(wizard.enrolled, timeout=60_000) as enrolled:
+            click_next()
+        assert enrolled.args[0] == name
+        qtbot.waitUntil(wizard.save_page.isComplete, timeout=10_000)
+        assert store.get(name).photo_count == 14
+        qtbot.mouseClick(
+            wizard.button(QWizard.WizardButton.FinishButton), Qt.MouseButton.LeftButton
+        )
+        assert not wizard.isVisible()
+
+    assert sorted(p.name for p in store.people()) == sorted(VOLUNTEERS.values())
+    gallery = wizard.gallery
+    assert gallery is not None and len(gallery.people) == 3
+    for video, name in VOLUNTEERS.items():  # a late frame of each video is recognized
+        capture = cv2.VideoCapture(str(shared("videos", video)))
+        capture.set(cv2.CAP_PROP_POS_FRAMES, capture.get(cv2.CAP_PROP_FRAME_COUNT) - 5)
+        ok, frame = capture.read()
+        assert ok
+        [face] = detector320.detect(frame)
+        [prediction] = gallery.predict([arcface_crop(align_face(frame, face.kps, CLIP_SIZE))])
+        assert prediction.name == name
+    store.close()
+
+
+@pytest.mark.slow
+def test_enroll_command_benchmark_writes_step_timings(  # type: ignore[no-untyped-def]
+    qapp, tmp_path: Path, shared: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from kiosk.cli import main
+
+    video = shared("videos", "solo_07.mp4")
+    report = tmp_path / "report.json"
+    argv = ["enroll", "--source", str(video), "--store", str(tmp_path / "store")]
+    assert main([*argv, "--auto", "Zoë", "--report", str(report)]) == 0
+    timings = json.loads(report.read_text(encoding="utf-8"))
+    assert timings["photos_saved"] == 30
+    assert set(timings["steps_s"]) == {
+        "load_models_s",
+        "consent_s",
+        "name_s",
+        "capture_s",
+        "review_s",
+        "save_and_train_s",
+    }
+    with PeopleStore(tmp_path / "store") as store:
+        assert store.get("Zoë").photo_count == 30
+    capsys.readouterr()
+    assert main(["enroll", "--source", "7", "--store", str(tmp_path / "store")]) == 2
+    assert "camera 7 cannot be opened" in capsys.readouterr().err
+
+
+def test_wizard_keeps_the_photos_when_the_disk_is_full(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path, shared: Callable[..., Path], model_dir: Path, detector320, monkeypatch
+) -> None:
+    import errno
+
+    from enroll import store as store_module
+    from models.embedder import ArcFaceEmbedder
+    from models.registry import model_path
+
+    embedder = ArcFaceEmbedder(model_path("mobilefacenet_128d", model_dir))
+    config = EnrollConfig(photos=5, min_photos=5, poses=("front",))
+    with PeopleStore(tmp_path / "store") as store:
+        reader = video_reader(shared("videos", "solo_02.mp4"))
+        wizard = EnrollWizard(store, config, reader, detector320, embedder)
+        qtbot.addWidget(wizard)
+        wizard.show()
+        wizard.consent_page.agree.setChecked(True)
+        wizard.next()
+        wizard.name_page.name_edit.setText("Ada")
+        wizard.next()
+        qtbot.waitUntil(lambda: wizard.capture_page.session.done, timeout=60_000)
+        wizard.next()
+        real_write = store_module._write_file
+
+        def full_disk(path: Path, data: bytes) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(store_module, "_write_file", full_disk)
+        wizard.next()
+        save = wizard.save_page
+        qtbot.waitUntil(lambda: save.retry.isVisibleTo(wizard), timeout=10_000)
+        assert "disk is full" in save.status.text() and not save.isComplete()
+        assert store.people() == [] and len(wizard.capture_page.session.photos) == 5
+        monkeypatch.setattr(store_module, "_write_file", real_write)  # space freed
+        with qtbot.waitSignal(wizard.enrolled, timeout=30_000):
+            qtbot.mouseClick(save.retry, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(save.isComplete, timeout=10_000)
+        assert store.get("Ada").photo_count == 5
+        wizard.accept()
+
+
+@pytest.mark.slow
+def test_enroll_in_a_real_window_under_xvfb(tmp_path: Path, shared: Callable[..., Path]) -> None:
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is not installed (packaging/install.sh installs Xvfb)")
+    video = shared("videos", "solo_07.mp4")
+    report = tmp_path / "report.json"
+    env = dict(os.environ, QT_QPA_PLATFORM="xcb")
+    command = [sys.executable, "-m", "kiosk", "enroll", "--source", str(video)]
+    command += ["--store", str(tmp_path / "store"), "--auto", "Xavier", "--report", str(report)]
+    done = subprocess.run(
+        ["xvfb-run", "-a", *command],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(report.read_text(encoding="utf-8"))["photos_saved"] == 30

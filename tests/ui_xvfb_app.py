@@ -1,0 +1,83 @@
+"""Run by tests/test_ui_xvfb.py in a subprocess on a real X server (Xvfb): imports cv2
+first, as the product does, opens the full-screen kiosk window on real frames with real
+SCRFD boxes, grabs the X screen to a PNG and writes what the test needs to check it.
+
+    python -m tests.ui_xvfb_app OUT_DIR VIDEO MODEL_DIR
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2  # first, on purpose: it points Qt at its own Qt5 plugins
+
+CV2_SET = {
+    name: os.environ.get(name, "") for name in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR")
+}
+
+
+def main(out_dir: Path, video: Path, model_dir: Path) -> int:
+    from PySide6.QtCore import QPoint
+    from PySide6.QtTest import QTest
+
+    from kiosk.detection_replay import ReplayResults, video_frame_results
+    from kiosk.pin import hash_pin
+    from kiosk.ui import application
+    from kiosk.ui.main_window import KioskWindow
+    from kiosk.ui.video_view import STATE_COLOURS
+    from models.detector import FaceDetector
+
+    detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
+    source = ReplayResults(video_frame_results(video, detector, 3, label="Ada Lovelace"))
+    app = application()
+    window = KioskWindow(source, kiosk_mode=True, pin_hash=hash_pin("2580"), poll_ms=10)
+    window.start()
+    published = source.advance()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (
+        window.isFullScreen() and window.video.result is published and window.isActiveWindow()
+    ):
+        QTest.qWait(20)
+    QTest.qWait(300)  # let the X server show the last paint
+    shot = app.primaryScreen().grabWindow(0)
+    shot.save(str(out_dir / "screen.png"))
+
+    def global_rect(rect: object) -> list[int]:
+        r = rect.toRect()  # type: ignore[attr-defined]
+        top_left = window.video.mapToGlobal(QPoint(r.left(), r.top()))
+        return [top_left.x(), top_left.y(), r.width(), r.height()]
+
+    track = published.tracks[0]
+    colour = STATE_COLOURS[track.state]
+    report = {
+        "platform": app.platformName(),
+        "cv2_set": CV2_SET,
+        "left_in_env": {name: os.environ.get(name) for name in CV2_SET},
+        "fullscreen": window.isFullScreen(),
+        "window": [window.x(), window.y(), window.width(), window.height()],
+        "screen": [shot.width(), shot.height()],
+        "frame_rect": global_rect(window.video.frame_rect()),
+        "box_rect": global_rect(window.video.map_box(track.box)),
+        "box_pen": window.video.box_pen_width(),
+        "box_rgb": list(colour.getRgb()[:3]),
+        "status_rect": [
+            window.status.mapToGlobal(QPoint(0, 0)).x(),
+            window.status.mapToGlobal(QPoint(0, 0)).y(),
+            window.status.width(),
+            window.status.height(),
+        ],
+        "status_text": window.status.text(),
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    window.shutdown()
+    app.processEvents()
+    return 0
+
+
+if __name__ == "__main__":
+    assert cv2.__version__
+    raise SystemExit(main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))
