@@ -47,7 +47,7 @@ from models.clip_classifier import (
     tokenize,
 )
 from models.detector import FaceDetector
-from models.names import InvalidName, validate_name
+from models.names import InvalidName, name_key, validate_name
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 Log = Callable[[str], None]
@@ -103,7 +103,7 @@ def scan_people(root: Path) -> tuple[dict[str, list[Path]], list[Skipped]]:
         except InvalidName as error:
             skipped.append(Skipped(str(folder), f"unsafe name: {error}"))
             continue
-        key = name.casefold()
+        key = name_key(name)
         if key in seen:
             skipped.append(Skipped(str(folder), f"duplicate name: same person as {seen[key]!r}"))
             continue

@@ -1,7 +1,8 @@
-"""Validation of people's names: one rule for training folders, enrollment and bundles.
+"""The one rule for people's names: training folders, enrollment, bundles.
 
-A name is shown to people (the display name) and is also used as a folder name, so it
-must be safe as a single path component. Unicode letters are kept as they are.
+A name is shown to people (the display name), becomes a folder name on export and a
+prompt for the classifier, so it must be safe as a single path component. Unicode
+letters are kept. ``enroll.names`` wraps this for the product (as a UserError).
 """
 
 from __future__ import annotations
@@ -12,23 +13,29 @@ MAX_NAME_LENGTH = 100
 
 
 class InvalidName(ValueError):
-    """The name cannot be used; the message says why."""
+    """The name cannot be used; the message says why and what to do."""
 
 
-def validate_name(raw: str) -> str:
-    """The display name for ``raw`` (NFC-normalised, trimmed), or :class:`InvalidName`."""
-    name = unicodedata.normalize("NFC", raw).strip()
-    if not name:
-        raise InvalidName("the name is empty")
-    if len(name) > MAX_NAME_LENGTH:
+def validate_name(name: str) -> str:
+    """``name`` normalised (NFC, outer spaces stripped), or :class:`InvalidName`."""
+    cleaned = unicodedata.normalize("NFC", name).strip()
+    if not cleaned:
+        raise InvalidName("the name is empty: type the person's name")
+    if len(cleaned) > MAX_NAME_LENGTH:
         raise InvalidName(f"the name is longer than {MAX_NAME_LENGTH} characters")
-    if name in {".", ".."} or ".." in name:
-        raise InvalidName(f"the name {raw!r} contains '..'")
-    if "/" in name or "\\" in name:
-        raise InvalidName(f"the name {raw!r} contains a path separator")
-    for char in name:
-        if unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"}:
-            raise InvalidName(f"the name {raw!r} contains a control character (U+{ord(char):04X})")
-    if name.startswith("."):
-        raise InvalidName(f"the name {raw!r} starts with '.' (a hidden file name)")
-    return name
+    # Cf: invisible format characters (zero-width joiners, bidi overrides) that make two
+    # names look the same or a name display differently from what it is.
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in cleaned):
+        raise InvalidName(f"the name {cleaned!r} contains control characters; remove them")
+    if "/" in cleaned or "\\" in cleaned:
+        raise InvalidName(f"the name {cleaned!r} contains a path separator (/ or \\)")
+    if cleaned in (".", "..") or ".." in cleaned:
+        raise InvalidName(f"the name {cleaned!r} contains '..'; use another spelling")
+    if cleaned.startswith("."):
+        raise InvalidName(f"the name {cleaned!r} starts with '.', which hides a folder")
+    return cleaned
+
+
+def name_key(name: str) -> str:
+    """What two names must differ in to be different people ("Ana" and "ana" do not)."""
+    return unicodedata.normalize("NFC", name).strip().casefold()

@@ -30,6 +30,8 @@ from models.finetune import (
 from models.names import InvalidName, validate_name
 
 TINY = "kiosk-tiny-rn"
+UNSAFE_NAMES = ["", "   ", "a/b", "a\\b", "..", "a..b", "bad\x01name", "zero\u200bwidth"]
+UNSAFE_NAMES += ["new\nline", ".hidden", "x" * 101]
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +49,7 @@ def test_valid_names_are_kept_as_display_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "   ", "a/b", "a\\b", "..", "a..b", "bad\x01name", "new\nline", ".hidden", "x" * 101],
+    UNSAFE_NAMES,
 )
 def test_unsafe_names_are_rejected(name: str) -> None:
     with pytest.raises(InvalidName):
