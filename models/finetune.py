@@ -151,10 +151,23 @@ def extract_features(
     align_margin: float = 0.0,
     log: Log | None = None,
 ) -> FaceSet:
-    """Detect the largest face of every photo, align it, run the image tower (once)."""
+    """Detect the largest face of every photo, align it, run the image tower (once).
+
+    Crops go through the tower 32 at a time, so memory holds 32 crops, not every photo.
+    """
     faceset = FaceSet(features={}, sources={})
-    pending: list[tuple[str, str, str, NDArray[np.uint8]]] = []  # person, path, digest, crop
+    pending: list[tuple[str, NDArray[np.uint8]]] = []  # digest, crop
+    computed: dict[str, NDArray[np.float32]] = {}
     found: dict[str, list[tuple[str, NDArray[np.float32] | None, str]]] = {}
+
+    def flush() -> None:
+        features = encode_crops(tower, [crop for _, crop in pending])
+        for (digest, _), feature in zip(pending, features, strict=True):
+            computed[digest] = feature
+            if cache:
+                cache.put(digest, feature)
+        pending.clear()
+
     for name, files in people.items():
         rows = found.setdefault(name, [])
         for path in files:
@@ -180,19 +193,14 @@ def extract_features(
             if not faces:
                 faceset.skipped.append(Skipped(str(path), "no face found"))
                 continue
-            crop = align_for_clip(image, faces[0].kps, align_margin)
             rows.append((str(path), None, digest))
-            pending.append((name, str(path), digest, crop))
-    if log and pending:
-        log(f"image tower: {len(pending)} new faces ({faceset.images} photos)")
-    computed: dict[str, NDArray[np.float32]] = {}
-    for start in range(0, len(pending), 32):
-        chunk = pending[start : start + 32]
-        features = encode_crops(tower, [crop for *_, crop in chunk])
-        for (_, _, digest, _), feature in zip(chunk, features, strict=True):
-            computed[digest] = feature
-            if cache:
-                cache.put(digest, feature)
+            pending.append((digest, align_for_clip(image, faces[0].kps, align_margin)))
+            if len(pending) == 32:
+                flush()
+    if pending:
+        flush()
+    if log:
+        log(f"image tower: {len(computed)} new faces ({faceset.images} photos)")
     for name, rows in found.items():
         vectors = [vec if vec is not None else computed[digest] for _, vec, digest in rows]
         if vectors:
