@@ -24,6 +24,9 @@ COMMAND_MODULES = [
     "kiosk.commands.enroll_cmd",
     "kiosk.commands.bench_live",
     "kiosk.commands.eval_cmd",
+    "kiosk.commands.train_cmd",
+    "kiosk.commands.recognize_cmd",
+    "kiosk.commands.bench_cmd",
 ]
 
 

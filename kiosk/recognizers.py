@@ -162,10 +162,20 @@ def recognizer_holder(config: KioskConfig) -> RecognizerHolder:
 
 
 def build_clip_recognizer(config: KioskConfig, bundle: Path) -> Recognizer:
-    """The finetuned CLIP recognizer from a bundle file. Wired to models/ when it lands."""
-    raise UserError(
-        f"[recognizer] kind = 'clip' ({bundle}) needs the CLIP bundle loader, which this "
-        "build does not include yet; use kind = 'gallery'"
+    """The finetuned CLIP recognizer from a bundle file (`kiosk train`), with the ONNX image
+    tower cached beside it; the reject threshold is the config's ``[clip] threshold``."""
+    from models.clip_classifier import ClipRecognizer
+
+    if not bundle.exists():
+        log.info("recognizer bundle %s does not exist yet: nobody is enrolled", bundle)
+        return NobodyEnrolled()
+    return ClipRecognizer.load(
+        bundle,
+        registry.resolve_model_dir(config.models.dir),
+        backend="onnx",
+        threshold=config.clip.threshold,
+        device=config.models.device,
+        threads=config.models.threads,
     )
 
 

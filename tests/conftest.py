@@ -45,6 +45,7 @@ def _isolated_dirs(
     monkeypatch.setenv("KIOSK_MODEL_DIR", str(SHARED / "models"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     monkeypatch.delenv("KIOSK_CONFIG", raising=False)
 
 

@@ -1,0 +1,213 @@
+"""CLIP recognizer core: text encoder shortcuts, finetuning, bundle, recognizer, ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.bundle import BundleError, load_bundle, save_bundle
+from models.clip_classifier import (
+    ClipRecognizer,
+    OnnxImageTower,
+    TorchImageTower,
+    build_clip,
+    encode_crops,
+    export_image_tower,
+    make_text_encoder,
+    prompt_length,
+    tokenize,
+)
+from models.finetune import (
+    FaceSet,
+    TrainSettings,
+    finetune_text_encoder,
+    make_bundle,
+    split_indices,
+)
+from models.names import InvalidName, validate_name
+
+TINY = "kiosk-tiny-rn"
+UNSAFE_NAMES = ["", "   ", "a/b", "a\\b", "..", "a..b", "bad\x01name", "zero\u200bwidth"]
+UNSAFE_NAMES += ["new\nline", ".hidden", "x" * 101]
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> str:
+    import open_clip
+
+    open_clip.add_model_config(Path(__file__).parent / "data" / f"{TINY}.json")
+    return TINY
+
+
+@pytest.mark.parametrize("name", ["José Ñúñez", "李小龍", "Anne-Marie O'Neil", "s1"])
+def test_valid_names_are_kept_as_display_names(name: str) -> None:
+    assert validate_name(f"  {name} ") == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    UNSAFE_NAMES,
+)
+def test_unsafe_names_are_rejected(name: str) -> None:
+    with pytest.raises(InvalidName):
+        validate_name(name)
+
+
+def test_split_is_deterministic_and_keeps_a_training_photo() -> None:
+    a = split_indices(10, 0.2, seed=3, name="s1")
+    b = split_indices(10, 0.2, seed=3, name="s1")
+    assert [list(x) for x in a] == [list(x) for x in b]
+    assert len(a[0]) == 8 and len(a[1]) == 2
+    assert sorted([*a[0], *a[1]]) == list(range(10))
+    train, test = split_indices(1, 0.2, seed=3, name="s1")
+    assert len(train) == 1 and len(test) == 0
+
+
+@pytest.mark.parametrize("model_name", [TINY, pytest.param("RN50", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("trainable_layers", [0, 1, 3])
+def test_truncated_context_equals_open_clip_encode_text(
+    tiny_config: str, model_name: str, trainable_layers: int
+) -> None:
+    import torch
+
+    model, _ = build_clip(model_name, "none", None, init_seed=1)
+    prompts = [f"This is the image of a person named {n}" for n in ("s1", "José Ñúñez", "李")]
+    tokens = tokenize(model_name, prompts)
+    context = prompt_length(tokens)
+    assert context < 77
+    encoder = make_text_encoder(model, context, trainable_layers)
+    with torch.no_grad():
+        ours = encoder(torch.from_numpy(tokens))
+        reference = model.encode_text(torch.from_numpy(tokens))
+    assert torch.allclose(ours, reference, atol=1e-5, rtol=1e-4)
+
+
+def _synthetic_faceset(people: int, per_person: int, dim: int, seed: int = 0) -> FaceSet:
+    """Well-separated features: a random direction per person plus a little noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(people, dim))
+    features = {
+        f"p{i}": (centres[i] + 0.05 * rng.normal(size=(per_person, dim))).astype(np.float32)
+        for i in range(people)
+    }
+    return FaceSet(features=features, sources={k: [] for k in features}, images=people * per_person)
+
+
+@pytest.mark.parametrize("max_classes", [64, 3])
+def test_training_on_separable_features_reaches_100_percent(
+    tiny_config: str, max_classes: int
+) -> None:
+    model, _ = build_clip(TINY, "none", None, init_seed=0)
+    settings = TrainSettings(
+        epochs=15,
+        learning_rate=1e-2,
+        weight_decay=0.01,
+        max_classes_per_step=max_classes,
+        trainable_layers=3,
+    )
+    result = finetune_text_encoder(model, TINY, _synthetic_faceset(6, 10, 32), settings)
+    assert result.metrics["train_accuracy"] == 1.0
+    assert result.metrics["test_accuracy"] == 1.0
+    assert result.text_embeddings.shape == (6, 32)
+    assert result.text_state  # the tuned weights travel with the bundle
+
+
+def _tiny_bundle(tmp_path: Path, detector: Any) -> Path:
+    model, identity = build_clip(TINY, "none", None, init_seed=0)
+    settings = TrainSettings(epochs=1, trainable_layers=1)
+    result = finetune_text_encoder(model, TINY, _synthetic_faceset(3, 5, 32), settings)
+    bundle = make_bundle(result, identity, settings, detector, 0.8, 0.0, {"images": 15})
+    return save_bundle(bundle, tmp_path / "people.bundle")
+
+
+def test_bundle_round_trip(tmp_path: Path, tiny_config: str, detector: Any) -> None:
+    path = _tiny_bundle(tmp_path, detector)
+    bundle = load_bundle(path)
+    assert bundle.people == ["p0", "p1", "p2"]
+    assert bundle.identity.pretrained == "none"
+    assert bundle.settings.threshold == 0.8
+    assert bundle.models["scrfd_2.5g"]["sha256"].startswith("041f73f4")
+    assert set(bundle.metrics) >= {"train_accuracy", "test_accuracy", "images"}
+    assert bundle.text_embeddings.shape == (3, 32) and bundle.feature_mean.shape == (32,)
+    assert bundle.text_state
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"not a bundle", b"PK\x03\x04 truncated zip"], ids=["empty", "text", "zip"]
+)
+def test_corrupt_bundle_gives_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.bundle"
+    path.write_bytes(content)
+    with pytest.raises(BundleError, match="not a recognizer bundle"):
+        load_bundle(path)
+
+
+def test_missing_and_foreign_bundles(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="does not exist"):
+        load_bundle(tmp_path / "nope.bundle")
+    other = tmp_path / "other.npz"
+    with other.open("wb") as stream:
+        np.savez(stream, x=np.zeros(3))
+    with pytest.raises(BundleError, match="not a recognizer bundle"):
+        load_bundle(other)
+
+
+def test_recognizer_torch_and_onnx_agree(
+    tmp_path: Path, tiny_config: str, detector: Any, shared: Any
+) -> None:
+    import cv2
+
+    path = _tiny_bundle(tmp_path, detector)
+    torch_rec = ClipRecognizer.load(path, None, backend="torch")
+    onnx_rec = ClipRecognizer.load(path, None, backend="onnx")
+    assert isinstance(torch_rec.tower, TorchImageTower)
+    assert isinstance(onnx_rec.tower, OnnxImageTower)
+    assert onnx_rec.tower.path.is_file()  # cached next to the bundle for the door side
+    image = cv2.imread(str(shared("faces", "portraits", "newton.png")))
+    face = detector.detect(image, mode="largest")[0]
+    crop = torch_rec.align(image, face)
+    assert crop.shape == (224, 224, 3)
+    a = encode_crops(torch_rec.tower, [crop, crop[:, ::-1].copy()])
+    b = encode_crops(onnx_rec.tower, [crop, crop[:, ::-1].copy()])
+    assert np.abs(a - b).max() < 1e-3 * max(1.0, float(np.abs(a).max()))
+    for rec in (torch_rec, onnx_rec):
+        (prediction,) = rec.predict([crop])
+        assert prediction.best in {"p0", "p1", "p2"}
+        assert 0.0 < prediction.confidence <= 1.0
+        assert prediction.name is None or prediction.confidence >= 0.8
+
+
+@pytest.mark.slow
+def test_rn50_onnx_tower_matches_torch(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    model, _ = build_clip("RN50", "none", None, init_seed=0)
+    crops = [rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(2)]
+    onnx = OnnxImageTower(export_image_tower(model.visual, tmp_path / "rn50.onnx"))
+    a = encode_crops(TorchImageTower(model.visual), crops)
+    b = encode_crops(onnx, crops)
+    print(
+        f"RN50 ONNX vs torch: max abs diff {np.abs(a - b).max():.3g}, max |feature| "
+        f"{np.abs(a).max():.3g}"
+    )  # the figure for the notes (pytest -s)
+    assert np.abs(a - b).max() <= 1e-3 * float(np.abs(a).max())
+
+
+def test_live_pipeline_builds_the_clip_recognizer_from_the_config(
+    tmp_path: Path, tiny_config: str, detector: Any
+) -> None:
+    from kiosk.config import ClipConfig, KioskConfig, RecognizerConfig
+    from kiosk.recognizers import NobodyEnrolled, recognizer_factory
+
+    path = _tiny_bundle(tmp_path, detector)
+    config = KioskConfig(
+        recognizer=RecognizerConfig(kind="clip", path=path), clip=ClipConfig(threshold=0.6)
+    )
+    recognizer = recognizer_factory(config)()
+    assert isinstance(recognizer, ClipRecognizer)
+    assert recognizer.people == ["p0", "p1", "p2"] and recognizer.threshold == 0.6
+    missing = KioskConfig(recognizer=RecognizerConfig(kind="clip", path=tmp_path / "none"))
+    assert isinstance(recognizer_factory(missing)(), NobodyEnrolled)
