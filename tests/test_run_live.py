@@ -235,7 +235,7 @@ def test_the_liveness_prompt_is_drawn_under_the_face(
     qtbot.addWidget(view)
     view.resize(800, 600)
     for prompt in ("", "Please turn your head slightly to one side"):
-        track = TrackView(1, box, "Unknown", 0.4, "pending", prompt)
+        track = TrackView(1, box, "Unknown", 0.4, "pending", prompt=prompt)
         view.set_result(FrameResult(0, frame, 0.0, (track,)))
         image = view.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
         rows = np.frombuffer(image.constBits(), np.uint8, image.bytesPerLine() * image.height())
