@@ -236,10 +236,11 @@ def train_clip_bundle(config: KioskConfig, gallery: Path, out: Path) -> Path:
         cache_root=cache,
     )
     save_bundle(bundle, out)
-    # the tower train_recognizer exported, where ClipRecognizer.load looks for it
-    shutil.copyfile(
-        cache / bundle.identity.key / "image_tower.onnx", onnx_tower_path(out, bundle.identity)
-    )
+    # The tower train_recognizer exported into its cache, put where ClipRecognizer.load
+    # looks for it; without it, load exports the tower again (the same file, slower).
+    exported = cache / bundle.identity.key / "image_tower.onnx"
+    if exported.is_file():
+        shutil.copyfile(exported, onnx_tower_path(out, bundle.identity))
     return out
 
 
