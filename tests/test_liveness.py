@@ -225,3 +225,24 @@ def test_bench_command_writes_json(
     assert video["frames"] == 20 and video["face_frames"] >= 15
     assert result["summary"]["tracks_judged"] == 1 and result["summary"]["tracks_refused"] == 0
     assert result["summary"]["checks"] < video["face_frames"]  # decided tracks are sampled
+
+
+def test_recognize_with_liveness_and_no_bundle(
+    shared: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kiosk recognize --liveness` names nobody without a bundle and refuses both attacks."""
+    assert main(["recognize", "--liveness", str(shared("antispoof"))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {Path(row["source"]).name: row for row in map(json.loads, lines)}
+    assert set(rows) == {"live_face.jpg", "spoof_printed_photo.jpg", "spoof_tablet_screen.jpg"}
+    assert all(row["name"] == "unknown" and row["confidence"] is None for row in rows.values())
+    assert rows["live_face.jpg"]["live"] is True and rows["live_face.jpg"]["liveness"] > 0.9
+    assert rows["spoof_printed_photo.jpg"]["live"] is False
+    assert rows["spoof_tablet_screen.jpg"]["live"] is False
+
+
+def test_recognize_needs_a_bundle_or_liveness(
+    shared: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["recognize", str(shared("antispoof"))]) == 2
+    assert "--bundle" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""`kiosk recognize --bundle B PATH`: one JSON line per face in an image, video or folder."""
+"""`kiosk recognize [--bundle B] [--liveness] PATH`: one JSON line per face in an image,
+video or folder. Without a bundle every face is named "unknown" (liveness alone)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from kiosk.config import load_config
 from kiosk.errors import UserError
+
+if TYPE_CHECKING:
+    from models.detector import Face
+    from models.recognizer import Prediction
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -22,7 +28,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "recognize", help="name the faces in an image, a video or a folder (JSON lines)"
     )
     parser.add_argument("path", type=Path, help="image, video file, or folder of images")
-    parser.add_argument("--bundle", type=Path, required=True, help="bundle from `kiosk train`")
+    parser.add_argument("--bundle", type=Path, default=None, help="bundle from `kiosk train`")
+    parser.add_argument(
+        "--liveness",
+        action="store_true",
+        help='add "live" and "liveness" (MiniFASNet, single frame) to each face',
+    )
     parser.add_argument(
         "--backend",
         choices=["onnx", "torch"],
@@ -75,22 +86,33 @@ def run(args: argparse.Namespace) -> int:
     from models import registry
     from models.clip_classifier import ClipRecognizer
     from models.detector import FaceDetector
-    from models.recognizer import recognize_image
+    from models.recognizer import UNKNOWN, recognize_image
 
     if not args.path.exists():
         raise UserError(f"{args.path} does not exist")
     if args.every < 1:
         raise UserError("--every must be at least 1")
+    if args.bundle is None and not args.liveness:
+        raise UserError("give --bundle (who is it) and/or --liveness (is it a live face)")
     config = load_config(args.config)
     model_dir = registry.resolve_model_dir(config.models.dir)
-    recognizer = ClipRecognizer.load(
-        args.bundle,
-        model_dir,
-        backend=args.backend,
-        threshold=args.threshold,
-        device=config.models.device,
-        threads=config.models.threads,
-    )
+    recognizer = None
+    if args.bundle is not None:
+        recognizer = ClipRecognizer.load(
+            args.bundle,
+            model_dir,
+            backend=args.backend,
+            threshold=args.threshold,
+            device=config.models.device,
+            threads=config.models.threads,
+        )
+    checker = None
+    if args.liveness:
+        from models.liveness import LivenessChecker
+
+        checker = LivenessChecker.from_dir(
+            model_dir, device=config.models.device, threads=config.models.threads
+        )
     detector = FaceDetector.from_name(
         args.detector or config.detector.name,
         model_dir,
@@ -108,13 +130,22 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             continue
-        for found in recognize_image(detector, recognizer, image):
-            line = {
+        named: list[tuple[Face, Prediction | None]]
+        if recognizer is not None:
+            named = [(f.face, f.prediction) for f in recognize_image(detector, recognizer, image)]
+        else:
+            named = [(face, None) for face in detector.detect(image)]
+        for face, prediction in named:
+            line: dict[str, object] = {
                 "source": source,
                 "frame": index,
-                "box": [round(float(v), 1) for v in found.face.box],
-                "name": found.prediction.label,
-                "confidence": round(found.prediction.confidence, 4),
+                "box": [round(float(v), 1) for v in face.box],
+                "name": prediction.label if prediction else UNKNOWN,
+                "confidence": round(prediction.confidence, 4) if prediction else None,
             }
+            if checker is not None:
+                score = checker.check(image, face)
+                line["live"] = score.is_live
+                line["liveness"] = round(score.live, 4)
             print(json.dumps(line, ensure_ascii=False), flush=True)
     return 1 if unreadable and args.path.is_file() else 0

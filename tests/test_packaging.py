@@ -1,0 +1,57 @@
+"""The door-side bundle builds with one command and runs headless without torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_door_bundle_builds_and_runs_without_torch(
+    tmp_path: Path, shared: Callable[..., Path], model_dir: Path
+) -> None:
+    venv = Path(sys.executable).parent.parent
+    build = subprocess.run(
+        ["bash", str(ROOT / "packaging" / "build.sh"), str(venv), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    bundle = tmp_path / "kiosk-door"
+    exe = bundle / "kiosk-door"
+    assert "kiosk 0.1.0" in build.stdout
+    internal = {p.name for p in (bundle / "_internal").iterdir()}
+    assert "torch" not in internal and "onnxruntime" in internal
+
+    env = {**os.environ, "KIOSK_MODEL_DIR": str(model_dir), "QT_QPA_PLATFORM": "offscreen"}
+    doctor = subprocess.run([exe, "doctor", "--json"], capture_output=True, text=True, env=env)
+    report = json.loads(doctor.stdout)
+    assert doctor.returncode == 0, doctor.stderr
+    assert report["checks"]["qt"]["pyside6"]
+    assert report["checks"]["onnxruntime"]["providers_in_use"][-1] == "CPUExecutionProvider"
+
+    # The self-test: real detection and liveness inside the bundle.
+    check = subprocess.run(
+        [exe, "recognize", "--liveness", str(shared("antispoof"))],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert check.returncode == 0, check.stderr
+    live = {
+        Path(row["source"]).name: row["live"] for row in map(json.loads, check.stdout.splitlines())
+    }
+    assert live == {
+        "live_face.jpg": True,
+        "spoof_printed_photo.jpg": False,
+        "spoof_tablet_screen.jpg": False,
+    }
