@@ -22,7 +22,6 @@ COMMAND_MODULES = [
     "kiosk.commands.liveness_cmd",
     "kiosk.commands.people_cmd",
     "kiosk.commands.enroll_cmd",
-    "kiosk.commands.bench_live",
     "kiosk.commands.eval_cmd",
     "kiosk.commands.train_cmd",
     "kiosk.commands.recognize_cmd",

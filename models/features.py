@@ -5,13 +5,15 @@ what embeds the faces:
 
 - ``path/to/model.onnx`` or a manifest name (``mobilefacenet_128d``): an ArcFace-style
   ONNX embedder (112x112, ArcFace template);
-- ``clip:MODEL:TAG``: an open_clip image tower, e.g. ``clip:RN50:openai``; weights come
-  from the model directory only (TAG ``none`` = untrained weights, seeded);
+- ``clip:MODEL:TAG``: an open_clip image tower, e.g. ``clip:RN50:openai``, built by
+  models/clip_classifier.py; weights come from the model directory only (TAG ``none`` =
+  untrained weights, seeded);
+- ``bundle:PATH``: a trained recognizer bundle (`kiosk train`): its image tower's
+  features centred with the bundle's mean and normalised;
 - ``face_recognition``: the face_recognition library's pipeline (dlib HOG detector,
   5-point landmarks, ResNet descriptor), from the optional extra.
 
-Other kinds (a trained recognizer bundle, for one) plug in with
-:func:`register_embedder_kind`.
+Other kinds plug in with :func:`register_embedder_kind`.
 """
 
 from __future__ import annotations
@@ -170,71 +172,59 @@ class OnnxFaceEmbedder(_DetectingEmbedder):
         return self._embedder.embed(crops)
 
 
-CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
-CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
-
-
 class ClipImageEmbedder(_DetectingEmbedder):
-    """An open_clip image tower; faces aligned to 224 with the ArcFace template."""
+    """An open_clip image tower (models/clip_classifier.py's ``build_clip``, its blob and
+    torch tower); faces aligned to 224 with the ArcFace template; features normalised."""
 
     def __init__(
         self, model_name: str, tag: str, model_dir: Path, detector: FaceDetector | None
     ) -> None:
-        # a missing weights file is reported before the slow torch import
-        weights = None if tag == "none" else clip_weights(model_name, tag, model_dir)
-        import open_clip
-        import torch
+        from models.clip_classifier import OPENAI_WEIGHTS, TorchImageTower, build_clip
 
+        if tag != "none" and (model_name, tag) != ("RN50", "openai"):
+            raise registry.ModelError(
+                f"no CLIP weights {model_name}:{tag}: the model directory holds "
+                "clip:RN50:openai (RN50.pt); clip:MODEL:none builds an untrained tower"
+            )
+        if tag == "openai":  # a missing weights file is reported before the slow torch import
+            registry.model_path(OPENAI_WEIGHTS, model_dir)
         super().__init__(detector, align_for_clip, CLIP_SIZE)
-        self._tag = tag
-        self._model_name = model_name
-        if weights is None:
-            torch.manual_seed(0)  # untrained but the same weights every run
-            model = open_clip.create_model(model_name, pretrained=None)
-        else:
-            if tag == "openai":
-                from open_clip.openai import load_openai_model
-
-                model = load_openai_model(str(weights), device="cpu")
-            else:
-                model = open_clip.create_model(model_name, pretrained=str(weights))
-        self._model = model.eval()
+        model, self._identity = build_clip(model_name, tag, model_dir)  # type: ignore[arg-type]
+        self._tower = TorchImageTower(model.visual)
 
     @property
     def key(self) -> str:
-        return f"clip:{self._model_name}:{self._tag}:{self.detector_key}"
+        i = self._identity
+        return f"clip:{i.model}:{i.pretrained}:{i.key}:{self.detector_key}"
 
     def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]:
-        import torch
+        from models.clip_classifier import encode_crops, normalise_rows
 
-        out = []
-        for start in range(0, len(crops), 32):
-            batch = np.stack(crops[start : start + 32])[..., ::-1].astype(np.float32) / 255.0
-            batch = (batch - CLIP_MEAN) / CLIP_STD
-            tensor = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
-            with torch.inference_mode():
-                out.append(self._model.encode_image(tensor).float().numpy())
-        if not out:
-            return np.zeros((0, 0), np.float32)
-        features = np.concatenate(out)
-        return (features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12)).astype(
-            np.float32
-        )
+        return normalise_rows(encode_crops(self._tower, crops, batch_size=32))
 
 
-def clip_weights(model_name: str, tag: str, model_dir: Path) -> Path:
-    """The weights file for open_clip ``model_name`` + ``tag``, from the model directory:
-    the manifest entry ``clip_<model>_<tag>`` (e.g. clip_rn50_openai)."""
-    name = f"clip_{model_name.lower().replace('-', '_').replace('/', '_')}_{tag.lower()}"
-    manifest = registry.load_manifest()
-    if name not in manifest:
-        known = sorted(n for n, m in manifest.items() if m.kind == "clip")
-        raise registry.ModelError(
-            f"no CLIP weights {model_name}:{tag} in the model manifest (looked for {name}); "
-            f"known: {', '.join(known) or 'none'}; add an entry to models/manifest.toml "
-            f"or use clip:{model_name}:none for an untrained tower"
-        )
-    return registry.model_path(name, model_dir)
+class BundleEmbedder(_DetectingEmbedder):
+    """A trained recognizer bundle's image tower (ONNX, cached beside the bundle): features
+    centred with the bundle's training mean and normalised, as the recognizer sees them;
+    faces aligned as the bundle was trained."""
+
+    def __init__(self, path: Path, model_dir: Path, detector: FaceDetector | None) -> None:
+        from models.clip_classifier import ClipRecognizer
+
+        self.recognizer = ClipRecognizer.load(path, model_dir, backend="onnx")
+        margin = self.recognizer.bundle.settings.align_margin
+        super().__init__(detector, lambda image, kps: align_for_clip(image, kps, margin), CLIP_SIZE)
+        self._digest = registry.sha256_file(path)[:16]
+
+    @property
+    def key(self) -> str:
+        return f"bundle:{self._digest}:{self.detector_key}"
+
+    def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]:
+        from models.clip_classifier import encode_crops, normalise_rows
+
+        features = encode_crops(self.recognizer.tower, crops, batch_size=32)
+        return normalise_rows(features - self.recognizer.bundle.feature_mean)
 
 
 class FaceRecognitionEmbedder:
@@ -328,11 +318,22 @@ def _clip_factory(rest: str, options: EmbedderOptions) -> EvalEmbedder:
     return ClipImageEmbedder(model_name, tag, options.model_dir, options.make_detector())
 
 
+def _bundle_factory(rest: str, options: EmbedderOptions) -> EvalEmbedder:
+    path = Path(rest).expanduser()
+    if not rest or not path.is_file():
+        raise registry.ModelError(
+            f"recognizer bundle {rest!r} does not exist: give bundle:PATH to a file made "
+            "by `kiosk train`"
+        )
+    return BundleEmbedder(path, options.model_dir, options.make_detector())
+
+
 def _face_recognition_factory(rest: str, options: EmbedderOptions) -> EvalEmbedder:
     return FaceRecognitionEmbedder(options.align)
 
 
 register_embedder_kind("clip", _clip_factory)
+register_embedder_kind("bundle", _bundle_factory)
 register_embedder_kind("face_recognition", _face_recognition_factory)
 
 

@@ -8,12 +8,14 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
 from kiosk.cli import main
+from models.bundle import load_bundle
 from models.evaluate import leave_one_out
 from models.features import EmbedderOptions, extract, list_images, load_embedder
 
@@ -223,3 +225,37 @@ def test_index_bench_writes_json_and_backends_agree(tmp_path: Path) -> None:
     assert result["numpy"]["seconds"] > 0
     if "faiss" in result:
         assert result["agree"] is True
+
+
+def test_bundle_embedder_is_the_bundles_centred_tower(
+    shared: Shared, tmp_path: Path, model_dir: Path, detector: Any
+) -> None:
+    """``bundle:PATH`` embeds as the recognizer sees faces: the bundle's ONNX tower,
+    centred with its training mean, normalised."""
+    import open_clip
+
+    from models.clip_classifier import encode_crops
+    from models.features import BundleEmbedder
+    from models.registry import ModelError
+    from tests.test_clip_core import TINY, _tiny_bundle
+
+    open_clip.add_model_config(Path(__file__).parent / "data" / f"{TINY}.json")
+    path = _tiny_bundle(tmp_path, detector)
+    embedder = load_embedder(f"bundle:{path}", EmbedderOptions(model_dir))
+    images = list_images(shared("faces", "face_recognition_examples"))[:3]
+    assert isinstance(embedder, BundleEmbedder)
+    features = extract(images, embedder)
+    assert features.found.all() and features.embeddings.shape == (3, 32)
+    assert np.allclose(np.linalg.norm(features.embeddings, axis=1), 1.0, atol=1e-5)
+    crops = [embedder.prepare(cv2.imread(str(image.path))) for image in images]
+    raw = encode_crops(embedder.recognizer.tower, [c for c in crops if c is not None])
+    centred = raw - load_bundle(path).feature_mean
+    expected = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    assert np.allclose(features.embeddings, expected, atol=1e-5)
+    assert (
+        embedder.key.startswith("bundle:")
+        and embedder.key
+        != load_embedder(f"bundle:{path}", EmbedderOptions(model_dir, align=False)).key
+    )
+    with pytest.raises(ModelError, match="does not exist"):
+        load_embedder(f"bundle:{tmp_path / 'nope.bundle'}", EmbedderOptions(model_dir))

@@ -213,7 +213,7 @@ def test_bench_command_writes_json(
     shared: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "bench.json"
-    args = ["liveness", "bench", "--json", str(out), "--max-frames", "20", "--repeats", "5"]
+    args = ["bench", "liveness", "--json", str(out), "--max-frames", "20", "--repeats", "5"]
     args += ["--antispoof", str(shared("antispoof"))]
     args += ["--videos", str(shared("videos", "solo_01.mp4"))]
     assert main(args) == 0

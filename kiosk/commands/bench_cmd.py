@@ -1,7 +1,10 @@
-"""`kiosk bench core --json PATH`: per-stage latency and training cost, as JSON.
+"""`kiosk bench core|live|liveness --json PATH`: the benchmarks, each writing JSON.
 
-Training runs each happen in a child process, so each run's peak memory (the child's
-``ru_maxrss``) is its own. Other helpers add further sub-verbs (``bench live``).
+- ``core``: per-stage latency and training cost of the CLIP recognizer (here). Training
+  runs each happen in a child process, so each run's peak memory (the child's
+  ``ru_maxrss``) is its own.
+- ``live``: the live pipeline's fps, latency and memory (kiosk/commands/bench_live.py).
+- ``liveness``: the anti-spoofing check's cost and refusals (kiosk/commands/liveness_cmd.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kiosk.commands import bench_live, liveness_cmd
+from kiosk.commands.bench_data import load_average, shared_folder
 from kiosk.config import load_config
 from kiosk.errors import UserError
 from kiosk.jsonfile import write_json_atomic
@@ -64,13 +69,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     one.add_argument("--max-photos", type=int, default=0)
     one.add_argument("--pretrained", choices=["openai", "none"], default=None)
     one.set_defaults(handler=run_train_one)
-
-
-def shared_dir(arg: Path | None) -> Path:
-    path = arg or Path(os.environ.get("KIOSK_SHARED", "../shared"))
-    if not (path / "faces").is_dir():
-        raise UserError(f"shared data folder {path} has no faces/ (set --shared or KIOSK_SHARED)")
-    return path
+    bench_live.register_verb(verbs)
+    liveness_cmd.register_bench_verb(verbs)
 
 
 def run_train_one(args: argparse.Namespace) -> int:
@@ -254,11 +254,11 @@ def stage_latency(
 
 
 def run_core(args: argparse.Namespace) -> int:
-    shared = shared_dir(args.shared)
+    shared = shared_folder("faces", args.shared).parent
     results: dict[str, Any] = {
         "threads": args.threads,
         "cpu_count": os.cpu_count(),
-        "load_average_start": list(os.getloadavg()),
+        "load_average_start": load_average(),
         "train": [],
     }
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as tmp:
@@ -274,7 +274,7 @@ def run_core(args: argparse.Namespace) -> int:
     results["train"] = [
         r for r in results["train"] if r["people"] in args.people or r["people"] == 10
     ]
-    results["load_average_end"] = list(os.getloadavg())
+    results["load_average_end"] = load_average()
     write_json_atomic(args.json, results)
     print(json.dumps({"stage_ms": results["stage_ms"], "train": results["train"]}, indent=2))
     return 0

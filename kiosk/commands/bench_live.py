@@ -1,4 +1,4 @@
-"""`kiosk bench-live --json PATH`: the live pipeline's speed, latency and memory.
+"""`kiosk bench live --json PATH`: the live pipeline's speed, latency and memory.
 
 Over the clips (default ``$KIOSK_SHARED/videos/solo_0*.mp4``), each person enrolled from
 three frames of their own clip's first two seconds:
@@ -8,21 +8,27 @@ three frames of their own clip's first two seconds:
   delivers it (frames inference cannot keep up with are dropped, never queued);
 
 for the product's default recognizer (MobileFaceNet gallery: the top-level ``fps``,
-``latency_*`` figures) and for the RN50 image tower in ONNX (``clip``). Latency is
+``latency_*`` figures) and for the CLIP recognizer (``clip``: models/clip_classifier.py's
+``ClipRecognizer`` with its ONNX image tower, over a bundle trained one epoch on the
+enrolled frames from an untrained tower, as no CLIP weights can be had here). Latency is
 frame captured -> result published. ``reference_fps`` is the face_recognition
 library's usual webcam loop (HOG detection, 128-d dlib encodings, compare_faces) on the
-same frames. RSS is sampled at the start and end, and over ``--soak-minutes`` of looping.
+same frames. RSS is sampled at the start, after the gallery's runs (the kiosk's own
+footprint), at the end (which includes training the CLIP bundle in this process), and
+over ``--soak-minutes`` of looping.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import importlib.resources
 import importlib.util
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import threading
@@ -35,25 +41,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from kiosk.config import KioskConfig, LiveConfig, load_config
+from kiosk.commands.bench_data import SHARED_ENV, load_average, shared_folder
+from kiosk.config import APP_NAME, KioskConfig, LiveConfig, load_config
 from kiosk.errors import UserError
+from kiosk.jsonfile import write_json_atomic
 from kiosk.recognizers import RecognizerFactory, recognizer_factory
 from kiosk.results import FrameResult
-from models.detector import Face
-from models.recognizer import Prediction, Recognizer, decide
+from models.recognizer import Recognizer
 
 if TYPE_CHECKING:
     from kiosk.pipeline import LivePipeline
 
 ENROLL_FRAMES = (0, 25, 50)  # frames of each clip enrolled in the gallery
-CLIP_STANDIN_PEOPLE = 8
 FR_TOLERANCE = 0.6  # face_recognition's default
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "bench-live", help="benchmark the live pipeline (fps, latency, memory) to JSON"
-    )
+def register_verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`kiosk bench live` (registered by kiosk/commands/bench_cmd.py)."""
+    parser = verbs.add_parser("live", help="the live pipeline's fps, latency and memory")
     parser.add_argument("--json", type=Path, required=True, help="where to write the results")
     parser.add_argument(
         "--videos",
@@ -66,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-frames", type=int, default=0, help="frames per clip and mode (0 = all)"
     )
     parser.add_argument("--no-reference", action="store_true", help="skip face_recognition")
-    parser.add_argument("--no-clip", action="store_true", help="skip the RN50 ONNX recognizer")
+    parser.add_argument("--no-clip", action="store_true", help="skip the CLIP recognizer")
     parser.add_argument(
         "--soak-minutes", type=float, default=0.0, help="loop a clip this long, sampling RSS"
     )
@@ -85,18 +90,11 @@ def rss_mb() -> float:
         return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # not on every system
-        return None
-
-
 def default_videos() -> list[Path]:
-    shared = Path(os.environ.get("KIOSK_SHARED", Path.cwd().parent / "shared"))
-    videos = sorted((shared / "videos").glob("solo_0*.mp4"))
+    folder = shared_folder("videos")
+    videos = sorted(folder.glob("solo_0*.mp4"))
     if not videos:
-        raise UserError(f"no clips at {shared}/videos/solo_0*.mp4; set KIOSK_SHARED or --videos")
+        raise UserError(f"no clips at {folder}/solo_0*.mp4; set {SHARED_ENV} or --videos")
     return videos
 
 
@@ -206,84 +204,44 @@ def measure(
     return out
 
 
-class Rn50ImageTowerStandIn:
-    """CLIP's compute without CLIP's weights: the untrained RN50 image tower in ONNX.
+def train_clip_bundle(config: KioskConfig, gallery: Path, out: Path) -> Path:
+    """A bundle over the enrolled frames for the configured CLIP model, untrained
+    (``pretrained none``: no CLIP weights on these machines) and finetuned one epoch: the
+    answers mean little, the cost per face is the real recognizer's. Features and the
+    ONNX tower are cached in the user's cache folder across runs."""
+    import platformdirs
 
-    No CLIP weights can be had on these machines, so names are scored against random
-    unit text embeddings (softmax at CLIP's logit scale, the 0.8 reject threshold).
-    The answers mean nothing; the cost per face is the real recognizer's.
-    """
+    from kiosk.commands.train_cmd import train_settings
+    from models import registry
+    from models.bundle import save_bundle
+    from models.clip_classifier import onnx_tower_path
+    from models.detector import FaceDetector
+    from models.finetune import scan_people, train_recognizer
 
-    def __init__(self, onnx_path: Path, people: int, threshold: float = 0.8) -> None:
-        from models.runtime import create_session
-
-        self._session = create_session(onnx_path)
-        self._input = self._session.get_inputs()[0].name
-        dim = int(self._session.get_outputs()[0].shape[-1])
-        text = np.random.default_rng(0).standard_normal((people, dim)).astype(np.float32)
-        self._text = text / np.linalg.norm(text, axis=1, keepdims=True)
-        self._people = [f"person_{i}" for i in range(people)]
-        self._threshold = threshold
-
-    @property
-    def people(self) -> Sequence[str]:
-        return self._people
-
-    @property
-    def threshold(self) -> float:
-        return self._threshold
-
-    @property
-    def providers(self) -> list[str]:
-        return list(self._session.get_providers())
-
-    def align(self, image: NDArray[np.uint8], face: Face) -> NDArray[np.uint8]:
-        from models.align import align_for_clip
-
-        return align_for_clip(image, face.kps)
-
-    def predict(self, crops: Sequence[NDArray[np.uint8]]) -> list[Prediction]:
-        mean = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
-        std = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
-        rgb = np.stack(crops)[..., ::-1].astype(np.float32) / 255.0
-        blob = np.ascontiguousarray(((rgb - mean) / std).transpose(0, 3, 1, 2))
-        features = self._session.run(None, {self._input: blob})[0]
-        features /= np.linalg.norm(features, axis=1, keepdims=True)
-        logits = 100.0 * features @ self._text.T
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        return [decide(row, self._people, self._threshold) for row in probs]
-
-
-def rn50_onnx(cache: Path) -> Path:
-    """Export open_clip's RN50 image tower (pretrained none) once; reuse it afterwards."""
-    path = cache / "rn50_untrained_visual.onnx"
-    if path.is_file():
-        return path
-    import open_clip
-    import torch
-
-    cache.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    model = open_clip.create_model("RN50", pretrained=None)
-    handle, tmp = tempfile.mkstemp(dir=cache, suffix=".onnx.tmp")
-    os.close(handle)
-    try:
-        with torch.no_grad():  # the TorchScript exporter: dynamo's needs onnxscript
-            torch.onnx.export(
-                model.visual.eval(),
-                (torch.zeros(1, 3, 224, 224),),
-                tmp,
-                input_names=["image"],
-                output_names=["features"],
-                dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    model_dir = registry.resolve_model_dir(config.models.dir)
+    detector = FaceDetector.from_name(
+        config.detector.name, model_dir, input_size=config.train.detector_input_size
+    )
+    people, _ = scan_people(gallery)
+    settings = dataclasses.replace(train_settings(config), epochs=1, min_images=2)
+    cache = Path(platformdirs.user_cache_dir(APP_NAME)) / "bench-live"
+    bundle, _ = train_recognizer(
+        people,
+        detector,
+        config.clip.model,
+        "none",
+        model_dir,
+        settings,
+        threshold=config.clip.threshold,
+        cache_root=cache,
+    )
+    save_bundle(bundle, out)
+    # The tower train_recognizer exported into its cache, put where ClipRecognizer.load
+    # looks for it; without it, load exports the tower again (the same file, slower).
+    exported = cache / bundle.identity.key / "image_tower.onnx"
+    if exported.is_file():
+        shutil.copyfile(exported, onnx_tower_path(out, bundle.identity))
+    return out
 
 
 def import_face_recognition() -> tuple[types.ModuleType | None, str]:
@@ -381,8 +339,6 @@ def soak(
 
 
 def run(args: argparse.Namespace) -> int:
-    import platformdirs
-
     rss_start = rss_mb()
     videos = [Path(v) for v in args.videos] if args.videos else default_videos()
     for video in videos:
@@ -418,18 +374,26 @@ def run(args: argparse.Namespace) -> int:
         report["camera_fps"] = report["gallery"]["camera"]["fps"]
         report["latency_p50_ms"] = report["gallery"]["camera"]["latency_p50_ms"]
         report["latency_p95_ms"] = report["gallery"]["camera"]["latency_p95_ms"]
+        # before the CLIP bundle is trained in this process (torch, RN50, the text tower)
+        report["rss_after_gallery_mb"] = round(rss_mb(), 1)
         if args.no_clip:
             report["clip"] = None
             report["clip_reason"] = "skipped (--no-clip)"
         else:
-            onnx = rn50_onnx(Path(platformdirs.user_cache_dir("clip-face-kiosk")))
-            report["clip"] = measure(
-                config,
-                lambda: Rn50ImageTowerStandIn(onnx, CLIP_STANDIN_PEOPLE, config.clip.threshold),
-                videos,
-                args.max_frames,
+            bundle = train_clip_bundle(config, gallery, Path(tmp) / "people.bundle")
+            clip_config = config.model_copy(
+                update={
+                    "recognizer": config.recognizer.model_copy(
+                        update={"kind": "clip", "path": bundle}
+                    )
+                }
             )
-            report["clip"]["recognizer"] = "untrained open_clip RN50 image tower, ONNX"
+            report["clip"] = measure(
+                clip_config, recognizer_factory(clip_config), videos, args.max_frames
+            )
+            report["clip"]["recognizer"] = (
+                f"ClipRecognizer, {config.clip.model} pretrained none (untrained), ONNX tower"
+            )
         if args.no_reference:
             report["reference_fps"] = None
             report["reference"] = {"reason": "skipped (--no-reference)"}
@@ -441,8 +405,7 @@ def run(args: argparse.Namespace) -> int:
     report["rss_end_mb"] = round(rss_mb(), 1)
     report["machine"]["load_average_at_end"] = load_average()
     report["goals"] = goals(report)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(args.json, report)
     print(json.dumps({k: report[k] for k in ("fps", "latency_p95_ms", "reference_fps")}))
     return 0
 

@@ -100,7 +100,7 @@ def _embedder_args(parser: argparse.ArgumentParser, many: bool, index: bool = Tr
         action="append" if many else "store",
         required=True,
         help="an .onnx file or manifest name (mobilefacenet_128d), clip:MODEL:TAG "
-        "(clip:RN50:openai, clip:RN50:none), or face_recognition"
+        "(clip:RN50:openai, clip:RN50:none), bundle:PATH (a trained bundle) or face_recognition"
         + (" (repeat to compare)" if many else ""),
     )
     parser.add_argument(

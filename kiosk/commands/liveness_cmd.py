@@ -1,10 +1,9 @@
-"""`kiosk liveness check IMAGE...` and `kiosk liveness bench --json PATH`."""
+"""`kiosk liveness check IMAGE...`, and the `kiosk bench liveness --json PATH` verb."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -12,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kiosk.commands.bench_data import SHARED_ENV, shared_folder
 from kiosk.config import KioskConfig, load_config
 from kiosk.errors import UserError
+from kiosk.jsonfile import write_json_atomic
 from models import registry
 
 if TYPE_CHECKING:
@@ -23,11 +24,9 @@ if TYPE_CHECKING:
     from models.detector import Face, FaceDetector
     from models.liveness import LivenessChecker
 
-SHARED_ENV = "KIOSK_SHARED"
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("liveness", help="anti-spoofing: check images, benchmark")
+    parser = subparsers.add_parser("liveness", help="anti-spoofing: check images")
     parser.add_argument("--model-dir", type=Path, default=None, help="override the model dir")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -38,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check_p.add_argument("--input-size", type=int, default=None, help="detector input size")
     check_p.set_defaults(handler=_check)
 
-    bench_p = verbs.add_parser("bench", help="cost per face and live people refused, as JSON")
+
+def register_bench_verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`kiosk bench liveness` (registered by kiosk/commands/bench_cmd.py)."""
+    bench_p = verbs.add_parser("liveness", help="liveness cost per face, attacks and live refused")
+    bench_p.add_argument("--model-dir", type=Path, default=None, help="override the model dir")
     bench_p.add_argument("--json", type=Path, required=True, help="write the results here")
     bench_p.add_argument(
         "--videos",
@@ -115,14 +118,6 @@ def _check(args: argparse.Namespace) -> int:
         for index, face in enumerate(faces):
             print(json.dumps(_face_row(path, index, face, checker, image)))
     return 0
-
-
-def _shared_dir(name: str) -> Path:
-    root = Path(os.environ.get(SHARED_ENV, "../shared"))
-    folder = root / name
-    if not folder.is_dir():
-        raise UserError(f"{folder} does not exist; pass the files explicitly or set ${SHARED_ENV}")
-    return folder
 
 
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -281,8 +276,8 @@ def _cost_ms(
 
 
 def _bench(args: argparse.Namespace) -> int:
-    antispoof = args.antispoof or _shared_dir("antispoof")
-    videos = args.videos if args.videos else sorted(_shared_dir("videos").glob("*.mp4"))
+    antispoof = args.antispoof or shared_folder("antispoof")
+    videos = args.videos if args.videos else sorted(shared_folder("videos").glob("*.mp4"))
     samples = {
         kind: antispoof / name
         for kind, name in (
@@ -352,10 +347,7 @@ def _bench(args: argparse.Namespace) -> int:
         "videos": video_rows,
         "summary": summary,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(args.json.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    os.replace(tmp, args.json)
+    write_json_atomic(args.json, result)
     costs = {f"{name}_ms": row["median"] for name, row in cost.items()}
     print(json.dumps({"json": str(args.json), **summary, **costs}))
     return 0
