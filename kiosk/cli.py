@@ -18,7 +18,6 @@ COMMAND_MODULES = [
     "kiosk.commands.trials_cmd",
     "kiosk.commands.run_cmd",
     "kiosk.commands.pin_cmd",
-    "kiosk.commands.ui_bench_cmd",
     "kiosk.commands.liveness_cmd",
     "kiosk.commands.people_cmd",
     "kiosk.commands.enroll_cmd",

@@ -1,5 +1,5 @@
 """Real video frames with real SCRFD boxes as `FrameResult`s, for what needs the window's
-input without the live pipeline: the window tests and `kiosk ui-bench`.
+input without the live pipeline: the window tests and `kiosk bench ui`.
 
 It recognizes nobody (it has no recognizer): the caller says which label and state the
 boxes carry, because the window only draws what it is given.

@@ -426,7 +426,7 @@ def test_ui_bench_writes_json(
 
     out = tmp_path / "bench" / "ui.json"
     video = shared("videos", "solo_01.mp4")
-    argv = ["ui-bench", "--video", str(video), "--frames", "2", "--repeats", "4"]
+    argv = ["bench", "ui", "--video", str(video), "--frames", "2", "--repeats", "4"]
     assert main([*argv, "--size", "640x360", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     (run,) = report["runs"]

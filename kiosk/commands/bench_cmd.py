@@ -1,10 +1,11 @@
-"""`kiosk bench core|live|liveness --json PATH`: the benchmarks, each writing JSON.
+"""`kiosk bench core|live|liveness|ui --json PATH`: the benchmarks, each writing JSON.
 
 - ``core``: per-stage latency and training cost of the CLIP recognizer (here). Training
   runs each happen in a child process, so each run's peak memory (the child's
   ``ru_maxrss``) is its own.
 - ``live``: the live pipeline's fps, latency and memory (kiosk/commands/bench_live.py).
 - ``liveness``: the anti-spoofing check's cost and refusals (kiosk/commands/liveness_cmd.py).
+- ``ui``: the window's drawing cost per frame (kiosk/commands/ui_bench_cmd.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kiosk.commands import bench_live, liveness_cmd
+from kiosk.commands import bench_live, liveness_cmd, ui_bench_cmd
 from kiosk.commands.bench_data import load_average, shared_folder
 from kiosk.config import load_config
 from kiosk.errors import UserError
@@ -71,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     one.set_defaults(handler=run_train_one)
     bench_live.register_verb(verbs)
     liveness_cmd.register_bench_verb(verbs)
+    ui_bench_cmd.register_verb(verbs)
 
 
 def run_train_one(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""`kiosk ui-bench`: the GUI thread's cost of drawing one result, as JSON."""
+"""`kiosk bench ui`: the GUI thread's cost of drawing one result, as JSON."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 
 from kiosk.config import load_config
 from kiosk.errors import UserError
+from kiosk.jsonfile import write_json_atomic
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "ui-bench", help="measure the window's drawing cost per frame (JSON)"
-    )
+def register_verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`kiosk bench ui` (registered by kiosk/commands/bench_cmd.py)."""
+    parser = verbs.add_parser("ui", help="the window's drawing cost per frame")
     parser.add_argument("--video", type=Path, required=True, help="video file to draw")
     parser.add_argument("--frames", type=int, default=50, help="frames read (default 50)")
     parser.add_argument("--repeats", type=int, default=300, help="draws timed (default 300)")
@@ -71,12 +71,8 @@ def _bench(args: argparse.Namespace) -> int:
         "cpu_count": os.cpu_count(),
         "runs": [measure_drawing(results, w, h, args.repeats) for w, h in sizes],
     }
-    text = json.dumps(report, indent=2)
-    print(text)
+    print(json.dumps(report, indent=2))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(text + "\n", encoding="utf-8")
-        tmp.replace(args.json)
+        write_json_atomic(args.json, report)
         print(f"kiosk: wrote {args.json}", file=sys.stderr)
     return 0

@@ -1,4 +1,4 @@
-"""How much of the GUI thread drawing one result costs (`kiosk ui-bench`).
+"""How much of the GUI thread drawing one result costs (`kiosk bench ui`).
 
 On a 2-core kiosk the GUI thread shares the CPU with inference, so every millisecond
 spent scaling and painting a frame is a millisecond the models do not get.
