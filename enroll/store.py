@@ -148,11 +148,10 @@ class AuditEntry:
 
 
 def default_store_dir() -> Path:
-    import platformdirs
 
-    from kiosk.config import APP_NAME
+    from kiosk.config import user_data_dir
 
-    return Path(platformdirs.user_data_dir(APP_NAME)) / "people"
+    return user_data_dir() / "people"
 
 
 def open_store(config: EnrollConfig) -> PeopleStore:

@@ -11,9 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import platformdirs
-
-from kiosk.config import APP_NAME, KioskConfig
+from kiosk.config import KioskConfig, user_data_dir
 from models import registry
 
 Severity = Literal["error", "warning"]
@@ -142,7 +140,7 @@ def _check_models(report: DoctorReport, config: KioskConfig, model_dir: Path) ->
 
 
 def _check_disk(report: DoctorReport) -> None:
-    data_dir = Path(platformdirs.user_data_dir(APP_NAME))
+    data_dir = user_data_dir()
     probe = data_dir
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

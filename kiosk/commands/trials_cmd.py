@@ -14,9 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
-
-from kiosk.config import APP_NAME, KioskConfig, load_config
+from kiosk.config import KioskConfig, load_config, user_data_dir
 from kiosk.errors import UserError
 
 if TYPE_CHECKING:
@@ -122,7 +120,7 @@ def _add_outputs(parser: argparse.ArgumentParser) -> None:
 def default_database(config: KioskConfig) -> Path:
     if config.trials.database is not None:
         return config.trials.database
-    return Path(platformdirs.user_data_dir(APP_NAME)) / "trials.sqlite"
+    return user_data_dir() / "trials.sqlite"
 
 
 def _write_outputs(
