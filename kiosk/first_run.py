@@ -32,9 +32,33 @@ def needed_models(config: KioskConfig) -> list[str]:
     names: list[str] = [config.detector.name]
     if config.recognizer.kind in ("store", "gallery"):
         names.append(GALLERY_EMBEDDER)
+    else:
+        names.extend(_clip_weights_needed(config))
     if config.liveness.enabled:
         names.extend(name for name, _ in LIVENESS_MODELS)
     return names
+
+
+def _clip_weights_needed(config: KioskConfig) -> list[str]:
+    """The CLIP weights, when a bundle's ONNX image tower must be rebuilt from them.
+
+    A bundle trained on this machine has its tower cached beside it and needs nothing; no
+    bundle yet means nobody is enrolled; an unreadable bundle is reported when it loads.
+    """
+    from kiosk.recognizers import recognizer_path
+    from models.bundle import BundleError, load_bundle
+    from models.clip_classifier import OPENAI_WEIGHTS, onnx_tower_path
+
+    path = recognizer_path(config)
+    if not path.is_file():
+        return []
+    try:
+        identity = load_bundle(path).identity
+    except BundleError:
+        return []
+    if identity.pretrained != "openai" or onnx_tower_path(path, identity).is_file():
+        return []
+    return [OPENAI_WEIGHTS]
 
 
 def missing_models(names: Sequence[str], model_dir: Path) -> list[str]:

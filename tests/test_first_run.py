@@ -150,3 +150,51 @@ def test_kiosk_run_without_models_says_what_and_how(
     err = capsys.readouterr().err
     assert "face_detection_yunet_2023mar.onnx" in err and "MIT" in err
     assert "kiosk models fetch yunet" in err
+
+
+def _clip_config(tmp_path: Path, pretrained: str) -> KioskConfig:
+    import numpy as np
+
+    from models.bundle import BundleSettings, RecognizerBundle, save_bundle
+    from models.clip_classifier import ClipIdentity
+
+    bundle_path = tmp_path / "people.bundle"
+    settings = BundleSettings(
+        "p {name}", 8, 1, 0.8, 0.0, "yunet", 320, 1, 1e-3, 0.0, 4, 4, 0, 0.2, True, True
+    )
+    identity = ClipIdentity("RN50", pretrained, 0, "", "x")  # type: ignore[arg-type]
+    save_bundle(
+        RecognizerBundle(
+            ["a", "b"],
+            np.zeros((2, 4), np.float32),
+            np.zeros(4, np.float32),
+            100.0,
+            identity,
+            settings,
+            {},
+            {},
+        ),
+        bundle_path,
+    )
+    return KioskConfig.model_validate(
+        {
+            "detector": {"name": "yunet"},
+            "liveness": {"enabled": False},
+            "recognizer": {"kind": "clip", "path": str(bundle_path)},
+        }
+    )
+
+
+def test_clip_weights_needed_only_to_rebuild_the_tower(tmp_path: Path) -> None:
+    from models.bundle import load_bundle
+    from models.clip_classifier import onnx_tower_path
+
+    config = _clip_config(tmp_path, "openai")
+    assert needed_models(config) == ["yunet", "clip_rn50_openai"]
+    path = config.recognizer.path
+    assert path is not None
+    onnx_tower_path(path, load_bundle(path).identity).write_bytes(b"cached tower")
+    assert needed_models(config) == ["yunet"]
+    assert needed_models(_clip_config(tmp_path / "none", "none")) == ["yunet"]
+    path.unlink()  # nobody enrolled yet
+    assert needed_models(config) == ["yunet"]
