@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -145,7 +144,7 @@ def ensure_models(
     command: str = "kiosk models fetch",
     stdin: TextIO | None = None,
     out: TextIO | None = None,
-    opener: Callable[[str], object] = urllib.request.urlopen,
+    opener: Callable[[str], object] = registry.open_url,
 ) -> list[str]:
     """Make sure every model in ``names`` is in ``model_dir``; returns the names fetched.
 
