@@ -40,7 +40,7 @@ class ModelsConfig(_Section):
 
 
 class DetectorConfig(_Section):
-    name: Literal["scrfd_10g", "scrfd_2.5g", "scrfd_0.5g"] = "scrfd_2.5g"
+    name: Literal["scrfd_10g", "scrfd_2.5g", "scrfd_0.5g", "yunet", "yunet_2026may"] = "scrfd_2.5g"
     input_size: int = Field(default=640, ge=128, le=1920, multiple_of=32)
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
 

@@ -50,6 +50,21 @@ def _check_python(report: DoctorReport) -> None:
     }
 
 
+def pyside_problem(pyside_version: str | None, python: tuple[int, int]) -> Problem | None:
+    """PySide6 6.12.0 on Python < 3.12 leaks references to None: a kiosk dies within minutes."""
+    if pyside_version is None or python >= (3, 12):
+        return None
+    release = tuple(int(part) for part in pyside_version.split(".")[:3] if part.isdigit())
+    if release != (6, 12, 0):
+        return None
+    return Problem(
+        "warning",
+        f"PySide6 6.12.0 on Python {python[0]}.{python[1]} leaks references to None and "
+        'crashes a long-running kiosk ("none_dealloc") within minutes',
+        'pip install "PySide6!=6.12.0" (or run on Python 3.12 or newer)',
+    )
+
+
 def _check_qt(report: DoctorReport) -> None:
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     platform_name = os.environ.get("QT_QPA_PLATFORM") or ("default" if display else None)
@@ -68,6 +83,9 @@ def _check_qt(report: DoctorReport) -> None:
         report.problems.append(
             Problem("error", "PySide6 is not installed", "bash packaging/install.sh")
         )
+    leak = pyside_problem(pyside_version, (sys.version_info.major, sys.version_info.minor))
+    if leak is not None:
+        report.problems.append(leak)
     if not display and sys.platform.startswith("linux") and platform_name is None:
         report.problems.append(
             Problem(

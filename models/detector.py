@@ -1,10 +1,15 @@
-"""SCRFD face detection (insightface over onnxruntime): boxes, scores, 5 keypoints."""
+"""Face detection: boxes, scores, 5 keypoints.
+
+SCRFD (insightface over onnxruntime; weights for non-commercial research only) or YuNet
+(OpenCV, MIT; see :mod:`models.yunet`), chosen by name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,7 +17,9 @@ from numpy.typing import NDArray
 from models import registry
 from models.runtime import create_session
 
-DETECTORS = ("scrfd_10g", "scrfd_2.5g", "scrfd_0.5g")
+SCRFD_DETECTORS = ("scrfd_10g", "scrfd_2.5g", "scrfd_0.5g")
+YUNET_DETECTORS = ("yunet", "yunet_2026may")
+DETECTORS = SCRFD_DETECTORS + YUNET_DETECTORS
 DEFAULT_DETECTOR = "scrfd_2.5g"
 
 
@@ -35,7 +42,7 @@ class Face:
 
 
 class FaceDetector:
-    """An SCRFD model bound to one onnxruntime session.
+    """An SCRFD model bound to one onnxruntime session, or a YuNet model (names ``yunet*``).
 
     ``input_size`` is the square the image is letterboxed into. A kiosk face is close to
     the camera and large, so 320 is both faster and better than 640 (large faces fall
@@ -52,17 +59,24 @@ class FaceDetector:
         device: str = "auto",
         threads: int = 0,
     ) -> None:
-        from insightface.model_zoo.scrfd import SCRFD
-
         if input_size % 32:
             raise ValueError(f"detector input size must be a multiple of 32, got {input_size}")
         self.name = name
         self.input_size = input_size
-        self._session = create_session(model_path, device=device, threads=threads)
-        self._scrfd = SCRFD(
-            model_file=str(model_path), session=self._session, static_shape_sessions=False
-        )
-        self._scrfd.prepare(0, input_size=(input_size, input_size), det_thresh=threshold)
+        if name in YUNET_DETECTORS:
+            from models.yunet import PROVIDER, YuNet
+
+            yunet = YuNet(model_path, input_size=input_size, threshold=threshold)
+            self._detect_raw: Callable[[NDArray[np.uint8]], tuple[Any, Any]] = yunet.detect
+            self._providers = [PROVIDER]
+            return
+        from insightface.model_zoo.scrfd import SCRFD
+
+        session = create_session(model_path, device=device, threads=threads)
+        scrfd = SCRFD(model_file=str(model_path), session=session, static_shape_sessions=False)
+        scrfd.prepare(0, input_size=(input_size, input_size), det_thresh=threshold)
+        self._detect_raw = scrfd.detect
+        self._providers = list(session.get_providers())
 
     @classmethod
     def from_name(cls, name: str, model_dir: Path, **kwargs: object) -> FaceDetector:
@@ -74,8 +88,8 @@ class FaceDetector:
 
     @property
     def providers(self) -> list[str]:
-        """The execution providers this session really runs on."""
-        return list(self._session.get_providers())
+        """The execution providers this detector really runs on."""
+        return list(self._providers)
 
     def detect(
         self, image: NDArray[np.uint8], mode: Literal["all", "largest"] = "all"
@@ -87,7 +101,7 @@ class FaceDetector:
             image = np.asarray(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), dtype=np.uint8)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected a BGR image of shape (H, W, 3), got {image.shape}")
-        dets, kpss = self._scrfd.detect(image)
+        dets, kpss = self._detect_raw(image)
         if kpss is None:
             raise registry.ModelError(f"detector {self.name} gives no keypoints")
         faces = [

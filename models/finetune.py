@@ -76,6 +76,30 @@ class TrainSettings:
     trainable_layers: int = 1
     train_logit_scale: bool = True
     subtract_null_prompt: bool = True
+    device: str = "auto"  # torch device for the finetuning: auto (CUDA when present), cpu, cuda
+
+
+def torch_device(requested: str, cuda_available: bool | None = None) -> str:
+    """The torch device to train on: ``auto`` takes CUDA when torch sees a GPU, else the CPU.
+
+    ``cuda`` without a usable GPU is an error rather than a silent fall back to the CPU.
+    """
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {requested!r}")
+    if requested == "cpu":
+        return "cpu"
+    if cuda_available is None:
+        import torch
+
+        cuda_available = bool(torch.cuda.is_available())
+    if cuda_available:
+        return "cuda"
+    if requested == "cuda":
+        raise ValueError(
+            '[models] device = "cuda" but torch sees no CUDA GPU (a CPU-only torch build, or '
+            'no NVIDIA driver); install a CUDA build of torch, or set device = "auto"'
+        )
+    return "cpu"
 
 
 @dataclass
@@ -244,10 +268,15 @@ def finetune_text_encoder(
     settings: TrainSettings,
     log: Log | None = None,
 ) -> TrainResult:
-    """Finetune the text tower of ``model`` (in place) on cached image features."""
+    """Finetune the text tower of ``model`` (in place) on cached image features.
+
+    Runs on ``settings.device`` (see :func:`torch_device`); the model is back on the CPU
+    when this returns.
+    """
     import torch
     import torch.nn.functional as F
 
+    device = torch_device(settings.device)
     people = sorted(faceset.features)
     if len(people) < 2:
         raise ValueError(f"at least 2 people with usable photos are needed, got {len(people)}")
@@ -271,8 +300,8 @@ def finetune_text_encoder(
     tokens_np = tokenize(model_name, [p.strip() for p in prompts])
     null = len(people)
     context = prompt_length(tokens_np)
-    encoder = make_text_encoder(model, context, settings.trainable_layers)
-    tokens = torch.from_numpy(tokens_np[:, :context])
+    encoder = make_text_encoder(model, context, settings.trainable_layers).to(device)
+    tokens = torch.from_numpy(tokens_np[:, :context]).to(device)
     eot = tokens.argmax(dim=-1)
     chunk = max(settings.max_classes_per_step, 64)
     prefix = torch.cat([encoder.prefix(tokens[i : i + chunk]) for i in range(0, null + 1, chunk)])
@@ -280,20 +309,20 @@ def finetune_text_encoder(
     def class_embeddings(classes: torch.Tensor) -> torch.Tensor:
         if not settings.subtract_null_prompt:
             return encoder.head(prefix[classes], eot[classes])
-        rows = torch.cat([classes, torch.tensor([null])])
+        rows = torch.cat([classes, torch.tensor([null], device=classes.device)])
         text = encoder.head(prefix[rows], eot[rows])
         return text[:-1] - text[-1:]
 
     def embed_all() -> NDArray[np.float32]:
         with torch.no_grad():
             parts = [
-                class_embeddings(torch.arange(i, min(i + chunk, null)))
+                class_embeddings(torch.arange(i, min(i + chunk, null), device=device))
                 for i in range(0, null, chunk)
             ]
-        return np.asarray(torch.cat(parts).numpy(), dtype=np.float32)
+        return np.asarray(torch.cat(parts).cpu().numpy(), dtype=np.float32)
 
     before = embed_all()
-    log_scale = torch.nn.Parameter(model.logit_scale.detach().clone().reshape(()))
+    log_scale = torch.nn.Parameter(model.logit_scale.detach().clone().reshape(()).to(device))
     params = [p for p in encoder.parameters() if p.requires_grad]
     if settings.train_logit_scale:
         params.append(log_scale)
@@ -304,7 +333,8 @@ def finetune_text_encoder(
         params, lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    # Sampling stays on the CPU (the seeded generator); features and text go to the device.
+    xt, yt = torch.from_numpy(x_train).to(device), torch.from_numpy(y_train)
     n_people = len(people)
     started = time.perf_counter()
     encoder.train()
@@ -325,9 +355,10 @@ def finetune_text_encoder(
                 classes = torch.arange(n_people)
             remap = torch.full((n_people,), -1, dtype=torch.long)
             remap[classes] = torch.arange(len(classes))
-            text = F.normalize(class_embeddings(classes), dim=-1)
-            logits = log_scale.clamp(max=np.log(100.0)).exp() * xt[batch] @ text.T
-            loss = F.cross_entropy(logits, remap[yt[batch]], reduction="mean")
+            text = F.normalize(class_embeddings(classes.to(device)), dim=-1)
+            logits = log_scale.clamp(max=np.log(100.0)).exp() * xt[batch.to(device)] @ text.T
+            target = remap[yt[batch]].to(device)
+            loss = F.cross_entropy(logits, target, reduction="mean")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -340,6 +371,7 @@ def finetune_text_encoder(
             )
     encoder.eval()
     after = embed_all()
+    encoder.to("cpu")
     trainable = {
         name: np.asarray(p.detach().numpy(), dtype=np.float32)
         for name, p in encoder.named_parameters()
@@ -355,12 +387,13 @@ def finetune_text_encoder(
         "steps": total_steps,
         "chance": 1.0 / n_people,
         "finetune_seconds": round(time.perf_counter() - started, 2),
+        "device": device,
     }
     return TrainResult(
         people=people,
         text_embeddings=after,
         feature_mean=mean,
-        logit_scale=float(log_scale.detach().clamp(max=np.log(100.0)).exp()),
+        logit_scale=float(log_scale.detach().cpu().clamp(max=np.log(100.0)).exp()),
         text_state=trainable,
         metrics=metrics,
         context_length=context,
@@ -492,6 +525,7 @@ def train_recognizer(
         "seconds": round(seconds, 2),
         "feature_seconds": round(feature_seconds, 2),
         "finetune_seconds": result.metrics["finetune_seconds"],
+        "device": result.metrics["device"],
         "pretrained": pretrained,
     }
     extra = {k: report[k] for k in ("images", "usable_images", "skipped", "seconds")}

@@ -139,6 +139,12 @@ def verify_all(model_dir: Path, names: list[str] | None = None) -> Iterator[Veri
 
 
 ProgressCallback = Callable[[int, int | None], None]
+CONNECT_TIMEOUT_S = 30.0
+
+
+def open_url(url: str) -> object:
+    """``urlopen`` with a timeout: a network that drops packets fails in 30 s, not never."""
+    return urllib.request.urlopen(url, timeout=CONNECT_TIMEOUT_S)
 
 
 def fetch(
@@ -146,7 +152,7 @@ def fetch(
     model_dir: Path,
     *,
     progress: ProgressCallback | None = None,
-    opener: Callable[[str], object] = urllib.request.urlopen,
+    opener: Callable[[str], object] = open_url,
 ) -> Path:
     """Download model ``name`` into ``model_dir``, check its sha256, write it atomically.
 

@@ -42,3 +42,25 @@ def test_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert "unknown key 'detector.colour'" in err
     assert "detector.input_size" in err
+
+
+@pytest.mark.parametrize(
+    ("pyside", "python", "flagged"),
+    [
+        ("6.12.0", (3, 11), True),
+        ("6.12.0", (3, 10), True),
+        ("6.12.0", (3, 12), False),
+        ("6.11.3", (3, 11), False),
+        ("6.12.1", (3, 11), False),
+        (None, (3, 11), False),
+    ],
+)
+def test_pyside_612_on_old_python_is_flagged(
+    pyside: str | None, python: tuple[int, int], flagged: bool
+) -> None:
+    from kiosk.doctor import pyside_problem
+
+    problem = pyside_problem(pyside, python)
+    assert (problem is not None) == flagged
+    if problem is not None:
+        assert problem.severity == "warning" and 'pip install "PySide6!=6.12.0"' in problem.fix

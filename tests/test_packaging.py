@@ -39,19 +39,19 @@ def test_door_bundle_builds_and_runs_without_torch(
     assert report["checks"]["qt"]["pyside6"]
     assert report["checks"]["onnxruntime"]["providers_in_use"][-1] == "CPUExecutionProvider"
 
-    # The self-test: real detection and liveness inside the bundle.
-    check = subprocess.run(
-        [exe, "recognize", "--liveness", str(shared("antispoof"))],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert check.returncode == 0, check.stderr
-    live = {
-        Path(row["source"]).name: row["live"] for row in map(json.loads, check.stdout.splitlines())
-    }
-    assert live == {
-        "live_face.jpg": True,
-        "spoof_printed_photo.jpg": False,
-        "spoof_tablet_screen.jpg": False,
-    }
+    # The self-test: real detection (SCRFD, and the MIT YuNet) and liveness in the bundle.
+    for detector in ("scrfd_2.5g", "yunet_2026may"):
+        check = subprocess.run(
+            [exe, "recognize", "--detector", detector, "--liveness", str(shared("antispoof"))],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert check.returncode == 0, check.stderr
+        rows = map(json.loads, check.stdout.splitlines())
+        live = {Path(row["source"]).name: row["live"] for row in rows}
+        assert live == {
+            "live_face.jpg": True,
+            "spoof_printed_photo.jpg": False,
+            "spoof_tablet_screen.jpg": False,
+        }, detector

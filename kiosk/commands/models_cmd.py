@@ -19,7 +19,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     list_p.add_argument("--json", action="store_true", help="print JSON")
     list_p.set_defaults(handler=_list)
     fetch_p = verbs.add_parser("fetch", help="download model files (the only command that does)")
-    fetch_p.add_argument("names", nargs="*", help="models to fetch (default: all downloadable)")
+    fetch_p.add_argument(
+        "names",
+        nargs="*",
+        help="models to fetch (default: the missing ones this configuration needs, after asking)",
+    )
+    fetch_p.add_argument(
+        "--all", action="store_true", help="with no names: every model that has an address"
+    )
+    fetch_p.add_argument("--yes", action="store_true", help="download without asking")
     fetch_p.set_defaults(handler=_fetch)
     verify_p = verbs.add_parser("verify", help="check every present file's sha256")
     verify_p.add_argument("names", nargs="*", help="models to verify (default: all)")
@@ -60,29 +68,31 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(name: str) -> registry.ProgressCallback:
-    def report(done: int, total: int | None) -> None:
-        if total:
-            print(f"\r{name}: {done / 1e6:.1f} / {total / 1e6:.1f} MB", end="", file=sys.stderr)
-        else:
-            print(f"\r{name}: {done / 1e6:.1f} MB", end="", file=sys.stderr)
-
-    return report
-
-
 def _fetch(args: argparse.Namespace) -> int:
+    from kiosk.first_run import ProgressBar, ensure_models, needed_models
+
     model_dir = _model_dir(args)
-    manifest = registry.load_manifest()
-    names = args.names or [name for name, model in sorted(manifest.items()) if model.url]
+    if not args.names:
+        if args.all:
+            manifest = registry.load_manifest()
+            wanted = [name for name, model in sorted(manifest.items()) if model.url]
+        else:
+            wanted = needed_models(load_config(args.config))
+        fetched = ensure_models(
+            wanted, model_dir, assume_yes=args.yes, command="kiosk models fetch"
+        )
+        print(f"{len(fetched)} file(s) fetched; all needed files are in {model_dir}")
+        return 0
     failed = 0
-    for name in names:
+    for name in args.names:
+        bar = ProgressBar(name, sys.stderr)
         try:
-            path = registry.fetch(name, model_dir, progress=_progress(name))
+            path = registry.fetch(name, model_dir, progress=bar)
         except registry.ModelError as error:
-            print(f"\n{name}: FAILED: {error}", file=sys.stderr)
+            bar.finish(f"FAILED: {error}")
             failed += 1
         else:
-            print(f"\n{name}: ok {path}", file=sys.stderr)
+            bar.finish(f"ok {path}")
     return 1 if failed else 0
 
 

@@ -117,6 +117,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="a normal window for setup instead of the locked full-screen kiosk",
     )
+    parser.add_argument(
+        "--yes", action="store_true", help="download missing model files without asking"
+    )
     # Also accepted after `run`; SUPPRESS keeps `kiosk --config X run` working.
     parser.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config")
     parser.set_defaults(handler=_run)
@@ -133,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
             from kiosk.ui.main_window import NO_PIN_MESSAGE
 
             raise UserError(NO_PIN_MESSAGE)
+        _first_run(config, assume_yes=args.yes)
         app = application()
         pipeline = start_pipeline(config, args.source)
     except (UserError, ModelError) as error:
@@ -171,6 +175,19 @@ def _run(args: argparse.Namespace) -> int:
     if isinstance(failed, UserError | ModelError):
         raise failed
     return code
+
+
+def _first_run(config: KioskConfig, *, assume_yes: bool) -> None:
+    """Missing model files: say what will be downloaded, ask, fetch, before any window."""
+    from kiosk.first_run import ensure_models, needed_models
+    from models.registry import resolve_model_dir
+
+    ensure_models(
+        needed_models(config),
+        resolve_model_dir(config.models.dir),
+        assume_yes=assume_yes,
+        command="kiosk run",
+    )
 
 
 def show_error_dialog(message: str) -> None:

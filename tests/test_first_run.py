@@ -1,0 +1,200 @@
+"""First run: what is missing, asking, fetching with a progress bar, offline (no network)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from kiosk.cli import main
+from kiosk.config import KioskConfig
+from kiosk.errors import UserError
+from kiosk.first_run import ensure_models, needed_models
+from models import registry
+
+NAME = "scrfd_0.5g"
+
+
+class _Response(io.BytesIO):
+    headers: ClassVar[dict[str, str]] = {}
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(scope="module")
+def archive(model_dir: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("buffalo_sc/det_500m.onnx", (model_dir / "scrfd_500m_bnkps.onnx").read_bytes())
+    return buffer.getvalue()
+
+
+def _opener(payload: bytes, calls: list[str]) -> Callable[[str], _Response]:
+    def open_url(url: str) -> _Response:
+        calls.append(url)
+        response = _Response(payload)
+        response.headers = {"Content-Length": str(len(payload))}
+        return response
+
+    return open_url
+
+
+def test_needed_models_follow_the_config() -> None:
+    default = KioskConfig()
+    assert needed_models(default) == [
+        "scrfd_2.5g",
+        "mobilefacenet_128d",
+        "minifasnet_v2",
+        "minifasnet_v1se",
+    ]
+    lean = KioskConfig.model_validate(
+        {
+            "detector": {"name": "yunet"},
+            "recognizer": {"kind": "clip"},
+            "liveness": {"enabled": False},
+        }
+    )
+    assert needed_models(lean) == ["yunet"]
+
+
+def test_nothing_missing_asks_nothing(model_dir: Path) -> None:
+    out = io.StringIO()
+    assert ensure_models([NAME], model_dir, stdin=io.StringIO(), out=out) == []
+    assert out.getvalue() == ""
+
+
+def test_yes_fetches_with_a_progress_bar(tmp_path: Path, archive: bytes) -> None:
+    out, calls = io.StringIO(), []  # type: ignore[var-annotated]
+    fetched = ensure_models(
+        [NAME],
+        tmp_path,
+        assume_yes=True,
+        stdin=io.StringIO(),
+        out=out,
+        opener=_opener(archive, calls),
+    )
+    assert fetched == [NAME]
+    assert registry.model_path(NAME, tmp_path).is_file()
+    text = out.getvalue()
+    assert "2.5 MB" in text and "non-commercial research only" in text  # size, licence
+    assert "yunet" in text  # the permissive alternative is named
+    assert "100%" in text and "#" * 30 in text and f"{NAME}: ok" in text
+
+
+def test_terminal_asks_and_no_means_nothing_downloaded(tmp_path: Path, archive: bytes) -> None:
+    calls: list[str] = []
+    out = io.StringIO()
+    with pytest.raises(UserError, match=f"kiosk models fetch {NAME}"):
+        ensure_models(
+            [NAME], tmp_path, stdin=_Terminal("n\n"), out=out, opener=_opener(archive, calls)
+        )
+    assert "[y/N]" in out.getvalue() and not calls and not list(tmp_path.iterdir())
+    assert ensure_models(
+        [NAME], tmp_path, stdin=_Terminal("y\n"), out=out, opener=_opener(archive, calls)
+    ) == [NAME]
+
+
+def test_no_terminal_downloads_nothing_and_gives_the_command(
+    tmp_path: Path, archive: bytes
+) -> None:
+    calls: list[str] = []
+    with pytest.raises(UserError) as info:
+        ensure_models(
+            [NAME],
+            tmp_path,
+            command="kiosk run",
+            stdin=io.StringIO(),
+            out=io.StringIO(),
+            opener=_opener(archive, calls),
+        )
+    assert f"kiosk models fetch {NAME}" in str(info.value) and "kiosk run --yes" in str(info.value)
+    assert not calls
+
+
+def test_offline_names_the_folder_and_each_sha256(tmp_path: Path) -> None:
+    def offline(url: str) -> _Response:
+        raise OSError("network is unreachable")
+
+    out = io.StringIO()
+    names = [NAME, "mobilefacenet_128d"]  # the second has no address at all
+    with pytest.raises(UserError) as info:
+        ensure_models(
+            names, tmp_path, assume_yes=True, stdin=io.StringIO(), out=out, opener=offline
+        )
+    message = str(info.value)
+    assert str(tmp_path) in message
+    for name in names:
+        model = registry.spec(name)
+        assert model.file in message and model.sha256 in message
+    assert "FAILED" in out.getvalue()
+    assert not list(tmp_path.iterdir())
+
+
+def test_kiosk_run_without_models_says_what_and_how(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for var in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KIOSK_MODEL_DIR", str(tmp_path))
+    monkeypatch.setattr("sys.stdin", io.StringIO())
+    config = tmp_path / "kiosk.toml"
+    config.write_text('[detector]\nname = "yunet"\n[liveness]\nenabled = false\n')
+    assert main(["run", "--windowed", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "face_detection_yunet_2023mar.onnx" in err and "MIT" in err
+    assert "kiosk models fetch yunet" in err
+
+
+def _clip_config(tmp_path: Path, pretrained: str) -> KioskConfig:
+    import numpy as np
+
+    from models.bundle import BundleSettings, RecognizerBundle, save_bundle
+    from models.clip_classifier import ClipIdentity
+
+    bundle_path = tmp_path / "people.bundle"
+    settings = BundleSettings(
+        "p {name}", 8, 1, 0.8, 0.0, "yunet", 320, 1, 1e-3, 0.0, 4, 4, 0, 0.2, True, True
+    )
+    identity = ClipIdentity("RN50", pretrained, 0, "", "x")  # type: ignore[arg-type]
+    save_bundle(
+        RecognizerBundle(
+            ["a", "b"],
+            np.zeros((2, 4), np.float32),
+            np.zeros(4, np.float32),
+            100.0,
+            identity,
+            settings,
+            {},
+            {},
+        ),
+        bundle_path,
+    )
+    return KioskConfig.model_validate(
+        {
+            "detector": {"name": "yunet"},
+            "liveness": {"enabled": False},
+            "recognizer": {"kind": "clip", "path": str(bundle_path)},
+        }
+    )
+
+
+def test_clip_weights_needed_only_to_rebuild_the_tower(tmp_path: Path) -> None:
+    from models.bundle import load_bundle
+    from models.clip_classifier import onnx_tower_path
+
+    config = _clip_config(tmp_path, "openai")
+    assert needed_models(config) == ["yunet", "clip_rn50_openai"]
+    path = config.recognizer.path
+    assert path is not None
+    onnx_tower_path(path, load_bundle(path).identity).write_bytes(b"cached tower")
+    assert needed_models(config) == ["yunet"]
+    assert needed_models(_clip_config(tmp_path / "none", "none")) == ["yunet"]
+    path.unlink()  # nobody enrolled yet
+    assert needed_models(config) == ["yunet"]
