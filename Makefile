@@ -14,8 +14,10 @@ install: $(VENV)/.kiosk-installed
 # The main job: the project's deployment benchmark. Enroll six people from the first
 # second of their clips, run five-second trials on the rest and on strangers, and write
 # TP/FP/TN/FN, accuracy, FPR and FNR (out/simulation.json) and a report with plots.
+# The models come from $KIOSK_MODEL_DIR, else the shared folder's models/.
 demo: install
 	mkdir -p out
+	KIOSK_MODEL_DIR="$${KIOSK_MODEL_DIR:-$(KIOSK_SHARED)/models}" \
 	$(VENV)/bin/kiosk trials simulate --leave-one-out --json out/simulation.json \
 		--report out/simulation.html
 
