@@ -6,11 +6,16 @@ skipping it.
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+# Qt tests run offscreen (pytest-qt makes the QApplication after conftest is read); the
+# tests of a real window start their own processes under Xvfb.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KIOSK_SHARED", ROOT.parent / "shared"))
@@ -24,6 +29,23 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _collect_on_main_thread() -> Iterator[None]:
+    """As in the product (kiosk/ui/gc_thread.py): no collection on a worker thread, where
+    it could destroy a previous test's Qt objects and crash."""
+    gc.disable()
+    yield
+    gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def _collect_after_test() -> Iterator[None]:
+    from kiosk.ui.gc_thread import collect_due
+
+    yield
+    collect_due()
 
 
 @pytest.fixture(scope="session")

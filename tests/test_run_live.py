@@ -5,7 +5,6 @@ and a window closed during loading leaves nothing running."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -13,9 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before pytest-qt makes the QApplication
-
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QApplication

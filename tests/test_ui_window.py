@@ -3,16 +3,12 @@ with real SCRFD boxes (kiosk/detection_replay.py stands in for the live pipeline
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before pytest-qt makes the QApplication
-
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QKeySequence
 from PySide6.QtWidgets import QApplication, QMessageBox

@@ -9,9 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,16 +56,15 @@ def _enroll(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     started = time.monotonic()
 
-    from PySide6.QtWidgets import QApplication
-
     from enroll.store import open_store
     from enroll.wizard import EnrollWizard
+    from kiosk.ui import application
     from kiosk.ui.enrollment import frame_reader
     from models.detector import FaceDetector
     from models.embedder import ArcFaceEmbedder
     from models.registry import model_path, resolve_model_dir
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = application()
     model_dir = resolve_model_dir(config.models.dir)
     # 320: an enrolling volunteer is close to the camera, and 320 is 3x faster than 640.
     detector = FaceDetector.from_name(

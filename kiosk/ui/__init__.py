@@ -2,7 +2,8 @@
 and submodules, so importing ``kiosk.ui`` stays cheap).
 
 `application()` is the one way the product makes its QApplication: it first undoes what
-``import cv2`` does to Qt's environment (below) and checks there is a screen.
+``import cv2`` does to Qt's environment (below) and checks there is a screen, and it
+moves Python's garbage collection onto the GUI thread (gc_thread.py).
 
 PySide6 6.12.0 is excluded in pyproject.toml: on Python 3.11 its wrappers of void C++
 methods return None without a reference, and a kiosk polling at 66 Hz aborted within a
@@ -78,7 +79,10 @@ def application() -> QApplication:
             "no screen to open the kiosk window on: set DISPLAY (X11) or WAYLAND_DISPLAY, "
             "or QT_QPA_PLATFORM=offscreen to run without one"
         )
+    from kiosk.ui.gc_thread import GuiThreadCollector
+
     app = QApplication([sys.argv[0] if sys.argv else "kiosk"])
     app.setApplicationName("clip-face-kiosk")
     app.setApplicationDisplayName("Face kiosk")
+    GuiThreadCollector(app)  # before any worker thread starts; see gc_thread.py
     return app
