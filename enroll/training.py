@@ -1,7 +1,8 @@
-"""Turn the store into a recognizer. For now: the MobileFaceNet embedding gallery.
+"""Turn the store into a recognizer: the embedding gallery, of MobileFaceNet or of CLIP's
+image tower (``[recognizer] embedder``).
 
-Embeddings are cached in the store (encrypted with it), so a rebuild after enrolling one
-more person only embeds that person's photos.
+Embeddings are cached in the store (encrypted with it) under the embedder's key, so a
+rebuild after enrolling one more person only embeds that person's photos.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from numpy.typing import NDArray
 
 from enroll.store import PeopleStore
 from models.align import ARCFACE_SIZE
-from models.embedder import ArcFaceEmbedder
+from models.embedder import FaceEmbedder
 from models.gallery import EmbeddingGallery
 
-GALLERY_MODEL = "mobilefacenet_128d"
 ProgressCallback = Callable[[int, int], None]  # (people done, people in all)
 
 
@@ -26,25 +26,26 @@ class TrainingCancelled(Exception):
     """The operator cancelled the rebuild; the previous recognizer stays in use."""
 
 
-def arcface_crop(crop: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """A stored 224 crop (ArcFace template) at the embedder's 112 input size."""
-    small = cv2.resize(crop, (ARCFACE_SIZE, ARCFACE_SIZE), interpolation=cv2.INTER_AREA)
+def crop_at(crop: NDArray[np.uint8], size: int = ARCFACE_SIZE) -> NDArray[np.uint8]:
+    """A stored 224 crop (ArcFace template) at an embedder's input size (ArcFace's 112)."""
+    if crop.shape[0] == size:
+        return crop
+    small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
     return np.asarray(small, dtype=np.uint8)
 
 
 def rebuild_gallery(
     store: PeopleStore,
-    embedder: ArcFaceEmbedder,
+    embedder: FaceEmbedder,
     *,
     threshold: float = 0.5,
-    model: str = GALLERY_MODEL,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> EmbeddingGallery:
     """An embedding gallery of everyone in the store, person by person (cancellable)."""
 
     def embed(crops: list[NDArray[np.uint8]]) -> NDArray[np.float32]:
-        return embedder.embed([arcface_crop(crop) for crop in crops])
+        return embedder.embed([crop_at(crop, embedder.crop_size) for crop in crops])
 
     people = store.people()
     vectors = [np.zeros((0, embedder.dim), dtype=np.float32)]
@@ -52,7 +53,7 @@ def rebuild_gallery(
     for done, person in enumerate(people):
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled
-        person_vectors, person_labels = store.embeddings(model, embed, names=[person.name])
+        person_vectors, person_labels = store.embeddings(embedder.key, embed, names=[person.name])
         if person_labels:
             vectors.append(person_vectors)
             labels.extend(person_labels)

@@ -41,7 +41,7 @@ from enroll.training import TrainingCancelled, rebuild_gallery
 from kiosk.config import EnrollConfig
 from kiosk.errors import UserError
 from models.detector import FaceDetector
-from models.embedder import ArcFaceEmbedder
+from models.embedder import FaceEmbedder
 from models.gallery import EmbeddingGallery
 
 FrameReader = Callable[[], NDArray[np.uint8] | None]
@@ -342,7 +342,7 @@ class SaveWorker(QObject):
     def __init__(
         self,
         store: PeopleStore,
-        embedder: ArcFaceEmbedder,
+        embedder: FaceEmbedder,
         person: tuple[str, str | None, Consent, list[CapturedPhoto]],
         threshold: float,
     ) -> None:
@@ -497,7 +497,7 @@ class EnrollWizard(QWizard):
         config: EnrollConfig,
         reader: FrameReader,
         detector: FaceDetector,
-        embedder: ArcFaceEmbedder,
+        embedder: FaceEmbedder,
         *,
         threshold: float = 0.5,
         refresh_ms: int = 33,

@@ -254,9 +254,28 @@ class RecognizerConfig(_Section):
         "gallery: a folder per person; clip: a bundle file. "
         "Default: the user's data dir / gallery (or recognizer.bundle)",
     )
-    gallery_threshold: float = Field(default=0.5, ge=-1.0, le=1.0, description="cosine")
+    embedder: Literal["mobilefacenet", "clip"] = Field(
+        default="mobilefacenet",
+        description="the gallery's embedder (store and gallery kinds): MobileFaceNet, or "
+        "CLIP's image tower zero-shot ([clip] model and pretrained)",
+    )
+    gallery_threshold: float = Field(
+        default=0.5,
+        ge=-1.0,
+        le=1.0,
+        description="cosine; 0.5 is MobileFaceNet's, the CLIP gallery needs its own",
+    )
     reload: bool = Field(default=True, description="rebuild when the path changes on disk")
     reload_poll_s: float = Field(default=2.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _clip_threshold_given(self) -> RecognizerConfig:
+        if self.embedder == "clip" and "gallery_threshold" not in self.model_fields_set:
+            raise ValueError(
+                'embedder = "clip" needs its own gallery_threshold (0.5 is MobileFaceNet\'s): '
+                "measure one with `kiosk eval openset --embedder clip:RN50:openai`"
+            )
+        return self
 
 
 class KioskConfig(_Section):
@@ -275,6 +294,10 @@ class KioskConfig(_Section):
 
 def user_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def user_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir(APP_NAME))
 
 
 def default_config_path() -> Path:

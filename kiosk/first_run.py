@@ -25,17 +25,31 @@ BAR_WIDTH = 30
 
 def needed_models(config: KioskConfig) -> list[str]:
     """The manifest names the door-side kiosk loads with this configuration."""
-    from kiosk.recognizers import GALLERY_EMBEDDER
+    from kiosk.recognizers import MOBILEFACENET
     from models.liveness import LIVENESS_MODELS
 
     names: list[str] = [config.detector.name]
     if config.recognizer.kind in ("store", "gallery"):
-        names.append(GALLERY_EMBEDDER)
+        if config.recognizer.embedder == "mobilefacenet":
+            names.append(MOBILEFACENET)
+        else:
+            names.extend(_clip_gallery_weights_needed(config))
     else:
         names.extend(_clip_weights_needed(config))
     if config.liveness.enabled:
         names.extend(name for name, _ in LIVENESS_MODELS)
     return names
+
+
+def _clip_gallery_weights_needed(config: KioskConfig) -> list[str]:
+    """The CLIP weights, unless the gallery's ONNX image tower is already in the cache."""
+    from kiosk.config import user_cache_dir
+    from models.clip_classifier import OPENAI_WEIGHTS, ClipFaceEmbedder
+
+    if config.clip.pretrained != "openai":
+        return []
+    cached = ClipFaceEmbedder.tower_path(config.clip.model, "openai", user_cache_dir() / "clip")
+    return [] if cached.is_file() else [OPENAI_WEIGHTS]
 
 
 def _clip_weights_needed(config: KioskConfig) -> list[str]:

@@ -8,9 +8,10 @@ its files: ``(uid, name, photo count)`` of every person, read from the store's S
 database on each poll. File times would not do: SQLite in WAL mode writes to side files
 and checkpoints at its own pace, and a rebuild itself writes (it caches embeddings).
 ``kind = "gallery"`` builds an :class:`EmbeddingGallery` from a folder
-holding one folder of photos per person (the largest face of each photo, embedded by
-MobileFaceNet). ``kind = "clip"`` loads a recognizer bundle through
-:func:`build_clip_recognizer`.
+holding one folder of photos per person (the largest face of each photo). Both galleries
+embed with ``[recognizer] embedder``: MobileFaceNet, or CLIP's frozen image tower
+zero-shot (:func:`gallery_embedder`). ``kind = "clip"`` loads a trained recognizer
+bundle through :func:`build_clip_recognizer`.
 
 :class:`RecognizerHolder` keeps the recognizer in use. A watcher thread polls the
 source path; when it changes, a new recognizer is built on that thread (never the
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from kiosk.config import KioskConfig, user_data_dir
+from kiosk.config import KioskConfig, user_cache_dir, user_data_dir
 from kiosk.errors import UserError
 from kiosk.sources import IMAGE_SUFFIXES
 from models import registry
@@ -38,10 +39,11 @@ from models.recognizer import Prediction, Recognizer
 
 if TYPE_CHECKING:
     from enroll.store import PeopleStore
+    from models.embedder import FaceEmbedder
 
 log = logging.getLogger(__name__)
 
-GALLERY_EMBEDDER = "mobilefacenet_128d"
+MOBILEFACENET = "mobilefacenet_128d"
 RecognizerFactory = Callable[[], Recognizer]
 Signature = Callable[[], Hashable]
 
@@ -67,13 +69,36 @@ def recognizer_path(config: KioskConfig) -> Path:
     return user_data_dir() / default
 
 
+def gallery_embedder(config: KioskConfig) -> FaceEmbedder:
+    """The configured gallery embedder: MobileFaceNet, or CLIP's image tower as an ONNX
+    file exported once into the user's cache dir (torch is needed only that once)."""
+    model_dir = registry.resolve_model_dir(config.models.dir)
+    if config.recognizer.embedder == "clip":
+        from models.clip_classifier import ClipFaceEmbedder
+
+        return ClipFaceEmbedder.load(
+            config.clip.model,
+            config.clip.pretrained,
+            model_dir,
+            user_cache_dir() / "clip",
+            device=config.models.device,
+            threads=config.models.threads,
+        )
+    from models.embedder import ArcFaceEmbedder
+
+    return ArcFaceEmbedder(
+        registry.model_path(MOBILEFACENET, model_dir),
+        device=config.models.device,
+        threads=config.models.threads,
+    )
+
+
 def build_gallery(
-    folder: Path, detector: FaceDetector, model_dir: Path, threshold: float, device: str = "auto"
+    folder: Path, detector: FaceDetector, embedder: FaceEmbedder, threshold: float
 ) -> Recognizer:
     """An embedding gallery over ``folder/<person>/<photo>``; photos without a face are skipped."""
     import cv2
 
-    from models.embedder import ArcFaceEmbedder
     from models.gallery import EmbeddingGallery
 
     if not folder.exists():
@@ -81,7 +106,6 @@ def build_gallery(
         return NobodyEnrolled()
     if not folder.is_dir():
         raise UserError(f"gallery {folder} is not a folder (expected one folder per person)")
-    embedder = ArcFaceEmbedder(registry.model_path(GALLERY_EMBEDDER, model_dir), device=device)
     crops: dict[str, Sequence[NDArray[np.uint8]]] = {}
     for person in sorted(p for p in folder.iterdir() if p.is_dir()):
         for photo in sorted(person.iterdir()):
@@ -113,13 +137,9 @@ class StoreRecognizers:
 
     def __init__(self, config: KioskConfig) -> None:
         from enroll.store import open_store
-        from models.embedder import ArcFaceEmbedder
 
+        self.embedder = gallery_embedder(config)
         self.store = open_store(config.enroll)
-        model_dir = registry.resolve_model_dir(config.models.dir)
-        self.embedder = ArcFaceEmbedder(
-            registry.model_path(GALLERY_EMBEDDER, model_dir), device=config.models.device
-        )
         self.threshold = config.recognizer.gallery_threshold
 
     def signature(self) -> Hashable:
@@ -128,9 +148,7 @@ class StoreRecognizers:
     def build(self) -> Recognizer:
         from enroll.training import rebuild_gallery
 
-        gallery = rebuild_gallery(
-            self.store, self.embedder, threshold=self.threshold, model=GALLERY_EMBEDDER
-        )
+        gallery = rebuild_gallery(self.store, self.embedder, threshold=self.threshold)
         if not gallery.people:
             log.info("the people store %s is empty: nobody is enrolled", self.store.root)
             return NobodyEnrolled()
@@ -195,7 +213,7 @@ def recognizer_factory(config: KioskConfig) -> RecognizerFactory:
             device=config.models.device,
         )
         return build_gallery(
-            path, detector, model_dir, config.recognizer.gallery_threshold, config.models.device
+            path, detector, gallery_embedder(config), config.recognizer.gallery_threshold
         )
 
     return build

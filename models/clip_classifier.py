@@ -39,10 +39,10 @@ Pretrained = Literal["openai", "none"]
 Backend = Literal["torch", "onnx"]
 
 UNTRAINED_WARNING = (
-    "WARNING: this recognizer was trained on an UNTRAINED CLIP image tower "
+    "WARNING: this recognizer stands on an UNTRAINED CLIP image tower "
     "(pretrained = 'none'): it recognizes nobody reliably. Put RN50.pt in the model "
-    "directory (`kiosk models fetch clip_rn50_openai`) and train again with "
-    "--pretrained openai."
+    "directory (`kiosk models fetch clip_rn50_openai`), then set [clip] pretrained = "
+    "'openai' (and train a bundle again with --pretrained openai)."
 )
 
 
@@ -240,6 +240,7 @@ class TorchImageTower:
     def __init__(self, visual: Any) -> None:
         self.visual = visual.eval()
         self.providers = ["torch-cpu"]
+        self.dim = int(visual.output_dim)
 
     def encode(self, blob: NDArray[np.float32]) -> NDArray[np.float32]:
         import torch
@@ -258,6 +259,7 @@ class OnnxImageTower:
         self._session = create_session(path, device=device, threads=threads)
         self._input = self._session.get_inputs()[0].name
         self.providers = list(self._session.get_providers())
+        self.dim = int(self._session.get_outputs()[0].shape[-1])
 
     def encode(self, blob: NDArray[np.float32]) -> NDArray[np.float32]:
         return np.asarray(self._session.run(None, {self._input: blob})[0], dtype=np.float32)
@@ -399,6 +401,71 @@ class ClipRecognizer:
             return []
         probs = self.probabilities(crops)
         return [decide(row, self.bundle.people, self._threshold) for row in probs]
+
+
+class ClipFaceEmbedder:
+    """CLIP's frozen image tower as the embedder of a zero-shot gallery (no training):
+    faces aligned to 224 with the ArcFace template, as the people store keeps them;
+    features L2-normalised."""
+
+    crop_size = CLIP_SIZE
+
+    def __init__(self, tower: ImageTower, key: str) -> None:
+        self.tower = tower
+        self.key = key
+        self.dim = tower.dim
+
+    @classmethod
+    def load(
+        cls,
+        model_name: str,
+        pretrained: Pretrained,
+        model_dir: Path | None,
+        cache_dir: Path,
+        *,
+        device: str = "auto",
+        threads: int = 0,
+    ) -> ClipFaceEmbedder:
+        """The ONNX image tower, exported once (with torch) into ``cache_dir``; after that
+        neither torch nor the weights file is needed.
+
+        The cached file is named by the weights' sha256 (openai) or by the model and
+        seed (an untrained tower, for tests and timings only)."""
+        path = cls.tower_path(model_name, pretrained, cache_dir)
+        if pretrained == "none":
+            warn_untrained()
+        if not path.is_file():
+            model, _ = build_clip(model_name, pretrained, model_dir)
+            export_image_tower(model.visual, path)
+        key = f"clip:{model_name}:{pretrained}:{cls._version(model_name, pretrained)}"
+        return cls(OnnxImageTower(path, device=device, threads=threads), key)
+
+    @staticmethod
+    def _version(model_name: str, pretrained: Pretrained) -> str:
+        if pretrained == "none":
+            return "seed0"  # build_clip's default init_seed
+        if model_name != "RN50":
+            raise registry.ModelError(f"no openai weights for {model_name}: use RN50")
+        return registry.spec(OPENAI_WEIGHTS).sha256[:16]
+
+    @classmethod
+    def tower_path(cls, model_name: str, pretrained: Pretrained, cache_dir: Path) -> Path:
+        version = cls._version(model_name, pretrained)
+        return cache_dir / f"clip-{model_name}-{pretrained}-{version}.onnx"
+
+    @property
+    def providers(self) -> list[str]:
+        return self.tower.providers
+
+    def align(self, image: NDArray[np.uint8], face: Face) -> NDArray[np.uint8]:
+        return align_for_clip(image, face.kps)
+
+    def embed(
+        self, crops: Sequence[NDArray[np.uint8]], batch_size: int = 32
+    ) -> NDArray[np.float32]:
+        if not crops:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return normalise_rows(encode_crops(self.tower, crops, batch_size=batch_size))
 
 
 def onnx_tower_path(bundle_path: Path, identity: ClipIdentity) -> Path:

@@ -1,9 +1,12 @@
-"""ArcFace-style ONNX face embedders (MobileFaceNet, insightface's w600k_r50, ...)."""
+"""Face embedders for the zero-shot gallery: the protocol, and ArcFace-style ONNX models
+(MobileFaceNet, insightface's w600k_r50, ...). CLIP's image tower is the other kind
+(models/clip_classifier.py's ``ClipFaceEmbedder``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,6 +16,21 @@ from models.detector import Face
 from models.runtime import create_session
 
 
+class FaceEmbedder(Protocol):
+    """What an embedding gallery needs of its embedder."""
+
+    crop_size: int  # side of its crops; all are aligned to the ArcFace template, scaled
+    dim: int
+    key: str  # names the model in caches of embeddings (the people store's)
+
+    @property
+    def providers(self) -> list[str]: ...
+
+    def align(self, image: NDArray[np.uint8], face: Face) -> NDArray[np.uint8]: ...
+
+    def embed(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]: ...
+
+
 class ArcFaceEmbedder:
     """Embeds faces aligned to the ArcFace 112 template; RGB, (x - 127.5) / 128, L2-normed."""
 
@@ -20,6 +38,7 @@ class ArcFaceEmbedder:
 
     def __init__(self, model_path: Path, *, device: str = "auto", threads: int = 0) -> None:
         self.model_path = model_path
+        self.key = model_path.stem
         self._session = create_session(model_path, device=device, threads=threads)
         self._input = self._session.get_inputs()[0].name
         self.dim = int(self._session.get_outputs()[0].shape[-1])

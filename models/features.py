@@ -179,7 +179,12 @@ class ClipImageEmbedder(_DetectingEmbedder):
     def __init__(
         self, model_name: str, tag: str, model_dir: Path, detector: FaceDetector | None
     ) -> None:
-        from models.clip_classifier import OPENAI_WEIGHTS, TorchImageTower, build_clip
+        from models.clip_classifier import (
+            OPENAI_WEIGHTS,
+            ClipFaceEmbedder,
+            TorchImageTower,
+            build_clip,
+        )
 
         if tag != "none" and (model_name, tag) != ("RN50", "openai"):
             raise registry.ModelError(
@@ -190,7 +195,7 @@ class ClipImageEmbedder(_DetectingEmbedder):
             registry.model_path(OPENAI_WEIGHTS, model_dir)
         super().__init__(detector, align_for_clip, CLIP_SIZE)
         model, self._identity = build_clip(model_name, tag, model_dir)  # type: ignore[arg-type]
-        self._tower = TorchImageTower(model.visual)
+        self._embedder = ClipFaceEmbedder(TorchImageTower(model.visual), self._identity.key)
 
     @property
     def key(self) -> str:
@@ -198,9 +203,7 @@ class ClipImageEmbedder(_DetectingEmbedder):
         return f"clip:{i.model}:{i.pretrained}:{i.key}:{self.detector_key}"
 
     def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]:
-        from models.clip_classifier import encode_crops, normalise_rows
-
-        return normalise_rows(encode_crops(self._tower, crops, batch_size=32))
+        return self._embedder.embed(crops)
 
 
 class BundleEmbedder(_DetectingEmbedder):

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.detector import Face
-from models.embedder import ArcFaceEmbedder
+from models.embedder import FaceEmbedder
 from models.recognizer import Prediction, decide
 
 
@@ -21,7 +21,7 @@ class EmbeddingGallery:
 
     def __init__(
         self,
-        embedder: ArcFaceEmbedder,
+        embedder: FaceEmbedder,
         embeddings: NDArray[np.float32],
         labels: Sequence[str],
         threshold: float = 0.5,
@@ -38,7 +38,7 @@ class EmbeddingGallery:
     @classmethod
     def from_crops(
         cls,
-        embedder: ArcFaceEmbedder,
+        embedder: FaceEmbedder,
         crops_by_person: dict[str, Sequence[NDArray[np.uint8]]],
         threshold: float = 0.5,
     ) -> EmbeddingGallery:

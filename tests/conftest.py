@@ -72,6 +72,15 @@ def _isolated_dirs(
 
 
 @pytest.fixture(scope="session")
+def tiny_clip() -> str:
+    """A tiny ResNet CLIP config (tests/data/kiosk-tiny-rn.json), registered with open_clip."""
+    import open_clip
+
+    open_clip.add_model_config(ROOT / "tests" / "data" / "kiosk-tiny-rn.json")
+    return "kiosk-tiny-rn"
+
+
+@pytest.fixture(scope="session")
 def detector(model_dir: Path):  # type: ignore[no-untyped-def]
     from models.detector import FaceDetector
 

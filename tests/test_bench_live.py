@@ -45,15 +45,12 @@ def test_bench_live_missing_clip_is_a_user_error(
 
 @pytest.mark.slow
 def test_bench_live_clip_runs_the_clip_recognizer(
-    shared: Callable[..., Path], tmp_path: Path
+    shared: Callable[..., Path], tmp_path: Path, tiny_clip: str
 ) -> None:
     """The ``clip`` figure is the product's ClipRecognizer over a bundle trained on the
     enrolled frames (a tiny open_clip model here, RN50 by default)."""
-    import open_clip
-
-    open_clip.add_model_config(Path(__file__).parent / "data" / "kiosk-tiny-rn.json")
     config = tmp_path / "config.toml"
-    config.write_text('[clip]\nmodel = "kiosk-tiny-rn"\n', encoding="utf-8")
+    config.write_text(f'[clip]\nmodel = "{tiny_clip}"\n', encoding="utf-8")
     out = tmp_path / "bench.json"
     videos = [str(shared("videos", f"solo_0{i}.mp4")) for i in (1, 2)]
     argv = ["--config", str(config), "bench", "live", "--json", str(out), "--videos", *videos]

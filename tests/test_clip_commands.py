@@ -28,10 +28,7 @@ learning_rate = 0.01
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
-    import open_clip
-
-    open_clip.add_model_config(Path(__file__).parent / "data" / "kiosk-tiny-rn.json")
+def config(tmp_path: Path, tiny_clip: str) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(TINY_CONFIG, encoding="utf-8")
     return path

@@ -34,14 +34,6 @@ UNSAFE_NAMES = ["", "   ", "a/b", "a\\b", "..", "a..b", "bad\x01name", "zero\u20
 UNSAFE_NAMES += ["new\nline", ".hidden", "x" * 101]
 
 
-@pytest.fixture(scope="session")
-def tiny_config() -> str:
-    import open_clip
-
-    open_clip.add_model_config(Path(__file__).parent / "data" / f"{TINY}.json")
-    return TINY
-
-
 @pytest.mark.parametrize("name", ["José Ñúñez", "李小龍", "Anne-Marie O'Neil", "s1"])
 def test_valid_names_are_kept_as_display_names(name: str) -> None:
     assert validate_name(f"  {name} ") == name
@@ -69,7 +61,7 @@ def test_split_is_deterministic_and_keeps_a_training_photo() -> None:
 @pytest.mark.parametrize("model_name", [TINY, pytest.param("RN50", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("trainable_layers", [0, 1, 3])
 def test_truncated_context_equals_open_clip_encode_text(
-    tiny_config: str, model_name: str, trainable_layers: int
+    tiny_clip: str, model_name: str, trainable_layers: int
 ) -> None:
     import torch
 
@@ -98,7 +90,7 @@ def _synthetic_faceset(people: int, per_person: int, dim: int, seed: int = 0) ->
 
 @pytest.mark.parametrize("max_classes", [64, 3])
 def test_training_on_separable_features_reaches_100_percent(
-    tiny_config: str, max_classes: int
+    tiny_clip: str, max_classes: int
 ) -> None:
     model, _ = build_clip(TINY, "none", None, init_seed=0)
     settings = TrainSettings(
@@ -123,7 +115,7 @@ def _tiny_bundle(tmp_path: Path, detector: Any) -> Path:
     return save_bundle(bundle, tmp_path / "people.bundle")
 
 
-def test_bundle_round_trip(tmp_path: Path, tiny_config: str, detector: Any) -> None:
+def test_bundle_round_trip(tmp_path: Path, tiny_clip: str, detector: Any) -> None:
     path = _tiny_bundle(tmp_path, detector)
     bundle = load_bundle(path)
     assert bundle.people == ["p0", "p1", "p2"]
@@ -157,7 +149,7 @@ def test_missing_and_foreign_bundles(tmp_path: Path) -> None:
 
 
 def test_recognizer_torch_and_onnx_agree(
-    tmp_path: Path, tiny_config: str, detector: Any, shared: Any
+    tmp_path: Path, tiny_clip: str, detector: Any, shared: Any
 ) -> None:
     import cv2
 
@@ -197,7 +189,7 @@ def test_rn50_onnx_tower_matches_torch(tmp_path: Path) -> None:
 
 
 def test_live_pipeline_builds_the_clip_recognizer_from_the_config(
-    tmp_path: Path, tiny_config: str, detector: Any
+    tmp_path: Path, tiny_clip: str, detector: Any
 ) -> None:
     from kiosk.config import ClipConfig, KioskConfig, RecognizerConfig
     from kiosk.recognizers import NobodyEnrolled, recognizer_factory

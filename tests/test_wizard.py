@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
 from enroll.store import PeopleStore
-from enroll.training import arcface_crop
+from enroll.training import crop_at
 from enroll.wizard import EnrollWizard
 from kiosk.config import EnrollConfig
 from models.align import CLIP_SIZE, align_face
@@ -106,7 +106,7 @@ def test_wizard_enrolls_three_volunteers_from_videos(  # type: ignore[no-untyped
         ok, frame = capture.read()
         assert ok
         [face] = detector320.detect(frame)
-        [prediction] = gallery.predict([arcface_crop(align_face(frame, face.kps, CLIP_SIZE))])
+        [prediction] = gallery.predict([crop_at(align_face(frame, face.kps, CLIP_SIZE))])
         assert prediction.name == name
     store.close()
 

@@ -59,23 +59,20 @@ def _enroll(args: argparse.Namespace) -> int:
     from enroll.store import open_store
     from enroll.wizard import EnrollWizard
     from kiosk.ui import application
-    from kiosk.ui.enrollment import frame_reader
-    from models.detector import FaceDetector
-    from models.embedder import ArcFaceEmbedder
-    from models.registry import model_path, resolve_model_dir
+    from kiosk.ui.enrollment import enrollment_models, frame_reader
 
     app = application()
-    model_dir = resolve_model_dir(config.models.dir)
-    # 320: an enrolling volunteer is close to the camera, and 320 is 3x faster than 640.
-    detector = FaceDetector.from_name(
-        config.detector.name, model_dir, input_size=320, threshold=config.detector.threshold
-    )
-    embedder = ArcFaceEmbedder(model_path("mobilefacenet_128d", model_dir))
+    detector, embedder = enrollment_models(config)
     source = open_enroll_source(args.source)
     timings["load_models_s"] = time.monotonic() - started
     with open_store(enroll_config) as store:
         wizard = EnrollWizard(
-            store, enroll_config, lambda: frame_reader(source), detector, embedder
+            store,
+            enroll_config,
+            lambda: frame_reader(source),
+            detector,
+            embedder,
+            threshold=config.recognizer.gallery_threshold,
         )
         if args.auto:
             _drive(wizard, args.auto, source, timings)

@@ -10,7 +10,7 @@ the store), or within ``reload_poll_s`` for a change made elsewhere (`kiosk peop
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +22,10 @@ from kiosk.config import KioskConfig
 from kiosk.errors import UserError
 from kiosk.sources import FrameSource, open_source
 
+if TYPE_CHECKING:
+    from models.detector import FaceDetector
+    from models.embedder import FaceEmbedder
+
 
 class Pausable(Protocol):
     def pause(self) -> object: ...
@@ -29,6 +33,20 @@ class Pausable(Protocol):
     def resume(self) -> None: ...
 
     def check_recognizer(self) -> None: ...
+
+
+def enrollment_models(config: KioskConfig) -> tuple[FaceDetector, FaceEmbedder]:
+    """The wizard's detector (at 320: an enrolling volunteer is close to the camera, and
+    320 is 3x faster than 640) and the kiosk's gallery embedder."""
+    from kiosk.recognizers import gallery_embedder
+    from models import registry
+    from models.detector import FaceDetector
+
+    model_dir = registry.resolve_model_dir(config.models.dir)
+    detector = FaceDetector.from_name(
+        config.detector.name, model_dir, input_size=320, threshold=config.detector.threshold
+    )
+    return detector, gallery_embedder(config)
 
 
 def frame_reader(source: FrameSource) -> NDArray[np.uint8] | None:
@@ -66,17 +84,9 @@ class KioskEnrollment:
             self.wizard.raise_()
             return
         from enroll.store import open_store
-        from models import registry
-        from models.detector import FaceDetector
-        from models.embedder import ArcFaceEmbedder
 
         config = self.config
-        model_dir = registry.resolve_model_dir(config.models.dir)
-        # 320: an enrolling volunteer is close to the camera (as `kiosk enroll`).
-        detector = FaceDetector.from_name(
-            config.detector.name, model_dir, input_size=320, threshold=config.detector.threshold
-        )
-        embedder = ArcFaceEmbedder(registry.model_path("mobilefacenet_128d", model_dir))
+        detector, embedder = enrollment_models(config)
         store = open_store(config.enroll)
         self.pipeline.pause()  # the camera is released before the wizard opens it
         try:
