@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 from enroll.keys import KEY_ENV, NEW_KEY_HINT, cipher, operator_key
 from enroll.names import name_key, validate_name
 from kiosk.errors import UserError
+from models import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 DB_NAME = "people.db"
 EXPORT_MARKER = "kiosk-export.txt"  # marks an export whose images are already aligned crops
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
 _KEY_CHECK = b"clip-face-kiosk people store"
 _UID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: the only names the store creates
 

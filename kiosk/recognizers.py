@@ -32,8 +32,7 @@ from numpy.typing import NDArray
 
 from kiosk.config import KioskConfig, user_cache_dir, user_data_dir
 from kiosk.errors import UserError
-from kiosk.sources import IMAGE_SUFFIXES
-from models import registry
+from models import IMAGE_SUFFIXES, registry
 from models.detector import Face, FaceDetector
 from models.recognizer import Prediction, Recognizer
 

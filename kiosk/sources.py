@@ -21,13 +21,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kiosk.errors import UserError
+from models import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     import cv2
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff"})
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
 
 

@@ -33,11 +33,10 @@ from typing import Protocol, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from models import registry
+from models import IMAGE_SUFFIXES, registry
 from models.align import CLIP_SIZE, align_arcface, align_for_clip
 from models.detector import FaceDetector
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".webp", ".tif", ".tiff"}
 FACE_RECOGNITION_INSTALL = (
     "the face_recognition embedder needs dlib and face_recognition_models: "
     "pip install 'clip-face-kiosk[face-recognition]' (a prebuilt dlib-bin wheel; "

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from models import registry
+from models import IMAGE_SUFFIXES, registry
 from models.align import align_for_clip
 from models.bundle import BundleSettings, RecognizerBundle
 from models.clip_classifier import (
@@ -49,7 +49,6 @@ from models.clip_classifier import (
 from models.detector import FaceDetector
 from models.names import InvalidName, name_key, validate_name
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 Log = Callable[[str], None]
 
 
