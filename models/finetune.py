@@ -63,19 +63,22 @@ class Skipped:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    prompt: str = "This is the image of a person named {name}"
-    epochs: int = 10
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    batch_size: int = 16
-    seed: int = 0
-    test_fraction: float = 0.2
-    min_images: int = 2
-    max_classes_per_step: int = 64
-    trainable_layers: int = 1
-    train_logit_scale: bool = True
-    subtract_null_prompt: bool = True
-    device: str = "auto"  # torch device for the finetuning: auto (CUDA when present), cpu, cuda
+    """How to finetune; built from the config's [train] (kiosk/commands/train_cmd.py's
+    ``train_settings``), whose defaults are the only ones."""
+
+    prompt: str
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    batch_size: int
+    seed: int
+    test_fraction: float
+    min_images: int
+    max_classes_per_step: int
+    trainable_layers: int
+    train_logit_scale: bool
+    subtract_null_prompt: bool
+    device: str  # torch device for the finetuning: auto (CUDA when present), cpu, cuda
 
 
 def torch_device(requested: str, cuda_available: bool | None = None) -> str:

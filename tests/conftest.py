@@ -10,8 +10,12 @@ import gc
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from models.finetune import TrainSettings
 
 # Qt tests run offscreen (pytest-qt makes the QApplication after conftest is read); the
 # tests of a real window start their own processes under Xvfb.
@@ -19,6 +23,16 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KIOSK_SHARED", ROOT.parent / "shared"))
+
+
+def train_settings(**overrides: Any) -> TrainSettings:
+    """The shipped [train] defaults (kiosk/config.py), with ``overrides``."""
+    import dataclasses
+
+    from kiosk.commands.train_cmd import train_settings as from_config
+    from kiosk.config import KioskConfig
+
+    return dataclasses.replace(from_config(KioskConfig()), **overrides)
 
 
 def shared_path(*parts: str) -> Path:

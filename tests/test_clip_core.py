@@ -22,12 +22,12 @@ from models.clip_classifier import (
 )
 from models.finetune import (
     FaceSet,
-    TrainSettings,
     finetune_text_encoder,
     make_bundle,
     split_indices,
 )
 from models.names import InvalidName, validate_name
+from tests.conftest import train_settings
 
 TINY = "kiosk-tiny-rn"
 UNSAFE_NAMES = ["", "   ", "a/b", "a\\b", "..", "a..b", "bad\x01name", "zero\u200bwidth"]
@@ -93,7 +93,7 @@ def test_training_on_separable_features_reaches_100_percent(
     tiny_clip: str, max_classes: int
 ) -> None:
     model, _ = build_clip(TINY, "none", None, init_seed=0)
-    settings = TrainSettings(
+    settings = train_settings(
         epochs=15,
         learning_rate=1e-2,
         weight_decay=0.01,
@@ -109,7 +109,7 @@ def test_training_on_separable_features_reaches_100_percent(
 
 def _tiny_bundle(tmp_path: Path, detector: Any) -> Path:
     model, identity = build_clip(TINY, "none", None, init_seed=0)
-    settings = TrainSettings(epochs=1, trainable_layers=1)
+    settings = train_settings(epochs=1, trainable_layers=1)
     result = finetune_text_encoder(model, TINY, _synthetic_faceset(3, 5, 32), settings)
     bundle = make_bundle(result, identity, settings, detector, 0.8, 0.0, {"images": 15})
     return save_bundle(bundle, tmp_path / "people.bundle")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.config import TrainConfig
+from tests.conftest import train_settings
 
 
 @pytest.mark.slow
@@ -17,20 +17,13 @@ def test_finetuning_untrained_rn50_learns_orl(
     import torch
 
     from models.detector import FaceDetector
-    from models.finetune import TrainSettings, scan_people, train_recognizer
+    from models.finetune import scan_people, train_recognizer
 
     torch.set_num_threads(2)
     people, skipped = scan_people(shared("faces", "att_orl"))
     assert len(people) == 40 and not skipped
     detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
-    defaults = TrainConfig()  # the shipped defaults are what is tested
-    settings = TrainSettings(
-        epochs=defaults.epochs,
-        learning_rate=defaults.learning_rate,
-        weight_decay=defaults.weight_decay,
-        trainable_layers=defaults.trainable_layers,
-        max_classes_per_step=defaults.max_classes_per_step,
-    )
+    settings = train_settings()  # the shipped defaults are what is tested
     bundle, report = train_recognizer(
         people, detector, "RN50", "none", model_dir, settings, cache_root=tmp_path
     )

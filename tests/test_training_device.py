@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from kiosk.commands.train_cmd import train_settings
 from kiosk.config import KioskConfig
-from models.finetune import FaceSet, TrainSettings, finetune_text_encoder, torch_device
-
-TINY = "kiosk-tiny-rn"
+from models.finetune import FaceSet, finetune_text_encoder, torch_device
+from tests.conftest import train_settings as settings
 
 
 @pytest.mark.parametrize(
@@ -41,16 +38,13 @@ def test_config_device_reaches_training() -> None:
     assert train_settings(KioskConfig()).device == "auto"
 
 
-def test_metrics_report_the_device() -> None:
-    import open_clip
-
+def test_metrics_report_the_device(tiny_clip: str) -> None:
     from models.clip_classifier import build_clip
 
-    open_clip.add_model_config(Path(__file__).parent / "data" / f"{TINY}.json")
-    model, _ = build_clip(TINY, "none", None, init_seed=0)
+    model, _ = build_clip(tiny_clip, "none", None, init_seed=0)
     rng = np.random.default_rng(0)
     features = {f"p{i}": rng.normal(size=(4, 32)).astype(np.float32) for i in range(3)}
     faceset = FaceSet(features=features, sources={k: [] for k in features}, images=12)
-    result = finetune_text_encoder(model, TINY, faceset, TrainSettings(epochs=1, device="cpu"))
+    result = finetune_text_encoder(model, tiny_clip, faceset, settings(epochs=1, device="cpu"))
     assert result.metrics["device"] == "cpu"
     assert all(p.device.type == "cpu" for p in model.parameters())
