@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -29,6 +30,14 @@ def video_reader(path: Path) -> Callable[[], np.ndarray | None]:
         return frame if ok else None  # past the end: like a camera unplugged
 
     return read
+
+
+@pytest.fixture(autouse=True)
+def _no_capture_thread_outlives_its_wizard(qtbot) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    yield
+    qtbot.waitUntil(
+        lambda: not any(t.name == "enroll-capture" for t in threading.enumerate()), timeout=3000
+    )
 
 
 @pytest.fixture(scope="module")
