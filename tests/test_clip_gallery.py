@@ -47,6 +47,17 @@ def test_first_run_asks_for_the_clip_weights_until_the_tower_is_cached(tmp_path:
     assert "clip_rn50_openai" not in needed_models(config)
 
 
+def test_missing_clip_weights_say_which_file_and_the_fix(tmp_path: Path) -> None:
+    from models.registry import ModelError
+
+    config = clip_config(tmp_path, "RN50", "openai").model_copy(
+        update={"models": KioskConfig().models.model_copy(update={"dir": tmp_path / "empty"})}
+    )
+    with pytest.raises(ModelError, match=r"RN50\.pt .*kiosk models fetch clip_rn50_openai"):
+        gallery_embedder(config)
+    assert not list((user_cache_dir() / "clip").glob("*"))  # nothing half-written
+
+
 def test_store_recognizer_on_the_clip_gallery(
     tmp_path: Path,
     shared: Callable[..., Path],
