@@ -147,10 +147,14 @@ def _check_runtime(report: DoctorReport, config: KioskConfig, model_dir: Path) -
 
 
 def _check_models(report: DoctorReport, config: KioskConfig, model_dir: Path) -> None:
+    from kiosk.first_run import needed_models
+
+    # The detector is loaded (and a missing one reported) by the runtime check.
+    needed = set(needed_models(config)) - {config.detector.name}
     rows = []
     for result in registry.verify_all(model_dir):
         rows.append({"name": result.name, "state": result.status, "path": str(result.path)})
-        if result.status == "corrupt":
+        if result.status == "corrupt" or (result.status == "missing" and result.name in needed):
             report.problems.append(
                 Problem("error", result.detail, f"kiosk models fetch {result.name}")
             )

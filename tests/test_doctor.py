@@ -35,6 +35,21 @@ def test_doctor_fails_without_detector_and_says_how_to_fix(
     assert any("kiosk models fetch scrfd_2.5g" in p["fix"] for p in errors)
 
 
+def test_doctor_fails_without_the_gallery_embedder(
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("scrfd_2.5g_bnkps.onnx", "minifasnet_v2.onnx", "minifasnet_v1se.onnx"):
+        (tmp_path / name).symlink_to(model_dir / name)
+    monkeypatch.setenv("KIOSK_MODEL_DIR", str(tmp_path))
+    code, report = _doctor_json(capsys)
+    assert code == 1 and report["can_run"] is False
+    fixes = [p["fix"] for p in report["problems"] if p["severity"] == "error"]
+    assert fixes == ["kiosk models fetch mobilefacenet_128d"]
+
+
 def test_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "kiosk.toml"
     config.write_text('[detector]\nname = "scrfd_2.5g"\ninput_size = 100\ncolour = "red"\n')
