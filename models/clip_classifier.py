@@ -83,8 +83,16 @@ def build_clip(
     ``openai`` loads ``RN50.pt`` from the model directory (never downloads); ``none``
     builds the architecture with weights drawn from ``init_seed``.
     """
-    import open_clip
-    import torch
+    try:
+        import open_clip
+        import torch
+    except ImportError as error:
+        raise registry.ModelError(
+            f"building CLIP's image tower needs torch and open_clip, which this installation "
+            f"leaves out ({error.name} is missing; the door bundle has neither). Fix: run the "
+            "same once with a full installation (kiosk-full, or packaging/install.sh): it "
+            "exports the ONNX tower, which is then used without torch"
+        ) from error
 
     if pretrained == "openai":
         if model_dir is None:

@@ -3,6 +3,7 @@ CLIP's frozen image tower embeds the people store's photos; no training."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +57,17 @@ def test_missing_clip_weights_say_which_file_and_the_fix(tmp_path: Path) -> None
     with pytest.raises(ModelError, match=r"RN50\.pt .*kiosk models fetch clip_rn50_openai"):
         gallery_embedder(config)
     assert not list((user_cache_dir() / "clip").glob("*"))  # nothing half-written
+
+
+def test_without_torch_the_uncached_tower_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The door bundle has no torch: it can only use a tower exported elsewhere."""
+    from models.registry import ModelError
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # import open_clip: ImportError
+    with pytest.raises(ModelError, match=r"open_clip is missing.*full installation"):
+        gallery_embedder(clip_config(tmp_path, "RN50", "none"))
 
 
 def test_store_recognizer_on_the_clip_gallery(
