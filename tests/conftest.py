@@ -1,7 +1,7 @@
 """Shared fixtures. Data from ../shared is found through $KIOSK_SHARED (default ../shared).
 
-With KIOSK_REQUIRE_SHARED=1 (as CI sets it) a missing file fails the test instead of
-skipping it.
+With KIOSK_REQUIRE_SHARED=1 (as CI sets it) a missing file, or a missing tool such as
+Xvfb, fails the test instead of skipping it (`skip_or_fail`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import gc
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -35,13 +35,18 @@ def train_settings(**overrides: Any) -> TrainSettings:
     return dataclasses.replace(from_config(KioskConfig()), **overrides)
 
 
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip a test whose data or tool is missing; fail it in CI (KIOSK_REQUIRE_SHARED=1),
+    which provides ../shared and installs every tool, so nothing is hidden there."""
+    if os.environ.get("KIOSK_REQUIRE_SHARED") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def shared_path(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        message = f"shared test data missing: {path} (set KIOSK_SHARED)"
-        if os.environ.get("KIOSK_REQUIRE_SHARED") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"shared test data missing: {path} (set KIOSK_SHARED)")
     return path
 
 

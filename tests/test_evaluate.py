@@ -21,13 +21,14 @@ from models.evaluate import (
     threshold_at_fnr,
     threshold_at_fpir,
 )
+from tests.conftest import skip_or_fail
 
-BACKENDS = [
-    "numpy",
-    pytest.param(
-        "faiss", marks=pytest.mark.skipif(not faiss_available(), reason="faiss-cpu not installed")
-    ),
-]
+
+@pytest.fixture(params=["numpy", "faiss"])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "faiss" and not faiss_available():
+        skip_or_fail("faiss-cpu is not installed (the eval extra)")
+    return str(request.param)
 
 
 def _line(xs: list[float]) -> np.ndarray:
@@ -50,7 +51,6 @@ HAND_LABELS = ["a", "a", "b", "c", "c", "a", "b", "c", "d"]
 HAND_FOUND = np.array([True] * 8 + [False])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_leave_one_out_hand_checked(backend: str) -> None:
     result = leave_one_out(_line(HAND_X), HAND_LABELS, HAND_FOUND, backend=backend)  # type: ignore[arg-type]
     assert result.images == 9
@@ -77,7 +77,6 @@ def test_leave_one_out_excludes_the_query_even_with_an_exact_duplicate() -> None
     assert result.top5 == 1.0
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_knn_matches_brute_force(backend: str) -> None:
     rng = np.random.default_rng(1)
     index = rng.standard_normal((300, 16)).astype(np.float32)

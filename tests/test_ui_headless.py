@@ -17,6 +17,7 @@ from kiosk.pin import PinGate, hash_pin, parse_pin_hash, verify_pin
 from kiosk.results import FrameResult
 from kiosk.ui import CV2_QT_VARIABLES, drop_cv2_qt_paths, has_display
 from kiosk.ui.status import provider_label, status_text
+from tests.conftest import skip_or_fail
 
 
 def test_pin_hash_verifies_only_the_right_pin() -> None:
@@ -131,7 +132,7 @@ def test_importing_cv2_really_sets_what_we_drop() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.strip()
     if not out:
-        pytest.skip("this opencv-python build does not set Qt's variables")
+        skip_or_fail("this opencv build does not set Qt's variables (opencv-python does)")
     assert drop_cv2_qt_paths({"QT_QPA_PLATFORM_PLUGIN_PATH": out}) == [
         "QT_QPA_PLATFORM_PLUGIN_PATH"
     ]

@@ -15,16 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import skip_or_fail
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def xvfb_display() -> Iterator[str]:
     if shutil.which("Xvfb") is None:
-        message = "Xvfb is not installed (packaging/install.sh installs it)"
-        if os.environ.get("KIOSK_REQUIRE_SHARED") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("Xvfb is not installed (packaging/install.sh installs it)")
     read_fd, write_fd = os.pipe()
     # -displayfd: Xvfb picks a free display number itself and writes it when ready.
     server = subprocess.Popen(

@@ -18,6 +18,7 @@ from enroll.training import crop_at
 from enroll.wizard import EnrollWizard
 from kiosk.config import EnrollConfig
 from models.align import CLIP_SIZE, align_face
+from tests.conftest import skip_or_fail
 
 VOLUNTEERS = {"solo_02.mp4": "Amélie Poulain", "solo_03.mp4": "Bartholomew", "solo_07.mp4": "陈静"}
 
@@ -198,7 +199,7 @@ def test_enroll_in_a_real_window_under_xvfb(tmp_path: Path, shared: Callable[...
     import sys
 
     if shutil.which("xvfb-run") is None:
-        pytest.skip("xvfb-run is not installed (packaging/install.sh installs Xvfb)")
+        skip_or_fail("xvfb-run is not installed (packaging/install.sh installs Xvfb)")
     video = shared("videos", "solo_07.mp4")
     report = tmp_path / "report.json"
     env = dict(os.environ, QT_QPA_PLATFORM="xcb")
