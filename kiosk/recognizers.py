@@ -21,6 +21,7 @@ flowing while it builds and each frame sees one whole recognizer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -197,13 +198,17 @@ def build_clip_recognizer(config: KioskConfig, bundle: Path) -> Recognizer:
 
 
 def recognizer_factory(config: KioskConfig) -> RecognizerFactory:
-    """A function that builds the configured recognizer afresh (called again on reload)."""
+    """A function that builds the configured recognizer afresh (called again on reload).
+
+    A folder gallery's detector and embedder are loaded on the first build and kept:
+    a reload re-reads the photos, not the models."""
     path = recognizer_path(config)
     if config.recognizer.kind == "clip":
         return lambda: build_clip_recognizer(config, path)
     model_dir = registry.resolve_model_dir(config.models.dir)
 
-    def build() -> Recognizer:
+    @functools.cache
+    def models() -> tuple[FaceDetector, FaceEmbedder]:
         detector = FaceDetector.from_name(
             config.detector.name,
             model_dir,
@@ -211,9 +216,10 @@ def recognizer_factory(config: KioskConfig) -> RecognizerFactory:
             threshold=config.detector.threshold,
             device=config.models.device,
         )
-        return build_gallery(
-            path, detector, gallery_embedder(config), config.recognizer.gallery_threshold
-        )
+        return detector, gallery_embedder(config)
+
+    def build() -> Recognizer:
+        return build_gallery(path, *models(), config.recognizer.gallery_threshold)
 
     return build
 
