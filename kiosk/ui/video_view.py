@@ -184,13 +184,7 @@ class VideoView(QWidget):
         frame = self.frame_rect()
         left = min(max(box.center().x() - width / 2, frame.left()), frame.right() - width)
         top = min(box.bottom() + pad, frame.bottom() - height)
-        label = QRectF(left, top, width, height)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(0, 0, 0, 190))
-        painter.drawRoundedRect(label, 6, 6)
-        painter.setFont(font)
-        painter.setPen(BANNER_TEXT)
-        painter.drawText(label, Qt.AlignmentFlag.AlignCenter, text)
+        _draw_boxed_text(painter, QRectF(left, top, width, height), 6, font, text)
 
     def _draw_banner(self, painter: QPainter, text: str) -> None:
         font = self._font(1 / 22)
@@ -199,14 +193,19 @@ class VideoView(QWidget):
         banner = QRectF(
             (self.width() - width) / 2, metrics.height() * 0.6, width, metrics.height() * 1.6
         )
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(0, 0, 0, 190))
-        painter.drawRoundedRect(banner, 8, 8)
-        painter.setFont(font)
-        painter.setPen(BANNER_TEXT)
-        painter.drawText(banner, Qt.AlignmentFlag.AlignCenter, text)
+        _draw_boxed_text(painter, banner, 8, font, text)
 
     def _draw_centre_text(self, painter: QPainter, text: str) -> None:
         painter.setFont(self._font(1 / 18, bold=False))
         painter.setPen(QColor(200, 200, 200))
         painter.drawText(QRectF(self.rect()), Qt.AlignmentFlag.AlignCenter, text)
+
+
+def _draw_boxed_text(painter: QPainter, box: QRectF, radius: float, font: QFont, text: str) -> None:
+    """Light text centred on a translucent dark rounded box (prompts and banners)."""
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(0, 0, 0, 190))
+    painter.drawRoundedRect(box, radius, radius)
+    painter.setFont(font)
+    painter.setPen(BANNER_TEXT)
+    painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
