@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from kiosk.errors import UserError
+from models.errors import UserError
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from kiosk.config import EnrollConfig
+from enroll.config import EnrollConfig
 from models.align import CLIP_SIZE, align_face
 from models.detector import Face
 

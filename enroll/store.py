@@ -34,14 +34,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from enroll.keys import KEY_ENV, NEW_KEY_HINT, cipher, operator_key
-from enroll.names import name_key, validate_name
-from kiosk.errors import UserError
-from models import IMAGE_SUFFIXES
+from models.errors import UserError
+from models.io import IMAGE_SUFFIXES
+from models.names import name_key, validate_name
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
-    from kiosk.config import EnrollConfig
+    from enroll.config import EnrollConfig
 
 SCHEMA_VERSION = 1
 DB_NAME = "people.db"
@@ -149,7 +149,7 @@ class AuditEntry:
 
 def default_store_dir() -> Path:
 
-    from kiosk.config import user_data_dir
+    from models.paths import user_data_dir
 
     return user_data_dir() / "people"
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kiosk import __version__
-from kiosk.errors import UserError
+from models.errors import UserError
 
 # Each module defines register(subparsers) and sets a `handler(args) -> int` default.
 COMMAND_MODULES = [
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from models.registry import ModelError
+    from models.errors import ModelError
 
     parser = build_parser()
     args = parser.parse_args(argv)

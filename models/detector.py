@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models import registry
+from models.errors import ModelError
 from models.runtime import create_session
 
 SCRFD_DETECTORS = ("scrfd_10g", "scrfd_2.5g", "scrfd_0.5g")
@@ -81,9 +82,7 @@ class FaceDetector:
     @classmethod
     def from_name(cls, name: str, model_dir: Path, **kwargs: object) -> FaceDetector:
         if name not in DETECTORS:
-            raise registry.ModelError(
-                f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}"
-            )
+            raise ModelError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")
         return cls(registry.model_path(name, model_dir), name=name, **kwargs)  # type: ignore[arg-type]
 
     @property
@@ -103,7 +102,7 @@ class FaceDetector:
             raise ValueError(f"expected a BGR image of shape (H, W, 3), got {image.shape}")
         dets, kpss = self._detect_raw(image)
         if kpss is None:
-            raise registry.ModelError(f"detector {self.name} gives no keypoints")
+            raise ModelError(f"detector {self.name} gives no keypoints")
         faces = [
             Face(box=det[:4].astype(np.float32), score=float(det[4]), kps=kps.astype(np.float32))
             for det, kps in zip(dets, kpss, strict=True)

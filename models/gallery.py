@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from models.detector import Face
 from models.embedder import FaceEmbedder
-from models.recognizer import Prediction, decide
+from models.recognition import Prediction, decide
 
 
 class EmbeddingGallery:

@@ -2,17 +2,19 @@
 
 A name is shown to people (the display name), becomes a folder name on export and a
 prompt for the classifier, so it must be safe as a single path component. Unicode
-letters are kept. ``enroll.names`` wraps this for the product (as a UserError).
+letters are kept. ``models.names`` wraps this for the product (as a UserError).
 """
 
 from __future__ import annotations
 
 import unicodedata
 
+from models.errors import UserError
+
 MAX_NAME_LENGTH = 100
 
 
-class InvalidName(ValueError):
+class InvalidName(UserError, ValueError):
     """The name cannot be used; the message says why and what to do."""
 
 

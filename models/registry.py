@@ -22,13 +22,11 @@ from typing import Literal
 
 import platformdirs
 
+from models.errors import ModelError
+
 ModelKind = Literal["detector", "clip", "embedder", "antispoof"]
 MODEL_DIR_ENV = "KIOSK_MODEL_DIR"
 _CHUNK = 1 << 20
-
-
-class ModelError(RuntimeError):
-    """A model file is unknown, missing or corrupt. The message says how to fix it."""
 
 
 @dataclass(frozen=True)

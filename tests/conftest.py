@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 if TYPE_CHECKING:
-    from models.finetune import TrainSettings
+    from models.train.finetune import TrainSettings
 
 # Qt tests run offscreen (pytest-qt makes the QApplication after conftest is read); the
 # tests of a real window start their own processes under Xvfb.
@@ -61,7 +61,7 @@ def _collect_on_main_thread() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _collect_after_test() -> Iterator[None]:
-    from kiosk.ui.gc_thread import collect_due
+    from kiosk.gc_policy import collect_due
 
     yield
     collect_due()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kiosk.cli import main
-from models.bundle import load_bundle
+from models.clip.bundle import load_bundle
 
 TINY_CONFIG = """
 [detector]

@@ -8,25 +8,20 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.bundle import BundleError, load_bundle, save_bundle
-from models.clip_classifier import (
-    ClipRecognizer,
+from models.clip.bundle import BundleError, load_bundle, save_bundle
+from models.clip.classifier import ClipRecognizer
+from models.clip.text import make_text_encoder, prompt_length, tokenize
+from models.clip.towers import (
     OnnxImageTower,
     TorchImageTower,
     build_clip,
     encode_crops,
     export_image_tower,
-    make_text_encoder,
-    prompt_length,
-    tokenize,
-)
-from models.finetune import (
-    FaceSet,
-    finetune_text_encoder,
-    make_bundle,
-    split_indices,
 )
 from models.names import InvalidName, validate_name
+from models.train.bundle import make_bundle
+from models.train.features import FaceSet
+from models.train.finetune import finetune_text_encoder, split_indices
 from tests.conftest import train_settings
 
 TINY = "kiosk-tiny-rn"
@@ -192,7 +187,7 @@ def test_live_pipeline_builds_the_clip_recognizer_from_the_config(
     tmp_path: Path, tiny_clip: str, detector: Any
 ) -> None:
     from kiosk.config import ClipConfig, KioskConfig, RecognizerConfig
-    from kiosk.recognizers import NobodyEnrolled, recognizer_factory
+    from kiosk.live.holder import NobodyEnrolled, recognizer_factory
 
     path = _tiny_bundle(tmp_path, detector)
     config = KioskConfig(

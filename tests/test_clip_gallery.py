@@ -12,12 +12,13 @@ import pytest
 from pydantic import ValidationError
 
 from enroll.store import PeopleStore
-from kiosk.config import KioskConfig, user_cache_dir
-from kiosk.first_run import needed_models
-from kiosk.recognizers import StoreRecognizers, gallery_embedder
-from models import clip_classifier
-from models.clip_classifier import ClipFaceEmbedder
+from kiosk.config import KioskConfig
+from kiosk.live.holder import StoreRecognizers, gallery_embedder
+from kiosk.setup.first_run import needed_models
+from models.clip import embedder as clip_embedder
+from models.clip.embedder import ClipFaceEmbedder
 from models.gallery import EmbeddingGallery
+from models.paths import user_cache_dir
 from tests.test_store import consent
 
 
@@ -49,7 +50,7 @@ def test_first_run_asks_for_the_clip_weights_until_the_tower_is_cached(tmp_path:
 
 
 def test_missing_clip_weights_say_which_file_and_the_fix(tmp_path: Path) -> None:
-    from models.registry import ModelError
+    from models.errors import ModelError
 
     config = clip_config(tmp_path, "RN50", "openai").model_copy(
         update={"models": KioskConfig().models.model_copy(update={"dir": tmp_path / "empty"})}
@@ -63,7 +64,7 @@ def test_without_torch_the_uncached_tower_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The door bundle has no torch: it can only use a tower exported elsewhere."""
-    from models.registry import ModelError
+    from models.errors import ModelError
 
     monkeypatch.setitem(sys.modules, "open_clip", None)  # import open_clip: ImportError
     with pytest.raises(ModelError, match=r"open_clip is missing.*full installation"):
@@ -116,7 +117,7 @@ def test_store_recognizer_on_the_clip_gallery(
     def no_torch(*args: object, **kwargs: object) -> None:
         raise AssertionError("the cached ONNX tower should be used")
 
-    monkeypatch.setattr(clip_classifier, "build_clip", no_torch)
+    monkeypatch.setattr(clip_embedder, "build_clip", no_torch)
     again = gallery_embedder(config)
     assert isinstance(again, ClipFaceEmbedder)
     np.testing.assert_allclose(again.embed(crops), embedder.embed(crops), atol=1e-6)

@@ -17,7 +17,8 @@ def test_finetuning_untrained_rn50_learns_orl(
     import torch
 
     from models.detector import FaceDetector
-    from models.finetune import scan_people, train_recognizer
+    from models.io import scan_people
+    from models.train.bundle import train_recognizer
 
     torch.set_num_threads(2)
     people, skipped = scan_people(shared("faces", "att_orl"))

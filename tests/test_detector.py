@@ -15,7 +15,7 @@ from models.align import (
     template,
 )
 from models.detector import FaceDetector
-from models.registry import ModelError
+from models.errors import ModelError
 
 SharedPath = Callable[..., Path]
 

@@ -73,7 +73,7 @@ def test_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
 def test_pyside_612_on_old_python_is_flagged(
     pyside: str | None, python: tuple[int, int], flagged: bool
 ) -> None:
-    from kiosk.doctor import pyside_problem
+    from kiosk.setup.doctor import pyside_problem
 
     problem = pyside_problem(pyside, python)
     assert (problem is not None) == flagged

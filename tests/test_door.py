@@ -12,19 +12,13 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from kiosk.config import (
-    EnrollConfig,
-    EventsConfig,
-    KioskConfig,
-    LiveConfig,
-    LivenessConfig,
-    RecognizerConfig,
-)
-from kiosk.events import EventLog
-from kiosk.liveness import LivenessMonitor
-from kiosk.pipeline import LivePipeline
+from enroll.config import EnrollConfig
+from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig, RecognizerConfig
+from kiosk.live.events import EventLog
+from kiosk.live.liveness import LivenessMonitor
+from kiosk.live.pipeline import LivePipeline
+from models.antispoof import LivenessScore
 from models.detector import Face
-from models.liveness import LivenessScore
 from tests.door_support import enroll_from_video
 
 
@@ -156,7 +150,7 @@ def test_a_person_saved_to_the_store_is_named_by_the_running_pipeline(
 
 
 def test_check_now_reloads_without_waiting_for_the_poll(tmp_path: Path) -> None:
-    from kiosk.recognizers import NobodyEnrolled, RecognizerHolder
+    from kiosk.live.holder import NobodyEnrolled, RecognizerHolder
 
     watched = tmp_path / "gallery"
     watched.mkdir()

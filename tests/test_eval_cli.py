@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from kiosk.cli import main
-from models.bundle import load_bundle
-from models.evaluate import leave_one_out
-from models.features import EmbedderOptions, extract, list_images, load_embedder
+from models.clip.bundle import load_bundle
+from models.eval.features import EmbedderOptions, extract, list_images, load_embedder
+from models.eval.retrieval import leave_one_out
 
 Shared = Callable[..., Path]
 
@@ -189,7 +189,7 @@ def test_robustness_with_perturbations_and_cloaked_folder(shared: Shared, tmp_pa
 def test_face_recognition_without_dlib_says_how_to_install(
     monkeypatch: pytest.MonkeyPatch, model_dir: Path
 ) -> None:
-    from models.registry import ModelError
+    from models.errors import ModelError
 
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
     with pytest.raises(ModelError, match=r"clip-face-kiosk\[face-recognition\]"):
@@ -234,9 +234,9 @@ def test_bundle_embedder_is_the_bundles_centred_tower(
     centred with its training mean, normalised."""
     import open_clip
 
-    from models.clip_classifier import encode_crops
-    from models.features import BundleEmbedder
-    from models.registry import ModelError
+    from models.clip.towers import encode_crops
+    from models.errors import ModelError
+    from models.eval.features import BundleEmbedder
     from tests.test_clip_core import TINY, _tiny_bundle
 
     open_clip.add_model_config(Path(__file__).parent / "data" / f"{TINY}.json")

@@ -5,22 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.evaluate import (
-    PERTURBATIONS,
+from models.eval.openset import (
     OpenSetData,
     compare_rules,
-    faiss_available,
     fit_temperature,
-    knn_l2,
-    leave_one_out,
     paper_percentile_thresholds,
-    perturb,
-    query_against_index,
     rejection_rules,
     split_known,
     threshold_at_fnr,
     threshold_at_fpir,
 )
+from models.eval.retrieval import faiss_available, knn_l2, leave_one_out, query_against_index
+from models.eval.robustness import PERTURBATIONS, perturb
 from tests.conftest import skip_or_fail
 
 

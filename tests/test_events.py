@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk.errors import UserError
-from kiosk.events import DoorEvent, DoorHooks, EventLog, HookSettings
+from kiosk.live.events import DoorEvent, DoorHooks, EventLog, HookSettings
+from models.errors import UserError
 
 THUMB = np.full((64, 48, 3), 128, np.uint8)
 

@@ -12,9 +12,9 @@ import pytest
 
 from kiosk.cli import main
 from kiosk.config import KioskConfig
-from kiosk.errors import UserError
-from kiosk.first_run import ensure_models, needed_models
+from kiosk.setup.first_run import ensure_models, needed_models
 from models import registry
+from models.errors import UserError
 
 NAME = "scrfd_0.5g"
 
@@ -155,8 +155,8 @@ def test_kiosk_run_without_models_says_what_and_how(
 def _clip_config(tmp_path: Path, pretrained: str) -> KioskConfig:
     import numpy as np
 
-    from models.bundle import BundleSettings, RecognizerBundle, save_bundle
-    from models.clip_classifier import ClipIdentity
+    from models.clip.bundle import BundleSettings, RecognizerBundle, save_bundle
+    from models.clip.identity import ClipIdentity
 
     bundle_path = tmp_path / "people.bundle"
     settings = BundleSettings(
@@ -186,8 +186,8 @@ def _clip_config(tmp_path: Path, pretrained: str) -> KioskConfig:
 
 
 def test_clip_weights_needed_only_to_rebuild_the_tower(tmp_path: Path) -> None:
-    from models.bundle import load_bundle
-    from models.clip_classifier import onnx_tower_path
+    from models.clip.bundle import load_bundle
+    from models.clip.classifier import onnx_tower_path
 
     config = _clip_config(tmp_path, "openai")
     assert needed_models(config) == ["yunet", "clip_rn50_openai"]

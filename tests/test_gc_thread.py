@@ -7,7 +7,8 @@ import threading
 
 from PySide6.QtCore import QObject
 
-from kiosk.ui.gc_thread import GuiThreadCollector, collect_due
+from kiosk.gc_policy import collect_due
+from kiosk.ui.gc_thread import GuiThreadCollector
 
 
 class Cycle:

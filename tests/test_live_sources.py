@@ -11,14 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk.errors import UserError
-from kiosk.slot import NewestSlot
-from kiosk.sources import (
-    ImageFolderSource,
-    LiveCaptureSource,
-    VideoFileSource,
-    open_source,
-)
+from kiosk.live.slot import NewestSlot
+from kiosk.live.sources import ImageFolderSource, LiveCaptureSource, VideoFileSource, open_source
+from models.errors import UserError
 
 
 def read_all(source: VideoFileSource | ImageFolderSource, limit: int = 10_000) -> list[int]:

@@ -12,8 +12,8 @@ import pytest
 
 from kiosk.cli import main
 from kiosk.config import LivenessConfig
-from kiosk.liveness import LivenessMonitor
-from models.liveness import (
+from kiosk.live.liveness import LivenessMonitor
+from models.antispoof import (
     LIVENESS_MODELS,
     LivenessChecker,
     crop_face,
@@ -21,7 +21,8 @@ from models.liveness import (
     to_input,
     xywh_from_corners,
 )
-from models.registry import ModelError, load_manifest, spec
+from models.errors import ModelError
+from models.registry import load_manifest, spec
 
 SAMPLES = {
     "spoof_printed_photo.jpg": False,

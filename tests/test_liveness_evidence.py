@@ -9,8 +9,8 @@ import pytest
 from numpy.typing import NDArray
 
 from kiosk.config import KioskConfig, LivenessConfig
-from kiosk.errors import UserError
-from kiosk.liveness import TrackLiveness, nose_offset
+from kiosk.live.liveness import TrackLiveness, nose_offset
+from models.errors import UserError
 
 # A face in 3D (x right, y down, z towards the camera), in eye half-distances: eyes,
 # nose tip (standing out of the face), mouth corners.

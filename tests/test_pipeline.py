@@ -12,10 +12,10 @@ import cv2
 import pytest
 
 from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig, RecognizerConfig
-from kiosk.events import EventLog
-from kiosk.pipeline import LivePipeline
-from kiosk.recognizers import RecognizerHolder, recognizer_factory
-from models.recognizer import Recognizer
+from kiosk.live.events import EventLog
+from kiosk.live.holder import RecognizerHolder, recognizer_factory
+from kiosk.live.pipeline import LivePipeline
+from models.recognition import Recognizer
 
 ENROLLED = ("solo_01", "solo_02", "solo_03")
 NO_LIVENESS = LivenessConfig(enabled=False)

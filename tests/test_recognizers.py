@@ -9,10 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kiosk.recognizers import NobodyEnrolled, RecognizerHolder, build_gallery, path_signature
+from kiosk.live.holder import NobodyEnrolled, RecognizerHolder, build_gallery, path_signature
 from models.detector import FaceDetector
 from models.embedder import ArcFaceEmbedder
-from models.recognizer import Recognizer
+from models.recognition import Recognizer
 
 
 def test_gallery_skips_photos_without_a_usable_face(

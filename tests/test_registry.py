@@ -9,6 +9,7 @@ import pytest
 
 from kiosk.cli import main
 from models import registry
+from models.errors import ModelError
 
 
 def test_manifest_entries_are_complete() -> None:
@@ -25,7 +26,7 @@ def test_shared_models_verify(model_dir: Path) -> None:
 
 
 def test_missing_model_error_names_file_sha_and_fix(tmp_path: Path) -> None:
-    with pytest.raises(registry.ModelError) as info:
+    with pytest.raises(ModelError) as info:
         registry.model_path("scrfd_2.5g", tmp_path)
     message = str(info.value)
     assert "scrfd_2.5g_bnkps.onnx" in message
@@ -35,7 +36,7 @@ def test_missing_model_error_names_file_sha_and_fix(tmp_path: Path) -> None:
 
 def test_corrupt_model_is_refused(tmp_path: Path) -> None:
     (tmp_path / "scrfd_2.5g_bnkps.onnx").write_bytes(b"not a model")
-    with pytest.raises(registry.ModelError, match="corrupt"):
+    with pytest.raises(ModelError, match="corrupt"):
         registry.model_path("scrfd_2.5g", tmp_path)
 
 
@@ -68,7 +69,7 @@ def test_fetch_extracts_checks_and_writes_atomically(tmp_path: Path, model_dir: 
 
 def test_fetch_with_wrong_checksum_writes_nothing(tmp_path: Path) -> None:
     archive = _zip_with("det_500m.onnx", b"tampered")
-    with pytest.raises(registry.ModelError, match="expected"):
+    with pytest.raises(ModelError, match="expected"):
         registry.fetch("scrfd_0.5g", tmp_path, opener=lambda url: _FakeResponse(archive))
     assert list(tmp_path.iterdir()) == []
 
@@ -77,7 +78,7 @@ def test_fetch_offline_says_where_to_put_the_file(tmp_path: Path) -> None:
     def offline(url: str) -> _FakeResponse:
         raise OSError("network is unreachable")
 
-    with pytest.raises(registry.ModelError, match=r"Without internet, put scrfd_500m_bnkps\.onnx"):
+    with pytest.raises(ModelError, match=r"Without internet, put scrfd_500m_bnkps\.onnx"):
         registry.fetch("scrfd_0.5g", tmp_path, opener=offline)
 
 

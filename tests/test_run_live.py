@@ -17,14 +17,15 @@ from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
+from enroll.config import EnrollConfig
 from kiosk.cli import main
 from kiosk.commands.run_cmd import STARTING, PipelineStarter
-from kiosk.config import EnrollConfig, EventsConfig, KioskConfig, LiveConfig, LivenessConfig
-from kiosk.errors import UserError
-from kiosk.pipeline import PAUSED_NOTICE, LivePipeline
+from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig
+from kiosk.live.pipeline import PAUSED_NOTICE, LivePipeline
 from kiosk.ui.main_window import KioskWindow
 from kiosk.ui.video_view import STATE_COLOURS
 from models.detector import FaceDetector
+from models.errors import UserError
 from tests.door_support import enroll_from_video
 
 NAME = "Grace Hopper"
@@ -172,7 +173,7 @@ def test_enroll_shortcut_asks_the_pin_in_kiosk_mode_and_the_wizard_pauses_captur
     closes; the kiosk window stays open and locked throughout."""
     from PySide6.QtCore import Qt
 
-    from kiosk.pin import hash_pin
+    from kiosk.setup.pin import hash_pin
     from kiosk.ui.enrollment import KioskEnrollment
 
     settings = _config(shared, tmp_path)
@@ -221,7 +222,7 @@ def test_the_liveness_prompt_is_drawn_under_the_face(
 ) -> None:
     import cv2
 
-    from kiosk.results import FrameResult, TrackView
+    from kiosk.live.results import FrameResult, TrackView
     from kiosk.ui.video_view import BANNER_TEXT, VideoView
 
     frame = np.asarray(cv2.imread(str(shared("antispoof", "live_face.jpg"))), dtype=np.uint8)

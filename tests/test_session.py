@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from enroll.config import EnrollConfig
 from enroll.session import (
     TEMPLATE_NOSE_HEIGHT,
     CaptureSession,
@@ -18,7 +19,6 @@ from enroll.session import (
     pitch_degrees,
 )
 from enroll.store import Consent, PeopleStore, utc_now
-from kiosk.config import EnrollConfig
 from models.align import ARCFACE_TEMPLATE
 
 
@@ -146,7 +146,7 @@ def test_capture_from_frames_and_review_removal(  # type: ignore[no-untyped-def]
 
 def test_inconsistent_capture_settings_are_config_errors(tmp_path: Path) -> None:
     from kiosk.config import load_config
-    from kiosk.errors import UserError
+    from models.errors import UserError
 
     path = tmp_path / "config.toml"
     for body in ("photos = 10\nmin_photos = 12", 'poses = ["front", "front"]'):

@@ -15,9 +15,9 @@ import pytest
 
 from enroll import store as store_module
 from enroll.keys import new_key
-from enroll.names import validate_name
 from enroll.store import Consent, NewPhoto, PeopleStore
-from kiosk.errors import UserError
+from models.errors import UserError
+from models.names import validate_name
 
 ROOT = Path(__file__).resolve().parents[1]
 

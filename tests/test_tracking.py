@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from kiosk.config import load_config
-from kiosk.errors import UserError
-from kiosk.tracking import Tracker, TrackerSettings, TrackUpdate
+from kiosk.live.tracking import Tracker, TrackerSettings, TrackUpdate
 from models.detector import Face
-from models.recognizer import Prediction
+from models.errors import UserError
+from models.recognition import Prediction
 
 FRAME = np.zeros((480, 640, 3), np.uint8)
 

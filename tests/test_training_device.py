@@ -7,7 +7,8 @@ import pytest
 
 from kiosk.commands.train_cmd import train_settings
 from kiosk.config import KioskConfig
-from models.finetune import FaceSet, finetune_text_encoder, torch_device
+from models.train.features import FaceSet
+from models.train.finetune import finetune_text_encoder, torch_device
 from tests.conftest import train_settings as settings
 
 
@@ -39,7 +40,7 @@ def test_config_device_reaches_training() -> None:
 
 
 def test_metrics_report_the_device(tiny_clip: str) -> None:
-    from models.clip_classifier import build_clip
+    from models.clip.towers import build_clip
 
     model, _ = build_clip(tiny_clip, "none", None, init_seed=0)
     rng = np.random.default_rng(0)

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kiosk.errors import UserError
-from kiosk.trials import (
+from kiosk.trials.report import export_csv, export_json, write_html_report
+from kiosk.trials.rules import (
     REJECTED,
     FrameDecision,
     Outcome,
     Participant,
-    TrialSession,
     confusion_matrix,
     decide_answer,
     frame_rates,
@@ -29,9 +28,10 @@ from kiosk.trials import (
     summarize,
     sweep_thresholds,
 )
-from kiosk.trials_report import export_csv, export_json, write_html_report
-from kiosk.trials_store import TrialStore
-from models.recognizer import Prediction
+from kiosk.trials.session import TrialSession
+from kiosk.trials.store import TrialStore
+from models.errors import UserError
+from models.recognition import Prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 ALICE = Participant("alice", enrolled=True)
@@ -172,9 +172,9 @@ def _crash_script(db: Path) -> str:
     return textwrap.dedent(
         f"""
         import os
-        from kiosk.trials import Participant
-        from kiosk.trials_store import TrialStore
-        from models.recognizer import Prediction
+        from kiosk.trials.rules import Participant
+        from kiosk.trials.store import TrialStore
+        from models.recognition import Prediction
 
         store = TrialStore({str(db)!r})
         session = store.create_session(
@@ -434,7 +434,7 @@ def test_attack_trials_and_liveness_persist_and_export(tmp_path: Path) -> None:
 
 
 def test_liveness_refusals_count_real_people_refused() -> None:
-    from kiosk.trials import liveness_refusals
+    from kiosk.trials.rules import liveness_refusals
 
     carol = Participant("carol", enrolled=False)
     results = [
@@ -480,9 +480,9 @@ def test_liveness_refusals_count_real_people_refused() -> None:
 
 
 def test_live_results_record_the_largest_face_raw_prediction_and_liveness() -> None:
-    from kiosk.results import FrameResult
-    from kiosk.tracking import Tracker, TrackerSettings
-    from kiosk.trials import record_live_result
+    from kiosk.live.results import FrameResult
+    from kiosk.live.tracking import Tracker, TrackerSettings
+    from kiosk.trials.session import record_live_result
     from models.detector import Face
 
     def face(x: float, size: float) -> Face:

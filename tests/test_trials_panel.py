@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from kiosk.trials import Outcome, TrialResult, TrialSession
+from kiosk.trials.rules import Outcome, TrialResult
+from kiosk.trials.session import TrialSession
 from kiosk.ui.trials_panel import TrialsPanel
-from models.recognizer import Prediction
+from models.recognition import Prediction
 
 
 class FakeClock:

@@ -9,19 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from enroll.config import EnrollConfig
 from kiosk.cli import main
-from kiosk.config import EnrollConfig, LivenessConfig
-from kiosk.errors import UserError
-from kiosk.trials import TrialSession
-from kiosk.trials_sim import (
+from kiosk.config import LivenessConfig
+from kiosk.trials.session import TrialSession
+from kiosk.trials.simulation import (
     Clip,
     enroll_from_video,
     gallery_factory,
     run_simulation,
     trial_windows,
 )
-from kiosk.trials_store import TrialStore
+from kiosk.trials.store import TrialStore
 from models.detector import FaceDetector
+from models.errors import UserError
 
 SharedPath = Callable[..., Path]
 
@@ -150,9 +151,9 @@ def test_simulation_end_to_end(shared: SharedPath, tmp_path: Path) -> None:
 def test_simulation_records_liveness_per_track(
     shared: SharedPath, small_detector: FaceDetector, model_dir: Path
 ) -> None:
-    from kiosk.liveness import LivenessMonitor
-    from kiosk.trials import liveness_refusals
-    from models.liveness import LivenessChecker
+    from kiosk.live.liveness import LivenessMonitor
+    from kiosk.trials.rules import liveness_refusals
+    from models.antispoof import LivenessChecker
 
     monitor = LivenessMonitor(LivenessConfig(), LivenessChecker.from_dir(model_dir))
     clips = [Clip("solo_06", shared("videos", "solo_06.mp4"), True)]

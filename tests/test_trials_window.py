@@ -10,9 +10,9 @@ import pytest
 from PySide6.QtCore import Qt
 
 from kiosk.config import EventsConfig, KioskConfig, LiveConfig
-from kiosk.pipeline import LivePipeline
-from kiosk.trials import Outcome, TrialResult
-from kiosk.trials_store import TrialStore
+from kiosk.live.pipeline import LivePipeline
+from kiosk.trials.rules import Outcome, TrialResult
+from kiosk.trials.store import TrialStore
 from kiosk.ui.trials_window import TrialsWindow
 from models.align import align_arcface
 from models.detector import FaceDetector

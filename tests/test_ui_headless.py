@@ -12,11 +12,11 @@ import pytest
 
 from kiosk.cli import main
 from kiosk.config import load_config
-from kiosk.errors import UserError
-from kiosk.pin import PinGate, hash_pin, parse_pin_hash, verify_pin
-from kiosk.results import FrameResult
+from kiosk.live.results import FrameResult
+from kiosk.setup.pin import PinGate, hash_pin, parse_pin_hash, verify_pin
 from kiosk.ui import CV2_QT_VARIABLES, drop_cv2_qt_paths, has_display
 from kiosk.ui.status import provider_label, status_text
+from models.errors import UserError
 from tests.conftest import skip_or_fail
 
 

@@ -15,13 +15,13 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from kiosk.cli import main
-from kiosk.detection_replay import ReplayResults, video_frame_results
-from kiosk.errors import UserError
-from kiosk.pin import hash_pin
-from kiosk.results import FrameResult, TrackView
+from kiosk.live.replay import ReplayResults, video_frame_results
+from kiosk.live.results import FrameResult, TrackView
+from kiosk.setup.pin import hash_pin
 from kiosk.ui.main_window import NO_PIN_MESSAGE, OPERATOR_SHORTCUT, KioskWindow
 from kiosk.ui.video_view import BANNER_TEXT, STATE_COLOURS
 from models.detector import FaceDetector
+from models.errors import UserError
 
 PIN = "4711"
 
@@ -405,7 +405,7 @@ def test_run_opens_the_window_on_the_pipeline_and_stops_it(
 
 
 def test_an_idle_pin_prompt_gives_up(qtbot: QtBot, pin_hash: str) -> None:
-    from kiosk.pin import PinGate
+    from kiosk.setup.pin import PinGate
     from kiosk.ui.pin_dialog import PinDialog
 
     dialog = PinDialog(PinGate(pin_hash), idle_s=0.2)

@@ -13,10 +13,10 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
+from enroll.config import EnrollConfig
 from enroll.store import PeopleStore
 from enroll.training import crop_at
-from enroll.wizard import EnrollWizard
-from kiosk.config import EnrollConfig
+from kiosk.ui.wizard import EnrollWizard
 from models.align import CLIP_SIZE, align_face
 from tests.conftest import skip_or_fail
 

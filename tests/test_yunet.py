@@ -13,6 +13,7 @@ from models import registry
 from models.align import align_arcface
 from models.detector import DETECTORS, FaceDetector
 from models.embedder import ArcFaceEmbedder
+from models.errors import ModelError
 
 SharedPath = Callable[..., Path]
 
@@ -73,5 +74,5 @@ def test_small_input_scales_results_back(model_dir: Path, shared: SharedPath) ->
 def test_names(model_dir: Path) -> None:
     assert {"yunet", "yunet_2026may"} <= set(DETECTORS)
     assert registry.spec("yunet").url and registry.spec("yunet").licence == "MIT"
-    with pytest.raises(registry.ModelError, match="yunet"):
+    with pytest.raises(ModelError, match="yunet"):
         FaceDetector.from_name("yunet", model_dir / "nowhere")

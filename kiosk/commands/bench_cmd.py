@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kiosk.bench.data import load_average, shared_folder
 from kiosk.commands import bench_live, liveness_cmd, ui_bench_cmd
-from kiosk.commands.bench_data import load_average, shared_folder
 from kiosk.config import load_config
-from kiosk.errors import UserError
-from kiosk.jsonfile import write_json_atomic
+from models.errors import UserError
+from models.io import write_json_atomic
 
 # (people, face set, min photos): ORL subsets, LFW people with >= 10 photos, LFW singles.
 TRAIN_RUNS = {
@@ -81,9 +81,10 @@ def run_train_one(args: argparse.Namespace) -> int:
 
     from kiosk.commands.train_cmd import train_settings
     from models import registry
-    from models.bundle import save_bundle
+    from models.clip.bundle import save_bundle
     from models.detector import FaceDetector
-    from models.finetune import scan_people, train_recognizer
+    from models.io import scan_people
+    from models.train.bundle import train_recognizer
 
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
@@ -175,17 +176,10 @@ def stage_latency(
     import numpy as np
 
     from models import registry
-    from models.clip_classifier import (
-        ClipRecognizer,
-        OnnxImageTower,
-        TorchImageTower,
-        class_probabilities,
-        export_image_tower,
-        onnx_tower_path,
-        to_blob,
-    )
+    from models.clip.classifier import ClipRecognizer, class_probabilities, onnx_tower_path
+    from models.clip.towers import OnnxImageTower, TorchImageTower, export_image_tower, to_blob
     from models.detector import FaceDetector
-    from models.recognizer import decide
+    from models.recognition import decide
 
     config = load_config(config_path)
     model_dir = registry.resolve_model_dir(config.models.dir)

@@ -41,16 +41,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from kiosk.commands.bench_data import SHARED_ENV, load_average, shared_folder
-from kiosk.config import APP_NAME, KioskConfig, LiveConfig, load_config
-from kiosk.errors import UserError
-from kiosk.jsonfile import write_json_atomic
-from kiosk.recognizers import RecognizerFactory, recognizer_factory
-from kiosk.results import FrameResult
-from models.recognizer import Recognizer
+from kiosk.bench.data import SHARED_ENV, load_average, shared_folder
+from kiosk.config import KioskConfig, LiveConfig, load_config
+from kiosk.live.holder import RecognizerFactory, recognizer_factory
+from kiosk.live.results import FrameResult
+from models.errors import UserError
+from models.io import write_json_atomic
+from models.paths import APP_NAME
+from models.recognition import Recognizer
 
 if TYPE_CHECKING:
-    from kiosk.pipeline import LivePipeline
+    from kiosk.live.pipeline import LivePipeline
 
 ENROLL_FRAMES = (0, 25, 50)  # frames of each clip enrolled in the gallery
 FR_TOLERANCE = 0.6  # face_recognition's default
@@ -162,8 +163,8 @@ def measure(
     config: KioskConfig, factory: RecognizerFactory, videos: Sequence[Path], max_frames: int
 ) -> dict[str, Any]:
     """Both modes over every clip for one recognizer."""
-    from kiosk.pipeline import LivePipeline
-    from kiosk.sources import VideoFileSource
+    from kiosk.live.pipeline import LivePipeline
+    from kiosk.live.sources import VideoFileSource
 
     recognizer = factory()
     providers: tuple[str, ...] = ()
@@ -213,10 +214,11 @@ def train_clip_bundle(config: KioskConfig, gallery: Path, out: Path) -> Path:
 
     from kiosk.commands.train_cmd import train_settings
     from models import registry
-    from models.bundle import save_bundle
-    from models.clip_classifier import onnx_tower_path
+    from models.clip.bundle import save_bundle
+    from models.clip.classifier import onnx_tower_path
     from models.detector import FaceDetector
-    from models.finetune import scan_people, train_recognizer
+    from models.io import scan_people
+    from models.train.bundle import train_recognizer
 
     model_dir = registry.resolve_model_dir(config.models.dir)
     detector = FaceDetector.from_name(
@@ -312,8 +314,8 @@ def soak(
     config: KioskConfig, factory: Callable[[], Recognizer], video: Path, minutes: float
 ) -> dict[str, Any]:
     """Loop one clip at camera speed for ``minutes``, sampling RSS every 10 s."""
-    from kiosk.pipeline import LivePipeline
-    from kiosk.sources import VideoFileSource
+    from kiosk.live.pipeline import LivePipeline
+    from kiosk.live.sources import VideoFileSource
 
     recognizer = factory()
     source = VideoFileSource(video, loop=True, realtime=True)

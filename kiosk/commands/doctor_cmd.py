@@ -6,7 +6,7 @@ import argparse
 import json
 
 from kiosk.config import load_config
-from kiosk.doctor import run_doctor
+from kiosk.setup.doctor import run_doctor
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kiosk.config import load_config
-from kiosk.errors import UserError
-from kiosk.sources import FrameSource, LiveCaptureSource, open_source
+from kiosk.live.sources import FrameSource, LiveCaptureSource, open_source
+from models.errors import UserError
 
 if TYPE_CHECKING:
-    from enroll.wizard import EnrollWizard
+    from kiosk.ui.wizard import EnrollWizard
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,9 +57,9 @@ def _enroll(args: argparse.Namespace) -> int:
     started = time.monotonic()
 
     from enroll.store import open_store
-    from enroll.wizard import EnrollWizard
     from kiosk.ui import application
     from kiosk.ui.enrollment import enrollment_models, frame_reader
+    from kiosk.ui.wizard import EnrollWizard
 
     app = application()
     detector, embedder = enrollment_models(config)

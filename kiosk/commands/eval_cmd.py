@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.config import load_config
-from kiosk.errors import UserError
+from models.errors import UserError
 
 APP_NAME = "clip-face-kiosk"
 
@@ -125,7 +125,7 @@ def _embedder_args(parser: argparse.ArgumentParser, many: bool, index: bool = Tr
 
 
 def _images(root: Path, per_person: int = 0, people: int = 0) -> list[Any]:
-    from models.features import DatasetError, list_images
+    from models.eval.features import DatasetError, list_images
 
     try:
         images = list_images(root)
@@ -157,7 +157,7 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
 
 def _load_embedder(args: argparse.Namespace, spec: str) -> Any:
     from models import registry
-    from models.features import EmbedderOptions, load_embedder
+    from models.eval.features import EmbedderOptions, load_embedder
 
     config = load_config(args.config)
     if args.detector_size % 32:
@@ -175,7 +175,7 @@ def _load_embedder(args: argparse.Namespace, spec: str) -> Any:
 def _extract(
     args: argparse.Namespace, embedder: Any, images: Sequence[Any], label: str, **kw: Any
 ) -> Any:
-    from models.features import Progress, extract
+    from models.eval.features import Progress, extract
 
     return extract(
         images,
@@ -204,8 +204,8 @@ def _pct(x: float) -> str:
 
 
 def _retrieval(args: argparse.Namespace) -> int:
-    from models.evaluate import leave_one_out
-    from models.features import NO_FACE, UNREADABLE
+    from models.eval.features import NO_FACE, UNREADABLE
+    from models.eval.retrieval import leave_one_out
 
     images = _images(args.data, args.per_person, args.people)
     results = []
@@ -295,7 +295,7 @@ def retrieval_chart(results: Sequence[dict[str, Any]], path: Path, title: str) -
 def _openset(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from models.evaluate import OpenSetData, compare_rules, rejection_rules, split_known
+    from models.eval.openset import OpenSetData, compare_rules, rejection_rules, split_known
 
     config = load_config(args.config)
     if args.enroll < 1 or args.held_out < 1:
@@ -427,7 +427,8 @@ def _print_openset(p: dict[str, Any]) -> None:
 def _robustness(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from models.evaluate import PERTURBATIONS, perturb, query_against_index
+    from models.eval.retrieval import query_against_index
+    from models.eval.robustness import PERTURBATIONS, perturb
 
     if args.queries_per_person < 1:
         raise UserError("--queries-per-person must be at least 1")
@@ -541,7 +542,7 @@ def _robustness(args: argparse.Namespace) -> int:
 
 
 def _subset(features: Any, rows: Sequence[int]) -> Any:
-    from models.features import Features
+    from models.eval.features import Features
 
     return Features(
         [features.images[r] for r in rows],
@@ -575,7 +576,7 @@ def _robust_row(result: Any) -> dict[str, Any]:
 
 
 def _index_bench(args: argparse.Namespace) -> int:
-    from models.evaluate import benchmark_index
+    from models.eval.retrieval import benchmark_index
 
     result = benchmark_index(args.n, args.dim, args.queries)
     print(json.dumps(result, indent=2))

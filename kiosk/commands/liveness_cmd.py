@@ -11,18 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kiosk.commands.bench_data import SHARED_ENV, shared_folder
+from kiosk.bench.data import SHARED_ENV, shared_folder
 from kiosk.config import KioskConfig, load_config
-from kiosk.errors import UserError
-from kiosk.jsonfile import write_json_atomic
 from models import registry
+from models.errors import UserError
+from models.io import write_json_atomic
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+    from models.antispoof import LivenessChecker
     from models.detector import Face, FaceDetector
-    from models.liveness import LivenessChecker
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,8 +63,8 @@ def register_bench_verb(verbs: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def _models(args: argparse.Namespace) -> tuple[KioskConfig, FaceDetector, LivenessChecker]:
+    from models.antispoof import LivenessChecker
     from models.detector import FaceDetector
-    from models.liveness import LivenessChecker
 
     config = load_config(args.config)
     model_dir = args.model_dir or registry.resolve_model_dir(config.models.dir)
@@ -187,7 +187,7 @@ def _bench_video(
     import cv2
     import numpy as np
 
-    from kiosk.liveness import LivenessMonitor
+    from kiosk.live.liveness import LivenessMonitor
 
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
@@ -288,7 +288,7 @@ def _bench(args: argparse.Namespace) -> int:
     }
     images = {kind: _read_image(path) for kind, path in samples.items()}
     config, detector, checker = _models(args)
-    from models.liveness import LIVENESS_MODELS
+    from models.antispoof import LIVENESS_MODELS
 
     sample_rows: dict[str, dict[str, Any]] = {}
     for kind, image in images.items():

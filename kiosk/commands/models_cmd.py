@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kiosk.config import load_config
 from models import registry
+from models.errors import ModelError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,7 +70,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from kiosk.first_run import ProgressBar, ensure_models, needed_models
+    from kiosk.setup.first_run import ProgressBar, ensure_models, needed_models
 
     model_dir = _model_dir(args)
     if not args.names:
@@ -88,7 +89,7 @@ def _fetch(args: argparse.Namespace) -> int:
         bar = ProgressBar(name, sys.stderr)
         try:
             path = registry.fetch(name, model_dir, progress=bar)
-        except registry.ModelError as error:
+        except ModelError as error:
             bar.finish(f"FAILED: {error}")
             failed += 1
         else:

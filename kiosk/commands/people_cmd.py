@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kiosk.config import KioskConfig, load_config
-from kiosk.errors import UserError
+from models.errors import UserError
 
 if TYPE_CHECKING:
     from enroll.store import PeopleStore

@@ -6,8 +6,8 @@ import argparse
 import getpass
 import sys
 
-from kiosk.errors import UserError
-from kiosk.pin import hash_pin
+from kiosk.setup.pin import hash_pin
+from models.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

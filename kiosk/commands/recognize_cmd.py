@@ -14,11 +14,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kiosk.config import load_config
-from kiosk.errors import UserError
+from models.errors import UserError
 
 if TYPE_CHECKING:
     from models.detector import Face
-    from models.recognizer import Prediction
+    from models.recognition import Prediction
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -84,9 +84,9 @@ def frames(path: Path, every: int) -> Iterator[tuple[str, int, NDArray[np.uint8]
 
 def run(args: argparse.Namespace) -> int:
     from models import registry
-    from models.clip_classifier import ClipRecognizer
+    from models.clip.classifier import ClipRecognizer
     from models.detector import FaceDetector
-    from models.recognizer import UNKNOWN, recognize_image
+    from models.recognition import UNKNOWN, recognize_image
 
     if not args.path.exists():
         raise UserError(f"{args.path} does not exist")
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         )
     checker = None
     if args.liveness:
-        from models.liveness import LivenessChecker
+        from models.antispoof import LivenessChecker
 
         checker = LivenessChecker.from_dir(
             model_dir, device=config.models.device, threads=config.models.threads

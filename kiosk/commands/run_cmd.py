@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kiosk.config import KioskConfig, load_config
-from kiosk.errors import UserError
+from models.errors import UserError
 
 if TYPE_CHECKING:
-    from kiosk.pipeline import LivePipeline as Pipeline
-    from kiosk.results import FrameResult
+    from kiosk.live.pipeline import LivePipeline as Pipeline
+    from kiosk.live.results import FrameResult
     from kiosk.ui.result_source import LivePipeline
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class PipelineStarter:
 
 def start_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
     """The one place `kiosk run` gets its pipeline: built and started off the GUI thread."""
-    from kiosk.pipeline import LivePipeline as Pipeline
+    from kiosk.live.pipeline import LivePipeline as Pipeline
 
     return PipelineStarter(lambda: Pipeline.from_config(config, source=source))
 
@@ -128,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run(args: argparse.Namespace) -> int:
     from kiosk.ui import application, has_display
     from kiosk.ui.main_window import KioskWindow
-    from models.registry import ModelError
+    from models.errors import ModelError
 
     try:
         config = load_config(args.config)
@@ -179,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _first_run(config: KioskConfig, *, assume_yes: bool) -> None:
     """Missing model files: say what will be downloaded, ask, fetch, before any window."""
-    from kiosk.first_run import ensure_models, needed_models
+    from kiosk.setup.first_run import ensure_models, needed_models
     from models.registry import resolve_model_dir
 
     ensure_models(

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
-from kiosk.config import APP_NAME, KioskConfig, load_config
-from kiosk.errors import UserError
-from kiosk.jsonfile import write_json_atomic
+from kiosk.config import KioskConfig, load_config
+from models.errors import UserError
+from models.io import write_json_atomic
+from models.paths import APP_NAME
 
 if TYPE_CHECKING:
-    from models.finetune import TrainSettings
+    from models.train.finetune import TrainSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +44,7 @@ def feature_cache_dir() -> Path:
 
 
 def train_settings(config: KioskConfig) -> TrainSettings:
-    from models.finetune import TrainSettings
+    from models.train.finetune import TrainSettings
 
     t = config.train
     return TrainSettings(
@@ -67,10 +68,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from models import registry
-    from models.bundle import save_bundle
-    from models.clip_classifier import warn_untrained
+    from models.clip.bundle import save_bundle
+    from models.clip.identity import warn_untrained
     from models.detector import FaceDetector
-    from models.finetune import scan_people, train_recognizer
+    from models.io import scan_people
+    from models.train.bundle import train_recognizer
 
     config = load_config(args.config)
     if "{name}" not in config.clip.prompt:

@@ -14,12 +14,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kiosk.config import KioskConfig, load_config, user_data_dir
-from kiosk.errors import UserError
+from kiosk.config import KioskConfig, load_config
+from models.errors import UserError
+from models.paths import user_data_dir
 
 if TYPE_CHECKING:
-    from kiosk.pipeline import LivePipeline
-    from kiosk.trials import TrialSession
+    from kiosk.live.pipeline import LivePipeline
+    from kiosk.trials.session import TrialSession
 
 RECOGNIZERS = ("gallery",)  # "clip" joins once the CLIP recognizer bundle exists
 
@@ -126,7 +127,7 @@ def default_database(config: KioskConfig) -> Path:
 def _write_outputs(
     args: argparse.Namespace, config: KioskConfig, session: TrialSession, extra: dict[str, object]
 ) -> dict[str, object]:
-    from kiosk.trials_report import export_csv, export_json, session_summary, write_html_report
+    from kiosk.trials.report import export_csv, export_json, session_summary, write_html_report
 
     target = args.target_fpr if args.target_fpr is not None else config.trials.target_fpr
     if args.json is not None:
@@ -178,15 +179,15 @@ def enrolled_roster(config: KioskConfig) -> list[str]:
 def trials_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
     """The live pipeline for trials: ``kiosk run``'s, classifying every frame of a track
     (``reclassify_every = 1``) so each frame of a trial carries a fresh prediction."""
-    from kiosk.pipeline import LivePipeline
+    from kiosk.live.pipeline import LivePipeline
 
     live = config.kiosk.model_copy(update={"reclassify_every": 1})
     return LivePipeline.from_config(config.model_copy(update={"kiosk": live}), source=source)
 
 
 def _console(args: argparse.Namespace) -> int:
-    from kiosk.trials import Participant
-    from kiosk.trials_store import TrialStore
+    from kiosk.trials.rules import Participant
+    from kiosk.trials.store import TrialStore
     from kiosk.ui import application
     from kiosk.ui.trials_window import TrialsWindow
 
@@ -218,15 +219,15 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from kiosk.trials import liveness_refusals
-    from kiosk.trials_sim import (
+    from kiosk.trials.rules import liveness_refusals
+    from kiosk.trials.simulation import (
         DEFAULT_ENROLLED,
         DEFAULT_VISITORS,
         Clip,
         gallery_factory,
         run_simulation,
     )
-    from kiosk.trials_store import TrialStore
+    from kiosk.trials.store import TrialStore
     from models import registry
     from models.detector import FaceDetector
 
@@ -264,8 +265,8 @@ def _simulate(args: argparse.Namespace) -> int:
     duration = args.duration if args.duration is not None else config.trials.duration
     monitor = None
     if config.liveness.enabled:
-        from kiosk.liveness import LivenessMonitor
-        from models.liveness import LivenessChecker
+        from kiosk.live.liveness import LivenessMonitor
+        from models.antispoof import LivenessChecker
 
         checker = LivenessChecker.from_dir(
             model_dir, device=config.models.device, threads=config.models.threads
@@ -318,7 +319,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _sessions(args: argparse.Namespace) -> int:
-    from kiosk.trials_store import TrialStore
+    from kiosk.trials.store import TrialStore
 
     path = args.db if args.db is not None else default_database(load_config(args.config))
     if not path.exists():
@@ -330,7 +331,7 @@ def _sessions(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from kiosk.trials_store import TrialStore
+    from kiosk.trials.store import TrialStore
 
     config = load_config(args.config)
     path = args.db if args.db is not None else default_database(config)

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from kiosk.config import load_config
-from kiosk.errors import UserError
-from kiosk.jsonfile import write_json_atomic
+from models.errors import UserError
+from models.io import write_json_atomic
 
 
 def register_verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,7 +49,7 @@ def _bench(args: argparse.Namespace) -> int:
     # Offscreen, so the figure is the same with or without a screen and never shows one.
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
-    from kiosk.detection_replay import video_frame_results
+    from kiosk.live.replay import video_frame_results
     from kiosk.ui.bench import measure_drawing
     from models.detector import FaceDetector
     from models.registry import resolve_model_dir

@@ -19,7 +19,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kiosk.errors import UserError
+from models.errors import UserError
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QApplication

@@ -12,8 +12,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from kiosk.detection_replay import ReplayResults
-from kiosk.results import FrameResult
+from kiosk.live.replay import ReplayResults
+from kiosk.live.results import FrameResult
 
 
 def measure_drawing(

@@ -17,10 +17,10 @@ from numpy.typing import NDArray
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
-from enroll.wizard import EnrollWizard
 from kiosk.config import KioskConfig
-from kiosk.errors import UserError
-from kiosk.sources import FrameSource, open_source
+from kiosk.live.sources import FrameSource, open_source
+from kiosk.ui.wizard import EnrollWizard
+from models.errors import UserError
 
 if TYPE_CHECKING:
     from models.detector import FaceDetector
@@ -38,7 +38,7 @@ class Pausable(Protocol):
 def enrollment_models(config: KioskConfig) -> tuple[FaceDetector, FaceEmbedder]:
     """The wizard's detector (at 320: an enrolling volunteer is close to the camera, and
     320 is 3x faster than 640) and the kiosk's gallery embedder."""
-    from kiosk.recognizers import gallery_embedder
+    from kiosk.live.holder import gallery_embedder
     from models import registry
     from models.detector import FaceDetector
 
@@ -72,7 +72,7 @@ class KioskEnrollment:
         """Open the wizard; a missing model, store or camera is said in a message box."""
         from PySide6.QtWidgets import QMessageBox
 
-        from models.registry import ModelError
+        from models.errors import ModelError
 
         try:
             self._open()

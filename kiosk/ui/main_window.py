@@ -15,13 +15,13 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from kiosk.errors import UserError
-from kiosk.pin import PinGate
-from kiosk.results import FrameResult
+from kiosk.live.results import FrameResult
+from kiosk.setup.pin import PinGate
 from kiosk.ui.pin_dialog import PinDialog
 from kiosk.ui.result_source import ResultSource
 from kiosk.ui.status import status_text
 from kiosk.ui.video_view import VideoView
+from models.errors import UserError
 
 NO_PIN_MESSAGE = (
     "full-screen kiosk mode needs an operator PIN, or nobody could close it: make one with "

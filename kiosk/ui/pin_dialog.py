@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kiosk.pin import MAX_PIN_LENGTH, PinGate
+from kiosk.setup.pin import MAX_PIN_LENGTH, PinGate
 
 
 class PinDialog(QDialog):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from kiosk.results import FrameResult
+    from kiosk.live.results import FrameResult
 
 
 class ResultSource(Protocol):

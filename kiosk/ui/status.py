@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kiosk.results import FrameResult
+from kiosk.live.results import FrameResult
 
 _PROVIDER_NAMES = {
     "CPUExecutionProvider": "CPU",

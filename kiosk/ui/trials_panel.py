@@ -1,8 +1,8 @@
-"""The operator's live trials panel: a thin view over :class:`kiosk.trials.TrialSession`.
+"""The operator's live trials panel: a thin view over :class:`kiosk.trials.session.TrialSession`.
 
 The panel starts and ends trials and draws the session; it decides nothing. Frames reach
 the active trial from the live pipeline through ``session.add_frame(now, prediction,
-crop, live)`` (``kiosk.trials.record_live_result`` in the console,
+crop, live)`` (``kiosk.trials.session.record_live_result`` in the console,
 ``kiosk/ui/trials_window.py``) using the same clock the panel was given. Participants are
 enrolled people, visitors (not enrolled) and presentation attacks. When the window has elapsed, the
 panel's timer ends the trial, refreshes every view and emits ``trial_finished``.
@@ -31,8 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kiosk.errors import UserError
-from kiosk.trials import TrialResult, TrialSession, per_participant
+from kiosk.trials.rules import TrialResult, per_participant
+from kiosk.trials.session import TrialSession
+from models.errors import UserError
 
 METRIC_KEYS = (
     "tp",

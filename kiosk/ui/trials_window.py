@@ -1,8 +1,9 @@
 """The operator's trials console: the live camera view beside the trials panel.
 
-The pipeline's inference thread hands every result to :func:`kiosk.trials.record_live_result`
-(the session is thread-safe), so no frame of a trial is lost to the window's polling; the
-window's timer only draws the newest result. The countdown is drawn big over the video,
+The pipeline's inference thread hands every result to
+:func:`kiosk.trials.session.record_live_result` (the session is thread-safe), so no frame
+of a trial is lost to the window's polling; the window's timer only draws the newest
+result. The countdown is drawn big over the video,
 and the trial's outcome stays there for a few seconds after it ends.
 """
 
@@ -16,13 +17,14 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QFont, QResizeEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
-from kiosk.results import FrameResult
-from kiosk.trials import TrialResult, TrialSession, record_live_result
+from kiosk.live.results import FrameResult
+from kiosk.trials.rules import TrialResult
+from kiosk.trials.session import TrialSession, record_live_result
 from kiosk.ui.trials_panel import TrialsPanel
 from kiosk.ui.video_view import VideoView
 
 if TYPE_CHECKING:
-    from kiosk.pipeline import LivePipeline
+    from kiosk.live.pipeline import LivePipeline
 
 OUTCOME_SHOWN_MS = 3000
 

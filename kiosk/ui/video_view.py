@@ -7,7 +7,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from kiosk.results import FrameResult, TrackState, TrackView
+from kiosk.live.results import FrameResult, TrackState, TrackView
 
 STATE_COLOURS: dict[TrackState, QColor] = {
     "recognized": QColor(0, 200, 83),

@@ -1,0 +1,28 @@
+"""What the `kiosk bench` verbs share: where the benchmark data is, and the machine's load."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from models.errors import UserError
+
+SHARED_ENV = "KIOSK_SHARED"
+
+
+def shared_folder(name: str, root: Path | None = None) -> Path:
+    """``ROOT/NAME`` of the shared data; ROOT is ``root``, else $KIOSK_SHARED, else ../shared."""
+    folder = (root or Path(os.environ.get(SHARED_ENV, "../shared"))) / name
+    if not folder.is_dir():
+        raise UserError(
+            f"{folder} does not exist; pass the files explicitly, --shared DIR or set ${SHARED_ENV}"
+        )
+    return folder
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (other work on the machine skews timings)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not on every system
+        return None

@@ -1,0 +1,287 @@
+"""Trial sessions in SQLite (WAL): every trial and every frame decision, as they happen.
+
+A trial is one transaction: its row and each frame are inserted as the frames arrive and
+committed together when the trial ends. A crash or power cut therefore loses at most the
+trial in progress; every finished trial is intact (``synchronous=FULL``). Sessions are
+resumed with :meth:`TrialStore.load_session`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiosk.trials.rules import FrameDecision, Outcome, Participant, TrialResult
+from kiosk.trials.session import TrialSession
+from models.errors import UserError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    duration REAL NOT NULL,
+    threshold REAL NOT NULL,
+    min_share REAL NOT NULL,
+    recognizer TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS participants (
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    enrolled INTEGER NOT NULL,  -- Participant.code: 1 enrolled, 0 not enrolled, 2 attack
+    PRIMARY KEY (session_id, name)
+);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY,
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    participant TEXT NOT NULL,
+    enrolled INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    duration REAL NOT NULL,
+    finished INTEGER NOT NULL DEFAULT 0,
+    answer TEXT,
+    outcome TEXT,
+    misidentified INTEGER NOT NULL DEFAULT 0,
+    thumbnail BLOB,
+    source TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS frames (
+    trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    t REAL NOT NULL,
+    face INTEGER NOT NULL,
+    best TEXT,
+    confidence REAL,
+    threshold REAL NOT NULL,
+    accepted TEXT,
+    live INTEGER
+);
+CREATE INDEX IF NOT EXISTS frames_by_trial ON frames (trial_id);
+"""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: int
+    label: str
+    created_at: float
+    duration: float
+    threshold: float
+    min_share: float
+    recognizer: str
+    trials: int
+
+
+class TrialStore:
+    """One SQLite file holding any number of trial sessions. Single writer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # TrialSession serialises writes with its lock; the pipeline thread may add frames.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+            # Never committed, so never present; kept as a guard against older files.
+            self._db.execute("DELETE FROM trials WHERE finished = 0")
+        except sqlite3.DatabaseError as error:
+            raise UserError(f"cannot open the trials database {self.path}: {error}") from error
+
+    def close(self) -> None:
+        """Close; a trial still in progress is rolled back (lost, as a crash would lose it)."""
+        if self._db.in_transaction:
+            self._db.rollback()
+        self._db.close()
+
+    def __enter__(self) -> TrialStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _require_idle(self) -> None:
+        if self._db.in_transaction:
+            raise UserError("a trial is in progress; wait for it to end")
+
+    def create_session(
+        self,
+        *,
+        label: str,
+        duration: float,
+        threshold: float,
+        min_share: float,
+        recognizer: str = "",
+        participants: list[Participant] | None = None,
+    ) -> TrialSession:
+        self._require_idle()
+        with self._db:
+            self._db.execute("BEGIN")
+            cursor = self._db.execute(
+                "INSERT INTO sessions (label, created_at, duration, threshold, min_share,"
+                " recognizer) VALUES (?, ?, ?, ?, ?, ?)",
+                (label, time.time(), duration, threshold, min_share, recognizer),
+            )
+            session_id = int(cursor.lastrowid or 0)
+        session = TrialSession(
+            duration=duration,
+            threshold=threshold,
+            min_share=min_share,
+            store=self,
+            session_id=session_id,
+        )
+        for participant in participants or []:
+            session.add_participant(participant.name, participant.enrolled, participant.attack)
+        return session
+
+    def add_participant(self, session_id: int, participant: Participant) -> None:
+        self._require_idle()
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO participants (session_id, position, name, enrolled) VALUES"
+                " (?, (SELECT COUNT(*) FROM participants WHERE session_id = ?), ?, ?)",
+                (session_id, session_id, participant.name, participant.code),
+            )
+
+    def begin_trial(
+        self, session_id: int, participant: Participant, started_at: float, duration: float
+    ) -> int:
+        """Open the trial's transaction; it stays open until :meth:`finish_trial`."""
+        self._require_idle()
+        self._db.execute("BEGIN IMMEDIATE")
+        cursor = self._db.execute(
+            "INSERT INTO trials (session_id, participant, enrolled, started_at, duration)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (session_id, participant.name, participant.code, started_at, duration),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def add_frame(self, trial_id: int, frame: FrameDecision) -> None:
+        self._db.execute(
+            "INSERT INTO frames (trial_id, t, face, best, confidence, threshold, accepted, live)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                trial_id,
+                frame.t,
+                int(frame.face),
+                frame.best,
+                frame.confidence,
+                frame.threshold,
+                frame.accepted,
+                None if frame.live is None else int(frame.live),
+            ),
+        )
+
+    def finish_trial(self, trial_id: int, result: TrialResult) -> None:
+        self._db.execute(
+            "UPDATE trials SET finished = 1, answer = ?, outcome = ?, misidentified = ?,"
+            " thumbnail = ?, source = ? WHERE id = ?",
+            (
+                result.answer,
+                result.outcome.value,
+                int(result.misidentified),
+                result.thumbnail,
+                result.source,
+                trial_id,
+            ),
+        )
+        self._db.commit()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def sessions(self) -> list[SessionInfo]:
+        rows = self._db.execute(
+            "SELECT s.id, s.label, s.created_at, s.duration, s.threshold, s.min_share,"
+            " s.recognizer, (SELECT COUNT(*) FROM trials t WHERE t.session_id = s.id"
+            " AND t.finished) FROM sessions s ORDER BY s.id"
+        ).fetchall()
+        return [SessionInfo(*row) for row in rows]
+
+    def load_session(self, session_id: int | None = None) -> TrialSession:
+        """Resume a session (the latest when ``session_id`` is None) with its finished trials."""
+        infos = self.sessions()
+        if not infos:
+            raise UserError(f"{self.path} holds no trial session yet")
+        if session_id is None:
+            info = infos[-1]
+        else:
+            matches = [i for i in infos if i.id == session_id]
+            if not matches:
+                known = ", ".join(str(i.id) for i in infos)
+                raise UserError(f"no session {session_id} in {self.path}; sessions: {known}")
+            info = matches[0]
+        participants = [
+            Participant.from_code(name, code)
+            for name, code in self._db.execute(
+                "SELECT name, enrolled FROM participants WHERE session_id = ? ORDER BY position",
+                (info.id,),
+            )
+        ]
+        return TrialSession(
+            duration=info.duration,
+            threshold=info.threshold,
+            min_share=info.min_share,
+            store=self,
+            session_id=info.id,
+            participants=participants,
+            results=self._results(info.id),
+        )
+
+    def _results(self, session_id: int) -> list[TrialResult]:
+        frames: dict[int, list[FrameDecision]] = {}
+        for trial_id, t, face, best, confidence, threshold, accepted, live in self._db.execute(
+            "SELECT f.trial_id, f.t, f.face, f.best, f.confidence, f.threshold, f.accepted,"
+            " f.live FROM frames f JOIN trials t ON t.id = f.trial_id"
+            " WHERE t.session_id = ? AND t.finished ORDER BY f.rowid",
+            (session_id,),
+        ):
+            frames.setdefault(trial_id, []).append(
+                FrameDecision(
+                    t=t,
+                    face=bool(face),
+                    best=best,
+                    confidence=confidence,
+                    threshold=threshold,
+                    accepted=accepted,
+                    live=None if live is None else bool(live),
+                )
+            )
+        rows = self._db.execute(
+            "SELECT id, participant, enrolled, started_at, duration, answer, outcome,"
+            " misidentified, thumbnail, source FROM trials"
+            " WHERE session_id = ? AND finished ORDER BY id",
+            (session_id,),
+        ).fetchall()
+        return [
+            TrialResult(
+                participant=Participant.from_code(name, enrolled),
+                started_at=started_at,
+                duration=duration,
+                frames=tuple(frames.get(trial_id, [])),
+                answer=answer,
+                outcome=Outcome(outcome),
+                misidentified=bool(misidentified),
+                thumbnail=thumbnail,
+                trial_id=trial_id,
+                source=source,
+            )
+            for (
+                trial_id,
+                name,
+                enrolled,
+                started_at,
+                duration,
+                answer,
+                outcome,
+                misidentified,
+                thumbnail,
+                source,
+            ) in rows
+        ]

@@ -1,0 +1,544 @@
+"""The enrollment wizard: consent, name, guided capture, review, save and train.
+
+A thin Qt layer: the capture logic is :class:`enroll.session.CaptureSession`, the data is
+:class:`enroll.store.PeopleStore`, the recognizer rebuild is
+:func:`enroll.training.rebuild_gallery`. Frames come from any ``read() -> frame | None``
+callable (a camera, a video file); ``None`` means no frame right now (camera lost).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from PySide6.QtCore import QObject, QSize, Qt, QThread, QTimer, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QGridLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+    QWizard,
+    QWizardPage,
+)
+
+from enroll.config import EnrollConfig
+from enroll.session import CapturedPhoto, CaptureEvent, CaptureSession
+from enroll.store import Consent, PeopleStore, utc_now
+from enroll.training import TrainingCancelled, rebuild_gallery
+from models.detector import FaceDetector
+from models.embedder import FaceEmbedder
+from models.errors import UserError
+from models.gallery import EmbeddingGallery
+from models.names import name_key, validate_name
+
+FrameReader = Callable[[], NDArray[np.uint8] | None]
+
+CONSENT_TEXT = """<h3>Before we take your photos</h3>
+<p><b>Purpose.</b> This kiosk recognizes enrolled people at the door. To recognize you,
+it needs about {photos} photos of your face from a few angles.</p>
+<p><b>What is stored.</b> Your name, an optional id, the aligned face crops{originals},
+numbers computed from them, and this consent record (text version {version}, date and
+time). Nothing is sent anywhere else.{encrypted}</p>
+<p><b>How long.</b> Your photos and records are deleted automatically after
+{days} days.</p>
+<p><b>How to withdraw.</b> Ask the operator at any time: your photos and records are
+deleted at once, leaving no copy (<code>kiosk people delete "your name"</code>).</p>
+"""
+
+
+def to_pixmap(image: NDArray[np.uint8], size: int | None = None) -> QPixmap:
+    rgb = np.ascontiguousarray(image[..., ::-1])
+    height, width = rgb.shape[:2]
+    qimage = QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+    pixmap = QPixmap.fromImage(qimage)
+    if size is not None:
+        pixmap = pixmap.scaled(
+            size,
+            size,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+    return pixmap
+
+
+class ConsentPage(QWizardPage):
+    def __init__(self, config: EnrollConfig, encrypted: bool) -> None:
+        super().__init__()
+        self.config = config
+        self.consent: Consent | None = None
+        self.setTitle("Consent")
+        text = QTextBrowser()
+        text.setHtml(
+            CONSENT_TEXT.format(
+                photos=config.photos,
+                originals=" and the full camera pictures" if config.keep_originals else "",
+                version=config.consent_version,
+                encrypted=" Photos are stored encrypted." if encrypted else "",
+                days=config.retention_days,
+            )
+        )
+        self.agree = QCheckBox(
+            "The volunteer has read this and agrees to have their photos taken and stored"
+        )
+        self.agree.toggled.connect(self.completeChanged)
+        layout = QVBoxLayout(self)
+        layout.addWidget(text)
+        layout.addWidget(self.agree)
+
+    def isComplete(self) -> bool:
+        return self.agree.isChecked()
+
+    def validatePage(self) -> bool:
+        self.consent = Consent(self.config.consent_version, utc_now())
+        return True
+
+
+class NamePage(QWizardPage):
+    def __init__(self, store: PeopleStore) -> None:
+        super().__init__()
+        self.store = store
+        self.setTitle("Your name")
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("as it should appear at the door")
+        self.id_edit = QLineEdit()
+        self.id_edit.setPlaceholderText("optional: badge or staff number")
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #b00020")
+        self.error.setWordWrap(True)
+        form = QFormLayout(self)
+        form.addRow("Name", self.name_edit)
+        form.addRow("Id", self.id_edit)
+        form.addRow(self.error)
+        self.name_edit.textChanged.connect(lambda _: self.error.clear())
+
+    @property
+    def name(self) -> str:
+        return validate_name(self.name_edit.text())
+
+    def validatePage(self) -> bool:
+        try:
+            name = self.name
+        except UserError as error:
+            self.error.setText(str(error))
+            return False
+        if any(name_key(p.name) == name_key(name) for p in self.store.people()):
+            self.error.setText(f"{name!r} is already enrolled: add a second name or an initial")
+            return False
+        return True
+
+
+class CaptureLoop:
+    """Reads, detects and offers frames on its own thread, so the window never waits on
+    the camera or the detector; it keeps only the newest event for the window to draw."""
+
+    def __init__(self, session: CaptureSession, reader: FrameReader, detector: FaceDetector):
+        self.session = session
+        self.reader = reader
+        self.detector = detector
+        self.lock = threading.Lock()  # guards the session and ``latest``
+        self.latest: tuple[CaptureEvent, NDArray[np.uint8] | None] | None = None
+        self.error: Exception | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="enroll-capture", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame = self.reader()
+                faces = [] if frame is None else self.detector.detect(frame)
+            except Exception as error:  # shown to the operator; the photos taken stay
+                self.error = error
+                return
+            with self.lock:
+                event = self.session.offer(frame, faces)
+                self.latest = (event, frame)
+                if self.session.done:
+                    return
+            if frame is None:
+                self._stop.wait(0.05)  # no camera right now: do not spin
+
+
+class CapturePage(QWizardPage):
+    """Live preview, guidance and per-pose progress; photos are taken automatically."""
+
+    def __init__(
+        self, config: EnrollConfig, reader: FrameReader, detector: FaceDetector, refresh_ms: int
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.session = CaptureSession(config, keep_originals=config.keep_originals)
+        self.loop = CaptureLoop(self.session, reader, detector)
+        self.setTitle("Photos")
+        self.setSubTitle("Follow the instructions; photos are taken automatically.")
+        self.preview = QLabel()
+        self.preview.setMinimumSize(QSize(480, 360))
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.guidance = QLabel("step in front of the camera")
+        self.guidance.setStyleSheet("font-size: 20pt; font-weight: bold")
+        self.guidance.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.guidance.setWordWrap(True)
+        self.bars: dict[str, QProgressBar] = {}
+        grid = QGridLayout()
+        for row, (pose, wanted) in enumerate(self.session.wanted.items()):
+            bar = QProgressBar()
+            bar.setRange(0, wanted)
+            bar.setFormat(f"{pose}: %v / %m")
+            grid.addWidget(bar, row, 0)
+            self.bars[pose] = bar
+        self.skip = QPushButton("Skip this pose")
+        self.skip.setToolTip("when the volunteer cannot turn this way")
+        self.skip.clicked.connect(self._skip_pose)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.preview, 1)
+        layout.addWidget(self.guidance)
+        layout.addLayout(grid)
+        layout.addWidget(self.skip)
+        self.shown_photos = 0
+        self.timer = QTimer(self)
+        self.timer.setInterval(refresh_ms)
+        self.timer.timeout.connect(self.refresh)
+
+    def initializePage(self) -> None:
+        self.loop.start()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+        self.loop.stop()
+
+    def cleanupPage(self) -> None:
+        self.stop()
+
+    def validatePage(self) -> bool:
+        self.stop()
+        return True
+
+    def isComplete(self) -> bool:
+        with self.loop.lock:
+            return len(self.session.photos) >= self.config.min_photos
+
+    def _skip_pose(self) -> None:
+        with self.loop.lock:
+            if self.session.target is not None:
+                self.session.skip_pose(self.session.target)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Draw the newest event and the progress; runs on the GUI thread's timer."""
+        with self.loop.lock:
+            latest, self.loop.latest = self.loop.latest, None
+            progress = self.session.progress()
+            skipped = set(self.session.skipped)
+            done = self.session.done
+            photos = len(self.session.photos)
+        if latest is not None:
+            self._show(*latest)
+        for pose, (taken, _) in progress.items():
+            self.bars[pose].setValue(taken)
+            self.bars[pose].setEnabled(pose not in skipped)
+        self.skip.setEnabled(not done)
+        if photos != self.shown_photos:
+            self.shown_photos = photos
+            self.completeChanged.emit()
+        if self.loop.error is not None:
+            self.guidance.setText(f"the camera stopped: {self.loop.error}")
+            self.timer.stop()
+        elif done:
+            self.guidance.setText("all photos taken: press Next to review them")
+            self.timer.stop()
+
+    def _show(self, event: CaptureEvent, frame: NDArray[np.uint8] | None) -> None:
+        self.guidance.setText(event.message)
+        if frame is None:
+            return
+        view: NDArray[np.uint8] = frame.copy()
+        if event.face is not None:
+            x1, y1, x2, y2 = (int(v) for v in event.face.box)
+            colour = (0, 200, 0) if event.status == "captured" else (0, 200, 255)
+            cv2.rectangle(view, (x1, y1), (x2, y2), colour, 3)
+        mirrored = cv2.flip(view, 1)  # a mirror: turning left moves the face left on screen
+        self.preview.setPixmap(to_pixmap(np.asarray(mirrored, dtype=np.uint8), 480))
+
+
+class ReviewPage(QWizardPage):
+    """Every crop, checked; the operator unchecks the bad ones."""
+
+    def __init__(self, capture: CapturePage, min_photos: int) -> None:
+        super().__init__()
+        self.capture = capture
+        self.min_photos = min_photos
+        self.setTitle("Review")
+        self.grid = QListWidget()
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setIconSize(QSize(112, 112))
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.itemChanged.connect(lambda _: self._update())
+        self.count = QLabel()
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Uncheck any photo that is blurred, cut off or not this person."))
+        layout.addWidget(self.grid, 1)
+        layout.addWidget(self.count)
+
+    def initializePage(self) -> None:
+        self.grid.clear()
+        for index, photo in enumerate(self.capture.session.photos):
+            item = QListWidgetItem(QIcon(to_pixmap(photo.crop, 112)), photo.pose)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked)
+            item.setData(Qt.ItemDataRole.UserRole, index)
+            self.grid.addItem(item)
+        self._update()
+
+    def accepted_indices(self) -> list[int]:
+        return [
+            int(self.grid.item(i).data(Qt.ItemDataRole.UserRole))
+            for i in range(self.grid.count())
+            if self.grid.item(i).checkState() == Qt.CheckState.Checked
+        ]
+
+    def _update(self) -> None:
+        accepted = len(self.accepted_indices())
+        self.count.setText(f"{accepted} photos accepted; at least {self.min_photos} are needed")
+        self.completeChanged.emit()
+
+    def isComplete(self) -> bool:
+        return len(self.accepted_indices()) >= self.min_photos
+
+
+class SaveWorker(QObject):
+    """Saves the person atomically, then rebuilds the recognizer, off the GUI thread."""
+
+    progress = Signal(int, int, float)  # people done, in all, seconds left (estimate)
+    saved = Signal()
+    finished = Signal(object)  # the new EmbeddingGallery
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(
+        self,
+        store: PeopleStore,
+        embedder: FaceEmbedder,
+        person: tuple[str, str | None, Consent, list[CapturedPhoto]],
+        threshold: float,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.embedder = embedder
+        self.person = person
+        self.threshold = threshold
+        self.cancel = threading.Event()
+
+    def run(self) -> None:
+        name, external_id, consent, photos = self.person
+        try:
+            self.store.add_person(name, photos, consent, external_id=external_id)
+        except UserError as error:
+            self.failed.emit(str(error))
+            return
+        self.saved.emit()
+        start = time.monotonic()
+
+        def report(done: int, total: int) -> None:
+            elapsed = time.monotonic() - start
+            self.progress.emit(done, total, elapsed / done * (total - done))
+
+        try:
+            gallery = rebuild_gallery(
+                self.store,
+                self.embedder,
+                threshold=self.threshold,
+                progress=report,
+                cancel=self.cancel,
+            )
+        except TrainingCancelled:
+            self.cancelled.emit()
+            return
+        except UserError as error:
+            self.failed.emit(f"saved, but the recognizer was not rebuilt: {error}")
+            return
+        self.finished.emit(gallery)
+
+
+class SavePage(QWizardPage):
+    def __init__(self, wizard: EnrollWizard) -> None:
+        super().__init__()
+        self.owner = wizard
+        self.setTitle("Save and train")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.bar = QProgressBar()
+        self.cancel = QPushButton("Cancel training")
+        self.retry = QPushButton("Try again")
+        self.retry.hide()
+        self.cancel.clicked.connect(self._cancel)
+        self.retry.clicked.connect(self.initializePage)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.status)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.cancel)
+        layout.addWidget(self.retry)
+        self.saved = False
+        self.done = False
+        self.worker_thread: QThread | None = None
+        self.worker: SaveWorker | None = None
+
+    def initializePage(self) -> None:
+        self.retry.hide()
+        self.cancel.setEnabled(True)
+        self.done = False
+        self.bar.setRange(0, 0)
+        self.status.setText("saving…")
+        thread = QThread(self)
+        worker = SaveWorker(
+            self.owner.store,
+            self.owner.embedder,
+            self.owner.person_to_save(),
+            self.owner.threshold,
+        )
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.saved.connect(self._saved)
+        worker.progress.connect(self._progress)
+        worker.finished.connect(self._finished)
+        worker.failed.connect(self._failed)
+        worker.cancelled.connect(self._cancelled)
+        for signal in (worker.finished, worker.failed, worker.cancelled):
+            # Direct: the thread ends even while the GUI thread is blocked in wait().
+            signal.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        self.worker_thread, self.worker = thread, worker
+        thread.start()
+
+    def _saved(self) -> None:
+        self.saved = True
+        self.status.setText("saved; updating the recognizer…")
+
+    def _progress(self, done: int, total: int, seconds_left: float) -> None:
+        self.bar.setRange(0, total)
+        self.bar.setValue(done)
+        self.status.setText(f"updating the recognizer: about {seconds_left:.0f} s left")
+
+    def _finished(self, gallery: EmbeddingGallery) -> None:
+        self.owner.gallery = gallery
+        self.owner.enrolled.emit(self.owner.person_name, gallery)
+        self._end(
+            f"{self.owner.person_name} is enrolled; the recognizer knows "
+            f"{len(gallery.people)} people."
+        )
+
+    def _failed(self, message: str) -> None:
+        self.status.setText(f"{message}\nThe photos are kept here: try again.")
+        self.bar.setRange(0, 1)
+        self.cancel.setEnabled(False)
+        if not self.saved:
+            self.retry.show()
+        else:
+            self._end(message)
+
+    def _cancelled(self) -> None:
+        self._end("saved; the recognizer will be rebuilt the next time the kiosk starts")
+
+    def _cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel.set()
+
+    def _end(self, message: str) -> None:
+        self.status.setText(message)
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1)
+        self.cancel.setEnabled(False)
+        self.done = True
+        self.completeChanged.emit()
+
+    def isComplete(self) -> bool:
+        return self.done
+
+    def wait(self) -> None:
+        """Stop training (the person stays saved) and wait for the worker to end."""
+        if self.worker is not None:
+            self.worker.cancel.set()
+        if self.worker_thread is not None:
+            self.worker_thread.wait()
+
+
+class EnrollWizard(QWizard):
+    """Consent, name, capture, review, save and train. ``enrolled(name, gallery)`` fires
+    when a person is saved and the recognizer rebuilt, for a running kiosk to pick up."""
+
+    enrolled = Signal(str, object)
+
+    def __init__(
+        self,
+        store: PeopleStore,
+        config: EnrollConfig,
+        reader: FrameReader,
+        detector: FaceDetector,
+        embedder: FaceEmbedder,
+        *,
+        threshold: float = 0.5,
+        refresh_ms: int = 33,
+    ) -> None:
+        super().__init__()
+        self.setWindowTitle("Enroll a volunteer")
+        self.store = store
+        self.config = config
+        self.embedder = embedder
+        self.threshold = threshold
+        self.gallery: EmbeddingGallery | None = None
+        self.consent_page = ConsentPage(config, store.encrypted)
+        self.name_page = NamePage(store)
+        self.capture_page = CapturePage(config, reader, detector, refresh_ms)
+        self.review_page = ReviewPage(self.capture_page, config.min_photos)
+        self.save_page = SavePage(self)
+        for page in (
+            self.consent_page,
+            self.name_page,
+            self.capture_page,
+            self.review_page,
+            self.save_page,
+        ):
+            self.addPage(page)
+        self.setOption(QWizard.WizardOption.NoBackButtonOnLastPage)
+        self.setOption(QWizard.WizardOption.NoCancelButtonOnLastPage)
+
+    @property
+    def person_name(self) -> str:
+        return self.name_page.name
+
+    def person_to_save(self) -> tuple[str, str | None, Consent, list[CapturedPhoto]]:
+        consent = self.consent_page.consent
+        if consent is None:
+            raise UserError("no consent recorded: nothing may be saved")
+        photos = self.capture_page.session.photos
+        accepted = [photos[i] for i in self.review_page.accepted_indices()]
+        external = self.name_page.id_edit.text().strip() or None
+        return self.person_name, external, consent, accepted
+
+    def done(self, result: int) -> None:
+        self.capture_page.stop()
+        self.save_page.wait()
+        super().done(result)

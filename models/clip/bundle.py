@@ -1,0 +1,154 @@
+"""The recognizer bundle: one file that holds everything a trained recognizer is.
+
+Format: a NumPy ``.npz`` archive (a zip; read with ``allow_pickle=False``, so loading a
+file never runs code) with
+
+- ``meta.json``: schema version, people (display names), settings, training metrics,
+  the identity and sha256 of every model used;
+- ``text_embeddings`` (people, dim) and ``feature_mean`` (dim,): all recognition needs
+  besides the image tower;
+- ``text/<parameter>``: the tuned text-encoder weights, to train further.
+
+Written atomically: a temporary file in the same folder, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.clip.identity import ClipIdentity
+from models.errors import ModelError
+
+SCHEMA_VERSION = 1
+FORMAT = "clip-face-kiosk recognizer bundle"
+
+
+class BundleError(ModelError):
+    """A bundle file is missing, corrupt, or of another version. The message says so."""
+
+
+@dataclass(frozen=True)
+class BundleSettings:
+    prompt: str
+    context_length: int  # prompt tokens kept (the truncated text context)
+    trainable_layers: int
+    threshold: float
+    align_margin: float
+    detector: str
+    detector_input_size: int
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    batch_size: int
+    max_classes_per_step: int
+    seed: int
+    test_fraction: float
+    train_logit_scale: bool
+    subtract_null_prompt: bool
+
+
+@dataclass(frozen=True)
+class RecognizerBundle:
+    people: list[str]
+    text_embeddings: NDArray[np.float32]
+    feature_mean: NDArray[np.float32]
+    logit_scale: float
+    identity: ClipIdentity
+    settings: BundleSettings
+    metrics: dict[str, Any]
+    models: dict[str, dict[str, str]]  # name -> {"file", "sha256"} of every model used
+    text_state: dict[str, NDArray[np.float32]] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+
+def save_bundle(bundle: RecognizerBundle, path: Path) -> Path:
+    meta = {
+        "format": FORMAT,
+        "schema_version": bundle.schema_version,
+        "people": bundle.people,
+        "logit_scale": bundle.logit_scale,
+        "identity": asdict(bundle.identity),
+        "settings": asdict(bundle.settings),
+        "metrics": bundle.metrics,
+        "models": bundle.models,
+    }
+    arrays: dict[str, NDArray[Any]] = {
+        "meta.json": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode(), np.uint8),
+        "text_embeddings": np.asarray(bundle.text_embeddings, dtype=np.float32),
+        "feature_mean": np.asarray(bundle.feature_mean, dtype=np.float32),
+    }
+    for name, value in bundle.text_state.items():
+        arrays[f"text/{name}"] = np.asarray(value, dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)  # type: ignore[arg-type]
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_bundle(path: Path) -> RecognizerBundle:
+    if not path.is_file():
+        raise BundleError(f"recognizer bundle {path} does not exist; create it with `kiosk train`")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise BundleError(
+            f"{path} is not a recognizer bundle (unreadable: {error}); "
+            "create one with `kiosk train`"
+        ) from error
+    try:
+        meta = json.loads(bytes(arrays["meta.json"]).decode())
+    except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"{path} is not a recognizer bundle (no valid meta.json)") from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(f"{path} is not a recognizer bundle")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(
+            f"{path} has bundle schema version {version}; this program reads version "
+            f"{SCHEMA_VERSION}. Fix: train the bundle again with `kiosk train`."
+        )
+    try:
+        bundle = RecognizerBundle(
+            people=[str(name) for name in meta["people"]],
+            text_embeddings=np.asarray(arrays["text_embeddings"], dtype=np.float32),
+            feature_mean=np.asarray(arrays["feature_mean"], dtype=np.float32),
+            logit_scale=float(meta["logit_scale"]),
+            identity=ClipIdentity(**meta["identity"]),
+            settings=BundleSettings(**meta["settings"]),
+            metrics=dict(meta["metrics"]),
+            models={str(k): dict(v) for k, v in meta["models"].items()},
+            text_state={
+                name.removeprefix("text/"): value
+                for name, value in arrays.items()
+                if name.startswith("text/")
+            },
+            schema_version=version,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise BundleError(f"{path} is a damaged recognizer bundle: {error!r}") from error
+    people, dim = len(bundle.people), bundle.feature_mean.shape
+    if bundle.text_embeddings.ndim != 2 or bundle.text_embeddings.shape[0] != people:
+        raise BundleError(
+            f"{path}: {people} people but text embeddings of shape {bundle.text_embeddings.shape}"
+        )
+    if dim != bundle.text_embeddings.shape[1:]:
+        raise BundleError(f"{path}: feature mean and text embeddings disagree in size")
+    return bundle

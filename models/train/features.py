@@ -1,0 +1,129 @@
+"""Image features of people's photos for training: detected, aligned, run through the frozen
+image tower once, and cached on disk by file content and tower identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.align import align_for_clip
+from models.clip.identity import ClipIdentity
+from models.clip.towers import ImageTower, encode_crops
+from models.detector import FaceDetector
+from models.io import IMAGE_SUFFIXES, Skipped
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class FaceSet:
+    """Image features per person, and what was skipped on the way."""
+
+    features: dict[str, NDArray[np.float32]]  # display name -> (photos, dim)
+    sources: dict[str, list[str]]
+    skipped: list[Skipped] = field(default_factory=list)
+    images: int = 0
+
+
+def _read_image(data: bytes) -> NDArray[np.uint8] | None:
+    import cv2
+
+    if not data:
+        return None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if image is None else np.asarray(image, dtype=np.uint8)
+
+
+class FeatureCache:
+    """Image features on disk, one ``.npy`` per (model identity, detection setup, file)."""
+
+    def __init__(self, root: Path, identity: ClipIdentity, setup: str) -> None:
+        self.folder = root / identity.key / setup
+
+    def get(self, digest: str) -> NDArray[np.float32] | None:
+        path = self.folder / f"{digest}.npy"
+        try:
+            return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+        except (OSError, ValueError, EOFError):
+            return None
+
+    def put(self, digest: str, feature: NDArray[np.float32]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, feature)
+        os.replace(tmp, self.folder / f"{digest}.npy")
+
+
+def extract_features(
+    people: dict[str, list[Path]],
+    detector: FaceDetector,
+    tower: ImageTower,
+    cache: FeatureCache | None,
+    align_margin: float = 0.0,
+    log: Log | None = None,
+) -> FaceSet:
+    """Detect the largest face of every photo, align it, run the image tower (once).
+
+    Crops go through the tower 32 at a time, so memory holds 32 crops, not every photo.
+    """
+    faceset = FaceSet(features={}, sources={})
+    pending: list[tuple[str, NDArray[np.uint8]]] = []  # digest, crop
+    computed: dict[str, NDArray[np.float32]] = {}
+    found: dict[str, list[tuple[str, NDArray[np.float32] | None, str]]] = {}
+
+    def flush() -> None:
+        features = encode_crops(tower, [crop for _, crop in pending])
+        for (digest, _), feature in zip(pending, features, strict=True):
+            computed[digest] = feature
+            if cache:
+                cache.put(digest, feature)
+        pending.clear()
+
+    for name, files in people.items():
+        rows = found.setdefault(name, [])
+        for path in files:
+            faceset.images += 1
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                faceset.skipped.append(Skipped(str(path), "not an image file (by its suffix)"))
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                faceset.skipped.append(Skipped(str(path), f"unreadable: {error.strerror}"))
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            cached = cache.get(digest) if cache else None
+            if cached is not None:
+                rows.append((str(path), cached, digest))
+                continue
+            image = _read_image(data)
+            if image is None:
+                faceset.skipped.append(Skipped(str(path), "corrupt or not an image"))
+                continue
+            faces = detector.detect(image, mode="largest")
+            if not faces:
+                faceset.skipped.append(Skipped(str(path), "no face found"))
+                continue
+            rows.append((str(path), None, digest))
+            pending.append((digest, align_for_clip(image, faces[0].kps, align_margin)))
+            if len(pending) == 32:
+                flush()
+    if pending:
+        flush()
+    if log:
+        log(f"image tower: {len(computed)} new faces ({faceset.images} photos)")
+    for name, rows in found.items():
+        vectors = [vec if vec is not None else computed[digest] for _, vec, digest in rows]
+        if vectors:
+            faceset.features[name] = np.stack(vectors).astype(np.float32)
+            faceset.sources[name] = [src for src, _, _ in rows]
+    return faceset
