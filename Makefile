@@ -8,7 +8,7 @@ export KIOSK_SHARED ?= $(abspath ../shared)
 $(VENV)/.kiosk-installed: pyproject.toml packaging/install.sh
 	bash packaging/install.sh $(VENV)
 
-.PHONY: install lint test demo
+.PHONY: install lint test test-fast demo
 install: $(VENV)/.kiosk-installed
 
 # The main job: the project's deployment benchmark. Enroll six people from the first
@@ -25,6 +25,11 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest
+
+# The unit tests alone: no ../shared data, no Qt, no torch (tests/conftest.py marks them).
+test-fast: install
+	$(PY) -m pytest -m unit -q

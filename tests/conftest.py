@@ -1,53 +1,73 @@
-"""Shared fixtures. Data from ../shared is found through $KIOSK_SHARED (default ../shared).
+"""Shared fixtures and markers. Data from ../shared is found through $KIOSK_SHARED (default
+../shared). With KIOSK_REQUIRE_SHARED=1 (as CI sets it) a missing file, or a missing tool
+such as Xvfb, fails the test instead of skipping it (`tests.helpers.skip_or_fail`).
 
-With KIOSK_REQUIRE_SHARED=1 (as CI sets it) a missing file, or a missing tool such as
-Xvfb, fails the test instead of skipping it (`skip_or_fail`).
+Markers (pyproject.toml) are set here from what a test uses, so they cannot be forgotten:
+``qt`` for everything under tests/ui/ and every test that takes ``qtbot``; ``shared`` for
+a test that takes the ../shared fixtures (``shared``, ``model_dir``, ``detector``);
+``torch`` for one that builds a CLIP model (``tiny_clip``); ``unit`` for every other test.
+``make test-fast`` runs ``-m unit``, and then checks that none of the heavy libraries was
+imported, so a unit test that quietly loads a model fails the run instead of slowing it.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-if TYPE_CHECKING:
-    from models.train.finetune import TrainSettings
+from tests.helpers import ROOT, SHARED, TINY, shared_path
 
 # Qt tests run offscreen (pytest-qt makes the QApplication after conftest is read); the
 # tests of a real window start their own processes under Xvfb.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("KIOSK_SHARED", ROOT.parent / "shared"))
+
+HEAVY_FIXTURES = {
+    "qtbot": "qt",
+    "shared": "shared",
+    "model_dir": "shared",
+    "detector": "shared",
+    "tiny_clip": "torch",
+}
+NOT_UNIT = {"qt", "shared", "torch", "slow"}
+HEAVY_MODULES = ("torch", "open_clip", "onnxruntime", "insightface", "PySide6")
 
 
-def train_settings(**overrides: Any) -> TrainSettings:
-    """The shipped [train] defaults (kiosk/config.py), with ``overrides``."""
-    import dataclasses
-
-    from kiosk.commands.train_cmd import train_settings as from_config
-    from kiosk.config import KioskConfig
-
-    return dataclasses.replace(from_config(KioskConfig()), **overrides)
-
-
-def skip_or_fail(message: str) -> NoReturn:
-    """Skip a test whose data or tool is missing; fail it in CI (KIOSK_REQUIRE_SHARED=1),
-    which provides ../shared and installs every tool, so nothing is hidden there."""
-    if os.environ.get("KIOSK_REQUIRE_SHARED") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    ui = ROOT / "tests" / "ui"
+    for item in items:
+        marks = {mark.name for mark in item.iter_markers()}
+        if ui in item.path.parents:
+            marks.add("qt")
+        for fixture in getattr(item, "fixturenames", ()):
+            if fixture in HEAVY_FIXTURES:
+                marks.add(HEAVY_FIXTURES[fixture])
+        for name in sorted(marks - {mark.name for mark in item.iter_markers()}):
+            item.add_marker(name)
+        if not marks & NOT_UNIT:
+            item.add_marker("unit")
 
 
-def shared_path(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        skip_or_fail(f"shared test data missing: {path} (set KIOSK_SHARED)")
-    return path
+_loaded_before_tests: set[str] = set()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _loaded_before_tests.update(name for name in HEAVY_MODULES if name in sys.modules)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under ``-m unit``: fail if running the tests imported a heavy library."""
+    if session.config.getoption("markexpr") != "unit" or exitstatus != 0:
+        return
+    loaded = [n for n in HEAVY_MODULES if n in sys.modules and n not in _loaded_before_tests]
+    if loaded:
+        print(f"\nunit tests imported {', '.join(loaded)}: mark the tests that need it")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -95,8 +115,8 @@ def tiny_clip() -> str:
     """A tiny ResNet CLIP config (tests/data/kiosk-tiny-rn.json), registered with open_clip."""
     import open_clip
 
-    open_clip.add_model_config(ROOT / "tests" / "data" / "kiosk-tiny-rn.json")
-    return "kiosk-tiny-rn"
+    open_clip.add_model_config(ROOT / "tests" / "data" / f"{TINY}.json")
+    return TINY
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,7 @@ def run_train_one(args: argparse.Namespace) -> int:
     """One training run (a child of `bench core`): writes its report to ``out``."""
     import torch
 
-    from kiosk.commands.train_cmd import train_settings
+    from kiosk.build import train_settings
     from models import registry
     from models.clip.bundle import save_bundle
     from models.detector import FaceDetector

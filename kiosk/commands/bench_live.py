@@ -42,8 +42,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kiosk.bench.data import SHARED_ENV, load_average, shared_folder
+from kiosk.build import live_pipeline, recognizer_factory
 from kiosk.config import KioskConfig, LiveConfig, load_config
-from kiosk.live.holder import RecognizerFactory, recognizer_factory
+from kiosk.live.holder import RecognizerFactory
 from kiosk.live.results import FrameResult
 from models.errors import UserError
 from models.io import write_json_atomic
@@ -163,14 +164,11 @@ def measure(
     config: KioskConfig, factory: RecognizerFactory, videos: Sequence[Path], max_frames: int
 ) -> dict[str, Any]:
     """Both modes over every clip for one recognizer."""
-    from kiosk.live.pipeline import LivePipeline
     from kiosk.live.sources import VideoFileSource
 
     recognizer = factory()
     providers: tuple[str, ...] = ()
-    warm_up = LivePipeline.from_config(
-        config, source=VideoFileSource(videos[0]), factory=lambda: recognizer
-    )
+    warm_up = live_pipeline(config, source=VideoFileSource(videos[0]), factory=lambda: recognizer)
     list(warm_up.run(5))  # first runs of a session allocate; they are not the steady state
     out: dict[str, Any] = {}
     for mode in ("fast", "camera"):
@@ -181,7 +179,7 @@ def measure(
         stages: list[dict[str, float]] = []
         for video in videos:
             source = VideoFileSource(video, realtime=mode == "camera")
-            pipeline = LivePipeline.from_config(config, source=source, factory=lambda: recognizer)
+            pipeline = live_pipeline(config, source=source, factory=lambda: recognizer)
             collected: list[FrameResult] = []
             started = time.monotonic()
             if mode == "fast":
@@ -212,7 +210,7 @@ def train_clip_bundle(config: KioskConfig, gallery: Path, out: Path) -> Path:
     ONNX tower are cached in the user's cache folder across runs."""
     import platformdirs
 
-    from kiosk.commands.train_cmd import train_settings
+    from kiosk.build import train_settings
     from models import registry
     from models.clip.bundle import save_bundle
     from models.clip.classifier import onnx_tower_path
@@ -314,12 +312,11 @@ def soak(
     config: KioskConfig, factory: Callable[[], Recognizer], video: Path, minutes: float
 ) -> dict[str, Any]:
     """Loop one clip at camera speed for ``minutes``, sampling RSS every 10 s."""
-    from kiosk.live.pipeline import LivePipeline
     from kiosk.live.sources import VideoFileSource
 
     recognizer = factory()
     source = VideoFileSource(video, loop=True, realtime=True)
-    pipeline = LivePipeline.from_config(config, source=source, factory=lambda: recognizer)
+    pipeline = live_pipeline(config, source=source, factory=lambda: recognizer)
     samples = []
     started = time.monotonic()
     pipeline.start()

@@ -18,7 +18,7 @@ from kiosk.live.sources import FrameSource, LiveCaptureSource, open_source
 from models.errors import UserError
 
 if TYPE_CHECKING:
-    from kiosk.ui.wizard import EnrollWizard
+    pass
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,7 +59,7 @@ def _enroll(args: argparse.Namespace) -> int:
     from enroll.store import open_store
     from kiosk.ui import application
     from kiosk.ui.enrollment import enrollment_models, frame_reader
-    from kiosk.ui.wizard import EnrollWizard
+    from kiosk.ui.wizard import EnrollWizard, drive_automatically
 
     app = application()
     detector, embedder = enrollment_models(config)
@@ -75,7 +75,7 @@ def _enroll(args: argparse.Namespace) -> int:
             threshold=config.recognizer.gallery_threshold,
         )
         if args.auto:
-            _drive(wizard, args.auto, source, timings)
+            drive_automatically(wizard, args.auto, source, timings)
         wizard.show()
         result = app.exec()
         source.close()
@@ -104,48 +104,3 @@ def _enroll(args: argparse.Namespace) -> int:
         if not enrolled:
             raise UserError("the automatic enrollment did not finish (see the report)")
     return 0 if result == 0 or enrolled else 1
-
-
-def _drive(wizard: EnrollWizard, name: str, source: FrameSource, timings: dict[str, float]) -> None:
-    """Answer every page as a cooperative volunteer and operator would, timing each step."""
-    from PySide6.QtCore import QTimer
-
-    steps = ["consent", "name", "capture", "review", "save_and_train"]
-    entered = {"page": -1, "at": time.monotonic()}
-
-    def step() -> None:
-        page = wizard.currentId()
-        now = time.monotonic()
-        if page != entered["page"]:
-            if entered["page"] >= 0:
-                timings[f"{steps[int(entered['page'])]}_s"] = now - entered["at"]
-            entered.update(page=page, at=now)
-        current = wizard.currentPage()
-        if current is wizard.consent_page:
-            wizard.consent_page.agree.setChecked(True)
-            wizard.next()
-        elif current is wizard.name_page:
-            wizard.name_page.name_edit.setText(name)
-            wizard.next()
-            if wizard.currentPage() is wizard.name_page:
-                timer.stop()
-                wizard.close()
-                raise UserError(wizard.name_page.error.text())
-        elif current is wizard.capture_page:
-            session = wizard.capture_page.session
-            if session.done or (source.finished and wizard.capture_page.isComplete()):
-                wizard.next()
-            elif source.finished:
-                timer.stop()
-                wizard.close()
-        elif current is wizard.review_page:
-            wizard.next()
-        elif current is wizard.save_page and wizard.save_page.isComplete():
-            timings["save_and_train_s"] = now - entered["at"]
-            timer.stop()
-            wizard.accept()
-
-    timer = QTimer(wizard)
-    timer.setInterval(20)
-    timer.timeout.connect(step)
-    timer.start()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiosk.build import live_pipeline
 from kiosk.config import KioskConfig, load_config
 from models.errors import UserError
 
@@ -100,9 +101,8 @@ class PipelineStarter:
 
 def start_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
     """The one place `kiosk run` gets its pipeline: built and started off the GUI thread."""
-    from kiosk.live.pipeline import LivePipeline as Pipeline
 
-    return PipelineStarter(lambda: Pipeline.from_config(config, source=source))
+    return PipelineStarter(lambda: live_pipeline(config, source=source))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -126,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kiosk.ui import application, has_display
+    from kiosk.ui import application, has_display, show_error_dialog
     from kiosk.ui.main_window import KioskWindow
     from models.errors import ModelError
 
@@ -188,19 +188,3 @@ def _first_run(config: KioskConfig, *, assume_yes: bool) -> None:
         assume_yes=assume_yes,
         command="kiosk run",
     )
-
-
-def show_error_dialog(message: str) -> None:
-    """One modal dialog with ``message``; returns when it is dismissed."""
-    from PySide6.QtWidgets import QMessageBox
-
-    from kiosk.ui import application
-
-    try:
-        application()
-    except UserError:
-        return
-    box = QMessageBox(QMessageBox.Icon.Critical, "Face kiosk", "The kiosk cannot start.")
-    box.setInformativeText(message)
-    box.setStandardButtons(QMessageBox.StandardButton.Ok)
-    box.exec()

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiosk.build import live_pipeline
 from kiosk.config import KioskConfig, load_config
 from models.errors import UserError
 from models.paths import user_data_dir
@@ -179,10 +180,9 @@ def enrolled_roster(config: KioskConfig) -> list[str]:
 def trials_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
     """The live pipeline for trials: ``kiosk run``'s, classifying every frame of a track
     (``reclassify_every = 1``) so each frame of a trial carries a fresh prediction."""
-    from kiosk.live.pipeline import LivePipeline
 
     live = config.kiosk.model_copy(update={"reclassify_every": 1})
-    return LivePipeline.from_config(config.model_copy(update={"kiosk": live}), source=source)
+    return live_pipeline(config.model_copy(update={"kiosk": live}), source=source)
 
 
 def _console(args: argparse.Namespace) -> int:

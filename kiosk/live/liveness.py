@@ -2,7 +2,7 @@
 
 For the live pipeline (one :class:`LivenessMonitor` per pipeline)::
 
-    monitor = LivenessMonitor.from_config(config.liveness, checker)  # None if disabled
+    monitor = LivenessMonitor(config.liveness, checker)  # kiosk.build.liveness_monitor
     verdict = monitor.update(track_id, frame, face)   # every frame the track is seen
     monitor.retain(active_track_ids)                   # forget tracks that ended
 
@@ -161,13 +161,6 @@ class LivenessMonitor:
         self._checker = checker
         self._tracks: dict[int, TrackLiveness] = {}
         self.checks = 0  # passive checks run so far
-
-    @classmethod
-    def from_config(
-        cls, config: LivenessConfig, checker: LivenessChecker
-    ) -> LivenessMonitor | None:
-        """A monitor, or None when liveness is switched off (every track then counts as live)."""
-        return cls(config, checker) if config.enabled else None
 
     def update(self, track_id: int, frame: NDArray[np.uint8], face: Face) -> LivenessVerdict:
         """Add this frame's face of track ``track_id`` and return the track's verdict."""

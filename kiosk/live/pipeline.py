@@ -2,7 +2,7 @@
 
 What a window needs, and all it needs::
 
-    pipeline = LivePipeline.from_config(config)   # or source="video.mp4", veto=...
+    pipeline = kiosk.build.live_pipeline(config)   # or source=..., veto=...
     pipeline.on_result = callback   # optional: called on the inference thread with each
                                     # result (emit a queued Qt signal); must not block
     pipeline.start()                # capture + inference (+ reload, hook) threads
@@ -41,17 +41,14 @@ from dataclasses import replace
 import numpy as np
 from numpy.typing import NDArray
 
-from kiosk.config import KioskConfig
-from kiosk.live.events import DoorHooks, EventLog, HookSettings
-from kiosk.live.holder import RecognizerFactory, RecognizerHolder, providers_of, recognizer_holder
+from kiosk.live.events import DoorHooks, EventLog
+from kiosk.live.holder import RecognizerHolder, providers_of
 from kiosk.live.liveness import LivenessMonitor, LivenessVerdict
 from kiosk.live.results import FrameResult
 from kiosk.live.slot import NewestSlot
-from kiosk.live.sources import Frame, FrameSource, LiveCaptureSource, open_source
-from kiosk.live.tracking import Tracker, TrackerSettings, TrackUpdate, TrackVeto
-from models import registry
+from kiosk.live.sources import Frame, FrameSource, LiveCaptureSource
+from kiosk.live.tracking import Tracker, TrackUpdate, TrackVeto
 from models.detector import Face, FaceDetector
-from models.paths import user_data_dir
 from models.recognition import Prediction
 
 log = logging.getLogger(__name__)
@@ -145,78 +142,6 @@ class LivePipeline:
         self._veto: LivenessVeto | None = None
         if liveness is not None:
             self._veto = tracker.veto = LivenessVeto(liveness, tracker.veto)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: KioskConfig,
-        *,
-        source: str | FrameSource | None = None,
-        factory: RecognizerFactory | None = None,
-        veto: TrackVeto | None = None,
-    ) -> LivePipeline:
-        """The pipeline the config describes; ``source`` overrides ``[kiosk] source``."""
-        live = config.kiosk
-        if not isinstance(source, FrameSource):
-            source = open_source(
-                source if source is not None else live.source,
-                loop=live.loop,
-                realtime=live.realtime,
-                retry_initial_s=live.retry_initial_s,
-                retry_max_s=live.retry_max_s,
-            )
-        detector = FaceDetector.from_name(
-            config.detector.name,
-            registry.resolve_model_dir(config.models.dir),
-            input_size=live.detector_input_size,
-            threshold=config.detector.threshold,
-            device=config.models.device,
-            threads=config.models.threads,
-        )
-        detector.warm_up()
-        holder = RecognizerHolder(factory) if factory is not None else recognizer_holder(config)
-        monitor = None
-        if config.liveness.enabled:
-            from models.antispoof import LivenessChecker
-
-            checker = LivenessChecker.from_dir(
-                registry.resolve_model_dir(config.models.dir),
-                device=config.models.device,
-                threads=config.models.threads,
-            )
-            checker.warm_up()
-            monitor = LivenessMonitor.from_config(config.liveness, checker)
-        tracker = Tracker(
-            TrackerSettings(
-                live.min_frames,
-                live.window,
-                live.iou_threshold,
-                live.max_missed,
-                live.reclassify_every,
-            ),
-            veto=veto,
-        )
-        events = hooks = None
-        if config.events.enabled:
-            events = EventLog(config.events.dir or user_data_dir() / "events")
-            hooks = DoorHooks(
-                HookSettings(
-                    tuple(config.events.command),
-                    config.events.url,
-                    config.events.cooldown_s,
-                    config.events.hook_timeout_s,
-                )
-            )
-        return cls(
-            source,
-            detector,
-            holder,
-            tracker,
-            max_faces=live.max_faces,
-            events=events,
-            hooks=hooks,
-            liveness=monitor,
-        )
 
     # -- liveness --------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import importlib.metadata
 import os
 import platform
 import shutil
@@ -70,11 +71,9 @@ def pyside_problem(pyside_version: str | None, python: tuple[int, int]) -> Probl
 def _check_qt(report: DoctorReport) -> None:
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     platform_name = os.environ.get("QT_QPA_PLATFORM") or ("default" if display else None)
-    try:
-        import PySide6
-
-        pyside_version: str | None = PySide6.__version__
-    except ImportError:
+    try:  # the installed distribution's version: Qt itself is not loaded here
+        pyside_version: str | None = importlib.metadata.version("PySide6")
+    except importlib.metadata.PackageNotFoundError:
         pyside_version = None
     report.checks["qt"] = {
         "pyside6": pyside_version,

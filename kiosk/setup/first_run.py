@@ -25,7 +25,7 @@ BAR_WIDTH = 30
 
 def needed_models(config: KioskConfig) -> list[str]:
     """The manifest names the door-side kiosk loads with this configuration."""
-    from kiosk.live.holder import MOBILEFACENET
+    from kiosk.build import MOBILEFACENET
     from models.antispoof import LIVENESS_MODELS
 
     names: list[str] = [config.detector.name]
@@ -59,7 +59,7 @@ def _clip_weights_needed(config: KioskConfig) -> list[str]:
     A bundle trained on this machine has its tower cached beside it and needs nothing; no
     bundle yet means nobody is enrolled; an unreadable bundle is reported when it loads.
     """
-    from kiosk.live.holder import recognizer_path
+    from kiosk.build import recognizer_path
     from models.clip.bundle import BundleError, load_bundle
     from models.clip.classifier import onnx_tower_path
     from models.clip.identity import OPENAI_WEIGHTS

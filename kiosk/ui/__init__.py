@@ -86,3 +86,17 @@ def application() -> QApplication:
     app.setApplicationDisplayName("Face kiosk")
     GuiThreadCollector(app)  # before any worker thread starts; see gc_thread.py
     return app
+
+
+def show_error_dialog(message: str) -> None:
+    """One modal dialog with ``message``; returns when it is dismissed."""
+    from PySide6.QtWidgets import QMessageBox
+
+    try:
+        application()
+    except UserError:
+        return
+    box = QMessageBox(QMessageBox.Icon.Critical, "Face kiosk", "The kiosk cannot start.")
+    box.setInformativeText(message)
+    box.setStandardButtons(QMessageBox.StandardButton.Ok)
+    box.exec()

@@ -38,7 +38,7 @@ class Pausable(Protocol):
 def enrollment_models(config: KioskConfig) -> tuple[FaceDetector, FaceEmbedder]:
     """The wizard's detector (at 320: an enrolling volunteer is close to the camera, and
     320 is 3x faster than 640) and the kiosk's gallery embedder."""
-    from kiosk.live.holder import gallery_embedder
+    from kiosk.build import gallery_embedder
     from models import registry
     from models.detector import FaceDetector
 

@@ -38,6 +38,7 @@ from enroll.config import EnrollConfig
 from enroll.session import CapturedPhoto, CaptureEvent, CaptureSession
 from enroll.store import Consent, PeopleStore, utc_now
 from enroll.training import TrainingCancelled, rebuild_gallery
+from kiosk.live.sources import FrameSource
 from models.detector import FaceDetector
 from models.embedder import FaceEmbedder
 from models.errors import UserError
@@ -542,3 +543,49 @@ class EnrollWizard(QWizard):
         self.capture_page.stop()
         self.save_page.wait()
         super().done(result)
+
+
+def drive_automatically(
+    wizard: EnrollWizard, name: str, source: FrameSource, timings: dict[str, float]
+) -> None:
+    """Answer every page as a cooperative volunteer and operator would, timing each step
+    (`kiosk enroll --auto NAME`, the enrollment benchmark)."""
+    steps = ["consent", "name", "capture", "review", "save_and_train"]
+    entered = {"page": -1, "at": time.monotonic()}
+
+    def step() -> None:
+        page = wizard.currentId()
+        now = time.monotonic()
+        if page != entered["page"]:
+            if entered["page"] >= 0:
+                timings[f"{steps[int(entered['page'])]}_s"] = now - entered["at"]
+            entered.update(page=page, at=now)
+        current = wizard.currentPage()
+        if current is wizard.consent_page:
+            wizard.consent_page.agree.setChecked(True)
+            wizard.next()
+        elif current is wizard.name_page:
+            wizard.name_page.name_edit.setText(name)
+            wizard.next()
+            if wizard.currentPage() is wizard.name_page:
+                timer.stop()
+                wizard.close()
+                raise UserError(wizard.name_page.error.text())
+        elif current is wizard.capture_page:
+            session = wizard.capture_page.session
+            if session.done or (source.finished and wizard.capture_page.isComplete()):
+                wizard.next()
+            elif source.finished:
+                timer.stop()
+                wizard.close()
+        elif current is wizard.review_page:
+            wizard.next()
+        elif current is wizard.save_page and wizard.save_page.isComplete():
+            timings["save_and_train_s"] = now - entered["at"]
+            timer.stop()
+            wizard.accept()
+
+    timer = QTimer(wizard)
+    timer.setInterval(20)
+    timer.timeout.connect(step)
+    timer.start()

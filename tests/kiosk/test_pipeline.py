@@ -11,9 +11,10 @@ from pathlib import Path
 import cv2
 import pytest
 
+from kiosk.build import live_pipeline, recognizer_factory
 from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig, RecognizerConfig
 from kiosk.live.events import EventLog
-from kiosk.live.holder import RecognizerHolder, recognizer_factory
+from kiosk.live.holder import RecognizerHolder
 from kiosk.live.pipeline import LivePipeline
 from models.recognition import Recognizer
 
@@ -65,7 +66,7 @@ def test_replay_gives_one_stable_identity_per_track(
     gallery: Path, shared: Callable[..., Path], tmp_path: Path
 ) -> None:
     settings = config(gallery, tmp_path)
-    pipeline = LivePipeline.from_config(settings, source=str(shared("videos", "solo_01.mp4")))
+    pipeline = live_pipeline(settings, source=str(shared("videos", "solo_01.mp4")))
     tracks = tracks_of(pipeline)
     assert sum(len(labels) for labels in tracks.values()) >= 70  # a face in nearly every frame
     main = max(tracks.values(), key=len)
@@ -84,9 +85,7 @@ def test_replay_gives_one_stable_identity_per_track(
 def test_a_stranger_is_never_named(
     gallery: Path, shared: Callable[..., Path], tmp_path: Path
 ) -> None:
-    pipeline = LivePipeline.from_config(
-        config(gallery, tmp_path), source=str(shared("videos", "solo_05.mp4"))
-    )
+    pipeline = live_pipeline(config(gallery, tmp_path), source=str(shared("videos", "solo_05.mp4")))
     tracks = tracks_of(pipeline, max_frames=80)
     assert tracks and all(set(labels) == {"-"} for labels in tracks.values())
     assert EventLog(tmp_path / "events").read() == []
@@ -106,7 +105,7 @@ def test_threads_publish_newest_results_and_stop_joins_them(
         recognizer=RecognizerConfig(kind="gallery", path=gallery),
         liveness=NO_LIVENESS,
     )
-    pipeline = LivePipeline.from_config(settings, source=str(shared("videos", "solo_01.mp4")))
+    pipeline = live_pipeline(settings, source=str(shared("videos", "solo_01.mp4")))
     pipeline.start()
     try:
         deadline = time.monotonic() + 20
@@ -128,7 +127,7 @@ def test_missing_camera_shows_status_and_stops_cleanly(gallery: Path, tmp_path: 
         recognizer=RecognizerConfig(kind="gallery", path=gallery, reload=False),
         liveness=NO_LIVENESS,
     )
-    pipeline = LivePipeline.from_config(settings)
+    pipeline = live_pipeline(settings)
     pipeline.start()
     try:
         deadline = time.monotonic() + 5
@@ -143,7 +142,7 @@ def test_missing_camera_shows_status_and_stops_cleanly(gallery: Path, tmp_path: 
 
 
 def test_nobody_enrolled_runs_and_says_so(shared: Callable[..., Path], tmp_path: Path) -> None:
-    pipeline = LivePipeline.from_config(
+    pipeline = live_pipeline(
         config(tmp_path / "no-gallery-yet", tmp_path), source=str(shared("videos", "solo_01.mp4"))
     )
     results = list(pipeline.run(max_frames=5))
@@ -166,7 +165,7 @@ def test_hot_reload_swaps_the_recognizer_without_stalling_video(
         time.sleep(1.5)  # a big bundle: the video must go on meanwhile
         return build()
 
-    pipeline = LivePipeline.from_config(settings, source=str(shared("videos", "solo_01.mp4")))
+    pipeline = live_pipeline(settings, source=str(shared("videos", "solo_01.mp4")))
     pipeline.recognizers = RecognizerHolder(slow_build, folder, poll_s=0.1, initial=build())
     assert list(pipeline.recognizers.current().people) == ["solo_02"]
     pipeline.start()
@@ -194,9 +193,7 @@ def test_hot_reload_swaps_the_recognizer_without_stalling_video(
 
 
 def test_stage_timings_add_up(gallery: Path, shared: Callable[..., Path], tmp_path: Path) -> None:
-    pipeline = LivePipeline.from_config(
-        config(gallery, tmp_path), source=str(shared("videos", "solo_01.mp4"))
-    )
+    pipeline = live_pipeline(config(gallery, tmp_path), source=str(shared("videos", "solo_01.mp4")))
     classified = []
     for result in pipeline.run(max_frames=6):
         stages = result.stage_ms

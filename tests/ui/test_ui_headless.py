@@ -17,7 +17,7 @@ from kiosk.setup.pin import PinGate, hash_pin, parse_pin_hash, verify_pin
 from kiosk.ui import CV2_QT_VARIABLES, drop_cv2_qt_paths, has_display
 from kiosk.ui.status import provider_label, status_text
 from models.errors import UserError
-from tests.conftest import skip_or_fail
+from tests.helpers import skip_or_fail
 
 
 def test_pin_hash_verifies_only_the_right_pin() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kiosk.commands.train_cmd import train_settings
+from kiosk.build import train_settings
 from kiosk.config import KioskConfig
 from models.train.features import FaceSet
 from models.train.finetune import finetune_text_encoder, torch_device
-from tests.conftest import train_settings as settings
+from tests.helpers import train_settings as settings
 
 
 @pytest.mark.parametrize(
@@ -27,6 +27,7 @@ def test_cuda_without_a_gpu_is_an_error_not_a_fallback() -> None:
         torch_device("gpu", cuda_available=True)
 
 
+@pytest.mark.torch
 def test_auto_asks_torch() -> None:
     import torch
 

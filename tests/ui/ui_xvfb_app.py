@@ -5,7 +5,7 @@ the full-screen kiosk window on the real live pipeline (`kiosk run`'s own
 waits until the person is named, grabs the X screen to a PNG and writes what the test
 needs to check it.
 
-    python -m tests.ui_xvfb_app OUT_DIR VIDEO MODEL_DIR
+    python -m tests.ui.ui_xvfb_app OUT_DIR VIDEO MODEL_DIR
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     from kiosk.ui.main_window import KioskWindow
     from kiosk.ui.video_view import STATE_COLOURS
     from models.detector import FaceDetector
-    from tests.door_support import enroll_from_video
+    from tests.helpers import enroll_from_video
 
     detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
     enroll_from_video(out_dir / "people", "Ada Lovelace", video, detector)

@@ -129,8 +129,7 @@ def test_monitor_over_frames_refuses_the_attacks_and_accepts_the_live_face(
     shared: Callable[..., Path], detector, checker: LivenessChecker
 ) -> None:  # type: ignore[no-untyped-def]
     config = LivenessConfig()
-    monitor = LivenessMonitor.from_config(config, checker)
-    assert monitor is not None
+    monitor = LivenessMonitor(config, checker)
     for track_id, (name, live) in enumerate(SAMPLES.items()):
         image = _sample(shared, name)
         face = detector.detect(image, mode="largest")[0]
@@ -142,7 +141,10 @@ def test_monitor_over_frames_refuses_the_attacks_and_accepts_the_live_face(
     image = _sample(shared, "live_face.jpg")
     face = detector.detect(image, mode="largest")[0]
     assert monitor.update(2, image, face).state == "uncertain"  # track 2 was forgotten
-    assert LivenessMonitor.from_config(LivenessConfig(enabled=False), checker) is None
+    from kiosk.build import liveness_monitor
+    from kiosk.config import KioskConfig
+
+    assert liveness_monitor(KioskConfig(liveness=LivenessConfig(enabled=False))) is None
 
 
 @pytest.mark.shared
@@ -198,6 +200,7 @@ def test_check_command_explains_a_bad_image(
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.shared
 def test_check_command_reports_an_image_without_a_face(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

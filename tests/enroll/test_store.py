@@ -15,31 +15,10 @@ import pytest
 
 from enroll import store as store_module
 from enroll.keys import new_key
-from enroll.store import Consent, NewPhoto, PeopleStore
+from enroll.store import PeopleStore
 from models.errors import UserError
 from models.names import validate_name
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def consent(days_ago: float = 0.0) -> Consent:
-    return Consent("test-1", datetime.now(UTC) - timedelta(days=days_ago))
-
-
-def photos(n: int = 3, seed: int = 0, original: bool = False) -> list[NewPhoto]:
-    rng = np.random.default_rng(seed)
-    return [
-        NewPhoto(
-            crop=rng.integers(0, 255, (224, 224, 3), dtype=np.uint8),
-            pose="front",
-            original=rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) if original else None,
-        )
-        for _ in range(n)
-    ]
-
-
-def tree(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+from tests.helpers import ROOT, consent, photos, tree
 
 
 def test_add_list_read_back(tmp_path: Path) -> None:

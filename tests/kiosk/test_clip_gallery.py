@@ -12,14 +12,14 @@ import pytest
 from pydantic import ValidationError
 
 from enroll.store import PeopleStore
+from kiosk.build import StoreRecognizers, gallery_embedder
 from kiosk.config import KioskConfig
-from kiosk.live.holder import StoreRecognizers, gallery_embedder
 from kiosk.setup.first_run import needed_models
 from models.clip import embedder as clip_embedder
 from models.clip.embedder import ClipFaceEmbedder
 from models.gallery import EmbeddingGallery
 from models.paths import user_cache_dir
-from tests.test_store import consent
+from tests.helpers import consent
 
 
 def clip_config(tmp_path: Path, model: str, pretrained: str = "none") -> KioskConfig:
@@ -49,6 +49,7 @@ def test_first_run_asks_for_the_clip_weights_until_the_tower_is_cached(tmp_path:
     assert "clip_rn50_openai" not in needed_models(config)
 
 
+@pytest.mark.torch
 def test_missing_clip_weights_say_which_file_and_the_fix(tmp_path: Path) -> None:
     from models.errors import ModelError
 
@@ -60,6 +61,7 @@ def test_missing_clip_weights_say_which_file_and_the_fix(tmp_path: Path) -> None
     assert not list((user_cache_dir() / "clip").glob("*"))  # nothing half-written
 
 
+@pytest.mark.torch
 def test_without_torch_the_uncached_tower_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

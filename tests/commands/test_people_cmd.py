@@ -14,7 +14,7 @@ import pytest
 from enroll.store import PeopleStore
 from enroll.training import TrainingCancelled, rebuild_gallery
 from kiosk.cli import main
-from tests.test_store import consent, photos, tree
+from tests.helpers import consent, photos, tree
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -32,8 +32,8 @@ from kiosk.trials.session import TrialSession
 from kiosk.trials.store import TrialStore
 from models.errors import UserError
 from models.recognition import Prediction
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 ALICE = Participant("alice", enrolled=True)
 BOB = Participant("bob", enrolled=True)
 VISITOR = Participant("visitor", enrolled=False)

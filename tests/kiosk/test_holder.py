@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kiosk.live.holder import NobodyEnrolled, RecognizerHolder, build_gallery, path_signature
+from kiosk.build import folder_gallery
+from kiosk.live.holder import NobodyEnrolled, RecognizerHolder, path_signature
 from models.detector import FaceDetector
 from models.embedder import ArcFaceEmbedder
 from models.recognition import Recognizer
@@ -26,13 +27,13 @@ def test_gallery_skips_photos_without_a_usable_face(
     (tmp_path / "newton" / "broken.jpg").write_bytes(b"no image")
     cv2.imwrite(str(tmp_path / "blank" / "a.png"), np.zeros((200, 200, 3), np.uint8))
     embedder = ArcFaceEmbedder(model_dir / "mobilefacenet_128d.onnx")
-    gallery = build_gallery(tmp_path, detector, embedder, threshold=0.5)
+    gallery = folder_gallery(tmp_path, detector, embedder, threshold=0.5)
     assert list(gallery.people) == ["newton"]
     assert gallery.providers == ["CPUExecutionProvider"]  # type: ignore[attr-defined]
     face = detector.detect(newton, mode="largest")[0]
     (prediction,) = gallery.predict([gallery.align(newton, face)])
     assert prediction.name == "newton" and prediction.confidence > 0.9
-    empty = build_gallery(tmp_path / "absent", detector, embedder, threshold=0.5)
+    empty = folder_gallery(tmp_path / "absent", detector, embedder, threshold=0.5)
     assert isinstance(empty, NobodyEnrolled) and list(empty.people) == []
 
 

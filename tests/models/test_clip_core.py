@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.clip.bundle import BundleError, load_bundle, save_bundle
+from models.clip.bundle import BundleError, load_bundle
 from models.clip.classifier import ClipRecognizer
 from models.clip.text import make_text_encoder, prompt_length, tokenize
 from models.clip.towers import (
@@ -19,12 +19,9 @@ from models.clip.towers import (
     export_image_tower,
 )
 from models.names import InvalidName, validate_name
-from models.train.bundle import make_bundle
-from models.train.features import FaceSet
 from models.train.finetune import finetune_text_encoder, split_indices
-from tests.conftest import train_settings
+from tests.helpers import TINY, synthetic_faceset, tiny_bundle, train_settings
 
-TINY = "kiosk-tiny-rn"
 UNSAFE_NAMES = ["", "   ", "a/b", "a\\b", "..", "a..b", "bad\x01name", "zero\u200bwidth"]
 UNSAFE_NAMES += ["new\nline", ".hidden", "x" * 101]
 
@@ -72,17 +69,6 @@ def test_truncated_context_equals_open_clip_encode_text(
     assert torch.allclose(ours, reference, atol=1e-5, rtol=1e-4)
 
 
-def _synthetic_faceset(people: int, per_person: int, dim: int, seed: int = 0) -> FaceSet:
-    """Well-separated features: a random direction per person plus a little noise."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(people, dim))
-    features = {
-        f"p{i}": (centres[i] + 0.05 * rng.normal(size=(per_person, dim))).astype(np.float32)
-        for i in range(people)
-    }
-    return FaceSet(features=features, sources={k: [] for k in features}, images=people * per_person)
-
-
 @pytest.mark.parametrize("max_classes", [64, 3])
 def test_training_on_separable_features_reaches_100_percent(
     tiny_clip: str, max_classes: int
@@ -95,23 +81,15 @@ def test_training_on_separable_features_reaches_100_percent(
         max_classes_per_step=max_classes,
         trainable_layers=3,
     )
-    result = finetune_text_encoder(model, TINY, _synthetic_faceset(6, 10, 32), settings)
+    result = finetune_text_encoder(model, TINY, synthetic_faceset(6, 10, 32), settings)
     assert result.metrics["train_accuracy"] == 1.0
     assert result.metrics["test_accuracy"] == 1.0
     assert result.text_embeddings.shape == (6, 32)
     assert result.text_state  # the tuned weights travel with the bundle
 
 
-def _tiny_bundle(tmp_path: Path, detector: Any) -> Path:
-    model, identity = build_clip(TINY, "none", None, init_seed=0)
-    settings = train_settings(epochs=1, trainable_layers=1)
-    result = finetune_text_encoder(model, TINY, _synthetic_faceset(3, 5, 32), settings)
-    bundle = make_bundle(result, identity, settings, detector, 0.8, 0.0, {"images": 15})
-    return save_bundle(bundle, tmp_path / "people.bundle")
-
-
 def test_bundle_round_trip(tmp_path: Path, tiny_clip: str, detector: Any) -> None:
-    path = _tiny_bundle(tmp_path, detector)
+    path = tiny_bundle(tmp_path, detector)
     bundle = load_bundle(path)
     assert bundle.people == ["p0", "p1", "p2"]
     assert bundle.identity.pretrained == "none"
@@ -148,7 +126,7 @@ def test_recognizer_torch_and_onnx_agree(
 ) -> None:
     import cv2
 
-    path = _tiny_bundle(tmp_path, detector)
+    path = tiny_bundle(tmp_path, detector)
     torch_rec = ClipRecognizer.load(path, None, backend="torch")
     onnx_rec = ClipRecognizer.load(path, None, backend="onnx")
     assert isinstance(torch_rec.tower, TorchImageTower)
@@ -186,10 +164,11 @@ def test_rn50_onnx_tower_matches_torch(tmp_path: Path) -> None:
 def test_live_pipeline_builds_the_clip_recognizer_from_the_config(
     tmp_path: Path, tiny_clip: str, detector: Any
 ) -> None:
+    from kiosk.build import recognizer_factory
     from kiosk.config import ClipConfig, KioskConfig, RecognizerConfig
-    from kiosk.live.holder import NobodyEnrolled, recognizer_factory
+    from kiosk.live.holder import NobodyEnrolled
 
-    path = _tiny_bundle(tmp_path, detector)
+    path = tiny_bundle(tmp_path, detector)
     config = KioskConfig(
         recognizer=RecognizerConfig(kind="clip", path=path), clip=ClipConfig(threshold=0.6)
     )

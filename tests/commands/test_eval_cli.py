@@ -228,19 +228,16 @@ def test_index_bench_writes_json_and_backends_agree(tmp_path: Path) -> None:
 
 
 def test_bundle_embedder_is_the_bundles_centred_tower(
-    shared: Shared, tmp_path: Path, model_dir: Path, detector: Any
+    shared: Shared, tmp_path: Path, model_dir: Path, detector: Any, tiny_clip: str
 ) -> None:
     """``bundle:PATH`` embeds as the recognizer sees faces: the bundle's ONNX tower,
     centred with its training mean, normalised."""
-    import open_clip
-
     from models.clip.towers import encode_crops
     from models.errors import ModelError
     from models.eval.features import BundleEmbedder
-    from tests.test_clip_core import TINY, _tiny_bundle
+    from tests.helpers import tiny_bundle
 
-    open_clip.add_model_config(Path(__file__).parent / "data" / f"{TINY}.json")
-    path = _tiny_bundle(tmp_path, detector)
+    path = tiny_bundle(tmp_path, detector)
     embedder = load_embedder(f"bundle:{path}", EmbedderOptions(model_dir))
     images = list_images(shared("faces", "face_recognition_examples"))[:3]
     assert isinstance(embedder, BundleEmbedder)

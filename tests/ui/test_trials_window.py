@@ -9,8 +9,8 @@ import cv2
 import pytest
 from PySide6.QtCore import Qt
 
+from kiosk.build import live_pipeline
 from kiosk.config import EventsConfig, KioskConfig, LiveConfig
-from kiosk.live.pipeline import LivePipeline
 from kiosk.trials.rules import Outcome, TrialResult
 from kiosk.trials.store import TrialStore
 from kiosk.ui.trials_window import TrialsWindow
@@ -52,7 +52,7 @@ def test_console_runs_a_live_trial(
         events=EventsConfig(enabled=False),
     )
     spoof = {"on": False}  # a stand-in liveness veto the test switches for the attack trial
-    pipeline = LivePipeline.from_config(
+    pipeline = live_pipeline(
         config,
         source=str(shared("videos", "solo_01.mp4")),
         factory=lambda: gallery,

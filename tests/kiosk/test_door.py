@@ -13,13 +13,14 @@ import pytest
 from numpy.typing import NDArray
 
 from enroll.config import EnrollConfig
+from kiosk.build import live_pipeline
 from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig, RecognizerConfig
 from kiosk.live.events import EventLog
 from kiosk.live.liveness import LivenessMonitor
 from kiosk.live.pipeline import LivePipeline
 from models.antispoof import LivenessScore
 from models.detector import Face
-from tests.door_support import enroll_from_video
+from tests.helpers import enroll_from_video
 
 
 def events_of(folder: Path) -> list[str]:
@@ -53,7 +54,7 @@ def test_a_printed_photo_of_an_enrolled_face_never_opens_the_door(
     spoof_setup: tuple[Path, Path], tmp_path: Path
 ) -> None:
     frames, gallery = spoof_setup
-    guarded = LivePipeline.from_config(
+    guarded = live_pipeline(
         spoof_config(gallery, tmp_path / "guarded", LivenessConfig()), source=str(frames)
     )
     results = list(guarded.run(max_frames=24))
@@ -62,7 +63,7 @@ def test_a_printed_photo_of_an_enrolled_face_never_opens_the_door(
     assert all("liveness" in r.stage_ms for r in results)
     assert events_of(tmp_path / "guarded") == []
     # The same frames without liveness: the gallery does name the photo, and opens.
-    open_door = LivePipeline.from_config(
+    open_door = live_pipeline(
         spoof_config(gallery, tmp_path / "open", LivenessConfig(enabled=False)),
         source=str(frames),
     )
@@ -91,7 +92,7 @@ def test_an_uncertain_face_waits_with_a_prompt_then_opens_once_live(
 ) -> None:
     frames, gallery = spoof_setup
     settings = spoof_config(gallery, tmp_path / "events", LivenessConfig(enabled=False))
-    pipeline = LivePipeline.from_config(settings, source=str(frames))
+    pipeline = live_pipeline(settings, source=str(frames))
     checker = BandChecker(live=0.45)  # between spoof_threshold and live_threshold
     config = LivenessConfig(min_face_px=1)
     pipeline = LivePipeline(
@@ -126,7 +127,7 @@ def test_a_person_saved_to_the_store_is_named_by_the_running_pipeline(
         liveness=LivenessConfig(enabled=False),
     )
     video = shared("videos", "solo_02.mp4")
-    pipeline = LivePipeline.from_config(settings, source=str(video))
+    pipeline = live_pipeline(settings, source=str(video))
     detector = pipeline.detector
     pipeline.start()
     try:

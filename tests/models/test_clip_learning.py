@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import train_settings
+from tests.helpers import train_settings
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from enroll.store import PeopleStore
 from enroll.training import crop_at
 from kiosk.ui.wizard import EnrollWizard
 from models.align import CLIP_SIZE, align_face
-from tests.conftest import skip_or_fail
+from tests.helpers import ROOT, skip_or_fail
 
 VOLUNTEERS = {"solo_02.mp4": "Amélie Poulain", "solo_03.mp4": "Bartholomew", "solo_07.mp4": "陈静"}
 
@@ -207,7 +207,7 @@ def test_enroll_in_a_real_window_under_xvfb(tmp_path: Path, shared: Callable[...
     command += ["--store", str(tmp_path / "store"), "--auto", "Xavier", "--report", str(report)]
     done = subprocess.run(
         ["xvfb-run", "-a", *command],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,

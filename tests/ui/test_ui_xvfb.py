@@ -15,9 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import skip_or_fail
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, skip_or_fail
 
 
 @pytest.fixture
@@ -64,7 +62,7 @@ def test_real_x_window_shows_video_and_face_box(
         [
             sys.executable,
             "-m",
-            "tests.ui_xvfb_app",
+            "tests.ui.ui_xvfb_app",
             str(tmp_path),
             str(shared("videos", "solo_02.mp4")),
             str(shared("models")),

@@ -25,6 +25,7 @@ def test_doctor_ready_with_shared_models(
     assert states["scrfd_2.5g"] == "ok"
 
 
+@pytest.mark.shared
 def test_doctor_fails_without_detector_and_says_how_to_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

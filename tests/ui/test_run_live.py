@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from enroll.config import EnrollConfig
+from kiosk.build import live_pipeline
 from kiosk.cli import main
 from kiosk.commands.run_cmd import STARTING, PipelineStarter
 from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig
@@ -26,7 +27,7 @@ from kiosk.ui.main_window import KioskWindow
 from kiosk.ui.video_view import STATE_COLOURS
 from models.detector import FaceDetector
 from models.errors import UserError
-from tests.door_support import enroll_from_video
+from tests.helpers import enroll_from_video
 
 NAME = "Grace Hopper"
 
@@ -119,7 +120,7 @@ def test_the_starter_says_starting_until_the_pipeline_runs(
 
     def build() -> LivePipeline:
         gate.wait(10)
-        return LivePipeline.from_config(settings)
+        return live_pipeline(settings)
 
     starter = PipelineStarter(build)
     try:
@@ -156,7 +157,7 @@ def test_closing_while_loading_releases_the_late_pipeline(
 
     def build() -> LivePipeline:
         gate.wait(10)
-        built.append(LivePipeline.from_config(settings))
+        built.append(live_pipeline(settings))
         return built[0]
 
     starter = PipelineStarter(build)
@@ -177,7 +178,7 @@ def test_enroll_shortcut_asks_the_pin_in_kiosk_mode_and_the_wizard_pauses_captur
     from kiosk.ui.enrollment import KioskEnrollment
 
     settings = _config(shared, tmp_path)
-    pipeline = LivePipeline.from_config(settings)
+    pipeline = live_pipeline(settings)
     pipeline.start()
     window = KioskWindow(pipeline, kiosk_mode=True, pin_hash=hash_pin("4711"), poll_ms=10)
     qtbot.addWidget(window)
@@ -252,7 +253,7 @@ def test_a_volunteer_enrolled_from_the_kiosk_is_named_without_a_restart(
     """The whole door-side loop: the operator opens the wizard from the running kiosk, the
     volunteer is captured from the kiosk's own source and saved, and the kiosk names them
     (the poll is 10 minutes: the wizard's `enrolled` signal is what triggers the reload)."""
-    from kiosk.commands.enroll_cmd import _drive
+    from kiosk.ui.wizard import drive_automatically
     from kiosk.config import RecognizerConfig
     from kiosk.ui.enrollment import KioskEnrollment
 
@@ -264,7 +265,7 @@ def test_a_volunteer_enrolled_from_the_kiosk_is_named_without_a_restart(
         recognizer=RecognizerConfig(reload_poll_s=600),
         liveness=LivenessConfig(enabled=False),
     )
-    pipeline = LivePipeline.from_config(settings)
+    pipeline = live_pipeline(settings)
     pipeline.start()
     window = KioskWindow(pipeline, kiosk_mode=False, pin_hash=None, poll_ms=10)
     qtbot.addWidget(window)
@@ -278,7 +279,7 @@ def test_a_volunteer_enrolled_from_the_kiosk_is_named_without_a_restart(
         wizard, source = enrollment.wizard, enrollment.source
         assert wizard is not None and source is not None and pipeline.paused
         timings: dict[str, float] = {}
-        _drive(wizard, "Zoë", source, timings)
+        drive_automatically(wizard, "Zoë", source, timings)
         qtbot.waitUntil(lambda: enrollment.wizard is None, timeout=120_000)
         assert "save_and_train_s" in timings and not pipeline.paused
 

@@ -17,7 +17,7 @@ from models.eval.openset import (
 )
 from models.eval.retrieval import faiss_available, knn_l2, leave_one_out, query_against_index
 from models.eval.robustness import PERTURBATIONS, perturb
-from tests.conftest import skip_or_fail
+from tests.helpers import skip_or_fail
 
 
 @pytest.fixture(params=["numpy", "faiss"])

@@ -1,0 +1,130 @@
+"""Helpers the tests share (tests never import each other): where ../shared is, skipping
+or failing when it is missing, the shipped training settings, small synthetic data, a
+tiny CLIP bundle, and people enrolled into a store from a video."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from enroll.store import Consent, NewPhoto, PeopleStore, utc_now
+
+if TYPE_CHECKING:
+    from models.detector import FaceDetector
+    from models.train.features import FaceSet
+    from models.train.finetune import TrainSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("KIOSK_SHARED", ROOT.parent / "shared"))
+TINY = "kiosk-tiny-rn"  # tests/data/kiosk-tiny-rn.json, registered by the tiny_clip fixture
+
+
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip a test whose data or tool is missing; fail it in CI (KIOSK_REQUIRE_SHARED=1),
+    which provides ../shared and installs every tool, so nothing is hidden there."""
+    if os.environ.get("KIOSK_REQUIRE_SHARED") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        skip_or_fail(f"shared test data missing: {path} (set KIOSK_SHARED)")
+    return path
+
+
+def train_settings(**overrides: Any) -> TrainSettings:
+    """The shipped [train] defaults (kiosk/config.py), with ``overrides``."""
+    from kiosk.build import train_settings as from_config
+    from kiosk.config import KioskConfig
+
+    return dataclasses.replace(from_config(KioskConfig()), **overrides)
+
+
+def consent(days_ago: float = 0.0) -> Consent:
+    return Consent("test-1", datetime.now(UTC) - timedelta(days=days_ago))
+
+
+def photos(n: int = 3, seed: int = 0, original: bool = False) -> list[NewPhoto]:
+    rng = np.random.default_rng(seed)
+    return [
+        NewPhoto(
+            crop=rng.integers(0, 255, (224, 224, 3), dtype=np.uint8),
+            pose="front",
+            original=rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) if original else None,
+        )
+        for _ in range(n)
+    ]
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def synthetic_faceset(people: int, per_person: int, dim: int, seed: int = 0) -> FaceSet:
+    """Well-separated features: a random direction per person plus a little noise."""
+    from models.train.features import FaceSet
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(people, dim))
+    features = {
+        f"p{i}": (centres[i] + 0.05 * rng.normal(size=(per_person, dim))).astype(np.float32)
+        for i in range(people)
+    }
+    return FaceSet(features=features, sources={k: [] for k in features}, images=people * per_person)
+
+
+def tiny_bundle(tmp_path: Path, detector: Any) -> Path:
+    """A bundle of 3 synthetic people on the tiny CLIP (needs the ``tiny_clip`` fixture)."""
+    from models.clip.bundle import save_bundle
+    from models.clip.towers import build_clip
+    from models.train.bundle import make_bundle
+    from models.train.finetune import finetune_text_encoder
+
+    model, identity = build_clip(TINY, "none", None, init_seed=0)
+    settings = train_settings(epochs=1, trainable_layers=1)
+    result = finetune_text_encoder(model, TINY, synthetic_faceset(3, 5, 32), settings)
+    bundle = make_bundle(result, identity, settings, detector, 0.8, 0.0, {"images": 15})
+    return save_bundle(bundle, tmp_path / "people.bundle")
+
+
+def video_frames(video: Path, count: int, step: int = 1) -> Iterator[NDArray[np.uint8]]:
+    """Every ``step``-th frame of a video, ``count`` of them."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    try:
+        for index in range(count * step):
+            ok, frame = capture.read()
+            assert ok, f"{video} has fewer than {count * step} frames"
+            if index % step == 0:
+                yield np.asarray(frame, dtype=np.uint8)
+    finally:
+        capture.release()
+
+
+def enroll_from_video(
+    store_dir: Path, name: str, video: Path, detector: FaceDetector, photos: int = 6
+) -> None:
+    """What the wizard saves: aligned 224 crops of the largest face, through the store API."""
+    from models.align import CLIP_SIZE, align_face
+
+    crops = []
+    for frame in video_frames(video, photos * 4, step=8):
+        faces = detector.detect(frame, mode="largest")
+        if faces:
+            crops.append(NewPhoto(align_face(frame, faces[0].kps, CLIP_SIZE), pose="front"))
+        if len(crops) == photos:
+            break
+    assert len(crops) == photos, f"{video}: a face in only {len(crops)} sampled frames"
+    with PeopleStore(store_dir) as store:
+        store.add_person(name, crops, Consent("test", utc_now()))
