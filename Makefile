@@ -28,3 +28,8 @@ lint: install
 
 test: lint
 	$(PY) -m pytest
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any warning.
+.PHONY: docs
+docs: install
+	$(VENV)/bin/mkdocs build --strict -d site
