@@ -59,9 +59,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     if OTHERS in markdown:
         rest = [p for p in sorted(folder.glob("*.json")) if p.name not in named]
         parts = [f"### `{p.name}`\n\n{render_file(p, link)}" for p in rest]
-        markdown = markdown.replace(
-            OTHERS, "\n\n".join(parts) or "*No other benchmark files.*"
-        )
+        markdown = markdown.replace(OTHERS, "\n\n".join(parts) or "*No other benchmark files.*")
     return markdown
 
 
@@ -98,8 +96,7 @@ def core_tables(data: Any) -> str | None:
             extra=[("detector", data.get("detector"))],
         ),
         "",
-        f"Stages, median over {fmt(data.get('frames'))} frames and {fmt(data.get('faces'))} "
-        "faces:",
+        f"Stages, median over {fmt(data.get('frames'))} frames and {fmt(data.get('faces'))} faces:",
         "",
         table(
             ["stage", "median ms", "providers"],
@@ -257,7 +254,10 @@ def live_tables(data: Any) -> str | None:
         "",
         table(
             ["recognizer", "mode", *stages],
-            [[label, mode, *(fmt(mean.get(s)) for s in stages)] for label, mode, mean in stage_rows],
+            [
+                [label, mode, *(fmt(mean.get(s)) for s in stages)]
+                for label, mode, mean in stage_rows
+            ],
         ),
         "",
         "Resident memory (MB): "
@@ -328,7 +328,9 @@ def every_ten_minutes(samples: list[Any]) -> list[Any]:
 def generic_tables(data: Any) -> str:
     """Anything else: its top-level figures, and the figures of its top-level tables."""
     if not isinstance(data, dict):
-        return f"A JSON {type(data).__name__} of {len(data) if hasattr(data, '__len__') else 1} items."
+        return (
+            f"A JSON {type(data).__name__} of {len(data) if hasattr(data, '__len__') else 1} items."
+        )
     rows = [[f"`{k}`", fmt(v)] for k, v in data.items() if scalar_or_short(v)]
     out = [table(["figure", "value"], rows)] if rows else []
     for key, value in data.items():

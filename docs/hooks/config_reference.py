@@ -93,12 +93,15 @@ def section(path: str, model: type[BaseModel]) -> list[str]:
         ]
         out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     if not plain:
-        out = out[:2] + [f"Only the tables below `[{path}]`.", ""]
+        out = [*out[:2], f"Only the tables below `[{path}]`.", ""]
     out.append("")
     rules = validator_messages(model)
     if rules:
-        out += ["Checked across keys when the file is loaded; a file that breaks a rule "
-                "is refused with this message:", ""]
+        out += [
+            "Checked across keys when the file is loaded; a file that breaks a rule "
+            "is refused with this message:",
+            "",
+        ]
         out += [f"- {text(rule)}" for rule in rules]
         out.append("")
     return out
