@@ -121,36 +121,32 @@ def core_tables(data: Any) -> str | None:
                 run.get("set", ""),
                 fmt(people),
                 fmt(run.get("images")),
-                fmt(run.get("max_photos")),
-                fmt(run.get("seconds")),
-                fmt(run.get("feature_seconds")),
-                fmt(run.get("finetune_seconds")),
+                f"{fmt(run.get('seconds'))} ({fmt(run.get('feature_seconds'))} / "
+                f"{fmt(run.get('finetune_seconds'))})",
                 fmt(run.get("process_seconds")),
                 fmt(run.get("peak_rss_mb")),
-                pct(run.get("train_accuracy")),
-                pct(run.get("test_accuracy")),
-                pct(run.get("test_accuracy_before")),
+                f"{pct(run.get('train_accuracy'))} / {pct(run.get('test_accuracy'))} "
+                f"({pct(run.get('test_accuracy_before'))})",
                 chance,
             ]
         )
+    caps = sorted({fmt(run.get("max_photos")) for run in data["train"] if "max_photos" in run})
+    cap = f", at most {' or '.join(caps)} photos a person" if caps else ""
     out += [
         "",
-        "Training runs (`seconds` is the training call, `process s` the whole process):",
+        f"Training runs{cap}. Seconds are the training call (feature extraction / "
+        "finetuning), process seconds the whole process; accuracy is on the training "
+        "photos / the held-out photos (held-out before finetuning):",
         "",
         table(
             [
                 "set",
                 "people",
                 "photos",
-                "max photos each",
-                "seconds",
-                "features s",
-                "finetune s",
+                "seconds (features / finetune)",
                 "process s",
                 "peak RSS MB",
-                "train acc.",
-                "held-out acc.",
-                "held-out before",
+                "accuracy: train / held-out (before)",
                 "chance",
             ],
             rows,
@@ -183,81 +179,73 @@ def live_tables(data: Any) -> str | None:
         f"up to {fmt(data.get('max_frames_per_clip'))} frames each.",
         "",
     ]
-    recognizers = [("MobileFaceNet gallery", data["gallery"])]
+    recognizers = [("MobileFaceNet gallery", "gallery", data["gallery"])]
     clip = data.get("clip")
     if isinstance(clip, dict):
-        recognizers.append((f"CLIP: {clip.get('recognizer', 'clip')}", clip))
-    rows, stage_rows, stages = [], [], []
-    for label, measured in recognizers:
+        recognizers.append(("CLIP", "CLIP", clip))
+    rows, columns, stages = [], [], []
+    for label, short, measured in recognizers:
         for mode, mode_label in LIVE_MODES:
             run = measured.get(mode)
             if not isinstance(run, dict):
                 continue
-            dropped = run.get("dropped_frames")
-            read = run.get("frames_read")
             rows.append(
                 [
                     label,
                     mode_label,
                     fmt(run.get("fps")),
                     f"{fmt(run.get('latency_p50_ms'))} / {fmt(run.get('latency_p95_ms'))}",
-                    f"{fmt(dropped)} of {fmt(read)}",
-                    fmt(run.get("results")),
+                    f"{fmt(run.get('dropped_frames'))} of {fmt(run.get('frames_read'))}",
                     fmt(run.get("seconds")),
-                    ", ".join(measured.get("providers") or []),
                 ]
             )
             mean = run.get("mean_stage_ms") or {}
             stages += [s for s in mean if s not in stages]
-            stage_rows.append((label, mode_label, mean))
+            columns.append((f"{short}, {mode}", mean))
     reference = data.get("reference") or {}
     if data.get("reference_fps") is not None:
         rows.append(
             [
-                "face_recognition (the reference)",
-                "as fast as possible",
+                "face_recognition (reference)",
+                LIVE_MODES[0][1],
                 fmt(data["reference_fps"]),
                 "",
                 "",
-                fmt(reference.get("frames")),
                 fmt(reference.get("seconds")),
-                "",
             ]
         )
     out.append(
         table(
-            [
-                "recognizer",
-                "mode",
-                "FPS",
-                "latency p50 / p95 ms",
-                "dropped",
-                "results",
-                "seconds",
-                "providers",
-            ],
+            ["recognizer", "mode", "FPS", "latency p50 / p95 ms", "dropped", "seconds"],
             rows,
         )
     )
+    notes = []
+    if isinstance(clip, dict) and clip.get("recognizer"):
+        notes.append(f"CLIP is {clip['recognizer']}.")
     if data.get("reference_fps") is not None and reference.get("loop"):
-        out += ["", f"The reference is the face_recognition library's loop: {reference['loop']}."]
+        notes.append(f"The reference is the face_recognition library's loop: {reference['loop']}.")
+    providers = sorted(
+        {p for *_, measured in recognizers for p in (measured.get("providers") or [])}
+    )
+    if providers:
+        notes.append(f"Execution providers bound: {', '.join(providers)}.")
     skipped = []
     if clip is None and data.get("clip_reason"):
         skipped.append(f"CLIP recognizer: {data['clip_reason']}")
     if data.get("reference_fps") is None and reference.get("reason"):
         skipped.append(f"face_recognition reference: {reference['reason']}")
     if skipped:
-        out += ["", "Not measured in this run: " + "; ".join(skipped) + "."]
+        notes.append("Not measured in this run: " + "; ".join(skipped) + ".")
+    if notes:
+        out += ["", " ".join(notes)]
     out += [
         "",
         "Mean milliseconds per frame by stage:",
         "",
         table(
-            ["recognizer", "mode", *stages],
-            [
-                [label, mode, *(fmt(mean.get(s)) for s in stages)]
-                for label, mode, mean in stage_rows
-            ],
+            ["stage", *(name for name, _ in columns)],
+            [[s, *(fmt(mean.get(s)) for _, mean in columns)] for s in stages],
         ),
         "",
         "Resident memory (MB): "
@@ -304,14 +292,14 @@ def soak_text(soak: dict[str, Any]) -> str:
             f"highest {fmt(max(values))}, last {fmt(values[-1])} MB."
         )
         wanted = every_ten_minutes(samples)
-        out += [
-            "",
-            table(
-                ["seconds", *(fmt(s) for s, _ in wanted)],
-                [["RSS MB", *(fmt(mb) for _, mb in wanted)]],
-            ),
-        ]
+        out += ["", table(["time", "RSS MB"], [[elapsed(s), fmt(mb)] for s, mb in wanted])]
     return "\n".join(out)
+
+
+def elapsed(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return fmt(seconds)
+    return f"{seconds / 60:g} min" if seconds >= 600 else f"{seconds:g} s"
 
 
 def every_ten_minutes(samples: list[Any]) -> list[Any]:
@@ -370,7 +358,7 @@ def load(values: Any) -> str:
 
 def providers_for(stage: str, providers: dict[str, Any]) -> str:
     for key, value in providers.items():
-        if stage == key or stage.startswith(key):
+        if stage.startswith(key) or key.startswith(stage):
             return ", ".join(value) if isinstance(value, list) else fmt(value)
     return ""
 
