@@ -8,7 +8,7 @@ export KIOSK_SHARED ?= $(abspath ../shared)
 $(VENV)/.kiosk-installed: pyproject.toml packaging/install.sh
 	bash packaging/install.sh $(VENV)
 
-.PHONY: install lint test test-fast demo
+.PHONY: install lint test test-fast docs demo
 install: $(VENV)/.kiosk-installed
 
 # The main job: the project's deployment benchmark. Enroll six people from the first
@@ -33,3 +33,7 @@ test: lint
 # The unit tests alone: no ../shared data, no Qt, no torch (tests/conftest.py marks them).
 test-fast: install
 	$(PY) -m pytest -m unit -q
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any warning.
+docs: install
+	$(VENV)/bin/mkdocs build --strict -d site
