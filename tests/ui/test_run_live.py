@@ -253,9 +253,9 @@ def test_a_volunteer_enrolled_from_the_kiosk_is_named_without_a_restart(
     """The whole door-side loop: the operator opens the wizard from the running kiosk, the
     volunteer is captured from the kiosk's own source and saved, and the kiosk names them
     (the poll is 10 minutes: the wizard's `enrolled` signal is what triggers the reload)."""
-    from kiosk.ui.wizard import drive_automatically
     from kiosk.config import RecognizerConfig
     from kiosk.ui.enrollment import KioskEnrollment
+    from kiosk.ui.wizard import drive_automatically
 
     video = str(shared("videos", "solo_07.mp4"))
     settings = KioskConfig(
