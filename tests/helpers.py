@@ -4,6 +4,7 @@ tiny CLIP bundle, and people enrolled into a store from a video."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator
@@ -128,3 +129,29 @@ def enroll_from_video(
     assert len(crops) == photos, f"{video}: a face in only {len(crops)} sampled frames"
     with PeopleStore(store_dir) as store:
         store.add_person(name, crops, Consent("test", utc_now()))
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 (a free port) serving ``folder``; yields its base URL.
+
+    The only network the tests use: downloads are tested against it, never the internet.
+    """
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
