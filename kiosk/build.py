@@ -107,6 +107,7 @@ def train_settings(config: KioskConfig) -> TrainSettings:
         trainable_layers=t.trainable_layers,
         train_logit_scale=t.train_logit_scale,
         subtract_null_prompt=t.subtract_null_prompt,
+        angular_margin=t.angular_margin,
         device=config.models.device,
     )
 

@@ -54,6 +54,7 @@ class BundleSettings:
     test_fraction: float
     train_logit_scale: bool
     subtract_null_prompt: bool
+    angular_margin: float = 0.0  # bundles of schema 1 predate the option
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ def make_bundle(
             test_fraction=settings.test_fraction,
             train_logit_scale=settings.train_logit_scale,
             subtract_null_prompt=settings.subtract_null_prompt,
+            angular_margin=settings.angular_margin,
         ),
         metrics={**result.metrics, **extra_metrics},
         models=models,
