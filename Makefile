@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (see README.md):
 #   make demo   -- installs, then runs the main job
-#   make test   -- installs, then lint, type check and the test suite
+#   make test   -- installs, then lint, type and import-layer checks, the docs build, the tests
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export KIOSK_SHARED ?= $(abspath ../shared)
@@ -38,7 +38,7 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: lint docs
 	$(PY) -m pytest
 
 # The unit tests alone: no ../shared data, no Qt, no torch (tests/conftest.py marks them).
