@@ -35,7 +35,15 @@ from numpy.typing import NDArray
 
 from enroll.keys import KEY_ENV, NEW_KEY_HINT, cipher, operator_key
 from models.errors import UserError
-from models.io import IMAGE_SUFFIXES
+from models.io import (
+    ImageRefused,
+    Skipped,
+    decode_image,
+    fsync_dir,
+    read_image,
+    scan_people,
+    split_images,
+)
 from models.names import name_key, validate_name
 
 if TYPE_CHECKING:
@@ -173,15 +181,6 @@ def _disk_error(error: OSError | sqlite3.Error, what: str) -> UserError:
     return UserError(f"{what} failed: {error}; nothing was changed")
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform can open a folder
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write_file(path: Path, data: bytes) -> None:
     with open(path, "xb") as handle:
         handle.write(data)
@@ -196,15 +195,6 @@ def _encode_png(image: NDArray[np.uint8]) -> bytes:
     if not ok:
         raise UserError(f"cannot encode an image of shape {image.shape} as PNG")
     return bytes(buffer.tobytes())
-
-
-def _decode_image(data: bytes, where: Path) -> NDArray[np.uint8]:
-    import cv2
-
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{where} is not a readable image")
-    return np.asarray(image, dtype=np.uint8)
 
 
 class PeopleStore:
@@ -393,7 +383,7 @@ class PeopleStore:
                 data = self._fernet.decrypt(data)
             except InvalidToken:
                 raise UserError(f"the stored photo {record.file} cannot be decrypted") from None
-        return _decode_image(data, record.file)
+        return decode_image(data, f"the stored photo {record.file}")
 
     def crops(self, name: str) -> list[NDArray[np.uint8]]:
         return [self.read_image(record) for record in self.photos(name)]
@@ -439,7 +429,7 @@ class PeopleStore:
                     file = f"{index:03d}-original.png"
                     _write_file(stage / file, self._seal(_encode_png(photo.original)))
                     rows.append((file, "original", photo.pose))
-            _fsync_dir(stage)
+            fsync_dir(stage)
         except OSError as error:
             shutil.rmtree(stage, ignore_errors=True)
             raise _disk_error(error, f"saving {name!r}") from error
@@ -464,7 +454,7 @@ class PeopleStore:
                     [(cursor.lastrowid, f, k, p, now) for f, k, p in rows],
                 )
                 os.rename(stage, final)
-                _fsync_dir(self.photos_dir)
+                fsync_dir(self.photos_dir)
         except (OSError, sqlite3.Error) as error:
             if final.exists() and not stage.exists():
                 with contextlib.suppress(OSError):
@@ -600,44 +590,53 @@ class PeopleStore:
         source: Path,
         consent: Consent,
         align: Callable[[NDArray[np.uint8]], NDArray[np.uint8] | None] | None = None,
+        skipped: list[Skipped] | None = None,
     ) -> dict[str, int]:
         """Add each ``<source>/<name>/`` as a person; the photos stored per name.
 
+        The folders are read by the one folder-per-person rule (:func:`scan_people`).
         A folder written by :meth:`export` holds aligned crops, stored as they are; any
         other folder's images go through ``align`` (detect and align the largest face;
         None when there is none). People already enrolled are refused before anything
-        is written.
+        is written. What is left out (unsafe or duplicate names, files that are not
+        images or are refused by :func:`read_image`, photos without a face, people
+        without a usable photo) is added to ``skipped``, each with its reason.
         """
-        import cv2
-
         if not source.is_dir():
             raise UserError(f"{source} is not a folder of per-person folders")
         aligned = (source / EXPORT_MARKER).exists()
         if not aligned and align is None:
             raise UserError(f"{source} holds photos, not aligned crops: a face aligner is needed")
-        folders = sorted(p for p in source.iterdir() if p.is_dir())
-        if not folders:
-            raise UserError(f"{source} has no per-person folders (<dir>/<name>/<image>)")
-        names = [validate_name(folder.name) for folder in folders]
-        for name in names:
+        people, left_out = scan_people(source)
+        if not people:
+            reasons = "".join(f"; skipped {item.path}: {item.reason}" for item in left_out)
+            raise UserError(f"{source} has no per-person folders (<dir>/<name>/<image>){reasons}")
+        for name in people:
             if self._db.execute(
                 "SELECT 1 FROM people WHERE name_key = ?", (name_key(name),)
             ).fetchone():
                 raise UserError(f"{name!r} is already enrolled; nothing was imported")
         imported: dict[str, int] = {}
-        for name, folder in zip(names, folders, strict=True):
+        for name, files in people.items():
+            paths, others = split_images(files)
+            left_out.extend(others)
             photos = []
-            for path in sorted(folder.iterdir()):
-                if path.suffix.lower() not in IMAGE_SUFFIXES:
+            for path in paths:
+                try:
+                    image = read_image(path, where=path.name)
+                except ImageRefused as refused:
+                    left_out.append(Skipped(str(path), str(refused)))
                     continue
-                read = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if read is None:
-                    continue
-                image = np.asarray(read, dtype=np.uint8)
                 crop = image if aligned or align is None else align(image)
-                if crop is not None:
-                    photos.append(NewPhoto(crop=np.asarray(crop, dtype=np.uint8)))
+                if crop is None:
+                    left_out.append(Skipped(str(path), "no face found"))
+                    continue
+                photos.append(NewPhoto(crop=np.asarray(crop, dtype=np.uint8)))
             if photos:
                 self.add_person(name, photos, consent)
                 imported[name] = len(photos)
+            else:
+                left_out.append(Skipped(name, "no usable photo: not imported"))
+        if skipped is not None:
+            skipped.extend(left_out)
         return imported

@@ -9,14 +9,13 @@ file never runs code) with
   besides the image tower;
 - ``text/<parameter>``: the tuned text-encoder weights, to train further.
 
-Written atomically: a temporary file in the same folder, then ``os.replace``.
+Written atomically (:func:`models.io.atomic_writer`); saving or loading a bundle removes
+the temporary files a killed save left in its folder.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from numpy.typing import NDArray
 
 from models.clip.identity import ClipIdentity
 from models.errors import ModelError
+from models.io import atomic_writer, remove_stale_temps
 
 SCHEMA_VERSION = 1
 FORMAT = "clip-face-kiosk recognizer bundle"
@@ -89,21 +89,14 @@ def save_bundle(bundle: RecognizerBundle, path: Path) -> Path:
     }
     for name, value in bundle.text_state.items():
         arrays[f"text/{name}"] = np.asarray(value, dtype=np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)  # type: ignore[arg-type]
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    remove_stale_temps(path.parent)
+    with atomic_writer(path) as stream:
+        np.savez(stream, **arrays)  # type: ignore[arg-type]
     return path
 
 
 def load_bundle(path: Path) -> RecognizerBundle:
+    remove_stale_temps(path.parent)
     if not path.is_file():
         raise BundleError(f"recognizer bundle {path} does not exist; create it with `kiosk train`")
     try:
