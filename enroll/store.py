@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import shutil
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
     from enroll.config import EnrollConfig
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DB_NAME = "people.db"
@@ -148,6 +151,23 @@ class PhotoRecord:
 
 
 @dataclass(frozen=True)
+class StoreState:
+    """Which people, under which names, with which photos: what a recognizer is built from.
+
+    ``digest`` changes whenever anyone is enrolled, renamed, deleted, purged or given other
+    photos; a recognizer bundle records the digest it was trained from, and one whose
+    digest is not the store's is stale.
+    """
+
+    digest: str
+    people: tuple[tuple[str, str], ...]  # (uid, name), by uid
+
+    @property
+    def names(self) -> dict[str, str]:
+        return dict(self.people)
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     at: datetime
     action: str
@@ -235,6 +255,7 @@ class PeopleStore:
         except OSError as error:
             raise UserError(f"cannot create the people store in {self.root}: {error}") from error
         self._fernet = self._setup_encryption(key, encrypt)
+        self.unreadable: dict[int, str] = {}  # stored photo id -> why it could not be read
         self.recover()
         self.purged_on_open = self.purge_expired()  # uids purged because their time ran out
 
@@ -348,6 +369,26 @@ class PeopleStore:
             )
             for uid, name, external, created, version, consent_at, count in rows
         ]
+
+    def state(self) -> StoreState:
+        """The store's people and photos as one digest (see :class:`StoreState`)."""
+        import hashlib
+
+        rows = self._db.execute(
+            "SELECT p.uid, p.name, ph.id FROM people p LEFT JOIN photos ph "
+            "ON ph.person_id = p.id AND ph.kind = 'aligned' ORDER BY p.uid, ph.id"
+        ).fetchall()
+        digest = hashlib.sha256()
+        people: dict[str, str] = {}
+        for uid, name, photo in rows:
+            people[uid] = name
+            digest.update(f"{uid}\x00{name}\x00{photo}\x01".encode())
+        return StoreState(digest.hexdigest(), tuple(people.items()))
+
+    def data_version(self) -> int:
+        """A number that changes when another connection commits to the store (SQLite's
+        ``PRAGMA data_version``): a check this cheap can run before every frame."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def get(self, name: str) -> Person:
         for person in self.people():
@@ -532,34 +573,81 @@ class PeopleStore:
     ) -> tuple[NDArray[np.float32], list[str]]:
         """Every aligned photo's embedding under ``model`` and its person's name.
 
-        Embeddings missing from the cache are computed with ``embed`` and stored
-        (encrypted when the store is). ``names`` limits them to those people.
+        ``names`` limits them to those people. See :meth:`embeddings_by_person`.
         """
-        vectors: list[NDArray[np.float32]] = []
-        labels: list[str] = []
         wanted = None if names is None else {name_key(n) for n in names}
-        for person in self.people():
-            if wanted is not None and name_key(person.name) not in wanted:
-                continue
-            for record in self.photos(person.name):
-                row = self._db.execute(
-                    "SELECT vector FROM embeddings WHERE photo_id = ? AND model = ?",
-                    (record.id, model),
-                ).fetchone()
-                if row is None:
-                    vector = np.asarray(embed([self.read_image(record)])[0], dtype=np.float32)
-                    with self._transaction() as db:
-                        db.execute(
-                            "INSERT INTO embeddings VALUES (?, ?, ?)",
-                            (record.id, model, self._seal(vector.tobytes())),
-                        )
-                else:
-                    vector = np.frombuffer(self._open(bytes(row[0])), dtype=np.float32)
-                vectors.append(vector)
-                labels.append(person.name)
+        people = [p for p in self.people() if wanted is None or name_key(p.name) in wanted]
+        by_uid = self.embeddings_by_person(model, embed, uids=[p.uid for p in people])
+        vectors = [by_uid[p.uid] for p in people if p.uid in by_uid]
+        labels = [p.name for p in people if p.uid in by_uid for _ in by_uid[p.uid]]
         if not vectors:
             return np.zeros((0, 0), dtype=np.float32), []
-        return np.stack(vectors), labels
+        return np.concatenate(vectors), labels
+
+    def embeddings_by_person(
+        self,
+        model: str,
+        embed: Callable[[list[NDArray[np.uint8]]], NDArray[np.float32]],
+        *,
+        uids: Sequence[str] | None = None,
+        batch_size: int = 32,
+    ) -> dict[str, NDArray[np.float32]]:
+        """Each person's aligned photos' embeddings under ``model``, by uid (people without
+        a usable photo are left out).
+
+        Embeddings missing from the cache are computed with ``embed``, ``batch_size`` crops
+        at a time, and stored (encrypted when the store is); they go with the photo when
+        the person is deleted. A stored photo that cannot be read (damaged on disk) is
+        skipped, logged and listed in :attr:`unreadable`, so one bad file never stops the
+        others from being recognized.
+        """
+        wanted = None if uids is None else set(uids)
+        records: list[tuple[str, PhotoRecord]] = []
+        for person in self.people():
+            if wanted is None or person.uid in wanted:
+                records += [(person.uid, record) for record in self.photos(person.name)]
+        cached = {
+            int(photo_id): vector
+            for photo_id, vector in self._db.execute(
+                "SELECT photo_id, vector FROM embeddings WHERE model = ?", (model,)
+            )
+        }
+        found: dict[int, NDArray[np.float32]] = {
+            record.id: np.frombuffer(self._open(bytes(cached[record.id])), dtype=np.float32)
+            for _, record in records
+            if record.id in cached
+        }
+        missing = [record for _, record in records if record.id not in cached]
+        for start in range(0, len(missing), batch_size):
+            crops: list[NDArray[np.uint8]] = []
+            readable: list[PhotoRecord] = []
+            for record in missing[start : start + batch_size]:
+                try:
+                    crops.append(self.read_image(record))
+                except UserError as error:
+                    self.unreadable[record.id] = str(error)
+                    log.warning("skipping a stored photo: %s", error)
+                    continue
+                readable.append(record)
+            if not readable:
+                continue
+            vectors = np.asarray(embed(crops), dtype=np.float32)
+            rows = [
+                (record.id, model, self._seal(vector.tobytes()))
+                for record, vector in zip(readable, vectors, strict=True)
+            ]
+            try:
+                with self._transaction() as db:
+                    # Another process (the kiosk, the wizard) may have cached the same photo.
+                    db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)", rows)
+            except sqlite3.Error as error:
+                raise _disk_error(error, "caching embeddings") from error
+            found.update(dict(zip((r.id for r in readable), vectors, strict=True)))
+        grouped: dict[str, list[NDArray[np.float32]]] = {}
+        for uid, record in records:
+            if record.id in found:
+                grouped.setdefault(uid, []).append(found[record.id])
+        return {uid: np.stack(vectors) for uid, vectors in grouped.items()}
 
     # -- folder-per-person exchange -----------------------------------------------------
 
