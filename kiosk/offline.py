@@ -137,9 +137,9 @@ def read_photo(path: Path) -> NDArray[np.uint8]:
     if not path.is_file():
         raise UserError(f"image {path} does not exist")
     try:
-        return read_image(path)
+        return read_image(path, where="it")
     except ImageRefused as error:
-        raise ImageRefused(f"cannot read {path.name} as an image: {error}") from None
+        raise ImageRefused(f"cannot read {path} as an image: {error}") from None
 
 
 def liveness_row(

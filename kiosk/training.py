@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from kiosk import build
 from kiosk.config import KioskConfig
 from models.errors import UserError
-from models.io import Skipped, scan_people
+from models.io import Skipped, atomic_writer, scan_people
 from models.paths import user_cache_dir
 
 if TYPE_CHECKING:
@@ -111,5 +111,9 @@ def save_trained_bundle(bundle: RecognizerBundle, out: Path, cache_dir: Path | N
         raise UserError(f"cannot write the bundle {out}: {error.strerror}") from error
     exported = cache_dir / bundle.identity.key / "image_tower.onnx" if cache_dir else None
     if exported is not None and exported.is_file():
-        shutil.copyfile(exported, onnx_tower_path(out, bundle.identity))
+        with (
+            exported.open("rb") as tower,
+            atomic_writer(onnx_tower_path(out, bundle.identity)) as copy,
+        ):
+            shutil.copyfileobj(tower, copy)
     return out
