@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +57,21 @@ def model_dir(config: KioskConfig) -> Path:
     return registry.resolve_model_dir(config.models.dir)
 
 
+def with_models(config: KioskConfig, **fields: object) -> KioskConfig:
+    """The config with ``[models]`` fields replaced (``dir``, ``threads``): a command's
+    or a benchmark's override; a field given as None keeps the config's."""
+    given = {name: value for name, value in fields.items() if value is not None}
+    return config.model_copy(update={"models": config.models.model_copy(update=given)})
+
+
+def with_store(config: KioskConfig, store_dir: Path | None) -> KioskConfig:
+    """The config with ``[enroll] store_dir`` replaced (a command's ``--store``; None keeps it)."""
+    if store_dir is None:
+        return config
+    enroll = config.enroll.model_copy(update={"store_dir": store_dir})
+    return config.model_copy(update={"enroll": enroll})
+
+
 def detector(
     config: KioskConfig, *, input_size: int | None = None, name: str | None = None
 ) -> FaceDetector:
@@ -87,6 +102,25 @@ def liveness_monitor(config: KioskConfig) -> LivenessMonitor | None:
     checker = liveness_checker(config)
     checker.warm_up()
     return LivenessMonitor(config.liveness, checker)
+
+
+def photo_aligner(config: KioskConfig) -> Callable[[NDArray[np.uint8]], NDArray[np.uint8] | None]:
+    """Detect the largest face of a photo and align it as the people store keeps crops
+    (None when there is no face). The detector is loaded on the first photo.
+
+    At 320, not the live view's size: portrait photos' large faces are missed at 640.
+    """
+    from models.align import CLIP_SIZE, align_face
+
+    @functools.cache
+    def photo_detector() -> FaceDetector:
+        return detector(config, input_size=320)
+
+    def align(image: NDArray[np.uint8]) -> NDArray[np.uint8] | None:
+        faces = photo_detector().detect(image, mode="largest")
+        return align_face(image, faces[0].kps, CLIP_SIZE) if faces else None
+
+    return align
 
 
 def train_settings(config: KioskConfig) -> TrainSettings:

@@ -76,7 +76,7 @@ def test_encrypted_store_from_the_command_line(
 def test_gallery_rebuilt_from_the_store_recognizes_and_can_be_cancelled(
     tmp_path: Path, shared: Callable[..., Path], model_dir: Path
 ) -> None:
-    from kiosk.commands.people_cmd import _aligner
+    from kiosk.build import photo_aligner
     from kiosk.config import KioskConfig
     from models.embedder import ArcFaceEmbedder
     from models.registry import model_path
@@ -91,7 +91,7 @@ def test_gallery_rebuilt_from_the_store_recognizes_and_can_be_cancelled(
         for image in images[:4]:
             (folder / name / image.name).symlink_to(image)
         held_out[name] = images[-1]
-    align = _aligner(KioskConfig())
+    align = photo_aligner(KioskConfig())
     embedder = ArcFaceEmbedder(model_path("mobilefacenet_128d", model_dir))
     with PeopleStore(tmp_path / "store") as store:
         store.import_folder(folder, consent(), align=align)

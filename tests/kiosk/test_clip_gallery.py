@@ -79,7 +79,7 @@ def test_store_recognizer_on_the_clip_gallery(
     tiny_clip: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from kiosk.commands.people_cmd import _aligner
+    from kiosk.build import photo_aligner
 
     source = shared("faces", "faces94")
     people = sorted(p.name for p in source.iterdir() if not p.name.startswith("_"))[:3]
@@ -90,7 +90,7 @@ def test_store_recognizer_on_the_clip_gallery(
             (folder / name / image.name).symlink_to(image)
     config = clip_config(tmp_path, tiny_clip)
     with PeopleStore(tmp_path / "store") as store:
-        store.import_folder(folder, consent(), align=_aligner(config))
+        store.import_folder(folder, consent(), align=photo_aligner(config))
 
     recognizers = StoreRecognizers(config)
     try:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kiosk.config import load_config
-from kiosk.live.tracking import Tracker, TrackerSettings, TrackUpdate
+from kiosk.live.tracking import Tracker, TrackerSettings, TrackUpdate, match_boxes
 from models.detector import Face
 from models.errors import UserError
 from models.recognition import Prediction
@@ -149,3 +149,13 @@ def test_settings_are_validated(tmp_path: Path) -> None:
     defaults = load_config(config)
     assert defaults.kiosk.detector_input_size == 320
     assert defaults.recognizer.kind == "store" and defaults.events.enabled
+
+
+def test_match_boxes_pairs_best_overlap_first_and_leaves_weak_pairs_unmatched() -> None:
+    tracks = [face(100).box, face(300).box, face(500).box]
+    faces = [face(310).box, face(105).box, face(120).box, face(900).box]
+    # face 1 overlaps track 0 most; face 2 also overlaps it but less, and stays new;
+    # face 3 overlaps nothing; track 2 finds no face.
+    assert match_boxes(tracks, faces, 0.3) == {0: 1, 1: 0}
+    assert match_boxes(tracks, faces, 0.99) == {}
+    assert match_boxes([], faces, 0.3) == {} and match_boxes(tracks, [], 0.3) == {}

@@ -20,9 +20,9 @@ from pytestqt.qtbot import QtBot
 from enroll.config import EnrollConfig
 from kiosk.build import live_pipeline
 from kiosk.cli import main
-from kiosk.commands.run_cmd import STARTING, PipelineStarter
 from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig
 from kiosk.live.pipeline import PAUSED_NOTICE, LivePipeline
+from kiosk.live.starter import STARTING, PipelineStarter
 from kiosk.ui.main_window import KioskWindow
 from kiosk.ui.video_view import STATE_COLOURS
 from models.detector import FaceDetector
