@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -173,6 +174,37 @@ class AuditEntry:
     action: str
     subject: str
     reason: str
+
+
+class StoreWatcher:
+    """Who is in a people store now, for a running recognizer: its own SQLite connection,
+    read-only, so the inference thread can ask before every frame.
+
+    :meth:`changed` is SQLite's ``PRAGMA data_version``, which moves when any other
+    connection commits (a deletion by `kiosk people delete`, the wizard, a site sync):
+    a few microseconds when nothing changed.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._db = sqlite3.connect(
+            f"file:{root / DB_NAME}?mode=ro", uri=True, check_same_thread=False
+        )
+        self._version: int | None = None
+        self._lock = threading.Lock()
+
+    def changed(self) -> bool:
+        with self._lock:
+            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            changed, self._version = version != self._version, version
+            return changed
+
+    def people(self) -> dict[str, str]:
+        """uid -> name of everyone enrolled."""
+        with self._lock:
+            return dict(self._db.execute("SELECT uid, name FROM people").fetchall())
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def default_store_dir() -> Path:
@@ -385,10 +417,9 @@ class PeopleStore:
             digest.update(f"{uid}\x00{name}\x00{photo}\x01".encode())
         return StoreState(digest.hexdigest(), tuple(people.items()))
 
-    def data_version(self) -> int:
-        """A number that changes when another connection commits to the store (SQLite's
-        ``PRAGMA data_version``): a check this cheap can run before every frame."""
-        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+    def watcher(self) -> StoreWatcher:
+        """A separate read-only view of who is enrolled, cheap to poll every frame."""
+        return StoreWatcher(self.root)
 
     def get(self, name: str) -> Person:
         for person in self.people():

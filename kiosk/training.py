@@ -5,13 +5,21 @@ here, over :func:`models.train.bundle.train_recognizer`, with the detector made 
 :mod:`kiosk.build` and the settings from the configuration (``[train]``, ``[clip]``).
 The photos come as a mapping person -> image files, so they may come from a folder
 (:func:`people_in_folder`) or from anywhere else.
+
+:func:`train_from_store` is the product's own training: from the people store, warm
+started from the bundle in use, run in the background by the kiosk
+(:mod:`kiosk.live.retrain`) whenever the people change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import logging
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +27,10 @@ from kiosk import build
 from kiosk.config import KioskConfig
 from models.errors import UserError
 from models.io import Skipped, atomic_writer, scan_people
-from models.paths import user_cache_dir
+from models.paths import user_cache_dir, user_data_dir
 
 if TYPE_CHECKING:
+    from enroll.store import PeopleStore
     from models.clip.bundle import RecognizerBundle
 
 Log = Callable[[str], None]
@@ -117,3 +126,164 @@ def save_trained_bundle(bundle: RecognizerBundle, out: Path, cache_dir: Path | N
         ):
             shutil.copyfileobj(tower, copy)
     return out
+
+
+def bundle_path(config: KioskConfig) -> Path:
+    """The CLIP bundle the configuration names, else ``<data dir>/recognizer.bundle``."""
+    if config.recognizer.bundle is not None:
+        return config.recognizer.bundle.expanduser()
+    return user_data_dir() / "recognizer.bundle"
+
+
+@contextlib.contextmanager
+def bundle_lock(path: Path, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold the bundle's training lock: two trainings of one bundle never overlap (the
+    door's and a wizard's in another process). Waits for the other one to finish."""
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(path.with_name(path.name + ".lock")), timeout=timeout_s):
+            yield
+    except Timeout:
+        raise UserError(
+            f"another training of {path} has held its lock for {timeout_s:.0f} s; "
+            "if no training runs, remove the .lock file beside the bundle"
+        ) from None
+
+
+def current_bundle(path: Path) -> RecognizerBundle | None:
+    """The bundle at ``path``, or None when there is none yet or it cannot be read."""
+    from models.clip.bundle import BundleError, load_bundle
+
+    if not path.exists():
+        return None
+    try:
+        return load_bundle(path)
+    except BundleError as error:
+        logging.getLogger(__name__).warning("the bundle in use cannot be read: %s", error)
+        return None
+
+
+def forget_in_bundle(path: Path, person_ids: set[str]) -> bool:
+    """Drop people from the bundle file at once (an erasure, before any retrain): the file
+    no longer holds their names or text embeddings. True when it changed."""
+    from models.clip.bundle import save_bundle
+
+    with bundle_lock(path):
+        bundle = current_bundle(path)
+        if bundle is None or not person_ids & set(bundle.person_ids):
+            return False
+        save_bundle(bundle.without(person_ids), path)
+    return True
+
+
+@dataclass(frozen=True)
+class StoreTraining:
+    """What a training from the people store did."""
+
+    trained: bool  # False when the bundle was already trained from this store state
+    message: str
+    version: int | None
+    report: dict[str, Any]
+
+
+Progress = Callable[[float, str, float | None], None]  # fraction, what, seconds left
+
+
+def train_from_store(
+    config: KioskConfig,
+    store: PeopleStore,
+    *,
+    out: Path | None = None,
+    progress: Progress | None = None,
+    log: Log | None = None,
+) -> StoreTraining:
+    """Retrain the CLIP bundle from everyone in the people store, warm-started from the
+    bundle in use, unless that bundle was already trained from the store as it is.
+
+    The features come from the people store's aligned crops (cached in the store under
+    the image tower's key: they go when their person is deleted); the people are known by
+    their opaque ids, the prompts use their names. The bundle records the store state it
+    was trained from, so a kiosk at start knows whether it is stale.
+    """
+    import time
+
+    from models.clip.bundle import save_bundle
+    from models.clip.classifier import onnx_tower_path
+    from models.clip.towers import OnnxImageTower, build_clip, encode_crops, export_image_tower
+    from models.train.bundle import DetectorRecord, train_from_features
+    from models.train.features import FaceSet
+    from models.train.finetune import WarmStart
+
+    path = out or bundle_path(config)
+    report = progress or (lambda fraction, what, eta: None)
+    started = time.perf_counter()
+    with bundle_lock(path):
+        state = store.state()
+        previous = current_bundle(path)
+        if previous is not None and previous.source.get("digest") == state.digest:
+            return StoreTraining(False, "the recognizer is up to date", previous.version, {})
+        if len(state.people) < 2:
+            raise UserError(
+                f"the CLIP recognizer needs at least 2 enrolled people; the store has "
+                f"{len(state.people)}: enroll another"
+            )
+        report(0.02, "loading CLIP", None)
+        model, identity = build_clip(
+            config.clip.model, config.clip.pretrained, build.model_dir(config)
+        )
+        tower_file = onnx_tower_path(path, identity)
+        if not tower_file.is_file():
+            report(0.05, "preparing the image tower (once)", None)
+            export_image_tower(model.visual, tower_file)
+        tower = OnnxImageTower(tower_file, device="cpu", threads=config.models.threads)
+        report(0.1, "reading the enrolled photos", None)
+        features = store.embeddings_by_person(
+            f"clip-features:{identity.key}", functools.partial(encode_crops, tower)
+        )
+        del tower  # the session's memory, before the finetuning needs its own
+        settings = build.train_settings(config)
+        warm = None
+        if (
+            previous is not None
+            and previous.identity == identity
+            and previous.settings.trainable_layers == settings.trainable_layers
+        ):
+            warm = WarmStart(previous.text_state, previous.logit_scale)
+        epoch_started = time.perf_counter()
+
+        def on_epoch(done: int, total: int) -> None:
+            per_epoch = (time.perf_counter() - epoch_started) / done
+            report(
+                0.2 + 0.75 * done / total,
+                f"learning the names: {done} of {total}",
+                per_epoch * (total - done),
+            )
+
+        try:
+            bundle, summary = train_from_features(
+                FaceSet(features=features, sources={uid: [] for uid in features}),
+                model,
+                identity,
+                settings,
+                DetectorRecord(config.detector.name, config.kiosk.detector_input_size),
+                threshold=config.clip.threshold,
+                names=state.names,
+                warm_start=warm,
+                source={"kind": "store", "digest": state.digest},
+                version=(previous.version + 1) if previous is not None else 1,
+                started=started,
+                log=log,
+                on_epoch=on_epoch,
+            )
+        except ValueError as error:
+            raise UserError(f"the recognizer was not retrained: {error}") from None
+        try:
+            save_bundle(bundle, path)
+        except OSError as error:
+            raise UserError(f"cannot write the bundle {path}: {error.strerror}") from error
+    people = len(bundle.people)
+    message = f"the recognizer knows {people} {'person' if people == 1 else 'people'}"
+    report(1.0, message, 0.0)
+    return StoreTraining(True, message, bundle.version, summary)

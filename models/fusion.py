@@ -76,7 +76,9 @@ class FusionRecognizer:
             index = column.get(answer.person_id or "")
             agrees = index is not None and float(row[index]) >= self.gallery.threshold
             fused.append(
-                answer if agrees or answer.name is None else Prediction(
+                answer
+                if agrees or answer.name is None
+                else Prediction(
                     name=None,
                     best=answer.best,
                     confidence=answer.confidence,

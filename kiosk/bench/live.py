@@ -322,7 +322,9 @@ def run_live(
                 "kiosk": LiveConfig.model_validate(
                     {**base.kiosk.model_dump(), "loop": False, "realtime": False}
                 ),
-                "recognizer": base.recognizer.model_copy(update={"path": gallery}),
+                "recognizer": base.recognizer.model_copy(
+                    update={"kind": "embedding_gallery", "folder": gallery}
+                ),
                 "events": base.events.model_copy(update={"enabled": False}),  # opens no door
             }
         )
@@ -343,7 +345,7 @@ def run_live(
             clip_config = config.model_copy(
                 update={
                     "recognizer": config.recognizer.model_copy(
-                        update={"kind": "clip", "path": bundle}
+                        update={"kind": "clip", "bundle": bundle}
                     )
                 }
             )

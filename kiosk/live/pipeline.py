@@ -49,7 +49,7 @@ from kiosk.live.slot import NewestSlot
 from kiosk.live.sources import Frame, FrameSource, LiveCaptureSource
 from kiosk.live.tracking import Tracker, TrackUpdate, TrackVeto
 from models.detector import Face, FaceDetector
-from models.recognition import Prediction
+from models.recognition import Prediction, Recognizer
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ class LivePipeline:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._notice = ""
+        self._last_recognizer: Recognizer | None = None
         self.finished = threading.Event()  # set when a file or folder source has run out
         self._paused = threading.Event()
         self._released = threading.Event()  # the capture thread holds no camera while paused
@@ -182,6 +183,10 @@ class LivePipeline:
         faces = self.detector.detect(frame.image)[: self.max_faces]
         lap("detect")
         recognizer = self.recognizers.current()  # one recognizer for the whole frame
+        if recognizer is not self._last_recognizer:
+            # Someone erased or renamed: no track keeps a name the recognizer no longer has.
+            self.tracker.retain_names(set(recognizer.people))
+            self._last_recognizer = recognizer
 
         def classify(indices: Sequence[int]) -> list[Prediction]:
             started = time.perf_counter()
@@ -222,6 +227,7 @@ class LivePipeline:
             providers=tuple(dict.fromkeys([*self.detector.providers, *providers_of(recognizer)])),
             source_status=self.source.status,
             published_at=published_at,
+            recognizer=self.recognizers.info(),
             notice=notice,
         )
 

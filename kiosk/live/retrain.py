@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,13 @@ class Retrainer:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def for_config(cls, config_path: str | None, **kwargs: object) -> Retrainer:
-        """The retrainer of this installation: ``python -m kiosk train --from-store``."""
-        command = [sys.executable, "-m", "kiosk"]
-        if config_path:
-            command += ["--config", config_path]
+    def for_config(cls, *, store: Path, bundle: Path) -> Retrainer:
+        """``python -m kiosk train --from-store`` of this store into this bundle; the rest
+        of the configuration comes from $KIOSK_CONFIG, as in this process."""
         # The child lowers its own priority (os.nice: preexec_fn is unsafe with threads).
-        command += ["train", "--from-store", "--progress", "--nice", str(NICE)]
-        return cls(command, **kwargs)  # type: ignore[arg-type]
+        command = [sys.executable, "-m", "kiosk", "train", "--from-store", "--progress"]
+        command += ["--nice", str(NICE), "--store", str(store), "--out", str(bundle)]
+        return cls(command)
 
     def status(self) -> RetrainStatus:
         with self._lock:

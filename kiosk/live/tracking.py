@@ -128,6 +128,21 @@ class Tracker:
         self._tracks: list[_Track] = []
         self._next_id = 1
 
+    def retain_names(self, allowed: set[str]) -> None:
+        """Forget every decision, vote and announcement of a name not in ``allowed`` (a
+        person erased or renamed): such a track is pending again, and decides afresh."""
+        for track in self._tracks:
+            if track.decision not in (None, UNKNOWN_LABEL) and track.decision not in allowed:
+                track.decision = None
+                track.confidence = 0.0
+            kept = [(name, w) for name, w in track.votes if name is None or name in allowed]
+            if len(kept) != len(track.votes):
+                track.votes.clear()
+                track.votes.extend(kept)
+            if track.last_best is not None and track.last_best not in allowed:
+                track.last_best = None
+            track.announced &= allowed
+
     @property
     def active_tracks(self) -> int:
         return len(self._tracks)

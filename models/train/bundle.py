@@ -135,6 +135,7 @@ def train_from_features(
     version: int = 1,
     started: float | None = None,
     log: Log | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
 ) -> tuple[RecognizerBundle, dict[str, Any]]:
     """Image features per person -> a trained bundle and a report (metrics, skipped, times).
 
@@ -150,7 +151,14 @@ def train_from_features(
             f"photos; at least 2 are needed (skipped: {len(faceset.skipped)})"
         )
     result = finetune_text_encoder(
-        model, identity.model, faceset, settings, log, names=names, warm_start=warm_start
+        model,
+        identity.model,
+        faceset,
+        settings,
+        log,
+        names=names,
+        warm_start=warm_start,
+        on_epoch=on_epoch,
     )
     seconds = time.perf_counter() - started
     report = {

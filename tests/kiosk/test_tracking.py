@@ -148,7 +148,7 @@ def test_settings_are_validated(tmp_path: Path) -> None:
     config.write_text("")
     defaults = load_config(config)
     assert defaults.kiosk.detector_input_size == 320
-    assert defaults.recognizer.kind == "store" and defaults.events.enabled
+    assert defaults.recognizer.kind == "clip" and defaults.events.enabled
 
 
 def test_match_boxes_pairs_best_overlap_first_and_leaves_weak_pairs_unmatched() -> None:

@@ -262,7 +262,7 @@ def test_a_volunteer_enrolled_from_the_kiosk_is_named_without_a_restart(
         kiosk=LiveConfig(source=video, loop=True),
         enroll=EnrollConfig(store_dir=tmp_path / "people"),
         events=EventsConfig(dir=tmp_path / "events"),
-        recognizer=RecognizerConfig(reload_poll_s=600),
+        recognizer=RecognizerConfig(kind="embedding_gallery", reload_poll_s=600),
         liveness=LivenessConfig(enabled=False),
     )
     pipeline = live_pipeline(settings)
