@@ -44,6 +44,7 @@ from models.recognition import Recognizer
 
 if TYPE_CHECKING:
     from enroll.store import PeopleStore
+    from kiosk.site.sync import SiteSync
     from models.antispoof import LivenessChecker
     from models.embedder import FaceEmbedder
     from models.train.finetune import TrainSettings
@@ -188,10 +189,10 @@ class StoreRecognizers:
     """Builds the gallery of a people store, kept open for the kiosk's lifetime."""
 
     def __init__(self, config: KioskConfig) -> None:
-        from enroll.store import open_store
+        from kiosk.site.replica import open_people
 
         self.embedder = gallery_embedder(config)
-        self.store = open_store(config.enroll)
+        self.store = open_people(config)  # a site kiosk's replica, else the plain store
         self.threshold = config.recognizer.gallery_threshold
 
     def signature(self) -> Hashable:
@@ -210,25 +211,75 @@ class StoreRecognizers:
         self.store.close()
 
 
-def recognizer_holder(config: KioskConfig) -> RecognizerHolder:
-    """The configured recognizer, watched for changes when ``[recognizer] reload``."""
+def site_sync(config: KioskConfig) -> SiteSync | None:
+    """A site kiosk's sync worker (started), or None without a ``[site]`` section.
+
+    It keeps its own handle on the replica; a CLIP bundle the site publishes is written
+    to the recognizer's bundle path when ``[recognizer] kind = "clip"``. The first sync
+    is awaited for up to the connect timeout, so a kiosk that was off during an erasure
+    applies it before it names anyone."""
+    if config.site is None:
+        return None
+    from enroll.keys import operator_key
+    from kiosk.site.replica import ReplicaStore, open_people
+    from kiosk.site.sync import SiteSync
+
+    store = open_people(config)
+    assert isinstance(store, ReplicaStore)
+    bundle = recognizer_path(config) if config.recognizer.kind == "clip" else None
+    try:
+        sync = SiteSync(config.site, store, bundle_path=bundle, sealer_key=operator_key())
+    except BaseException:
+        store.close()
+        raise
+    sync.start()
+    sync.wait_started(config.site.connect_timeout_s + 1.0)
+    return sync
+
+
+def recognizer_holder(config: KioskConfig, site: SiteSync | None = None) -> RecognizerHolder:
+    """The configured recognizer, watched for changes when ``[recognizer] reload``; on a
+    site (``site``, from :func:`site_sync`) its names pass the replica's gate."""
     reload = config.recognizer.reload
     poll_s = config.recognizer.reload_poll_s
+    policy = site.gate if site is not None else None
+
+    def close_site() -> None:
+        if site is not None:
+            site.close()
+            site.store.close()
+
     if config.recognizer.kind == "store":
         store = StoreRecognizers(config)
+
+        def close() -> None:
+            store.close()
+            close_site()
+
         try:
-            return RecognizerHolder(
+            holder = RecognizerHolder(
                 store.build,
-                store.store.root if reload else None,
+                store.store.root if reload or site else None,
                 poll_s,
                 signature=store.signature,
-                close=store.close,
+                close=close,
+                policy=policy,
             )
         except BaseException:
-            store.close()
+            close()
             raise
-    watch = recognizer_path(config) if reload else None
-    return RecognizerHolder(recognizer_factory(config), watch, poll_s)
+    else:
+        watch = recognizer_path(config) if reload or site else None
+        try:
+            holder = RecognizerHolder(
+                recognizer_factory(config), watch, poll_s, close=close_site, policy=policy
+            )
+        except BaseException:
+            close_site()
+            raise
+    if site is not None:
+        site.on_change = holder.check_now  # a pulled change is rebuilt now, not at the poll
+    return holder
 
 
 def clip_recognizer(config: KioskConfig, bundle: Path) -> Recognizer:
@@ -289,16 +340,24 @@ def live_pipeline(
         )
     face_detector = detector(config, input_size=live.detector_input_size)
     face_detector.warm_up()
-    holder = RecognizerHolder(factory) if factory is not None else recognizer_holder(config)
+    site = site_sync(config) if factory is None else None
+    holder = RecognizerHolder(factory) if factory is not None else recognizer_holder(config, site)
     tracker = Tracker(
         TrackerSettings(
             live.min_frames, live.window, live.iou_threshold, live.max_missed, live.reclassify_every
         ),
         veto=veto,
     )
-    events = hooks = None
+    events: EventLog | None = None
+    hooks = None
     if config.events.enabled:
-        events = EventLog(config.events.dir or user_data_dir() / "events")
+        folder = config.events.dir or user_data_dir() / "events"
+        if site is not None:
+            from kiosk.site.events import SiteEventLog
+
+            events = SiteEventLog(folder, site.state, site.gate)
+        else:
+            events = EventLog(folder)
         hooks = DoorHooks(
             HookSettings(
                 tuple(config.events.command),

@@ -128,3 +128,157 @@ def enroll_from_video(
     assert len(crops) == photos, f"{video}: a face in only {len(crops)} sampled frames"
     with PeopleStore(store_dir) as store:
         store.add_person(name, crops, Consent("test", utc_now()))
+
+
+# -- a throwaway PostgreSQL cluster (the `postgres` fixture) ----------------------------
+
+PG_VERSIONS = ("17", "16", "15", "14", "13")
+
+
+def postgres_bin() -> Path:
+    """The folder of Debian's PostgreSQL server programs (initdb, pg_ctl)."""
+    for version in PG_VERSIONS:
+        folder = Path("/usr/lib/postgresql") / version / "bin"
+        if (folder / "initdb").is_file():
+            return folder
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    skip_or_fail("PostgreSQL is not installed (apt-get install postgresql)")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclasses.dataclass
+class PgCluster:
+    """A cluster in a temporary folder, on a Unix socket there and on 127.0.0.1:port.
+
+    Its superuser is the OS user that runs it (``postgres`` when the tests run as root);
+    local socket connections are trusted, TCP ones need a SCRAM password."""
+
+    bin: Path
+    data: Path
+    socket_dir: Path
+    port: int
+    superuser: str
+    run_as: list[str]
+
+    def ctl(self, *args: str, check: bool = True) -> None:
+        import subprocess
+
+        log = self.data.parent / "server.log"
+        subprocess.run(
+            [*self.run_as, str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(log), *args],
+            check=check,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        self.ctl("-w", "-t", "30", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self.ctl("-w", "-t", "30", "-m", mode, "stop", check=False)
+
+    def connect(self, dbname: str = "postgres", **kwargs: Any) -> Any:
+        import psycopg
+
+        return psycopg.connect(
+            host=str(self.socket_dir),
+            port=self.port,
+            user=self.superuser,
+            dbname=dbname,
+            autocommit=True,
+            **kwargs,
+        )
+
+
+def start_cluster(root: Path) -> PgCluster:
+    import subprocess
+
+    bin_dir = postgres_bin()
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "data"
+    run_as: list[str] = []
+    superuser = os.environ.get("USER") or "postgres"
+    if os.geteuid() == 0:  # initdb refuses root: the cluster belongs to `postgres`
+        import pwd
+        import shutil
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            skip_or_fail("running as root, and there is no `postgres` user to run PostgreSQL")
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            skip_or_fail("running as root, and `runuser` is missing")
+        run_as = [runuser, "-u", "postgres", "--"]
+        superuser = "postgres"
+        shutil.chown(root, "postgres")
+        os.chmod(root, 0o755)
+    else:
+        import getpass
+
+        superuser = getpass.getuser()
+    subprocess.run(
+        [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", superuser,
+         "--no-sync", "-E", "UTF8", "--locale", "C"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    port = free_port()
+    settings = (
+        f"\nport = {port}\nlisten_addresses = '127.0.0.1'\n"
+        f"unix_socket_directories = '{root}'\nfsync = off\nfull_page_writes = off\n"
+        "max_connections = 100\nshared_buffers = 32MB\nlog_min_messages = warning\n"
+        "password_encryption = 'scram-sha-256'\n"
+    )
+    hba = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+    subprocess.run(
+        [*run_as, "sh", "-c", f"cat >> '{data}/postgresql.conf' && "
+         f"printf '{hba}' > '{data}/pg_hba.conf'"],
+        input=settings.encode(),
+        check=True,
+        timeout=30,
+    )
+    cluster = PgCluster(bin_dir, data, root, port, superuser, run_as)
+    cluster.start()
+    return cluster
+
+
+_kiosk_roles = iter(range(1, 1_000_000))
+
+
+def site_kiosks(cluster: PgCluster, dbname: str, **kinds: str) -> dict[str, Any]:
+    """Migrate ``dbname`` (with the group roles) and make one login role per kiosk:
+    ``door="door"`` makes a door kiosk; the SiteConfig of each, by the given key."""
+    from kiosk.config import SiteConfig
+    from kiosk.site.schema import add_kiosk, migrate
+
+    configs = {}
+    with cluster.connect(dbname) as conn:
+        conn.autocommit = False
+        migrate(conn, create_roles=True)
+        conn.commit()
+        for key, kind in kinds.items():
+            role = f"k{os.getpid()}_{next(_kiosk_roles)}_{key}"
+            add_kiosk(conn, role, kind, password=f"pw-{role}")
+            configs[key] = SiteConfig(
+                host=str(cluster.socket_dir),
+                port=cluster.port,
+                dbname=dbname,
+                user=role,
+                poll_s=1.0,
+                connect_timeout_s=2,
+            )
+        conn.commit()
+    return configs

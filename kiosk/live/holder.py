@@ -17,6 +17,11 @@ bundle through :func:`clip_recognizer`.
 source path; when it changes, a new recognizer is built on that thread (never the
 inference thread) and swapped in with one reference assignment, so frames keep
 flowing while it builds and each frame sees one whole recognizer.
+
+A :class:`NamingPolicy` (a site kiosk's replica, kiosk/site/replica.py) may veto names:
+:meth:`RecognizerHolder.current` then answers through a :class:`GatedRecognizer`, which
+turns a refused name into an unknown face, and the policy's refusal becomes the
+holder's ``last_error``, the notice the window shows.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,6 +58,52 @@ class NobodyEnrolled:
 
     def predict(self, crops: Sequence[NDArray[np.uint8]]) -> list[Prediction]:
         return [Prediction(name=None, best="", confidence=0.0) for _ in crops]
+
+
+class NamingPolicy(Protocol):
+    """Who may be named now, asked on every prediction (so it must be cheap)."""
+
+    def refusal(self) -> str:
+        """Why nobody may be named now (e.g. a stale replica), or "" when names may be."""
+        ...
+
+    def may_name(self, name: str) -> bool:
+        """Whether this name may be given (e.g. not erased from the site)."""
+        ...
+
+
+class GatedRecognizer:
+    """A recognizer whose names pass a :class:`NamingPolicy`: a refused name is unknown,
+    and not even offered as the best candidate."""
+
+    def __init__(self, inner: Recognizer, policy: NamingPolicy) -> None:
+        self.inner = inner
+        self.policy = policy
+
+    @property
+    def people(self) -> Sequence[str]:
+        return self.inner.people
+
+    @property
+    def threshold(self) -> float:
+        return self.inner.threshold
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return providers_of(self.inner)
+
+    def align(self, image: NDArray[np.uint8], face: Face) -> NDArray[np.uint8]:
+        return self.inner.align(image, face)
+
+    def predict(self, crops: Sequence[NDArray[np.uint8]]) -> list[Prediction]:
+        predictions = self.inner.predict(crops)
+        everyone_refused = bool(self.policy.refusal())
+        gated = []
+        for prediction in predictions:
+            if everyone_refused or (prediction.best and not self.policy.may_name(prediction.best)):
+                prediction = Prediction(name=None, best="", confidence=prediction.confidence)
+            gated.append(prediction)
+        return gated
 
 
 def path_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
@@ -86,8 +137,10 @@ class RecognizerHolder:
         *,
         signature: Signature | None = None,
         close: Callable[[], None] | None = None,
+        policy: NamingPolicy | None = None,
     ) -> None:
         self.factory = factory
+        self.policy = policy
         self.watch = watch
         self.poll_s = poll_s
         if signature is None and watch is not None:
@@ -102,13 +155,26 @@ class RecognizerHolder:
         self._signature = signature() if watch is not None and signature is not None else ()
         self._recognizer = initial if initial is not None else factory()
         self.version = 1
-        self.last_error = ""
+        self._last_error = ""
         self._stop = threading.Event()
         self._wake = threading.Event()  # check now, not at the next poll
         self._thread: threading.Thread | None = None
 
     def current(self) -> Recognizer:
+        if self.policy is not None:
+            return GatedRecognizer(self._recognizer, self.policy)
         return self._recognizer
+
+    @property
+    def last_error(self) -> str:
+        """The reload's trouble, else the naming policy's refusal, else ""."""
+        if self._last_error or self.policy is None:
+            return self._last_error
+        return self.policy.refusal()
+
+    @last_error.setter
+    def last_error(self, message: str) -> None:
+        self._last_error = message
 
     def reload_if_changed(self) -> bool:
         """Rebuild and swap if the watched path changed; a failed build keeps the old one."""
