@@ -229,8 +229,21 @@ def start_cluster(root: Path) -> PgCluster:
 
         superuser = getpass.getuser()
     subprocess.run(
-        [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", superuser,
-         "--no-sync", "-E", "UTF8", "--locale", "C"],
+        [
+            *run_as,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            superuser,
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale",
+            "C",
+        ],
         check=True,
         capture_output=True,
         timeout=120,
@@ -244,8 +257,12 @@ def start_cluster(root: Path) -> PgCluster:
     )
     hba = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
     subprocess.run(
-        [*run_as, "sh", "-c", f"cat >> '{data}/postgresql.conf' && "
-         f"printf '{hba}' > '{data}/pg_hba.conf'"],
+        [
+            *run_as,
+            "sh",
+            "-c",
+            f"cat >> '{data}/postgresql.conf' && printf '{hba}' > '{data}/pg_hba.conf'",
+        ],
         input=settings.encode(),
         check=True,
         timeout=30,

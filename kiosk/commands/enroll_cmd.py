@@ -56,7 +56,7 @@ def _enroll(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     started = time.monotonic()
 
-    from enroll.store import open_store
+    from kiosk.setup.site import people_store
     from kiosk.ui import application
     from kiosk.ui.enrollment import enrollment_models, frame_reader
     from kiosk.ui.wizard import EnrollWizard, drive_automatically
@@ -65,7 +65,7 @@ def _enroll(args: argparse.Namespace) -> int:
     detector, embedder = enrollment_models(config)
     source = open_enroll_source(args.source)
     timings["load_models_s"] = time.monotonic() - started
-    with open_store(enroll_config) as store:
+    with people_store(config, enroll_config.store_dir) as store:
         wizard = EnrollWizard(
             store,
             enroll_config,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,16 +68,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     key_p.set_defaults(handler=_new_key)
 
 
-def _open(args: argparse.Namespace) -> PeopleStore:
-    from enroll.store import open_store
+@contextlib.contextmanager
+def _open(args: argparse.Namespace) -> Iterator[PeopleStore]:
+    """The store (on a site: the replica, whose changes reach the registry at the end)."""
+    from kiosk.setup.site import people_store
 
-    config = load_config(args.config).enroll
-    if args.store is not None:
-        config = config.model_copy(update={"store_dir": args.store})
-    store = open_store(config)
-    for uid in store.purged_on_open:
-        print(f"purged person {uid}: retention period ended", file=sys.stderr)
-    return store
+    with people_store(load_config(args.config), args.store) as store:
+        for uid in store.purged_on_open:
+            print(f"purged person {uid}: retention period ended", file=sys.stderr)
+        yield store
 
 
 def _confirm(question: str, yes: bool) -> None:

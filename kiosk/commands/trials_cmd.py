@@ -106,6 +106,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_outputs(export)
     export.set_defaults(handler=_export)
 
+    report = verbs.add_parser(
+        "report", help="a report of a saved session, or with --site of every kiosk's trials"
+    )
+    report.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="trials SQLite file")
+    report.add_argument("--session", type=int, default=None, help="session id (default: latest)")
+    report.add_argument(
+        "--site", action="store_true", help="every kiosk's trials from the site registry"
+    )
+    _add_outputs(report)
+    report.set_defaults(handler=_report)
+
 
 def _add_outputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=None, help="write metrics and trials as JSON")
@@ -187,7 +198,7 @@ def trials_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
 
 def _console(args: argparse.Namespace) -> int:
     from kiosk.trials.rules import Participant
-    from kiosk.trials.store import TrialStore
+    from kiosk.trials.site import open_trial_store
     from kiosk.ui import application
     from kiosk.ui.trials_window import TrialsWindow
 
@@ -196,7 +207,9 @@ def _console(args: argparse.Namespace) -> int:
     roster = enrolled_roster(config)
     pipeline = trials_pipeline(config, args.source)
     source = args.source if args.source is not None else config.kiosk.source
-    with TrialStore(args.db if args.db is not None else default_database(config)) as store:
+    with open_trial_store(
+        config, args.db if args.db is not None else default_database(config)
+    ) as store:
         session = store.create_session(
             label=f"live {source}",
             duration=config.trials.duration,
@@ -343,4 +356,27 @@ def _export(args: argparse.Namespace) -> int:
         session = store.load_session(args.session)
         summary = _write_outputs(args, config, session, {})
     _print_summary(summary)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """`kiosk trials report [--site]`: one session's report, or the site's."""
+    if not args.site:
+        return _export(args)
+    from kiosk.setup.site import require_site
+    from kiosk.site.connect import connect, registry_errors
+    from kiosk.site.registry import Registry
+    from kiosk.trials.site import site_session
+
+    config = load_config(args.config)
+    with registry_errors(), connect(require_site(config)) as conn:
+        trials = Registry(conn).trials()
+    if not trials:
+        raise UserError("the site registry holds no trials this kiosk's role may read yet")
+    session, extra = site_session(trials)
+    summary = _write_outputs(args, config, session, extra)
+    _print_summary(summary)
+    print(
+        "kiosks: " + ", ".join(f"{k} ({n})" for k, n in extra["trials_per_kiosk"].items()),
+    )
     return 0

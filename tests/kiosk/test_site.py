@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +39,10 @@ def test_migrate_is_versioned_and_repeatable(postgres: PgCluster, site_db: str) 
         assert migrate(conn, create_roles=True) == (0, SCHEMA_VERSION)
         assert migrate(conn) == (SCHEMA_VERSION, SCHEMA_VERSION)
         conn.commit()
-        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
     assert {"people", "photos", "embeddings", "tombstones", "bundles", "events", "trials"} <= tables
 
 
@@ -67,10 +69,273 @@ def test_enrollment_reaches_another_kiosk_with_its_crops(
         assert door.gate.may_name("ada lovelace") and not door.gate.refusal()
         # A second pull, and a retried push of the same enrollment, change nothing.
         assert door.sync_once().added == 0
-        desk.state.enqueue("person:again", "person", desk.store.record(person).to_json(), person.uid)
+        desk.state.enqueue(
+            "person:again", "person", desk.store.record(person).to_json(), person.uid
+        )
         desk.sync_once()
         with postgres.connect(site_db) as conn:
             assert conn.execute("SELECT count(*) FROM people").fetchone()[0] == 1
             assert conn.execute("SELECT count(*) FROM photos").fetchone()[0] == 3
     finally:
         close(desk, door)
+
+
+def test_erasure_is_applied_first_and_nobody_erased_is_named(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer, door = (
+        kiosk(tmp_path, "officer", sites["officer"]),
+        kiosk(tmp_path, "door", sites["door"]),
+    )
+    try:
+        ada = officer.store.add_person("Ada", photos(2, seed=1), consent())
+        officer.store.add_person("Bob", photos(2, seed=2), consent())
+        officer.sync_once()
+        door.sync_once()
+        assert door.gate.may_name("Ada") and door.gate.may_name("Bob")
+        # Offline meanwhile: the door misses the erasure, and a new enrollment after it.
+        officer.store.delete("Ada", reason="on request")
+        officer.store.add_person("Cy", photos(2, seed=3), consent())
+        officer.sync_once()
+        with postgres.connect(site_db) as conn:
+            assert (
+                conn.execute(
+                    "SELECT count(*) FROM photos WHERE person_uid = %s", (ada.uid,)
+                ).fetchone()[0]
+                == 0
+            )
+            assert conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] == 1
+        assert door.gate.may_name("Ada")  # it cannot know yet
+        report = door.sync_once()
+        assert (report.erased, report.added) == (1, 1)
+        assert door.store.by_uid(ada.uid) is None
+        assert not door.gate.may_name("Ada") and door.gate.may_name("Cy")
+        assert [e.subject for e in door.store.audit()] == [ada.uid]  # by id, never by name
+        assert not (door.store.photos_dir / ada.uid).exists()
+    finally:
+        close(officer, door)
+
+
+def test_a_door_may_not_enroll_delete_or_read_other_doors(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+
+    sites = site_kiosks(postgres, site_db, desk="enroll", door="door", other="door")
+    desk, door = kiosk(tmp_path, "desk", sites["desk"]), kiosk(tmp_path, "door", sites["door"])
+    try:
+        desk.store.add_person("Ada", photos(2, seed=1), consent())
+        desk.sync_once()
+        door.sync_once()
+        # Erasing at a door: done here at once (privacy first), refused by the registry.
+        door.store.delete("Ada")
+        report = door.sync_once()
+        assert report.rejected == 1
+        [(kind, _, reason)] = door.state.rejected()
+        assert kind == "delete" and "may not" in reason
+        with postgres.connect(site_db) as conn:
+            assert conn.execute("SELECT count(*) FROM people").fetchone()[0] == 1
+        # The desk may enroll but not erase either.
+        desk.store.delete("Ada")
+        assert desk.sync_once().rejected == 1
+        # A door cannot enroll.
+        door.store.add_person("Eve", photos(2, seed=5), consent())
+        assert door.sync_once().rejected == 1
+        assert door.store.people() == []  # the refused enrollment is not kept here either
+        # Events: each kiosk sees only its own; no kiosk can write as another.
+        event = {
+            "key": "00000000-0000-0000-0000-000000000001",
+            "person_uid": None,
+            "confidence": 0.9,
+            "time": datetime.now(UTC).isoformat(),
+            "track_id": 1,
+            "replica_seq": 0,
+        }
+        with connect(sites["door"]) as conn:
+            assert Registry(conn).add_event(event)
+            assert not Registry(conn).add_event(event)  # the same key again: kept once
+        with connect(sites["other"]) as conn:
+            assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+            import psycopg
+
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(
+                    "INSERT INTO events (event_key, kiosk_id, confidence, at, track_id,"
+                    " replica_seq) VALUES (gen_random_uuid(), %s, 1, now(), 1, 0)",
+                    (sites["door"].user,),
+                )
+        with connect(sites["door"]) as conn:
+            assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    finally:
+        close(desk, door)
+
+
+def test_offline_kiosk_queues_then_pushes(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from kiosk.site.connect import SiteUnreachable
+
+    sites = site_kiosks(postgres, site_db, desk="enroll")
+    nowhere = sites["desk"].model_copy(update={"host": str(tmp_path / "no-server")})
+    offline = kiosk(tmp_path, "desk", nowhere)
+    person = offline.store.add_person("Ada", photos(2, seed=1), consent())
+    with pytest.raises(SiteUnreachable):
+        offline.sync_once()
+    assert offline.gate.started and offline.state.counts()["queued"] == 1
+    assert offline.store.by_uid(person.uid) is not None  # served from the replica meanwhile
+    close(offline)
+    online = kiosk(tmp_path, "desk", sites["desk"])
+    try:
+        assert online.sync_once().pushed == 1
+        assert online.state.counts() == {"queued": 0, "rejected": 0}
+        assert online.store.by_uid(person.uid) is not None
+    finally:
+        close(online)
+
+
+def test_a_stale_replica_names_nobody() -> None:
+    from kiosk.site.replica import ReplicaGate
+
+    now = datetime.now(UTC)
+    gate = ReplicaGate(timedelta(hours=24))
+    assert "connecting" in gate.refusal(now)
+    gate.started = True
+    assert "never synced" in gate.refusal(now)
+    gate.synced(now - timedelta(hours=23), 5)
+    assert gate.refusal(now) == ""
+    gate.synced(now - timedelta(hours=25), 5)
+    assert "25.0 h old" in gate.refusal(now)
+
+
+def test_gated_recognizer_refuses_names() -> None:
+    from kiosk.live.holder import RecognizerHolder
+    from kiosk.site.replica import ReplicaGate
+    from models.recognition import Prediction
+
+    class Fixed:
+        people = ("Ada", "Bob")
+        threshold = 0.5
+
+        def align(self, image: Any, face: Any) -> Any:
+            return image
+
+        def predict(self, crops: Any) -> list[Prediction]:
+            return [Prediction("Ada", "Ada", 0.9), Prediction("Bob", "Bob", 0.9)]
+
+    gate = ReplicaGate(timedelta(hours=1))
+    holder = RecognizerHolder(Fixed, policy=gate)
+    assert [p.name for p in holder.current().predict([1, 2])] == [None, None]
+    assert "connecting" in holder.last_error
+    gate.started = True
+    gate.synced(datetime.now(UTC), 1)
+
+    class P:
+        def __init__(self, uid: str, name: str) -> None:
+            self.uid, self.name = uid, name
+
+    gate.refresh([P("a" * 32, "Ada"), P("b" * 32, "Bob")])  # type: ignore[list-item]
+    assert [p.name for p in holder.current().predict([1, 2])] == ["Ada", "Bob"]
+    assert holder.last_error == ""
+    gate.block(["a" * 32])
+    predictions = holder.current().predict([1, 2])
+    assert [(p.name, p.best) for p in predictions] == [(None, ""), ("Bob", "Bob")]
+    # A bundle that learnt "Bob" from another person than the replica's Bob: refused.
+    gate.use_bundle({"bob": "c" * 32})
+    assert holder.current().predict([1, 2])[1].name is None
+
+
+def test_bundles_are_published_verified_and_written_atomically(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+
+    sites = site_kiosks(postgres, site_db, trainer="operator", door="door")
+    bundle = tmp_path / "door" / "recognizer.bundle"
+    door = kiosk(tmp_path, "door", sites["door"], bundle_path=bundle)
+    try:
+        with connect(sites["trainer"]) as conn:
+            registry = Registry(conn)
+            assert registry.publish_bundle(b"first", {"ada": "a" * 32}, {}) == 1
+            assert registry.publish_bundle(b"second", {"ada": "a" * 32}, {}) == 2
+            import psycopg
+
+            with (
+                connect(sites["door"]) as door_conn,
+                pytest.raises(psycopg.errors.InsufficientPrivilege),
+            ):
+                Registry(door_conn).publish_bundle(b"x", {}, {})
+        report = door.sync_once()
+        assert report.bundle == 2 and bundle.read_bytes() == b"second"
+        assert door.state.sync_state().bundle_version == 2
+        assert door.sync_once().bundle is None  # nothing new
+        assert [p.name for p in bundle.parent.iterdir() if p.name.startswith(".")] == []
+        with postgres.connect(site_db) as conn:
+            conn.execute("UPDATE bundles SET data = 'tampered'")
+            conn.execute("SELECT pg_notify('x', '')")
+        with connect(sites["trainer"]) as conn:
+            Registry(conn).publish_bundle(b"third", {}, {})
+        with postgres.connect(site_db) as conn:
+            conn.execute("UPDATE bundles SET data = 'tampered' WHERE version = 3")
+        with pytest.raises(UserError, match="checksum"):
+            door.sync_once()
+        assert bundle.read_bytes() == b"second"
+    finally:
+        close(door)
+
+
+def test_password_from_the_environment_over_tls_settings(
+    postgres: PgCluster, site_db: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from kiosk.site.connect import PASSWORD_ENV, SiteUnreachable, connect, describe
+
+    sites = site_kiosks(postgres, site_db, door="door")
+    tcp = sites["door"].model_copy(update={"host": "127.0.0.1", "sslmode": "disable"})
+    secret = f"pw-{tcp.user}"
+    monkeypatch.setenv(PASSWORD_ENV, "wrong")
+    with pytest.raises(SiteUnreachable) as refused:
+        connect(tcp)
+    assert "wrong" not in str(refused.value) and secret not in str(refused.value)
+    monkeypatch.setenv(PASSWORD_ENV, secret)
+    with connect(tcp) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == tcp.user
+    # sslmode is passed through: the test server has no TLS, so `require` must fail.
+    with pytest.raises(SiteUnreachable):
+        connect(tcp.model_copy(update={"sslmode": "require"}))
+    assert secret not in describe(tcp)
+
+
+def test_a_password_in_the_config_file_is_refused_without_echo(tmp_path: Path) -> None:
+    from kiosk.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text('[site]\nuser = "door1"\npassword = "hunter2-secret"\n', encoding="utf-8")
+    with pytest.raises(UserError) as refused:
+        load_config(path)
+    assert "KIOSK_SITE_PASSWORD" in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+    assert load_config(None).site is None  # no [site]: a single kiosk
+
+
+def test_the_worker_follows_notifications(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    door = kiosk(tmp_path, "door", sites["door"].model_copy(update={"poll_s": 60.0}))
+    try:
+        ada = officer.store.add_person("Ada", photos(2, seed=1), consent())
+        officer.sync_once()
+        door.start()
+        assert door.wait_started(10)
+        officer.store.delete("Ada")
+        officer.sync_once()
+        deadline = time.monotonic() + 10  # NOTIFY, not the 60 s poll, brings it
+        while door.store.by_uid(ada.uid) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert door.store.by_uid(ada.uid) is None
+        assert not door.gate.may_name("Ada")
+    finally:
+        close(officer, door)
