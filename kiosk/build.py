@@ -214,8 +214,9 @@ class StoreRecognizers:
 def site_sync(config: KioskConfig) -> SiteSync | None:
     """A site kiosk's sync worker (started), or None without a ``[site]`` section.
 
-    It keeps its own handle on the replica; a CLIP bundle the site publishes is written
-    to the recognizer's bundle path when ``[recognizer] kind = "clip"``. The first sync
+    It keeps its own handle on the replica, pushes the door events of ``[events] dir``,
+    and writes a CLIP bundle the site publishes to the recognizer's bundle path when
+    ``[recognizer] kind = "clip"``. The first sync
     is awaited for up to the connect timeout, so a kiosk that was off during an erasure
     applies it before it names anyone."""
     if config.site is None:
@@ -227,8 +228,11 @@ def site_sync(config: KioskConfig) -> SiteSync | None:
     store = open_people(config)
     assert isinstance(store, ReplicaStore)
     bundle = recognizer_path(config) if config.recognizer.kind == "clip" else None
+    events = (config.events.dir or user_data_dir() / "events") if config.events.enabled else None
     try:
-        sync = SiteSync(config.site, store, bundle_path=bundle, sealer_key=operator_key())
+        sync = SiteSync(
+            config.site, store, bundle_path=bundle, events_dir=events, sealer_key=operator_key()
+        )
     except BaseException:
         store.close()
         raise
@@ -348,16 +352,9 @@ def live_pipeline(
         ),
         veto=veto,
     )
-    events: EventLog | None = None
-    hooks = None
+    events = hooks = None
     if config.events.enabled:
-        folder = config.events.dir or user_data_dir() / "events"
-        if site is not None:
-            from kiosk.site.events import SiteEventLog
-
-            events = SiteEventLog(folder, site.state, site.gate)
-        else:
-            events = EventLog(folder)
+        events = EventLog(config.events.dir or user_data_dir() / "events")
         hooks = DoorHooks(
             HookSettings(
                 tuple(config.events.command),

@@ -151,19 +151,18 @@ def test_a_door_may_not_enroll_delete_or_read_other_doors(
             "confidence": 0.9,
             "time": datetime.now(UTC).isoformat(),
             "track_id": 1,
-            "replica_seq": 0,
         }
         with connect(sites["door"]) as conn:
-            assert Registry(conn).add_event(event)
-            assert not Registry(conn).add_event(event)  # the same key again: kept once
+            assert Registry(conn).add_events([event]) == 1
+            assert Registry(conn).add_events([event]) == 0  # the same key again: kept once
         with connect(sites["other"]) as conn:
             assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
             import psycopg
 
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(
-                    "INSERT INTO events (event_key, kiosk_id, confidence, at, track_id,"
-                    " replica_seq) VALUES (gen_random_uuid(), %s, 1, now(), 1, 0)",
+                    "INSERT INTO events (event_key, kiosk_id, confidence, at, track_id)"
+                    " VALUES (gen_random_uuid(), %s, 1, now(), 1)",
                     (sites["door"].user,),
                 )
         with connect(sites["door"]) as conn:
@@ -339,3 +338,66 @@ def test_the_worker_follows_notifications(
         assert not door.gate.may_name("Ada")
     finally:
         close(officer, door)
+
+
+def test_door_events_are_pushed_once_by_person_id(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from kiosk.live.events import EventLog
+
+    sites = site_kiosks(postgres, site_db, desk="enroll", door="door")
+    desk = kiosk(tmp_path, "desk", sites["desk"])
+    events = tmp_path / "events"
+    door = kiosk(tmp_path, "door", sites["door"], events_dir=events)
+    try:
+        ada = desk.store.add_person("Ada", photos(2, seed=1), consent())
+        desk.sync_once()
+        door.sync_once()
+        log = EventLog(events)
+        thumb = np.zeros((8, 8, 3), dtype=np.uint8)
+        log.append("Ada", 0.93, 1, thumb)
+        log.append("Ada", 0.91, 2, thumb)
+        with open(log.path, "ab") as handle:  # a line still being written
+            handle.write(b'{"name": "Ada", "confidence": 0.9')
+        assert door.sync_once().events == 2
+        # A push repeated from the start (a crash before the offset was saved): no double.
+        door.state.pushed_events("", 0)
+        door.sync_once()
+        with postgres.connect(site_db) as conn:
+            rows = conn.execute("SELECT person_uid, kiosk_id, track_id FROM events").fetchall()
+        assert sorted(rows) == [(ada.uid, sites["door"].user, 1), (ada.uid, sites["door"].user, 2)]
+        assert door.events_behind() > 0  # the torn line waits for its end
+    finally:
+        close(desk, door)
+
+
+def test_trials_of_every_kiosk_make_one_site_report(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+    from kiosk.trials.site import SiteTrialStore, site_session
+    from models.recognition import Prediction
+
+    sites = site_kiosks(postgres, site_db, a="door", b="door", officer="operator")
+    for name in ("a", "b"):
+        sync = kiosk(tmp_path, name, sites[name])
+        with SiteTrialStore(
+            tmp_path / f"{name}.sqlite", SiteState(tmp_path / name), sites[name].user
+        ) as store:
+            session = store.create_session(label=name, duration=1.0, threshold=0.5, min_share=0.5)
+            session.add_participant("Ada", enrolled=True)
+            session.start("Ada", now=0.0, wall_clock=100.0)
+            session.add_frame(0.1, Prediction("Ada", "Ada", 0.9))
+            session.finish()
+        assert sync.sync_once().pushed == 1
+        sync.state.enqueue("trial:again", "trial", b"{}")  # a malformed push is refused, once
+        assert sync.sync_once().rejected == 1
+        close(sync)
+    with connect(sites["a"]) as conn:
+        assert len(Registry(conn).trials()) == 1  # a door sees its own trials only
+    with connect(sites["officer"]) as conn:
+        trials = Registry(conn).trials()
+    session, extra = site_session(trials)
+    assert extra["trials_per_kiosk"] == {sites["a"].user: 1, sites["b"].user: 1}
+    assert session.metrics().tp == 2
