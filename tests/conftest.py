@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, SHARED, TINY, PgCluster, shared_path, start_cluster
+from kiosk.bench.pgcluster import PgCluster
+from tests.helpers import ROOT, SHARED, TINY, shared_path, start_test_cluster
 
 # Qt tests run offscreen (pytest-qt makes the QApplication after conftest is read); the
 # tests of a real window start their own processes under Xvfb.
@@ -137,7 +138,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
 
     # A short path: a Unix socket's path is limited to about 100 bytes.
     root = Path(tempfile.mkdtemp(prefix="kiosk-pg-", dir="/tmp"))
-    cluster = start_cluster(root)
+    cluster = start_test_cluster(root)
     try:
         yield cluster
     finally:

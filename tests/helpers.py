@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from enroll.store import Consent, NewPhoto, PeopleStore, utc_now
 
 if TYPE_CHECKING:
+    from kiosk.bench.pgcluster import PgCluster
     from models.detector import FaceDetector
     from models.train.features import FaceSet
     from models.train.finetune import TrainSettings
@@ -132,144 +133,15 @@ def enroll_from_video(
 
 # -- a throwaway PostgreSQL cluster (the `postgres` fixture) ----------------------------
 
-PG_VERSIONS = ("17", "16", "15", "14", "13")
 
+def start_test_cluster(root: Path) -> PgCluster:
+    """kiosk/bench/pgcluster.py's cluster; skipped (failed in CI) without PostgreSQL."""
+    from kiosk.bench.pgcluster import PostgresMissing, start_cluster
 
-def postgres_bin() -> Path:
-    """The folder of Debian's PostgreSQL server programs (initdb, pg_ctl)."""
-    for version in PG_VERSIONS:
-        folder = Path("/usr/lib/postgresql") / version / "bin"
-        if (folder / "initdb").is_file():
-            return folder
-    import shutil
-
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    skip_or_fail("PostgreSQL is not installed (apt-get install postgresql)")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclasses.dataclass
-class PgCluster:
-    """A cluster in a temporary folder, on a Unix socket there and on 127.0.0.1:port.
-
-    Its superuser is the OS user that runs it (``postgres`` when the tests run as root);
-    local socket connections are trusted, TCP ones need a SCRAM password."""
-
-    bin: Path
-    data: Path
-    socket_dir: Path
-    port: int
-    superuser: str
-    run_as: list[str]
-
-    def ctl(self, *args: str, check: bool = True) -> None:
-        import subprocess
-
-        log = self.data.parent / "server.log"
-        subprocess.run(
-            [*self.run_as, str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(log), *args],
-            check=check,
-            capture_output=True,
-            timeout=60,
-        )
-
-    def start(self) -> None:
-        self.ctl("-w", "-t", "30", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self.ctl("-w", "-t", "30", "-m", mode, "stop", check=False)
-
-    def connect(self, dbname: str = "postgres", **kwargs: Any) -> Any:
-        import psycopg
-
-        return psycopg.connect(
-            host=str(self.socket_dir),
-            port=self.port,
-            user=self.superuser,
-            dbname=dbname,
-            autocommit=True,
-            **kwargs,
-        )
-
-
-def start_cluster(root: Path) -> PgCluster:
-    import subprocess
-
-    bin_dir = postgres_bin()
-    root.mkdir(parents=True, exist_ok=True)
-    data = root / "data"
-    run_as: list[str] = []
-    superuser = os.environ.get("USER") or "postgres"
-    if os.geteuid() == 0:  # initdb refuses root: the cluster belongs to `postgres`
-        import pwd
-        import shutil
-
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            skip_or_fail("running as root, and there is no `postgres` user to run PostgreSQL")
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            skip_or_fail("running as root, and `runuser` is missing")
-        run_as = [runuser, "-u", "postgres", "--"]
-        superuser = "postgres"
-        shutil.chown(root, "postgres")
-        os.chmod(root, 0o755)
-    else:
-        import getpass
-
-        superuser = getpass.getuser()
-    subprocess.run(
-        [
-            *run_as,
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-A",
-            "trust",
-            "-U",
-            superuser,
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale",
-            "C",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    port = free_port()
-    settings = (
-        f"\nport = {port}\nlisten_addresses = '127.0.0.1'\n"
-        f"unix_socket_directories = '{root}'\nfsync = off\nfull_page_writes = off\n"
-        "max_connections = 100\nshared_buffers = 32MB\nlog_min_messages = warning\n"
-        "password_encryption = 'scram-sha-256'\n"
-    )
-    hba = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
-    subprocess.run(
-        [
-            *run_as,
-            "sh",
-            "-c",
-            f"cat >> '{data}/postgresql.conf' && printf '{hba}' > '{data}/pg_hba.conf'",
-        ],
-        input=settings.encode(),
-        check=True,
-        timeout=30,
-    )
-    cluster = PgCluster(bin_dir, data, root, port, superuser, run_as)
-    cluster.start()
-    return cluster
+    try:
+        return start_cluster(root)
+    except PostgresMissing as error:
+        skip_or_fail(str(error))
 
 
 _kiosk_roles = iter(range(1, 1_000_000))

@@ -2,9 +2,11 @@
 trials of every kiosk make one report (`kiosk trials report --site`).
 
 A trial is queued (durably, with a fresh UUID as its idempotency key) just before the
-local transaction that finishes it commits: a crash between the two leaves a trial
-that the registry gets and the local file does not, never the reverse. The face
-thumbnail stays on the kiosk.
+local transaction that finishes it commits, so a crash never loses a finished trial.
+A crash between the two leaves a queued trial the local file lacks: opening the store
+drops such entries before they are pushed (a push in that millisecond would leave one
+trial the registry has and the kiosk does not, never the reverse). The face thumbnail
+stays on the kiosk.
 """
 
 from __future__ import annotations
@@ -35,6 +37,25 @@ class SiteTrialStore(TrialStore):
         super().__init__(path)
         self.state = state
         self.kiosk_id = kiosk_id
+        self._forget_unfinished()
+
+    def _forget_unfinished(self) -> None:
+        """Drop queued trials of this file's sessions that it never committed."""
+        infos = self.sessions()
+        keys = {session_key(self.kiosk_id, self.path, i.id, i.created_at) for i in infos}
+        finished = {
+            (session_key(self.kiosk_id, self.path, i.id, i.created_at), r.started_at)
+            for i in infos
+            for r in self.load_session(i.id).results
+        }
+        for entry in self.state.queued("trial"):
+            try:
+                data = json.loads(entry.payload)
+                where = (data["session"]["key"], data["started_at"])
+            except (ValueError, KeyError, TypeError):
+                continue  # malformed: the sync worker refuses it
+            if where[0] in keys and where not in finished:
+                self.state.done(entry.id)
 
     def finish_trial(self, trial_id: int, result: TrialResult) -> None:
         row = self._db.execute("SELECT session_id FROM trials WHERE id = ?", (trial_id,)).fetchone()

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from kiosk.bench.pgcluster import PgCluster
 from kiosk.config import SiteConfig
 from kiosk.site.replica import ReplicaStore
 from kiosk.site.state import SiteState
 from kiosk.site.sync import SiteSync
 from models.errors import UserError
-from tests.helpers import PgCluster, consent, photos, site_kiosks
+from tests.helpers import consent, photos, site_kiosks
 
 
 def kiosk(tmp_path: Path, name: str, config: SiteConfig, **kwargs: Any) -> SiteSync:
