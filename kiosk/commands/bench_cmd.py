@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.bench.data import load_average, shared_folder
-from kiosk.commands import bench_live, liveness_cmd, ui_bench_cmd
+from kiosk.commands import bench_live, liveness_cmd, site_bench_cmd, ui_bench_cmd
 from kiosk.config import load_config
 from models.errors import UserError
 from models.io import write_json_atomic
@@ -73,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench_live.register_verb(verbs)
     liveness_cmd.register_bench_verb(verbs)
     ui_bench_cmd.register_verb(verbs)
+    site_bench_cmd.register_verb(verbs)
 
 
 def run_train_one(args: argparse.Namespace) -> int:

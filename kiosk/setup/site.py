@@ -67,34 +67,40 @@ def site_session(config: KioskConfig, store_dir: Path | None = None) -> Iterator
 
 @contextmanager
 def people_store(config: KioskConfig, store_dir: Path | None = None) -> Iterator[PeopleStore]:
-    """The people store for a command: on a site, the replica, whose changes are pushed
-    (or left queued, when the registry is unreachable) when the block ends."""
+    """The people store for a command. On a site, the replica, brought up to date first
+    (when the registry is reachable) so the command sees the site's people, and whose
+    changes are pushed (or left queued, when it is not) when the block ends."""
     from enroll.keys import operator_key
 
     store = open_people(config, store_dir)
     try:
-        yield store
         site = config.site
-        if isinstance(store, ReplicaStore) and site is not None and store.state.counts()["queued"]:
-            sync = SiteSync(site, store, sealer_key=operator_key())
-            try:
+        if not isinstance(store, ReplicaStore) or site is None:
+            yield store
+            return
+        sync = SiteSync(site, store, sealer_key=operator_key())
+        try:
+            flush(sync)
+            yield store
+            if store.state.counts()["queued"]:
                 flush(sync)
-            finally:
-                sync.close()
+        finally:
+            sync.close()
     finally:
         store.close()
 
 
 def flush(sync: SiteSync, log: Log = _stderr) -> SyncReport | None:
-    """One sync after a command changed the replica; None when the registry is offline
-    (the change stays queued, and the kiosk's worker pushes it later)."""
+    """One sync; None when the registry is offline (changes stay queued, and the
+    kiosk's worker pushes them later). Refusals are said, once each."""
     try:
         report = sync.sync_once()
     except SiteUnreachable as error:
-        log(f"{error}; the change is queued and reaches the site when it is reachable")
+        log(f"{error}; working on the replica, changes are queued for the site")
         return None
-    for kind, uid, reason in sync.state.rejected():
-        log(f"the site registry refused a {kind}{f' of {uid}' if uid else ''}: {reason}")
+    if report.rejected:
+        for kind, uid, reason in sync.state.rejected()[-report.rejected :]:
+            log(f"the site registry refused a {kind}{f' of {uid}' if uid else ''}: {reason}")
     return report
 
 
