@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -231,11 +232,13 @@ def site_rig(
             rig.kiosks.append(KioskProcess(name, config(name), folder, spec))
     except BaseException:
         cluster.remove()
+        shutil.rmtree(base, ignore_errors=True)
         raise
     try:
         yield rig
     finally:
         rig.close()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _wait(check: Callable[[], bool], timeout: float, step: float = 0.01) -> float | None:
