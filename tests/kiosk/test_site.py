@@ -402,3 +402,59 @@ def test_trials_of_every_kiosk_make_one_site_report(
     session, extra = site_session(trials)
     assert extra["trials_per_kiosk"] == {sites["a"].user: 1, sites["b"].user: 1}
     assert session.metrics().tp == 2
+
+
+def test_site_train_publishes_a_bundle_that_a_door_hot_swaps(
+    postgres: PgCluster,
+    site_db: str,
+    tmp_path: Path,
+    tiny_clip: str,
+    model_dir: Path,
+    shared: Any,
+) -> None:
+    """An existing store is uploaded, CLIP is trained from the registry's crops on one
+    machine, and a door kiosk receives the bundle and names with it through its gate."""
+    from kiosk.build import recognizer_holder
+    from kiosk.config import KioskConfig
+    from kiosk.setup.site import site_session, train_and_publish, upload
+    from models.detector import FaceDetector
+    from tests.helpers import enroll_from_video
+
+    detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
+    sites = site_kiosks(postgres, site_db, trainer="operator", door="door")
+    store_dir = tmp_path / "trainer"
+    for name, clip in (("Ada", "solo_01"), ("Bob", "solo_02"), ("Cy", "solo_03")):
+        enroll_from_video(store_dir, name, shared("videos", f"{clip}.mp4"), detector, photos=4)
+    config = KioskConfig.model_validate(
+        {
+            "site": sites["trainer"].model_dump(mode="json"),
+            "enroll": {"store_dir": str(store_dir)},
+            "clip": {"model": tiny_clip, "pretrained": "none"},
+            "train": {"epochs": 2, "min_images": 2},
+        }
+    )
+    with site_session(config) as sync:
+        assert upload(sync) == 3
+        published = train_and_publish(config, sync)
+    assert published["version"] == 1 and published["people"] == 3
+    bundle = tmp_path / "door.bundle"
+    door_config = KioskConfig.model_validate(
+        {
+            "site": sites["door"].model_dump(mode="json"),
+            "enroll": {"store_dir": str(tmp_path / "door")},
+            "clip": {"model": tiny_clip, "pretrained": "none"},
+            "recognizer": {"kind": "clip", "path": str(bundle)},
+        }
+    )
+    from kiosk.build import site_sync
+
+    site = site_sync(door_config)
+    assert site is not None
+    holder = recognizer_holder(door_config, site)
+    try:
+        assert bundle.is_file() and site.state.sync_state().bundle_version == 1
+        assert sorted(holder.current().people) == ["Ada", "Bob", "Cy"]
+        assert holder.last_error == ""
+        assert all(site.gate.may_name(n) for n in ("Ada", "Bob", "Cy"))
+    finally:
+        holder.stop()
