@@ -347,10 +347,15 @@ class PeopleStore:
     # -- reading ---------------------------------------------------------------------
 
     def people(self) -> list[Person]:
+        return self._people()
+
+    def _people(self, where: str = "", params: tuple[str, ...] = ()) -> list[Person]:
         rows = self._db.execute(
             "SELECT p.uid, p.name, p.external_id, p.created_at, p.consent_version, "
             "p.consent_at, COUNT(ph.id) FROM people p LEFT JOIN photos ph "
-            "ON ph.person_id = p.id AND ph.kind = 'aligned' GROUP BY p.id ORDER BY p.name_key"
+            f"ON ph.person_id = p.id AND ph.kind = 'aligned' {where} "
+            "GROUP BY p.id ORDER BY p.name_key",
+            params,
         ).fetchall()
         return [
             Person(
@@ -366,13 +371,19 @@ class PeopleStore:
 
     def by_uid(self, uid: str) -> Person | None:
         """The person with this opaque id, or None."""
-        return next((person for person in self.people() if person.uid == uid), None)
+        found = self._people("WHERE p.uid = ?", (uid,))
+        return found[0] if found else None
+
+    def find(self, name: str) -> Person | None:
+        """The person of this name (compared as :func:`name_key` does), or None."""
+        found = self._people("WHERE p.name_key = ?", (name_key(name),))
+        return found[0] if found else None
 
     def get(self, name: str) -> Person:
-        for person in self.people():
-            if name_key(person.name) == name_key(name):
-                return person
-        raise UserError(f"no enrolled person is named {name.strip()!r}; `kiosk people list`")
+        person = self.find(name)
+        if person is None:
+            raise UserError(f"no enrolled person is named {name.strip()!r}; `kiosk people list`")
+        return person
 
     def _person_id(self, name: str) -> tuple[int, str]:
         row = self._db.execute(
@@ -629,6 +640,10 @@ class PeopleStore:
         for model, vector, _ in rows:
             found.setdefault(model, []).append(self._open(bytes(vector)))
         return {model: vectors for model, vectors in found.items() if len(vectors) == count}
+
+    def embedding_count(self) -> int:
+        """How many embeddings are cached (cheap: a change says new ones were computed)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
 
     def cache_embeddings(self, uid: str, model: str, vectors: Sequence[bytes]) -> bool:
         """Cache embeddings computed elsewhere (raw float32 bytes, one per aligned photo in

@@ -57,7 +57,7 @@ def run(spec: dict[str, Any]) -> int:
     try:
         while not stop.exists():
             tick += 1
-            if time.monotonic() - built > reload_s:
+            if rate > 0 and time.monotonic() - built > reload_s:
                 people, built = reader.people(), time.monotonic()
             if rate > 0 and people and not sync.gate.refusal():
                 person = rng.choice(people)

@@ -68,6 +68,15 @@ def test_enrollment_reaches_another_kiosk_with_its_crops(
         assert here == there
         assert door.store.cached_embeddings(added.uid)["mfn"] == [vector.tobytes()] * 3
         assert door.gate.may_name("ada lovelace") and not door.gate.refusal()
+        # Embeddings computed at the desk later (its gallery rebuild) are shared once.
+        later = np.ones(128, dtype=np.float32).tobytes()
+        desk.store.cache_embeddings(added.uid, "clip:RN50", [later] * 3)
+        assert desk.sync_once().embeddings == 1
+        assert desk.sync_once().embeddings == 0
+        door.sync_once()
+        assert door.store.cached_embeddings(added.uid)["clip:RN50"] == [later] * 3
+        door.store.cache_embeddings(added.uid, "door-only", [later] * 3)
+        assert door.sync_once().embeddings == 0  # a door role shares nothing
         # A second pull, and a retried push of the same enrollment, change nothing.
         assert door.sync_once().added == 0
         desk.state.enqueue(
