@@ -467,3 +467,32 @@ def test_site_train_publishes_a_bundle_that_a_door_hot_swaps(
         assert all(site.gate.may_name(n) for n in ("Ada", "Bob", "Cy"))
     finally:
         holder.stop()
+
+
+def test_an_encrypted_site_seals_crops_in_the_registry(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from enroll.keys import new_key
+    from kiosk.site.connect import SiteRefused
+
+    sites = site_kiosks(postgres, site_db, desk="enroll", door="door", other="door")
+    key = new_key().encode()
+    sealed = {k: v.model_copy(update={"encrypt": True}) for k, v in sites.items()}
+    desk = kiosk(tmp_path, "desk", sealed["desk"], sealer_key=key)
+    door = kiosk(tmp_path, "door", sealed["door"], sealer_key=key)
+    wrong = kiosk(tmp_path, "other", sealed["other"], sealer_key=new_key().encode())
+    try:
+        ada = desk.store.add_person("Ada", photos(2, seed=1), consent())
+        desk.sync_once()
+        with postgres.connect(site_db) as conn:
+            crop = bytes(conn.execute("SELECT crop FROM photos LIMIT 1").fetchone()[0])
+        assert not crop.startswith(b"\x89PNG")  # sealed, not a readable image
+        assert door.sync_once().added == 1
+        assert door.store.read_png(door.store.photos("Ada")[0]).startswith(b"\x89PNG")
+        with pytest.raises(SiteRefused, match="same \\$KIOSK_STORE_KEY"):
+            wrong.sync_once()
+        assert wrong.store.by_uid(ada.uid) is None
+        with pytest.raises(UserError, match="no key"):
+            kiosk(tmp_path, "nokey", sealed["other"])
+    finally:
+        close(desk, door, wrong)
