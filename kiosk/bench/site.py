@@ -94,6 +94,18 @@ class KioskProcess:
     restarts: int = 0
 
     @property
+    def bundle(self) -> Path:
+        return self.root / "recognizer.bundle"
+
+    def bundle_sha256(self) -> str | None:
+        from kiosk.site.registry import sha256
+
+        try:
+            return sha256(self.bundle.read_bytes())
+        except OSError:
+            return None
+
+    @property
     def people_db(self) -> Path:
         return self.root / "people" / "people.db"
 
@@ -181,6 +193,7 @@ def site_rig(
     trial_every: int = 0,
     poll_s: float = 30.0,
     root: Path | None = None,
+    bundles: bool = False,
 ) -> Iterator[SiteRig]:
     """A running site: cluster, migrated database, an operator role and ``kiosks``
     kiosk roles (not started: :meth:`SiteRig.spawn`)."""
@@ -225,6 +238,7 @@ def site_rig(
                         "stop_file": str(rig.stop_file),
                         "events_per_s": events_per_s,
                         "trial_every": trial_every,
+                        "bundle_path": str(folder / "recognizer.bundle") if bundles else None,
                     }
                 ),
                 encoding="utf-8",
@@ -549,3 +563,105 @@ def verify(rig: SiteRig, conn: Any, names: dict[str, str]) -> dict[str, Any]:
         totals["trials_unknown"] += len(stored - finished)
         totals["trials_doubled"] += len(rows) - len(stored)
     return totals
+
+
+# -- enrollment to a retrained bundle at every kiosk -------------------------------------
+
+
+def run_retrain(
+    people_dir: Path,
+    kiosks: int = 2,
+    model: str = "RN50",
+    pretrained: str = "none",
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """A site of ``people_dir``'s people but the last, trained once; then the last one is
+    enrolled at the operator's kiosk, CLIP is retrained on the registry and published, and
+    the time until every kiosk holds the new bundle is measured (`kiosk site train`'s
+    path, with its feature cache warm as on a machine that trained before)."""
+    from kiosk.build import detector
+    from kiosk.config import KioskConfig
+    from kiosk.setup.site import train_and_publish, train_bundle
+    from models.align import CLIP_SIZE, align_face
+    from models.io import read_image, scan_people
+
+    folders, _ = scan_people(people_dir)
+    if len(folders) < 3:
+        raise UserError(f"{people_dir} needs at least 3 person folders")
+    config = KioskConfig.model_validate({"clip": {"model": model, "pretrained": pretrained}})
+    find = detector(config, input_size=config.train.detector_input_size)
+
+    def crops(paths: list[Path]) -> list[NewPhoto]:
+        found = []
+        for path in paths:
+            image = read_image(path)
+            faces = find.detect(image, mode="largest")
+            if faces:
+                found.append(NewPhoto(align_face(image, faces[0].kps, CLIP_SIZE)))
+        return found
+
+    names = sorted(folders)
+    with site_rig(kiosks, bundles=True) as rig:
+        for kiosk in rig.kiosks:
+            rig.spawn(kiosk)
+        operator_root = rig.root / "operator"
+        store = ReplicaStore(operator_root, SiteState(operator_root))
+        sync = SiteSync(rig.operator, store)
+        timings: dict[str, float] = {}
+
+        def published_everywhere(digest: str, started: float) -> float:
+            if (
+                _wait(lambda: all(k.bundle_sha256() == digest for k in rig.kiosks), 600, 0.05)
+                is None
+            ):
+                raise UserError("the kiosks did not receive the bundle within 600 s")
+            return time.monotonic() - started
+
+        reports: list[dict[str, Any]] = []
+
+        def trainer(
+            cfg: KioskConfig, replica: ReplicaStore, out: Log
+        ) -> tuple[bytes, dict[str, Any]]:
+            started = time.monotonic()
+            data, report = train_bundle(cfg, replica, out)
+            reports.append({**report, "wall_s": time.monotonic() - started})
+            return data, report
+
+        try:
+            for name in names[:-1]:
+                store.add_person(name, crops(folders[name]), _consent())
+            sync.sync_once()
+            started = time.monotonic()
+            first = train_and_publish(config, sync, trainer, log)
+            timings["first_training_s"] = published_everywhere(first["sha256"], started)
+            first_s = timings["first_training_s"]
+            log(f"{len(names) - 1} people trained and published in {first_s:.1f} s")
+            photos = crops(folders[names[-1]])
+            started = time.monotonic()
+            store.add_person(names[-1], photos, _consent())
+            sync.sync_once()
+            timings["enrollment_pushed_s"] = time.monotonic() - started
+            second = train_and_publish(config, sync, trainer, log)
+            timings["retrain_and_publish_s"] = (
+                time.monotonic() - started - timings["enrollment_pushed_s"]
+            )
+            timings["enrollment_to_bundle_everywhere_s"] = published_everywhere(
+                second["sha256"], started
+            )
+        finally:
+            sync.close()
+            store.close()
+        size = rig.kiosks[0].bundle.stat().st_size
+    return {
+        "people": len(names),
+        "kiosks": kiosks,
+        "clip": f"{model} ({pretrained})",
+        "photos_of_new_person": len(photos),
+        "bundle_bytes": size,
+        "retrain_report": {
+            k: v
+            for k, v in reports[-1].items()
+            if k in ("seconds", "feature_seconds", "finetune_seconds", "images", "people", "wall_s")
+        },
+        **{k: round(v, 2) for k, v in timings.items()},
+    }

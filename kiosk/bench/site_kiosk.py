@@ -43,7 +43,8 @@ def run(spec: dict[str, Any]) -> int:
     store = ReplicaStore(people_dir, SiteState(people_dir))
     reader = PeopleStore(people_dir)  # the recognizer's own handle, as in the kiosk
     log = EventLog(events_dir)
-    sync = SiteSync(site, store, events_dir=events_dir)
+    bundle = Path(spec["bundle_path"]) if spec.get("bundle_path") else None
+    sync = SiteSync(site, store, events_dir=events_dir, bundle_path=bundle)
     trials = SiteTrialStore(root / "trials.sqlite", SiteState(people_dir), site.kiosk_id)
     session = trials.create_session(label="sim", duration=0.2, threshold=0.5, min_share=0.5)
     rng = random.Random()
@@ -72,7 +73,7 @@ def run(spec: dict[str, Any]) -> int:
                 session.start(name, now=now, wall_clock=time.time())
                 session.add_frame(now + 0.01, Prediction(None, "", 0.1))
                 session.finish()
-            time.sleep(1.0 / rate if rate > 0 else 0.05)
+            time.sleep(1.0 / rate if rate > 0 else 0.05 if trial_every else 0.5)
     finally:
         sync.close()
         trials.close()

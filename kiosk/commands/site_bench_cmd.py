@@ -27,17 +27,35 @@ def register_verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     site.add_argument(
         "--faults", type=int, default=0, help="run the fault drill with N rounds instead"
     )
+    site.add_argument(
+        "--retrain",
+        type=Path,
+        default=None,
+        metavar="PEOPLE_DIR",
+        help="instead: time one enrollment to a retrained CLIP bundle at every kiosk, on "
+        "a folder per person (e.g. $KIOSK_SHARED/faces/att_orl: 40 people)",
+    )
+    site.add_argument("--clip-model", default="RN50", help="with --retrain")
+    site.add_argument("--pretrained", choices=["openai", "none"], default="none")
     site.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from kiosk.bench.site import run_benchmark, run_faults
+    from kiosk.bench.site import run_benchmark, run_faults, run_retrain
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     started = load_average()
-    if args.faults:
+    if args.retrain is not None:
+        results = run_retrain(
+            args.retrain,
+            kiosks=args.kiosks,
+            model=args.clip_model,
+            pretrained=args.pretrained,
+            log=log,
+        )
+    elif args.faults:
         results = run_faults(rounds=args.faults, kiosks=args.kiosks, log=log)
     else:
         results = run_benchmark(
