@@ -496,3 +496,35 @@ def test_an_encrypted_site_seals_crops_in_the_registry(
             kiosk(tmp_path, "nokey", sealed["other"])
     finally:
         close(desk, door, wrong)
+
+
+def test_a_pull_reads_one_snapshot(postgres: PgCluster, site_db: str, tmp_path: Path) -> None:
+    """Changes committed while a pull runs wait for the next pull: the snapshot holds."""
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    door = kiosk(tmp_path, "door", sites["door"])
+    try:
+        officer.store.add_person("Ada", photos(2, seed=1), consent())
+        officer.sync_once()
+        seen: list[str] = []
+        original = door.store.apply_person
+
+        def apply_and_meanwhile(record: Any) -> bool:
+            seen.append(record.name)
+            isolation = door._conn.execute("SHOW transaction_isolation").fetchone()[0]
+            assert isolation == "repeatable read"
+            with connect(sites["officer"]) as conn:  # committed during the pull
+                Registry(conn).erase(record.uid, "meanwhile")
+            return original(record)
+
+        door.store.apply_person = apply_and_meanwhile  # type: ignore[method-assign]
+        report = door.sync_once()
+        assert seen == ["Ada"] and report.added == 1 and report.erased == 0
+        door.store.apply_person = original  # type: ignore[method-assign]
+        assert door.sync_once().erased == 1  # the next pull has it, first
+        assert door.store.people() == []
+    finally:
+        close(officer, door)
