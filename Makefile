@@ -1,15 +1,26 @@
 # Two commands on a fresh machine (see README.md):
 #   make demo   -- installs, then runs the main job
-#   make test   -- installs, then lint, type check and the test suite
+#   make test   -- installs, then lint, type and import-layer checks, the docs build, the tests
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export KIOSK_SHARED ?= $(abspath ../shared)
 
-$(VENV)/.kiosk-installed: pyproject.toml packaging/install.sh
+LOCK := packaging/lock/requirements.txt packaging/lock/torch-build.txt packaging/lock/select.awk \
+	packaging/lock/sync.py
+
+$(VENV)/.kiosk-installed: pyproject.toml packaging/install.sh $(LOCK)
 	bash packaging/install.sh $(VENV)
 
-.PHONY: install lint test test-fast docs demo
+.PHONY: install lint test test-fast docs demo lock
 install: $(VENV)/.kiosk-installed
+
+# Re-resolves the lock (packaging/lock/) after a change to pyproject.toml's dependencies or
+# packaging/lock/requirements.in, keeping the locked versions that still fit; then `make
+# install` installs it. LOCK_ARGS=--upgrade takes the newest version of everything,
+# LOCK_ARGS="--upgrade-package numpy" of one package; LOCK_ARGS=--check only checks that
+# the lock is up to date. See docs/install/locking.md.
+lock:
+	VENV=$(VENV) bash packaging/lock.sh $(LOCK_ARGS)
 
 # The main job: the project's deployment benchmark. Enroll six people from the first
 # second of their clips, run five-second trials on the rest and on strangers, and write
@@ -27,7 +38,7 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: lint docs
 	$(PY) -m pytest
 
 # The unit tests alone: no ../shared data, no Qt, no torch (tests/conftest.py marks them).

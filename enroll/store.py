@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import shutil
@@ -35,13 +36,23 @@ from numpy.typing import NDArray
 
 from enroll.keys import KEY_ENV, NEW_KEY_HINT, cipher, operator_key
 from models.errors import UserError
-from models.io import IMAGE_SUFFIXES
+from models.io import (
+    ImageRefused,
+    Skipped,
+    decode_image,
+    fsync_dir,
+    read_image,
+    scan_people,
+    split_images,
+)
 from models.names import name_key, validate_name
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
     from enroll.config import EnrollConfig
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DB_NAME = "people.db"
@@ -145,6 +156,23 @@ class PhotoRecord:
 
 
 @dataclass(frozen=True)
+class StoreState:
+    """Which people, under which names, with which photos: what a recognizer is built from.
+
+    ``digest`` changes whenever anyone is enrolled, renamed, deleted, purged or given other
+    photos; a recognizer bundle records the digest it was trained from, and one whose
+    digest is not the store's is stale.
+    """
+
+    digest: str
+    people: tuple[tuple[str, str], ...]  # (uid, name), by uid
+
+    @property
+    def names(self) -> dict[str, str]:
+        return dict(self.people)
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     at: datetime
     action: str
@@ -178,15 +206,6 @@ def _disk_error(error: OSError | sqlite3.Error, what: str) -> UserError:
     return UserError(f"{what} failed: {error}; nothing was changed")
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform can open a folder
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write_file(path: Path, data: bytes) -> None:
     with open(path, "xb") as handle:
         handle.write(data)
@@ -201,15 +220,6 @@ def encode_png(image: NDArray[np.uint8]) -> bytes:
     if not ok:
         raise UserError(f"cannot encode an image of shape {image.shape} as PNG")
     return bytes(buffer.tobytes())
-
-
-def _decode_image(data: bytes, where: Path) -> NDArray[np.uint8]:
-    import cv2
-
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{where} is not a readable image")
-    return np.asarray(image, dtype=np.uint8)
 
 
 class PeopleStore:
@@ -250,6 +260,7 @@ class PeopleStore:
         except OSError as error:
             raise UserError(f"cannot create the people store in {self.root}: {error}") from error
         self._fernet = self._setup_encryption(key, encrypt)
+        self.unreadable: dict[int, str] = {}  # stored photo id -> why it could not be read
         self.recover()
         self.purged_on_open = self.purge_expired()  # uids purged because their time ran out
 
@@ -379,6 +390,26 @@ class PeopleStore:
         found = self._people("WHERE p.name_key = ?", (name_key(name),))
         return found[0] if found else None
 
+    def state(self) -> StoreState:
+        """The store's people and photos as one digest (see :class:`StoreState`)."""
+        import hashlib
+
+        rows = self._db.execute(
+            "SELECT p.uid, p.name, ph.id FROM people p LEFT JOIN photos ph "
+            "ON ph.person_id = p.id AND ph.kind = 'aligned' ORDER BY p.uid, ph.id"
+        ).fetchall()
+        digest = hashlib.sha256()
+        people: dict[str, str] = {}
+        for uid, name, photo in rows:
+            people[uid] = name
+            digest.update(f"{uid}\x00{name}\x00{photo}\x01".encode())
+        return StoreState(digest.hexdigest(), tuple(people.items()))
+
+    def data_version(self) -> int:
+        """A number that changes when another connection commits to the store (SQLite's
+        ``PRAGMA data_version``): a check this cheap can run before every frame."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
     def get(self, name: str) -> Person:
         person = self.find(name)
         if person is None:
@@ -413,7 +444,7 @@ class PeopleStore:
                 data = self._fernet.decrypt(data)
             except InvalidToken:
                 raise UserError(f"the stored photo {record.file} cannot be decrypted") from None
-        return _decode_image(data, record.file)
+        return decode_image(data, f"the stored photo {record.file}")
 
     def read_png(self, record: PhotoRecord) -> bytes:
         """A stored photo's PNG bytes, decrypted (to copy it elsewhere without re-encoding)."""
@@ -482,7 +513,7 @@ class PeopleStore:
                     file = f"{index:03d}-original.png"
                     _write_file(stage / file, self._seal(encode_png(photo.original)))
                     rows.append((file, "original", photo.pose))
-            _fsync_dir(stage)
+            fsync_dir(stage)
         except OSError as error:
             shutil.rmtree(stage, ignore_errors=True)
             raise _disk_error(error, f"saving {name!r}") from error
@@ -507,7 +538,7 @@ class PeopleStore:
                     [(cursor.lastrowid, f, k, p, now) for f, k, p in rows],
                 )
                 os.rename(stage, final)
-                _fsync_dir(self.photos_dir)
+                fsync_dir(self.photos_dir)
         except (OSError, sqlite3.Error) as error:
             if final.exists() and not stage.exists():
                 with contextlib.suppress(OSError):
@@ -593,34 +624,81 @@ class PeopleStore:
     ) -> tuple[NDArray[np.float32], list[str]]:
         """Every aligned photo's embedding under ``model`` and its person's name.
 
-        Embeddings missing from the cache are computed with ``embed`` and stored
-        (encrypted when the store is). ``names`` limits them to those people.
+        ``names`` limits them to those people. See :meth:`embeddings_by_person`.
         """
-        vectors: list[NDArray[np.float32]] = []
-        labels: list[str] = []
         wanted = None if names is None else {name_key(n) for n in names}
-        for person in self.people():
-            if wanted is not None and name_key(person.name) not in wanted:
-                continue
-            for record in self.photos(person.name):
-                row = self._db.execute(
-                    "SELECT vector FROM embeddings WHERE photo_id = ? AND model = ?",
-                    (record.id, model),
-                ).fetchone()
-                if row is None:
-                    vector = np.asarray(embed([self.read_image(record)])[0], dtype=np.float32)
-                    with self._transaction() as db:
-                        db.execute(
-                            "INSERT INTO embeddings VALUES (?, ?, ?)",
-                            (record.id, model, self._seal(vector.tobytes())),
-                        )
-                else:
-                    vector = np.frombuffer(self._open(bytes(row[0])), dtype=np.float32)
-                vectors.append(vector)
-                labels.append(person.name)
+        people = [p for p in self.people() if wanted is None or name_key(p.name) in wanted]
+        by_uid = self.embeddings_by_person(model, embed, uids=[p.uid for p in people])
+        vectors = [by_uid[p.uid] for p in people if p.uid in by_uid]
+        labels = [p.name for p in people if p.uid in by_uid for _ in by_uid[p.uid]]
         if not vectors:
             return np.zeros((0, 0), dtype=np.float32), []
-        return np.stack(vectors), labels
+        return np.concatenate(vectors), labels
+
+    def embeddings_by_person(
+        self,
+        model: str,
+        embed: Callable[[list[NDArray[np.uint8]]], NDArray[np.float32]],
+        *,
+        uids: Sequence[str] | None = None,
+        batch_size: int = 32,
+    ) -> dict[str, NDArray[np.float32]]:
+        """Each person's aligned photos' embeddings under ``model``, by uid (people without
+        a usable photo are left out).
+
+        Embeddings missing from the cache are computed with ``embed``, ``batch_size`` crops
+        at a time, and stored (encrypted when the store is); they go with the photo when
+        the person is deleted. A stored photo that cannot be read (damaged on disk) is
+        skipped, logged and listed in :attr:`unreadable`, so one bad file never stops the
+        others from being recognized.
+        """
+        wanted = None if uids is None else set(uids)
+        records: list[tuple[str, PhotoRecord]] = []
+        for person in self.people():
+            if wanted is None or person.uid in wanted:
+                records += [(person.uid, record) for record in self.photos(person.name)]
+        cached = {
+            int(photo_id): vector
+            for photo_id, vector in self._db.execute(
+                "SELECT photo_id, vector FROM embeddings WHERE model = ?", (model,)
+            )
+        }
+        found: dict[int, NDArray[np.float32]] = {
+            record.id: np.frombuffer(self._open(bytes(cached[record.id])), dtype=np.float32)
+            for _, record in records
+            if record.id in cached
+        }
+        missing = [record for _, record in records if record.id not in cached]
+        for start in range(0, len(missing), batch_size):
+            crops: list[NDArray[np.uint8]] = []
+            readable: list[PhotoRecord] = []
+            for record in missing[start : start + batch_size]:
+                try:
+                    crops.append(self.read_image(record))
+                except UserError as error:
+                    self.unreadable[record.id] = str(error)
+                    log.warning("skipping a stored photo: %s", error)
+                    continue
+                readable.append(record)
+            if not readable:
+                continue
+            vectors = np.asarray(embed(crops), dtype=np.float32)
+            rows = [
+                (record.id, model, self._seal(vector.tobytes()))
+                for record, vector in zip(readable, vectors, strict=True)
+            ]
+            try:
+                with self._transaction() as db:
+                    # Another process (the kiosk, the wizard) may have cached the same photo.
+                    db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)", rows)
+            except sqlite3.Error as error:
+                raise _disk_error(error, "caching embeddings") from error
+            found.update(dict(zip((r.id for r in readable), vectors, strict=True)))
+        grouped: dict[str, list[NDArray[np.float32]]] = {}
+        for uid, record in records:
+            if record.id in found:
+                grouped.setdefault(uid, []).append(found[record.id])
+        return {uid: np.stack(vectors) for uid, vectors in grouped.items()}
 
     def cached_embeddings(self, uid: str) -> dict[str, list[bytes]]:
         """The cached embeddings of one person's aligned photos, per model key, as raw
@@ -694,44 +772,53 @@ class PeopleStore:
         source: Path,
         consent: Consent,
         align: Callable[[NDArray[np.uint8]], NDArray[np.uint8] | None] | None = None,
+        skipped: list[Skipped] | None = None,
     ) -> dict[str, int]:
         """Add each ``<source>/<name>/`` as a person; the photos stored per name.
 
+        The folders are read by the one folder-per-person rule (:func:`scan_people`).
         A folder written by :meth:`export` holds aligned crops, stored as they are; any
         other folder's images go through ``align`` (detect and align the largest face;
         None when there is none). People already enrolled are refused before anything
-        is written.
+        is written. What is left out (unsafe or duplicate names, files that are not
+        images or are refused by :func:`read_image`, photos without a face, people
+        without a usable photo) is added to ``skipped``, each with its reason.
         """
-        import cv2
-
         if not source.is_dir():
             raise UserError(f"{source} is not a folder of per-person folders")
         aligned = (source / EXPORT_MARKER).exists()
         if not aligned and align is None:
             raise UserError(f"{source} holds photos, not aligned crops: a face aligner is needed")
-        folders = sorted(p for p in source.iterdir() if p.is_dir())
-        if not folders:
-            raise UserError(f"{source} has no per-person folders (<dir>/<name>/<image>)")
-        names = [validate_name(folder.name) for folder in folders]
-        for name in names:
+        people, left_out = scan_people(source)
+        if not people:
+            reasons = "".join(f"; skipped {item.path}: {item.reason}" for item in left_out)
+            raise UserError(f"{source} has no per-person folders (<dir>/<name>/<image>){reasons}")
+        for name in people:
             if self._db.execute(
                 "SELECT 1 FROM people WHERE name_key = ?", (name_key(name),)
             ).fetchone():
                 raise UserError(f"{name!r} is already enrolled; nothing was imported")
         imported: dict[str, int] = {}
-        for name, folder in zip(names, folders, strict=True):
+        for name, files in people.items():
+            paths, others = split_images(files)
+            left_out.extend(others)
             photos = []
-            for path in sorted(folder.iterdir()):
-                if path.suffix.lower() not in IMAGE_SUFFIXES:
+            for path in paths:
+                try:
+                    image = read_image(path, where=path.name)
+                except ImageRefused as refused:
+                    left_out.append(Skipped(str(path), str(refused)))
                     continue
-                read = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if read is None:
-                    continue
-                image = np.asarray(read, dtype=np.uint8)
                 crop = image if aligned or align is None else align(image)
-                if crop is not None:
-                    photos.append(NewPhoto(crop=np.asarray(crop, dtype=np.uint8)))
+                if crop is None:
+                    left_out.append(Skipped(str(path), "no face found"))
+                    continue
+                photos.append(NewPhoto(crop=np.asarray(crop, dtype=np.uint8)))
             if photos:
                 self.add_person(name, photos, consent)
                 imported[name] = len(photos)
+            else:
+                left_out.append(Skipped(name, "no usable photo: not imported"))
+        if skipped is not None:
+            skipped.extend(left_out)
         return imported

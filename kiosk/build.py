@@ -38,7 +38,7 @@ from kiosk.live.tracking import Tracker, TrackerSettings, TrackVeto
 from models import registry
 from models.detector import FaceDetector
 from models.errors import UserError
-from models.io import IMAGE_SUFFIXES, scan_people
+from models.io import ImageRefused, read_image, scan_people, split_images
 from models.paths import user_cache_dir, user_data_dir
 from models.recognition import Recognizer
 
@@ -108,6 +108,7 @@ def train_settings(config: KioskConfig) -> TrainSettings:
         trainable_layers=t.trainable_layers,
         train_logit_scale=t.train_logit_scale,
         subtract_null_prompt=t.subtract_null_prompt,
+        angular_margin=t.angular_margin,
         device=config.models.device,
     )
 
@@ -146,9 +147,8 @@ def gallery_embedder(config: KioskConfig) -> FaceEmbedder:
 def folder_gallery(
     folder: Path, detector: FaceDetector, embedder: FaceEmbedder, threshold: float
 ) -> Recognizer:
-    """An embedding gallery over ``folder/<person>/<photo>``; photos without a face are skipped."""
-    import cv2
-
+    """An embedding gallery over ``folder/<person>/<photo>`` (:func:`scan_people`); photos
+    refused by :func:`read_image` or without a face are skipped, each logged with why."""
     from models.gallery import EmbeddingGallery
 
     if not folder.exists():
@@ -160,15 +160,14 @@ def folder_gallery(
     for item in skipped:
         log.warning("gallery: skipped %s: %s", item.path, item.reason)
     crops: dict[str, Sequence[NDArray[np.uint8]]] = {}
-    for name, photos in people.items():
+    for name, files in people.items():
+        photos, _ = split_images(files)  # other files (notes, sidecars) are not photos
         for photo in photos:
-            if photo.suffix.lower() not in IMAGE_SUFFIXES:
+            try:
+                image = read_image(photo, where=photo.name)
+            except ImageRefused as refused:
+                log.warning("gallery: skipped %s: %s", photo, refused)
                 continue
-            read = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-            if read is None:
-                log.warning("gallery: skipped %s: not a readable image", photo)
-                continue
-            image = np.asarray(read, dtype=np.uint8)
             faces = detector.detect(image, mode="largest")
             if not faces:
                 log.warning("gallery: skipped %s: no face found", photo)

@@ -73,6 +73,13 @@ class TrainConfig(_Section):
     subtract_null_prompt: bool = Field(
         default=True, description="compare only the name's part: subtract the nameless prompt"
     )
+    angular_margin: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="additive angular margin (radians) on the image-text logits, ArcFace "
+        "style; 0 is the research's plain cross-entropy",
+    )
     detector_input_size: int = Field(
         default=320,
         ge=128,

@@ -1,16 +1,25 @@
 """Files in and out, one way each: atomic writes, image reading with limits, and the
 folder-per-person scanner.
 
-Atomic writes go to a temporary file in the target's folder, are flushed and fsynced,
-then renamed over the target (and the folder fsynced), so a reader or a crash never
-sees half a file; the temporary file is removed on every error, KeyboardInterrupt
-included.
+Atomic writes go to a temporary file in the target's folder, are fsynced, then renamed
+over the target (and the folder fsynced), so a reader or a crash never sees half a
+file; the temporary file is removed on every error, KeyboardInterrupt included. A
+stream writer uses :func:`atomic_writer`; one that needs a file name (an ONNX export, a
+download) uses :func:`atomic_path`; both make their temporary file with
+:func:`scratch_path`, the only maker of ``.tmp-*`` names. A killed run (``kill -9``, a
+power cut) still leaves its temporary file: :func:`remove_stale_temps`, called where
+the product opens its folders, removes those names once they are an hour old.
 
-Images are read by one function, :func:`read_image` (or :func:`decode_image` for bytes
-in memory), which refuses a file over ``max_bytes`` before reading it and an image over
-``max_pixels`` from its header, before decoding: a 30000 x 30000 PNG of a few hundred
-kilobytes would otherwise take gigabytes to decode. Pillow reads the header (it decodes
-nothing until asked); OpenCV decodes.
+Images are read by one function, :func:`read_image` (or :func:`read_image_bytes` then
+:func:`decode_image`, for bytes that are also hashed or come from memory), which refuses
+a file over ``max_bytes`` before reading it and an image over ``max_pixels`` from its
+header, before decoding: a 30000 x 30000 PNG of a few hundred kilobytes would otherwise
+take gigabytes to decode. Pillow reads the header (it decodes nothing until asked);
+OpenCV decodes. Callers decide what a refusal (:class:`ImageRefused`) means.
+
+A folder-per-person tree is read by :func:`scan_people` (one rule for names, duplicates
+and what is skipped), and the photos among a person's files picked by
+:func:`split_images`.
 """
 
 from __future__ import annotations
@@ -19,9 +28,11 @@ import contextlib
 import json
 import os
 import re
+import stat
 import tempfile
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +50,12 @@ MAX_IMAGE_PIXELS = 50_000_000  # a 50-megapixel photo is read, a bigger one refu
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff"}
 )
+NOT_AN_IMAGE = "not an image file (by its suffix)"
+NESTED_FOLDER = "a folder inside a person's folder is not read: put the photos in it directly"
 TEMP_PREFIX = ".tmp-"
+# What scratch_path's mkstemp names look like: the prefix, 8 random characters, a suffix.
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[a-z0-9_]{8}(\..*)?")
+STALE_TEMP_S = 3600.0  # a temporary file untouched this long belongs to a killed run
 
 
 def fsync_dir(path: Path) -> None:
@@ -53,22 +69,80 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """A stream whose content replaces ``path`` only once the block ends without error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
+def scratch_path(folder: Path, suffix: str = "") -> Iterator[Path]:
+    """A new empty file in ``folder`` (named ``TEMP_PREFIX...``), removed when the block
+    ends, whatever happens (unless the block renamed it away).
+
+    The one place temporary files are made: :func:`remove_stale_temps` recognises its
+    names, so what a killed run leaves behind is removed later."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=suffix)
+    os.close(handle)
+    tmp = Path(name)
     try:
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(handle, mode, encoding=encoding) as stream:
-            yield stream
-            stream.flush()
-            os.fsync(stream.fileno())
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, *, permissions: int | None = None) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a file name (an ONNX
+    export, a download); once the block ends without error the file is fsynced and
+    renamed over ``path``, else removed. ``permissions`` (e.g. ``0o644``) replaces
+    mkstemp's private ``0o600``."""
+    with scratch_path(path.parent, path.suffix) as tmp:
+        yield tmp
+        if permissions is not None:
+            os.chmod(tmp, permissions)
+        fd = os.open(tmp, os.O_RDWR)  # fsync reaches the file's data, whoever wrote it
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_writer(
+    path: Path, mode: str = "wb", *, permissions: int | None = None
+) -> Iterator[IO[Any]]:
+    """A stream whose content replaces ``path`` only once the block ends without error."""
+    encoding = None if "b" in mode else "utf-8"
+    with (
+        atomic_path(path, permissions=permissions) as tmp,
+        tmp.open(mode, encoding=encoding) as out,
+    ):
+        yield out
+
+
+def remove_stale_temps(folder: Path, older_than_s: float = STALE_TEMP_S) -> list[Path]:
+    """Remove the temporary files a killed run left in ``folder``; the paths removed.
+
+    Only names :func:`scratch_path` makes are matched (``.tmp-`` and mkstemp's eight
+    characters, then the target's suffix), only regular files, and only those untouched
+    for ``older_than_s`` seconds, so a write in progress in another process is never
+    hit. Never raises: a missing or read-only folder is left as it is."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not _TEMP_NAME.fullmatch(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < older_than_s:
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -154,18 +228,35 @@ def decode_image(
     return np.asarray(image, dtype=np.uint8)
 
 
-def read_image(
-    path: Path, *, max_pixels: int = MAX_IMAGE_PIXELS, max_bytes: int = MAX_IMAGE_BYTES
-) -> NDArray[np.uint8]:
-    """The image file ``path`` as BGR uint8, or :class:`ImageRefused` saying why not."""
+def read_image_bytes(
+    path: Path, *, max_bytes: int = MAX_IMAGE_BYTES, where: str | None = None
+) -> bytes:
+    """The content of the image file ``path``, refused (:class:`ImageRefused`) over
+    ``max_bytes`` before it is read. For callers that need the bytes too (to hash
+    them); :func:`decode_image` then decodes them."""
+    where = str(path) if where is None else where
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise _too_big(str(path), size, max_bytes)
-        data = path.read_bytes()
+            raise _too_big(where, size, max_bytes)
+        return path.read_bytes()
     except OSError as error:
-        raise ImageRefused(f"{path} cannot be read: {error.strerror or error}") from error
-    return decode_image(data, str(path), max_pixels=max_pixels, max_bytes=max_bytes)
+        raise ImageRefused(f"{where} cannot be read: {error.strerror or error}") from error
+
+
+def read_image(
+    path: Path,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    where: str | None = None,
+) -> NDArray[np.uint8]:
+    """The image file ``path`` as BGR uint8, or :class:`ImageRefused` saying why not.
+
+    ``where`` names the file in the message (default: its path)."""
+    where = str(path) if where is None else where
+    data = read_image_bytes(path, max_bytes=max_bytes, where=where)
+    return decode_image(data, where, max_pixels=max_pixels, max_bytes=max_bytes)
 
 
 @dataclass(frozen=True)
@@ -179,8 +270,28 @@ class Skipped:
         return {"path": self.path, "reason": self.reason}
 
 
+def split_images(files: Iterable[Path]) -> tuple[list[Path], list[Skipped]]:
+    """``files`` read as photos (by suffix: :data:`IMAGE_SUFFIXES`), and the others skipped."""
+    photos: list[Path] = []
+    skipped: list[Skipped] = []
+    for path in files:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            photos.append(path)
+        else:
+            skipped.append(Skipped(str(path), NOT_AN_IMAGE))
+    return photos, skipped
+
+
 def scan_people(root: Path) -> tuple[dict[str, list[Path]], list[Skipped]]:
-    """Image files per person folder of ``root``; bad names and duplicates are skipped."""
+    """The files of each person folder of ``root`` (sorted), and what was left out.
+
+    The one rule for a folder-per-person tree (training, import, galleries, evaluation):
+    folders starting with "." or "_" are not people (faces94's ``_unknown``) and are
+    passed over silently, as are loose files in ``root`` and hidden files; a folder whose
+    name is unsafe (:func:`models.names.validate_name`) or names the same person as an
+    earlier one (case and Unicode normalisation aside) is skipped, and so is a folder
+    inside a person's folder (photos go directly in it): each with its reason. Callers
+    keep the photos among the files with :func:`split_images`."""
     if not root.is_dir():
         raise FileNotFoundError(f"people folder {root} does not exist or is not a folder")
     people: dict[str, list[Path]] = {}
@@ -198,7 +309,16 @@ def scan_people(root: Path) -> tuple[dict[str, list[Path]], list[Skipped]]:
         if key in seen:
             skipped.append(Skipped(str(folder), f"duplicate name: same person as {seen[key]!r}"))
             continue
+        try:
+            entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        except OSError as error:
+            skipped.append(Skipped(str(folder), f"cannot be read: {error.strerror or error}"))
+            continue
         seen[key] = name
-        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-        people[name] = files
+        people[name] = []
+        for entry in entries:
+            if entry.is_dir():
+                skipped.append(Skipped(str(entry), NESTED_FOLDER))
+            elif entry.is_file():
+                people[name].append(entry)
     return people, skipped

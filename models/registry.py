@@ -7,10 +7,10 @@ The model directory is resolved in a fixed order: the configured directory, then
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
-import tempfile
 import tomllib
 import urllib.request
 import zipfile
@@ -23,6 +23,7 @@ from typing import Literal
 import platformdirs
 
 from models.errors import ModelError
+from models.io import atomic_path, remove_stale_temps, scratch_path
 
 ModelKind = Literal["detector", "clip", "embedder", "antispoof"]
 MODEL_DIR_ENV = "KIOSK_MODEL_DIR"
@@ -123,6 +124,8 @@ class VerifyResult:
 
 
 def verify_all(model_dir: Path, names: list[str] | None = None) -> Iterator[VerifyResult]:
+    """Each model's status in ``model_dir``; temporary files of killed downloads are removed."""
+    remove_stale_temps(model_dir)
     manifest = load_manifest()
     for name in names or sorted(manifest):
         model = spec(name)
@@ -154,7 +157,8 @@ def fetch(
 ) -> Path:
     """Download model ``name`` into ``model_dir``, check its sha256, write it atomically.
 
-    An existing file with the right checksum is kept. Nothing is left behind on failure.
+    An existing file with the right checksum is kept. Nothing is left behind on failure,
+    and what a killed download left (temporary files) is removed first.
     """
     model = spec(name)
     target = model_dir / model.file
@@ -165,8 +169,12 @@ def fetch(
             f"model {model.name} has no download address; {_fix_hint(model, model_dir)}."
         )
     model_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".fetch-") as tmp:
-        download = Path(tmp) / "download"
+    remove_stale_temps(model_dir)
+    # Model files are shared by everyone on the machine: 0644, not mkstemp's 0600.
+    with atomic_path(target, permissions=0o644) as payload, contextlib.ExitStack() as stack:
+        download = payload
+        if model.archive_member:  # the archive is a scratch file, removed in any case
+            download = stack.enter_context(scratch_path(model_dir, ".zip"))
         try:
             _download(model.url, download, progress, opener)
         except OSError as error:
@@ -174,9 +182,7 @@ def fetch(
                 f"could not download {model.name} from {model.url}: {error}. "
                 f"Without internet, put {model.file} (sha256 {model.sha256}) in {model_dir}."
             ) from error
-        payload = download
         if model.archive_member:
-            payload = Path(tmp) / model.file
             _extract_member(download, model.archive_member, payload)
         actual = sha256_file(payload)
         if actual != model.sha256:
@@ -184,7 +190,6 @@ def fetch(
                 f"downloaded {model.name} has sha256 {actual}, expected {model.sha256}; "
                 f"nothing was written. The source may have changed: {model.url}"
             )
-        os.replace(payload, target)
     return target
 
 

@@ -1,11 +1,16 @@
 """Helpers the tests share (tests never import each other): where ../shared is, skipping
 or failing when it is missing, the shipped training settings, small synthetic data, a
-tiny CLIP bundle, and people enrolled into a store from a video."""
+tiny CLIP bundle, people enrolled into a store from a video, an image bomb, and the
+temporary file a killed run leaves."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import struct
+import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +24,7 @@ from enroll.store import Consent, NewPhoto, PeopleStore, utc_now
 
 if TYPE_CHECKING:
     from kiosk.bench.pgcluster import PgCluster
+    from models.clip.bundle import RecognizerBundle
     from models.detector import FaceDetector
     from models.train.features import FaceSet
     from models.train.finetune import TrainSettings
@@ -98,6 +104,28 @@ def tiny_bundle(tmp_path: Path, detector: Any) -> Path:
     return save_bundle(bundle, tmp_path / "people.bundle")
 
 
+def plain_bundle(people: list[str], pretrained: str = "none") -> RecognizerBundle:
+    """A bundle of zeros for ``people`` (no model is built): for tests of files, not accuracy."""
+    from models.clip.bundle import BundleSettings, RecognizerBundle
+    from models.clip.identity import ClipIdentity
+
+    settings = BundleSettings(
+        "p {name}", 8, 1, 0.8, 0.0, "yunet", 320, 1, 1e-3, 0.0, 4, 4, 0, 0.2, True, True
+    )
+    identity = ClipIdentity("RN50", pretrained, 0, "", "x")  # type: ignore[arg-type]
+    dim = 4
+    return RecognizerBundle(
+        list(people),
+        np.zeros((len(people), dim), np.float32),
+        np.zeros(dim, np.float32),
+        100.0,
+        identity,
+        settings,
+        {},
+        {},
+    )
+
+
 def video_frames(video: Path, count: int, step: int = 1) -> Iterator[NDArray[np.uint8]]:
     """Every ``step``-th frame of a video, ``count`` of them."""
     import cv2
@@ -171,3 +199,58 @@ def site_kiosks(cluster: PgCluster, dbname: str, **kinds: str) -> dict[str, Any]
             )
         conn.commit()
     return configs
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 (a free port) serving ``folder``; yields its base URL.
+
+    The only network the tests use: downloads are tested against it, never the internet.
+    """
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels in a few bytes: an image bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
+        + chunk(b"IEND", b"")
+    )
+
+
+BOMB_REASON = r"30000 x 30000 pixels|too large \(900\.0 megapixels\)"  # how a bomb is refused
+
+
+def stale_temp(folder: Path, name: str = ".tmp-k1lled_0.npz", age_s: float = 7200.0) -> Path:
+    """The temporary file of a write killed ``age_s`` seconds ago (a ``models.io`` name)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(b"half of a fi")
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+    return path

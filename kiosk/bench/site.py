@@ -462,7 +462,7 @@ def run_faults(
                 rig.spawn(kiosk)
                 kiosk.restarts += 1
                 log(f"round {round_ + 1}: erased {victim.uid[:8]}, killed {kiosk.name}")
-            while not flush() or store.state.counts()["queued"]:
+            while not flush() or store.site_state.counts()["queued"]:
                 time.sleep(0.2)
             with rig.connect_operator() as conn:
                 registry_people = Registry(conn).people_uids()

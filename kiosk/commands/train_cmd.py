@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
-from kiosk.config import KioskConfig, load_config
+from kiosk.config import load_config
 from models.errors import UserError
 from models.io import write_json_atomic
 from models.paths import APP_NAME
 
 if TYPE_CHECKING:
-    from models.train.finetune import TrainSettings
+    pass
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,27 +41,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def feature_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir(APP_NAME)) / "clip_features"
-
-
-def train_settings(config: KioskConfig) -> TrainSettings:
-    from models.train.finetune import TrainSettings
-
-    t = config.train
-    return TrainSettings(
-        prompt=config.clip.prompt,
-        epochs=t.epochs,
-        learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay,
-        batch_size=t.batch_size,
-        seed=t.seed,
-        test_fraction=t.test_fraction,
-        min_images=t.min_images,
-        max_classes_per_step=t.max_classes_per_step,
-        trainable_layers=t.trainable_layers,
-        train_logit_scale=t.train_logit_scale,
-        subtract_null_prompt=t.subtract_null_prompt,
-        device=config.models.device,
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if pretrained == "none":
         warn_untrained()
+    from kiosk.build import train_settings
+
     settings = train_settings(config)
 
     def log(message: str) -> None:

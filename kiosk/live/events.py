@@ -2,7 +2,8 @@
 
 The log is ``events.jsonl`` (one JSON object a line, each appended with a single
 ``O_APPEND`` write and fsync) beside a ``thumbnails/`` folder whose files are written
-to a temporary name and renamed, so a crash never leaves half an event.
+atomically (:func:`models.io.write_bytes_atomic`), so a crash never leaves half an event;
+opening the log removes the temporary file a killed run left.
 
 Hooks (a command, an HTTP POST of the event's JSON) run on their own worker thread
 with a per-person cooldown. A failing or slow hook is logged and counted; it never
@@ -18,7 +19,6 @@ import logging
 import os
 import queue
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.errors import UserError
+from models.io import remove_stale_temps, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class EventLog:
                 f"cannot create the event log folder {directory}: {error}; "
                 "set [events] dir to a writable folder"
             ) from error
+        remove_stale_temps(directory / THUMBNAILS)  # a thumbnail a killed run was writing
 
     def append(
         self, name: str, confidence: float, track_id: int, thumbnail: NDArray[np.uint8]
@@ -71,7 +73,7 @@ class EventLog:
         ok, encoded = cv2.imencode(".jpg", thumbnail, [cv2.IMWRITE_JPEG_QUALITY, 90])
         if not ok:
             raise ValueError("cannot encode the face thumbnail")
-        _write_atomic(self.directory / relative, encoded.tobytes())
+        write_bytes_atomic(self.directory / relative, encoded.tobytes())
         event = DoorEvent(name, round(float(confidence), 4), now.isoformat(), track_id, relative)
         line = (json.dumps(asdict(event), ensure_ascii=False) + "\n").encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -93,19 +95,6 @@ class EventLog:
             except (json.JSONDecodeError, TypeError):
                 log.warning("skipping a damaged line in %s", self.path)
         return events
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)

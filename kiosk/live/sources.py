@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.errors import UserError
-from models.io import IMAGE_SUFFIXES
+from models.io import IMAGE_SUFFIXES, ImageRefused, read_image
 
 if TYPE_CHECKING:
     import cv2
@@ -209,7 +209,9 @@ class VideoFileSource(FrameSource):
 
 
 class ImageFolderSource(FrameSource):
-    """The images of a folder in name order, paced at ``fps`` or as fast as possible."""
+    """The images of a folder in name order, paced at ``fps`` or as fast as possible.
+
+    Each is read by :func:`models.io.read_image`: one it refuses is skipped, with a status."""
 
     def __init__(
         self, folder: Path, *, loop: bool = False, realtime: bool = False, fps: float = 5.0
@@ -228,8 +230,6 @@ class ImageFolderSource(FrameSource):
         self._position = 0
 
     def read(self) -> Frame | None:
-        import cv2
-
         if self.finished:
             return None
         if self._position >= len(self.files):
@@ -242,12 +242,13 @@ class ImageFolderSource(FrameSource):
         self._position += 1
         self._pacer.wait()
         started = time.monotonic()
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            self.status = f"skipped {path.name}: not an image OpenCV can read"
-            log.warning(self.status)
+        try:
+            image = read_image(path, where=path.name)
+        except ImageRefused as refused:  # unreadable, corrupt or over the size limits
+            self.status = f"skipped: {refused}"
+            log.warning("%s: %s", self.description, self.status)
             return None
-        return self._frame(np.asarray(image, dtype=np.uint8), started)
+        return self._frame(image, started)
 
 
 def open_source(

@@ -82,7 +82,7 @@ def people_store(config: KioskConfig, store_dir: Path | None = None) -> Iterator
         try:
             flush(sync)
             yield store
-            if store.state.counts()["queued"]:
+            if store.site_state.counts()["queued"]:
                 flush(sync)
         finally:
             sync.close()

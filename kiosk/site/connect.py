@@ -97,7 +97,7 @@ def psycopg_module() -> Any:
         import psycopg
     except ImportError:
         raise UserError(
-            "a [site] needs psycopg 3: pip install 'clip-face-kiosk[site]' "
+            "a [site] needs psycopg 3: pip install 'clip-face-kiosk[postgres]' "
             "(or pip install 'psycopg[binary]')"
         ) from None
     return psycopg
@@ -107,9 +107,7 @@ def connect(config: SiteConfig, *, autocommit: bool = False) -> Any:
     """A connection to the registry; :class:`SiteUnreachable` when there is none to have."""
     psycopg = psycopg_module()
     try:
-        conn = psycopg.connect(
-            autocommit=autocommit, **connection_kwargs(config)
-        )
+        conn = psycopg.connect(autocommit=autocommit, **connection_kwargs(config))
     except psycopg.OperationalError as error:
         raise SiteUnreachable(
             f"the site registry {describe(config)} cannot be reached: {first_line(error)}"

@@ -119,7 +119,9 @@ class Registry:
     # -- reading -------------------------------------------------------------------------
 
     def site_id(self) -> str:
-        return str(self.conn.execute("SELECT value FROM site_meta WHERE key = 'site_id'").fetchone()[0])
+        return str(
+            self.conn.execute("SELECT value FROM site_meta WHERE key = 'site_id'").fetchone()[0]
+        )
 
     def role(self) -> str:
         return str(self.conn.execute("SELECT current_user").fetchone()[0])
@@ -460,7 +462,18 @@ class Registry:
                 "SELECT kiosk_id, last_sync, cursor, bundle_version, queued, rejected, health,"
                 " program, updated_at, now() FROM kiosks ORDER BY kiosk_id"
             ).fetchall()
-        keys = ["kiosk_id", "last_sync", "cursor", "bundle_version", "queued", "rejected", "health", "program", "updated_at", "now"]
+        keys = [
+            "kiosk_id",
+            "last_sync",
+            "cursor",
+            "bundle_version",
+            "queued",
+            "rejected",
+            "health",
+            "program",
+            "updated_at",
+            "now",
+        ]
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def trials(self) -> list[dict[str, Any]]:

@@ -57,13 +57,13 @@ class ReplicaStore(PeopleStore):
         retention_days: int | None = None,
         wake: Callable[[], None] | None = None,
     ) -> None:
-        self.state = state
+        self.site_state = state
         self.wake = wake or (lambda: None)
         super().__init__(root, key=key, encrypt=encrypt, retention_days=retention_days)
 
     def close(self) -> None:
         super().close()
-        self.state.close()
+        self.site_state.close()
 
     # -- writes made here: queued for the registry ---------------------------------------
 
@@ -87,11 +87,11 @@ class ReplicaStore(PeopleStore):
             retain_until=retain_until(consent, self.retention_days).isoformat(),
             photos=[(photo.pose, encode_png(photo.crop)) for photo in photos],
         )
-        self.state.enqueue(f"person:{uid}", "person", record.to_json(), uid)
+        self.site_state.enqueue(f"person:{uid}", "person", record.to_json(), uid)
         try:
             person = super().add_person(name, photos, consent, external_id, uid=uid)
         except BaseException:
-            self.state.drop_person_writes(uid)
+            self.site_state.drop_person_writes(uid)
             raise
         self.wake()
         return person
@@ -100,7 +100,7 @@ class ReplicaStore(PeopleStore):
         uid = self.get(old).uid
         person = super().rename(old, new)
         payload = json.dumps({"uid": uid, "name": person.name}).encode("utf-8")
-        self.state.enqueue(f"rename:{uid}:{uuid.uuid4().hex}", "rename", payload, uid)
+        self.site_state.enqueue(f"rename:{uid}:{uuid.uuid4().hex}", "rename", payload, uid)
         self.wake()
         return person
 
@@ -110,9 +110,9 @@ class ReplicaStore(PeopleStore):
         return uid
 
     def _queue_erasure(self, uid: str, reason: str) -> None:
-        self.state.drop_person_writes(uid)  # an enrollment not pushed yet never will be
+        self.site_state.drop_person_writes(uid)  # an enrollment not pushed yet never will be
         payload = json.dumps({"uid": uid, "reason": reason}).encode("utf-8")
-        self.state.enqueue(f"delete:{uid}", "delete", payload, uid)
+        self.site_state.enqueue(f"delete:{uid}", "delete", payload, uid)
         self.wake()
 
     # -- what the registry holds: applied by the sync worker, never queued ---------------
@@ -144,7 +144,7 @@ class ReplicaStore(PeopleStore):
             return False
         clash = self._holder_of(record.name)
         if clash is not None:  # enrolled here offline under a name the site gave first
-            self.state.drop_person_writes(clash)
+            self.site_state.drop_person_writes(clash)
             super().delete_uid(clash, "the site enrolled this name first", "site-reject")
         photos = []
         for pose, png in record.photos:
@@ -164,14 +164,14 @@ class ReplicaStore(PeopleStore):
             return False
         clash = self._holder_of(name)
         if clash is not None and clash != uid:
-            self.state.drop_person_writes(clash)
+            self.site_state.drop_person_writes(clash)
             super().delete_uid(clash, "the site gave this name to another person", "site-reject")
         super().rename(current.name, name)
         return True
 
     def apply_erasure(self, uid: str) -> bool:
         """Erase a person the site erased; whether they were here."""
-        self.state.drop_person_writes(uid)
+        self.site_state.drop_person_writes(uid)
         return super().delete_uid(uid, "erased from the site", "site-erase")
 
     def reject_local(self, uid: str, reason: str) -> bool:

@@ -180,7 +180,9 @@ class SiteState:
 
     def shared_embeddings(self) -> set[tuple[str, str]]:
         with self._lock:
-            return {(str(u), str(m)) for u, m in self._db.execute("SELECT * FROM shared_embeddings")}
+            return {
+                (str(u), str(m)) for u, m in self._db.execute("SELECT * FROM shared_embeddings")
+            }
 
     def embeddings_shared(self, pairs: list[tuple[str, str]]) -> None:
         with self._transaction() as db:

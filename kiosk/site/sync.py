@@ -77,7 +77,7 @@ class SiteSync:
     ) -> None:
         self.config = config
         self.store = store
-        self.state = store.state
+        self.state = store.site_state
         self.bundle_path = bundle_path
         self.events_dir = events_dir
         self.on_change = on_change

@@ -1,6 +1,6 @@
 """Exports of a trial session: CSV, JSON, and an HTML report with embedded plots.
 
-Every file is written atomically (a temporary file beside it, then a rename).
+Every file is written atomically (:func:`models.io.atomic_writer`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ import csv
 import html
 import io
 import json
-import os
 import statistics
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +28,7 @@ from kiosk.trials.rules import (
 )
 from kiosk.trials.session import TrialSession
 from models.errors import UserError
+from models.io import atomic_writer
 
 CSV_COLUMNS = [
     "trial_id",
@@ -51,21 +50,12 @@ CSV_COLUMNS = [
 ]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def _write_export(path: Path, data: bytes) -> None:
+    """An export written atomically; an unwritable path is a :class:`UserError`."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fchmod(handle.fileno(), 0o644)  # mkstemp makes 0600; exports are shared
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(path, permissions=0o644) as stream:  # exports are shared: 0644
+            stream.write(data)
     except OSError as error:
         raise UserError(f"cannot write {path}: {error}") from error
 
@@ -141,7 +131,7 @@ def export_json(
     session: TrialSession, path: Path, *, target_fpr: float = 0.02, **extra: Any
 ) -> dict[str, Any]:
     summary = {**session_summary(session, target_fpr=target_fpr), **extra}
-    write_atomic(path, json.dumps(summary, indent=2).encode())
+    _write_export(path, json.dumps(summary, indent=2).encode())
     return summary
 
 
@@ -151,7 +141,7 @@ def export_csv(session: TrialSession, path: Path) -> None:
     writer.writeheader()
     for result in session.results:
         writer.writerow(trial_row(result))
-    write_atomic(path, buffer.getvalue().encode())
+    _write_export(path, buffer.getvalue().encode())
 
 
 def _values(values: Sequence[float | None]) -> list[float]:
@@ -349,4 +339,4 @@ A frame the liveness check found not live votes "rejected".</p>
 <th>answer</th><th>outcome</th><th>face frames</th><th>source</th></tr>{"".join(log_rows)}</table>
 </body></html>
 """
-    write_atomic(path, page.encode())
+    _write_export(path, page.encode())

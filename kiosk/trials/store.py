@@ -16,6 +16,7 @@ from pathlib import Path
 from kiosk.trials.rules import FrameDecision, Outcome, Participant, TrialResult
 from kiosk.trials.session import TrialSession
 from models.errors import UserError
+from models.io import remove_stale_temps
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -79,6 +80,8 @@ class TrialStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        if str(path) != ":memory:":
+            remove_stale_temps(self.path.parent)  # exports a killed run was writing
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # TrialSession serialises writes with its lock; the pipeline thread may add frames.

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from models import registry
 from models.align import CLIP_SIZE
 from models.errors import ModelError
+from models.io import atomic_path, remove_stale_temps
 from models.runtime import create_session
 
 if TYPE_CHECKING:
@@ -130,38 +131,30 @@ ImageTower = TorchImageTower | OnnxImageTower
 
 
 def export_image_tower(visual: Any, path: Path) -> Path:
-    """Export the image tower to ONNX (dynamic batch), atomically.
+    """Export the image tower to ONNX (dynamic batch), atomically (no temporary file is
+    left when the export fails; those of a killed export are removed by the next).
 
     torch 2.14's default exporter is the dynamo one, which needs onnxscript (not
     installed, not needed): the TorchScript exporter (``dynamo=False``) handles RN50.
     """
-    import os
-    import tempfile
     import warnings
 
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # RN50's attention pool traces shape checks as constants: expected, harmless.
-            warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-            torch.onnx.export(
-                visual.eval(),
-                (torch.zeros(1, 3, CLIP_SIZE, CLIP_SIZE),),
-                tmp,
-                input_names=["image"],
-                output_names=["features"],
-                dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    remove_stale_temps(path.parent)
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # RN50's attention pool traces shape checks as constants: expected, harmless.
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(
+            visual.eval(),
+            (torch.zeros(1, 3, CLIP_SIZE, CLIP_SIZE),),
+            str(tmp),
+            input_names=["image"],
+            output_names=["features"],
+            dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
     return path
 
 

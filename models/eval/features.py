@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -37,7 +35,17 @@ from models import registry
 from models.align import CLIP_SIZE, align_arcface, align_for_clip
 from models.detector import FaceDetector
 from models.errors import ModelError
-from models.io import IMAGE_SUFFIXES
+from models.io import (
+    IMAGE_SUFFIXES,
+    ImageRefused,
+    Skipped,
+    atomic_writer,
+    read_image,
+    remove_stale_temps,
+    scan_people,
+    split_images,
+    write_bytes_atomic,
+)
 
 FACE_RECOGNITION_INSTALL = (
     "the face_recognition embedder needs dlib and face_recognition_models: "
@@ -71,35 +79,30 @@ class LabelledImage:
     identity: str
 
 
-def list_images(root: Path) -> list[LabelledImage]:
-    """Every image under ``root/<identity>/`` (any depth), sorted. Folders whose name
-    starts with "_" or "." (faces94's ``_unknown``) are not identities and are skipped."""
-    if not root.is_dir():
-        raise DatasetError(f"data folder {root} does not exist or is not a folder")
-    images = []
-    for person in sorted(root.iterdir()):
-        if not person.is_dir() or person.name.startswith(("_", ".")):
-            continue
-        for path in sorted(person.rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-                images.append(LabelledImage(path, path.relative_to(root).as_posix(), person.name))
+def list_images(root: Path, skipped: list[Skipped] | None = None) -> list[LabelledImage]:
+    """Every image of ``root/<identity>/``, sorted, by the one folder-per-person rule
+    (:func:`models.io.scan_people`): folders starting with "_" or "." (faces94's
+    ``_unknown``) are not identities. What is left out (unsafe or duplicate names, nested
+    folders, files that are not images) is added to ``skipped`` when one is given."""
+    try:
+        people, left_out = scan_people(root)
+    except FileNotFoundError:
+        raise DatasetError(f"data folder {root} does not exist or is not a folder") from None
+    images: list[LabelledImage] = []
+    for identity, files in people.items():
+        photos, others = split_images(files)
+        left_out.extend(others)
+        images.extend(
+            LabelledImage(path, path.relative_to(root).as_posix(), identity) for path in photos
+        )
+    if skipped is not None:
+        skipped.extend(left_out)
     if not images:
         raise DatasetError(
             f"no images found in {root}: expected one folder per person, "
             f"each holding images ({', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     return images
-
-
-def read_image(path: Path) -> Image | None:
-    """The image as BGR uint8, or None if it cannot be read or decoded."""
-    import cv2
-
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None or data.size == 0:
-        return None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    return None if image is None else np.asarray(image, np.uint8)
 
 
 class EvalEmbedder(Protocol):
@@ -386,7 +389,8 @@ class Features:
 
 class FeatureCache:
     """Chunks of (image cache key, status, embedding) in a folder named by a hash of what produced
-    them. Each chunk is written atomically, so an interrupted run loses at most one."""
+        them. Each chunk is written atomically, so an interrupted run loses at most one (and
+    loading removes the temporary file a killed run left)."""
 
     FORMAT = 2  # bump when the chunk layout changes: old chunks are then ignored
 
@@ -396,6 +400,7 @@ class FeatureCache:
         self.dir = root / digest
 
     def load(self) -> dict[str, tuple[int, NDArray[np.float32]]]:
+        remove_stale_temps(self.dir)  # what a killed run was writing
         done: dict[str, tuple[int, NDArray[np.float32]]] = {}
         for chunk in sorted(self.dir.glob("chunk_*.npz")):
             try:
@@ -410,21 +415,18 @@ class FeatureCache:
     def write(
         self, keys: Sequence[str], status: Sequence[int], embeddings: NDArray[np.float32]
     ) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "key.json"
         if not meta.exists():
-            meta.write_text(json.dumps({"key": self.key}), encoding="utf-8")
+            write_bytes_atomic(meta, json.dumps({"key": self.key}).encode())
         numbers = [int(p.stem.split("_")[1]) for p in self.dir.glob("chunk_*.npz")]
         number = max(numbers, default=-1) + 1  # never reuses a name, even after deletions
-        fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_writer(self.dir / f"chunk_{number:06d}.npz") as handle:
             np.savez(
                 handle,
                 keys=np.array(keys, dtype=str),
                 status=np.array(status, np.int8),
                 embeddings=embeddings.astype(np.float32),
             )
-        os.replace(tmp, self.dir / f"chunk_{number:06d}.npz")
 
 
 class Progress:
@@ -493,7 +495,10 @@ def extract(
     for batch in _batches(todo, batch_size):
         crops, statuses = [], []
         for item in batch:
-            image = read_image(item.path)
+            try:
+                image: Image | None = read_image(item.path)
+            except ImageRefused:  # unreadable, corrupt or over the limits: counted as such
+                image = None
             if image is not None and transform is not None:
                 image = transform(image, item.relpath)
             crop = None if image is None else embedder.prepare(image)

@@ -5,8 +5,6 @@ image tower once, and cached on disk by file content and tower identity.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +16,15 @@ from models.align import align_for_clip
 from models.clip.identity import ClipIdentity
 from models.clip.towers import ImageTower, encode_crops
 from models.detector import FaceDetector
-from models.io import IMAGE_SUFFIXES, Skipped
+from models.io import (
+    ImageRefused,
+    Skipped,
+    atomic_writer,
+    decode_image,
+    read_image_bytes,
+    remove_stale_temps,
+    split_images,
+)
 
 Log = Callable[[str], None]
 
@@ -33,20 +39,13 @@ class FaceSet:
     images: int = 0
 
 
-def _read_image(data: bytes) -> NDArray[np.uint8] | None:
-    import cv2
-
-    if not data:
-        return None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return None if image is None else np.asarray(image, dtype=np.uint8)
-
-
 class FeatureCache:
-    """Image features on disk, one ``.npy`` per (model identity, detection setup, file)."""
+    """Image features on disk, one ``.npy`` per (model identity, detection setup, file),
+    each written atomically; opening the cache removes what a killed run left."""
 
     def __init__(self, root: Path, identity: ClipIdentity, setup: str) -> None:
         self.folder = root / identity.key / setup
+        remove_stale_temps(self.folder)
 
     def get(self, digest: str) -> NDArray[np.float32] | None:
         path = self.folder / f"{digest}.npy"
@@ -56,11 +55,8 @@ class FeatureCache:
             return None
 
     def put(self, digest: str, feature: NDArray[np.float32]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
-        with os.fdopen(handle, "wb") as stream:
+        with atomic_writer(self.folder / f"{digest}.npy") as stream:
             np.save(stream, feature)
-        os.replace(tmp, self.folder / f"{digest}.npy")
 
 
 def extract_features(
@@ -90,24 +86,24 @@ def extract_features(
 
     for name, files in people.items():
         rows = found.setdefault(name, [])
-        for path in files:
-            faceset.images += 1
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                faceset.skipped.append(Skipped(str(path), "not an image file (by its suffix)"))
-                continue
+        faceset.images += len(files)
+        photos, others = split_images(files)
+        faceset.skipped.extend(others)
+        for path in photos:
             try:
-                data = path.read_bytes()
-            except OSError as error:
-                faceset.skipped.append(Skipped(str(path), f"unreadable: {error.strerror}"))
+                data = read_image_bytes(path, where=path.name)
+            except ImageRefused as refused:
+                faceset.skipped.append(Skipped(str(path), str(refused)))
                 continue
             digest = hashlib.sha256(data).hexdigest()
             cached = cache.get(digest) if cache else None
             if cached is not None:
                 rows.append((str(path), cached, digest))
                 continue
-            image = _read_image(data)
-            if image is None:
-                faceset.skipped.append(Skipped(str(path), "corrupt or not an image"))
+            try:
+                image = decode_image(data, path.name)
+            except ImageRefused as refused:
+                faceset.skipped.append(Skipped(str(path), str(refused)))
                 continue
             faces = detector.detect(image, mode="largest")
             if not faces:

@@ -85,7 +85,7 @@ def test_train_skips_bad_input_and_recognize_prints_json_lines(
         "duplicate name",
         "control character",
         "'..'",
-        "corrupt or not an image",
+        "not an image, or is corrupt",
         "not an image file",
         "no face found",
         "too few usable photos",

@@ -103,10 +103,10 @@ def test_gallery_rebuilt_from_the_store_recognizes_and_can_be_cancelled(
         gallery = rebuild_gallery(store, embedder, progress=lambda d, n: steps.append((d, n)))
         assert steps == [(1, 3), (2, 3), (3, 3)]
         assert sorted(gallery.people) == sorted(people)
-        from enroll.training import crop_at
+        from models.align import resize_crop
 
         for name, path in held_out.items():
             crop = align(np.asarray(cv2.imread(str(path)), dtype=np.uint8))
             assert crop is not None
-            [prediction] = gallery.predict([crop_at(crop)])
+            [prediction] = gallery.predict([resize_crop(crop)])
             assert prediction.name == name

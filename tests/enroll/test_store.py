@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,8 +18,9 @@ from enroll import store as store_module
 from enroll.keys import new_key
 from enroll.store import PeopleStore
 from models.errors import UserError
+from models.io import NOT_AN_IMAGE, Skipped
 from models.names import validate_name
-from tests.helpers import ROOT, consent, photos, tree
+from tests.helpers import BOMB_REASON, ROOT, consent, photos, png_header_only, tree
 
 
 def test_add_list_read_back(tmp_path: Path) -> None:
@@ -219,6 +221,48 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     assert back.keys() == originals.keys()
     for name, crops in originals.items():
         assert all(np.array_equal(a, b) for a, b in zip(crops, back[name], strict=True))
+
+
+def test_import_skips_bombs_and_bad_folders_with_reasons_and_carries_on(
+    tmp_path: Path,
+) -> None:
+    """An image bomb, a corrupt file, a note, an unsafe or duplicate folder name: each is
+    left out with its reason and the rest is imported (the bomb used to end the import in
+    a cv2.error traceback after 5.4 GB)."""
+    with PeopleStore(tmp_path / "a") as store:
+        store.add_person("Ada", photos(2, seed=1), consent())
+        store.add_person("Łukasz", photos(3, seed=2), consent())
+        store.export(tmp_path / "out")
+    out = tmp_path / "out"
+    (out / "Ada" / "bomb.png").write_bytes(png_header_only(30_000, 30_000))
+    (out / "Ada" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (out / "Ada" / "notes.txt").write_text("a note", encoding="utf-8")
+    for folder in ("ada", "bad\x01name", "Only bombs", "_unknown", ".Trashes"):
+        (out / folder).mkdir()
+        (out / folder / "0.png").write_bytes(png_header_only(30_000, 30_000))
+    skipped: list[Skipped] = []
+    with PeopleStore(tmp_path / "b") as store:
+        imported = store.import_folder(out, consent(), skipped=skipped)
+        assert imported == {"Ada": 2, "Łukasz": 3}
+        assert [p.name for p in store.people()] == ["Ada", "Łukasz"]
+    reasons = {Path(item.path).name: item.reason for item in skipped}
+    assert set(reasons) == {
+        "bomb.png",
+        "cut.png",
+        "notes.txt",
+        "ada",
+        "bad\x01name",
+        "0.png",
+        "Only bombs",
+    }
+    assert re.search(BOMB_REASON, reasons["bomb.png"])
+    assert re.search(BOMB_REASON, reasons["0.png"])  # Only bombs' photo
+    assert "corrupt" in reasons["cut.png"] and reasons["notes.txt"] == NOT_AN_IMAGE
+    assert reasons["ada"].startswith("duplicate name") and "control" in reasons["bad\x01name"]
+    assert reasons["Only bombs"] == "no usable photo: not imported"
+    (tmp_path / "bad" / "a..b").mkdir(parents=True)
+    with PeopleStore(tmp_path / "c") as store, pytest.raises(UserError, match=r"skipped .*'\.\.'"):
+        store.import_folder(tmp_path / "bad", consent(), align=lambda image: image)
 
 
 def test_import_of_raw_photos_detects_and_aligns(tmp_path: Path, shared, detector) -> None:  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ import pytest
 
 from kiosk.live.events import DoorEvent, DoorHooks, EventLog, HookSettings
 from models.errors import UserError
+from tests.helpers import stale_temp
 
 THUMB = np.full((64, 48, 3), 128, np.uint8)
 
@@ -45,6 +46,13 @@ def test_event_log_appends_events_with_thumbnails(tmp_path: Path) -> None:
     with log.path.open("a") as stream:  # a write torn by a power cut
         stream.write('{"name": "car')
     assert [e.name for e in EventLog(tmp_path / "events").read()] == ["ada", "bob"]
+
+
+def test_opening_the_log_removes_a_killed_runs_thumbnail_temp(tmp_path: Path) -> None:
+    killed = stale_temp(tmp_path / "events" / "thumbnails", ".tmp-k1lled_0.jpg")
+    kept = stale_temp(tmp_path / "events" / "thumbnails", "20240101T000000000000Z_ab.jpg")
+    EventLog(tmp_path / "events")
+    assert not killed.exists() and kept.exists()
 
 
 def test_unwritable_event_folder_is_a_user_error(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from kiosk.config import KioskConfig
 from kiosk.setup.first_run import ensure_models, needed_models
 from models import registry
 from models.errors import UserError
+from tests.helpers import plain_bundle
 
 NAME = "scrfd_0.5g"
 
@@ -153,29 +154,10 @@ def test_kiosk_run_without_models_says_what_and_how(
 
 
 def _clip_config(tmp_path: Path, pretrained: str) -> KioskConfig:
-    import numpy as np
-
-    from models.clip.bundle import BundleSettings, RecognizerBundle, save_bundle
-    from models.clip.identity import ClipIdentity
+    from models.clip.bundle import save_bundle
 
     bundle_path = tmp_path / "people.bundle"
-    settings = BundleSettings(
-        "p {name}", 8, 1, 0.8, 0.0, "yunet", 320, 1, 1e-3, 0.0, 4, 4, 0, 0.2, True, True
-    )
-    identity = ClipIdentity("RN50", pretrained, 0, "", "x")  # type: ignore[arg-type]
-    save_bundle(
-        RecognizerBundle(
-            ["a", "b"],
-            np.zeros((2, 4), np.float32),
-            np.zeros(4, np.float32),
-            100.0,
-            identity,
-            settings,
-            {},
-            {},
-        ),
-        bundle_path,
-    )
+    save_bundle(plain_bundle(["a", "b"], pretrained), bundle_path)
     return KioskConfig.model_validate(
         {
             "detector": {"name": "yunet"},

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from kiosk.build import folder_gallery
 from kiosk.live.holder import NobodyEnrolled, RecognizerHolder, path_signature
 from models.detector import FaceDetector
 from models.embedder import ArcFaceEmbedder
 from models.recognition import Recognizer
+from tests.helpers import BOMB_REASON, png_header_only
 
 
 def test_gallery_skips_photos_without_a_usable_face(
-    shared: Callable[..., Path], model_dir: Path, tmp_path: Path
+    shared: Callable[..., Path], model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
     (tmp_path / "newton").mkdir()
@@ -25,10 +29,16 @@ def test_gallery_skips_photos_without_a_usable_face(
     newton = cv2.imread(str(shared("faces", "portraits", "newton.png")))
     cv2.imwrite(str(tmp_path / "newton" / "a.png"), newton)
     (tmp_path / "newton" / "broken.jpg").write_bytes(b"no image")
+    (tmp_path / "newton" / "bomb.png").write_bytes(png_header_only(30_000, 30_000))
     cv2.imwrite(str(tmp_path / "blank" / "a.png"), np.zeros((200, 200, 3), np.uint8))
     embedder = ArcFaceEmbedder(model_dir / "mobilefacenet_128d.onnx")
-    gallery = folder_gallery(tmp_path, detector, embedder, threshold=0.5)
-    assert list(gallery.people) == ["newton"]
+    with caplog.at_level(logging.WARNING, logger="kiosk.build"):
+        gallery = folder_gallery(tmp_path, detector, embedder, threshold=0.5)
+    assert list(gallery.people) == ["newton"]  # built from the photos that are left
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert re.search(r"skipped \S+/newton/bomb\.png: bomb\.png is (" + BOMB_REASON + ")", logged)
+    assert re.search(r"skipped \S+/newton/broken\.jpg: broken\.jpg is not an image", logged)
+    assert re.search(r"skipped \S+/blank/a\.png: no face found", logged)
     assert gallery.providers == ["CPUExecutionProvider"]  # type: ignore[attr-defined]
     face = detector.detect(newton, mode="largest")[0]
     (prediction,) = gallery.predict([gallery.align(newton, face)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 from kiosk.live.slot import NewestSlot
 from kiosk.live.sources import ImageFolderSource, LiveCaptureSource, VideoFileSource, open_source
 from models.errors import UserError
+from tests.helpers import BOMB_REASON, png_header_only
 
 
 def read_all(source: VideoFileSource | ImageFolderSource, limit: int = 10_000) -> list[int]:
@@ -61,6 +63,21 @@ def test_image_folder_skips_unreadable_images(tmp_path: Path) -> None:
     assert isinstance(source, ImageFolderSource)
     assert read_all(source) == [0, 1, 2]
     assert source.finished
+
+
+def test_image_folder_skips_an_image_bomb_with_a_status(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "0.png"), np.full((40, 60, 3), 9, np.uint8))
+    (tmp_path / "1_bomb.png").write_bytes(png_header_only(30_000, 30_000))
+    cv2.imwrite(str(tmp_path / "2.png"), np.full((40, 60, 3), 99, np.uint8))
+    source = ImageFolderSource(tmp_path)
+    first = source.read()
+    assert first is not None and int(first.image.mean()) == 9
+    assert source.read() is None and not source.finished
+    assert re.fullmatch(
+        r"skipped: 1_bomb\.png is (" + BOMB_REASON + r").*are not read", source.status
+    )
+    last = source.read()
+    assert last is not None and int(last.image.mean()) == 99
 
 
 def test_missing_camera_reports_and_retries_without_raising() -> None:

@@ -32,7 +32,7 @@ from kiosk.trials.session import TrialSession
 from kiosk.trials.store import TrialStore
 from models.errors import UserError
 from models.recognition import Prediction
-from tests.helpers import ROOT
+from tests.helpers import ROOT, stale_temp
 
 ALICE = Participant("alice", enrolled=True)
 BOB = Participant("bob", enrolled=True)
@@ -306,7 +306,35 @@ def test_exports(tmp_path: Path) -> None:
     page = (tmp_path / "r.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert "FPR = FP/(FP+TN+refused attacks)" in page and "33.3%" in page
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave nothing behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "s.csv", "s.json"]
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in tmp_path.iterdir())  # shared files
+
+
+def test_failed_export_keeps_the_old_file_and_leaves_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = TrialSession(duration=5.0, threshold=0.8)
+    session.results.extend(sample_results())
+    session.participants.extend([ALICE, BOB, VISITOR])
+    export_json(session, tmp_path / "s.json")
+    before = (tmp_path / "s.json").read_bytes()
+    session.results.extend(sample_results())
+
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("models.io.os.replace", disk_full)
+    with pytest.raises(UserError, match=r"cannot write .*s\.json.*No space"):
+        export_json(session, tmp_path / "s.json")
+    monkeypatch.undo()
+    assert (tmp_path / "s.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
+
+
+def test_opening_the_trials_database_removes_killed_exports(tmp_path: Path) -> None:
+    killed = stale_temp(tmp_path, ".tmp-k1lled_0.html")
+    with TrialStore(tmp_path / "trials.sqlite"):
+        assert not killed.exists()
 
 
 def test_report_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

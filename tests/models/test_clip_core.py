@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from models.clip.bundle import BundleError, load_bundle
+from models.clip.bundle import BundleError, load_bundle, save_bundle
 from models.clip.classifier import ClipRecognizer
 from models.clip.text import make_text_encoder, prompt_length, tokenize
 from models.clip.towers import (
@@ -18,9 +19,19 @@ from models.clip.towers import (
     encode_crops,
     export_image_tower,
 )
+from models.io import TEMP_PREFIX
 from models.names import InvalidName, validate_name
 from models.train.finetune import finetune_text_encoder, split_indices
-from tests.helpers import TINY, synthetic_faceset, tiny_bundle, train_settings
+from tests.helpers import (
+    BOMB_REASON,
+    TINY,
+    plain_bundle,
+    png_header_only,
+    stale_temp,
+    synthetic_faceset,
+    tiny_bundle,
+    train_settings,
+)
 
 UNSAFE_NAMES = ["", "   ", "a/b", "a\\b", "..", "a..b", "bad\x01name", "zero\u200bwidth"]
 UNSAFE_NAMES += ["new\nline", ".hidden", "x" * 101]
@@ -98,7 +109,102 @@ def test_bundle_round_trip(tmp_path: Path, tiny_clip: str, detector: Any) -> Non
     assert set(bundle.metrics) >= {"train_accuracy", "test_accuracy", "images"}
     assert bundle.text_embeddings.shape == (3, 32) and bundle.feature_mean.shape == (32,)
     assert bundle.text_state
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob(f"{TEMP_PREFIX}*"))
+
+
+def test_failed_bundle_save_keeps_the_old_bundle_and_leaves_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "people.bundle"
+    save_bundle(plain_bundle(["Ada", "Bob"]), path)
+    killed = stale_temp(tmp_path, ".tmp-k1lled_0.bundle")  # a save killed an hour ago
+
+    def disk_full(stream: Any, **arrays: Any) -> None:
+        stream.write(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_bundle(plain_bundle(["Ada", "Bob", "Cy"]), path)
+    monkeypatch.undo()
+    assert not killed.exists()  # the save removed it first
+    assert load_bundle(path).people == ["Ada", "Bob"]
+    assert [p.name for p in tmp_path.iterdir()] == ["people.bundle"]
+    killed = stale_temp(tmp_path, ".tmp-k1lled_1.bundle")
+    load_bundle(path)  # the kiosk's start: the folder is cleaned there too
+    assert not killed.exists()
+
+
+def test_training_skips_an_image_bomb_and_carries_on(
+    tmp_path: Path, tiny_clip: str, shared: Any, model_dir: Path
+) -> None:
+    """A 30000 x 30000 PNG among the photos: refused from its header, training goes on
+    (it used to end in a cv2.error traceback after 5.4 GB)."""
+    import shutil
+
+    from models.detector import FaceDetector
+    from models.io import scan_people
+    from models.train.bundle import train_recognizer
+
+    people_dir = tmp_path / "people"
+    for name, orl in (("Ana", "s1"), ("Bob", "s2")):
+        (people_dir / name).mkdir(parents=True)
+        for photo in sorted(shared("faces", "att_orl", orl).glob("*.pgm"))[:3]:
+            shutil.copy(photo, people_dir / name / photo.name)
+    (people_dir / "Ana" / "bomb.png").write_bytes(png_header_only(30_000, 30_000))
+    people, skipped = scan_people(people_dir)
+    assert not skipped and len(people["Ana"]) == 4  # the scanner lists it; the reader refuses it
+    detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
+    settings = train_settings(epochs=1, trainable_layers=1)
+    bundle, report = train_recognizer(
+        people, detector, TINY, "none", None, settings, cache_root=tmp_path / "cache"
+    )
+    assert bundle.people == ["Ana", "Bob"]
+    assert report["images"] == 7 and report["usable_images"] == 6
+    (item,) = report["skipped_items"]
+    assert item["path"].endswith("bomb.png")
+    assert re.search(BOMB_REASON, item["reason"]) and "are not read" in item["reason"]
+
+
+def test_feature_cache_writes_atomically_and_removes_killed_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.clip.identity import ClipIdentity
+    from models.train.features import FeatureCache
+
+    identity = ClipIdentity("RN50", "none", 0, "", "x")
+    folder = tmp_path / identity.key / "scrfd"
+    killed = stale_temp(folder, ".tmp-k1lled_0.npy")
+    cache = FeatureCache(tmp_path, identity, "scrfd")
+    assert not killed.exists()
+    cache.put("a" * 64, np.ones(4, np.float32))
+    got = cache.get("a" * 64)
+    assert got is not None and got.tolist() == [1.0] * 4
+
+    def crash(stream: Any, array: Any) -> None:
+        stream.write(b"\x93NUMPY half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        cache.put("b" * 64, np.ones(4, np.float32))
+    assert [p.name for p in folder.iterdir()] == ["a" * 64 + ".npy"]
+
+
+@pytest.mark.torch
+def test_failed_onnx_export_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    def crash(model: Any, args: Any, f: str, **options: Any) -> None:
+        Path(f).write_bytes(b"half an onnx graph")
+        raise RuntimeError("exporter crashed")
+
+    monkeypatch.setattr(torch.onnx, "export", crash)
+    killed = stale_temp(tmp_path / "cache", ".tmp-k1lled_0.onnx")
+    with pytest.raises(RuntimeError, match="exporter crashed"):
+        export_image_tower(torch.nn.Identity(), tmp_path / "cache" / "tower.onnx")
+    assert list((tmp_path / "cache").iterdir()) == []
+    assert not killed.exists()
 
 
 @pytest.mark.parametrize(

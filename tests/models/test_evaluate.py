@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ from models.eval.openset import (
 )
 from models.eval.retrieval import faiss_available, knn_l2, leave_one_out, query_against_index
 from models.eval.robustness import PERTURBATIONS, perturb
-from tests.helpers import skip_or_fail
+from tests.helpers import skip_or_fail, stale_temp
 
 
 @pytest.fixture(params=["numpy", "faiss"])
@@ -216,3 +218,41 @@ def test_perturbations_are_deterministic_and_change_the_image() -> None:
     assert not np.array_equal(noise_a, noise_b)  # each image draws its own noise
     with pytest.raises(ValueError, match="unknown perturbation"):
         perturb(image, "melt", "x")
+
+
+def test_data_sets_are_read_by_the_folder_per_person_rule(tmp_path: Path) -> None:
+    """faces94's ``_unknown`` is no identity; what else is left out is reported."""
+    from models.eval.features import DatasetError, list_images
+    from models.io import NESTED_FOLDER, NOT_AN_IMAGE, Skipped
+
+    for folder in ("Ana", "ana", "Bob", "_unknown", "Bob/2019"):
+        (tmp_path / folder).mkdir()
+    for name in ("Ana/1.jpg", "Ana/0.png", "ana/0.png", "Bob/a.pgm", "Bob/notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "_unknown" / "x.jpg").write_bytes(b"x")
+    (tmp_path / "README.txt").write_text("about the set", encoding="utf-8")
+    skipped: list[Skipped] = []
+    images = list_images(tmp_path, skipped)
+    assert [(i.relpath, i.identity) for i in images] == [
+        ("Ana/0.png", "Ana"),
+        ("Ana/1.jpg", "Ana"),
+        ("Bob/a.pgm", "Bob"),
+    ]
+    reasons = {Path(item.path).relative_to(tmp_path).as_posix(): item.reason for item in skipped}
+    assert reasons["ana"].startswith("duplicate name")
+    assert reasons["Bob/2019"] == NESTED_FOLDER and reasons["Bob/notes.txt"] == NOT_AN_IMAGE
+    assert len(reasons) == 3
+    with pytest.raises(DatasetError, match="does not exist"):
+        list_images(tmp_path / "missing")
+
+
+def test_eval_cache_chunks_are_atomic_and_killed_writes_are_removed(tmp_path: Path) -> None:
+    from models.eval.features import FeatureCache
+
+    cache = FeatureCache(tmp_path, "embedder|tag")
+    killed = stale_temp(cache.dir, ".tmp-k1lled_0.npz")
+    assert cache.load() == {} and not killed.exists()
+    cache.write(["a", "b"], [0, 1], np.ones((2, 3), np.float32))
+    assert sorted(p.name for p in cache.dir.iterdir()) == ["chunk_000000.npz", "key.json"]
+    loaded = cache.load()
+    assert loaded["a"][0] == 0 and loaded["b"][0] == 1 and loaded["b"][1].tolist() == [1.0] * 3

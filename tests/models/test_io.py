@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,30 +13,22 @@ import pytest
 
 from models.errors import UserError
 from models.io import (
+    NESTED_FOLDER,
+    NOT_AN_IMAGE,
+    TEMP_PREFIX,
     ImageRefused,
+    atomic_path,
     atomic_writer,
     decode_image,
     read_image,
+    remove_stale_temps,
     scan_people,
+    scratch_path,
+    split_images,
     write_bytes_atomic,
     write_json_atomic,
 )
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims ``width`` x ``height`` pixels in a few bytes: an image bomb."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
-        + chunk(b"IEND", b"")
-    )
+from tests.helpers import ROOT, png_header_only, stale_temp
 
 
 def test_atomic_write_replaces_whole_files_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -49,6 +43,84 @@ def test_atomic_write_replaces_whole_files_and_leaves_no_temp(tmp_path: Path) ->
             raise error
         assert target.read_bytes() == b"second"  # the old content survives
     assert sorted(p.name for p in target.parent.iterdir()) == ["report.json"]
+
+
+def test_atomic_path_hands_out_a_name_and_removes_it_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "tower.onnx"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(TEMP_PREFIX)
+        assert tmp.suffix == ".onnx" and tmp.exists()  # made by mkstemp: nobody else has it
+        tmp.write_bytes(b"first")  # as torch.onnx.export or a download writes a named file
+    assert target.read_bytes() == b"first"
+    assert target.stat().st_mode & 0o777 == 0o600  # private unless asked otherwise
+    with atomic_path(target, permissions=0o644) as tmp:
+        tmp.write_bytes(b"second")
+    assert target.read_bytes() == b"second" and target.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("the exporter failed")
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in tmp_path.iterdir()] == ["tower.onnx"]
+
+
+def test_scratch_path_is_removed_whatever_happens(tmp_path: Path) -> None:
+    with scratch_path(tmp_path / "new", ".zip") as scratch:
+        scratch.write_bytes(b"an archive")
+    assert not scratch.exists()
+    with pytest.raises(KeyboardInterrupt), scratch_path(tmp_path) as scratch:
+        raise KeyboardInterrupt
+    assert not scratch.exists()
+    with scratch_path(tmp_path) as scratch:
+        scratch.rename(tmp_path / "kept")  # renamed away by the block: fine too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "new"]
+
+
+def test_a_killed_write_leaves_a_temp_that_the_next_open_removes(tmp_path: Path) -> None:
+    """kill -9 runs no cleanup: the temporary file stays until remove_stale_temps."""
+    script = textwrap.dedent(
+        """
+        import os, signal, sys
+        from pathlib import Path
+        from models.io import atomic_writer
+        with atomic_writer(Path(sys.argv[1])) as stream:
+            stream.write(b"half of a bund")
+            stream.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    target = tmp_path / "people.bundle"
+    run = subprocess.run([sys.executable, "-c", script, str(target)], cwd=ROOT, check=False)
+    assert run.returncode == -9
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(TEMP_PREFIX) and left.suffix == ".bundle"
+    assert not target.exists()
+    assert remove_stale_temps(tmp_path) == []  # it may be another process's write in progress
+    os.utime(left, (left.stat().st_atime, left.stat().st_mtime - 7200))
+    assert remove_stale_temps(tmp_path) == [left]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temp_cleanup_matches_only_our_names(tmp_path: Path) -> None:
+    ours = [stale_temp(tmp_path, name) for name in (".tmp-abcdefgh", ".tmp-a1b2_c3d.npz")]
+    others = [
+        stale_temp(tmp_path, name)
+        for name in (
+            "report.json",
+            ".tmp-notes.txt",  # not mkstemp's eight characters
+            ".tmp-ABCDEFGH.jpg",
+            ".tmp-abc",
+            "x.tmp-abcdefgh",
+            ".people.bundle.abcdefgh.tmp",
+        )
+    ]
+    fresh = stale_temp(tmp_path, ".tmp-inflight.jpg", age_s=60)  # being written right now
+    (tmp_path / ".tmp-folder12").mkdir()  # a folder of that name is not ours either
+    os.symlink(ours[0], tmp_path / ".tmp-symlink1")
+    removed = remove_stale_temps(tmp_path)
+    assert sorted(removed) == sorted(ours)
+    assert all(p.exists() for p in [*others, fresh, tmp_path / ".tmp-folder12"])
+    assert (tmp_path / ".tmp-symlink1").is_symlink()
+    assert remove_stale_temps(tmp_path / "missing") == []
 
 
 def test_unwritable_json_is_a_user_error(tmp_path: Path) -> None:
@@ -124,3 +196,15 @@ def test_scanner_keeps_unicode_names_and_skips_unsafe_and_duplicates(tmp_path: P
     assert reasons == ["duplicate name", "unsafe name"]
     with pytest.raises(FileNotFoundError):
         scan_people(tmp_path / "nope")
+
+
+def test_scanner_reports_nested_folders_and_split_keeps_photos(tmp_path: Path) -> None:
+    (tmp_path / "Ana" / "2019").mkdir(parents=True)
+    for name in ("b.JPG", "a.png", "notes.txt"):
+        (tmp_path / "Ana" / name).write_bytes(b"x")
+    people, skipped = scan_people(tmp_path)
+    assert [p.name for p in people["Ana"]] == ["a.png", "b.JPG", "notes.txt"]
+    assert [(Path(s.path).name, s.reason) for s in skipped] == [("2019", NESTED_FOLDER)]
+    photos, others = split_images(people["Ana"])
+    assert [p.name for p in photos] == ["a.png", "b.JPG"]
+    assert [(Path(s.path).name, s.reason) for s in others] == [("notes.txt", NOT_AN_IMAGE)]

@@ -10,6 +10,7 @@ import pytest
 from kiosk.cli import main
 from models import registry
 from models.errors import ModelError
+from tests.helpers import stale_temp
 
 
 def test_manifest_entries_are_complete() -> None:
@@ -72,6 +73,24 @@ def test_fetch_with_wrong_checksum_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="expected"):
         registry.fetch("scrfd_0.5g", tmp_path, opener=lambda url: _FakeResponse(archive))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dropped_download_leaves_nothing_and_old_temps_go(tmp_path: Path) -> None:
+    class Dropped(_FakeResponse):
+        def read(self, size: int | None = -1) -> bytes:
+            if self.tell() > 0:
+                raise ConnectionResetError("connection reset by peer")
+            return super().read(10)
+
+    killed = stale_temp(tmp_path, ".tmp-k1lled_0.onnx")  # what kill -9 left in a fetch
+    mine = tmp_path / "notes.txt"
+    mine.write_text("the operator's", encoding="utf-8")
+    with pytest.raises(ModelError, match="connection reset"):
+        registry.fetch("yunet", tmp_path, opener=lambda url: Dropped(b"x" * 100))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    killed = stale_temp(tmp_path, ".tmp-k1lled_1.zip")
+    assert [r.status for r in registry.verify_all(tmp_path, ["yunet"])] == ["missing"]
+    assert not killed.exists() and mine.exists()
 
 
 def test_fetch_offline_says_where_to_put_the_file(tmp_path: Path) -> None:

@@ -15,9 +15,8 @@ from PySide6.QtWidgets import QWizard
 
 from enroll.config import EnrollConfig
 from enroll.store import PeopleStore
-from enroll.training import crop_at
 from kiosk.ui.wizard import EnrollWizard
-from models.align import CLIP_SIZE, align_face
+from models.align import CLIP_SIZE, align_face, resize_crop
 from tests.helpers import ROOT, skip_or_fail
 
 VOLUNTEERS = {"solo_02.mp4": "Amélie Poulain", "solo_03.mp4": "Bartholomew", "solo_07.mp4": "陈静"}
@@ -116,7 +115,7 @@ def test_wizard_enrolls_three_volunteers_from_videos(  # type: ignore[no-untyped
         ok, frame = capture.read()
         assert ok
         [face] = detector320.detect(frame)
-        [prediction] = gallery.predict([crop_at(align_face(frame, face.kps, CLIP_SIZE))])
+        [prediction] = gallery.predict([resize_crop(align_face(frame, face.kps, CLIP_SIZE))])
         assert prediction.name == name
     store.close()
 
