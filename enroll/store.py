@@ -105,6 +105,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def new_uid() -> str:
+    """A new opaque person id: the only form of id the store accepts."""
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True)
 class Consent:
     """What the volunteer agreed to (the consent text's version) and when."""
@@ -240,7 +245,7 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _encode_png(image: NDArray[np.uint8]) -> bytes:
+def encode_png(image: NDArray[np.uint8]) -> bytes:
     import cv2
 
     ok, buffer = cv2.imencode(".png", image)
@@ -385,10 +390,15 @@ class PeopleStore:
     # -- reading ---------------------------------------------------------------------
 
     def people(self) -> list[Person]:
+        return self._people()
+
+    def _people(self, where: str = "", params: tuple[str, ...] = ()) -> list[Person]:
         rows = self._db.execute(
             "SELECT p.uid, p.name, p.external_id, p.created_at, p.consent_version, "
             "p.consent_at, COUNT(ph.id) FROM people p LEFT JOIN photos ph "
-            "ON ph.person_id = p.id AND ph.kind = 'aligned' GROUP BY p.id ORDER BY p.name_key"
+            f"ON ph.person_id = p.id AND ph.kind = 'aligned' {where} "
+            "GROUP BY p.id ORDER BY p.name_key",
+            params,
         ).fetchall()
         return [
             Person(
@@ -401,6 +411,16 @@ class PeopleStore:
             )
             for uid, name, external, created, version, consent_at, count in rows
         ]
+
+    def by_uid(self, uid: str) -> Person | None:
+        """The person with this opaque id, or None."""
+        found = self._people("WHERE p.uid = ?", (uid,))
+        return found[0] if found else None
+
+    def find(self, name: str) -> Person | None:
+        """The person of this name (compared as :func:`name_key` does), or None."""
+        found = self._people("WHERE p.name_key = ?", (name_key(name),))
+        return found[0] if found else None
 
     def state(self) -> StoreState:
         """The store's people and photos as one digest (see :class:`StoreState`)."""
@@ -422,10 +442,10 @@ class PeopleStore:
         return StoreWatcher(self.root)
 
     def get(self, name: str) -> Person:
-        for person in self.people():
-            if name_key(person.name) == name_key(name):
-                return person
-        raise UserError(f"no enrolled person is named {name.strip()!r}; `kiosk people list`")
+        person = self.find(name)
+        if person is None:
+            raise UserError(f"no enrolled person is named {name.strip()!r}; `kiosk people list`")
+        return person
 
     def _person_id(self, name: str) -> tuple[int, str]:
         row = self._db.execute(
@@ -457,6 +477,19 @@ class PeopleStore:
                 raise UserError(f"the stored photo {record.file} cannot be decrypted") from None
         return decode_image(data, f"the stored photo {record.file}")
 
+    def read_png(self, record: PhotoRecord) -> bytes:
+        """A stored photo's PNG bytes, decrypted (to copy it elsewhere without re-encoding)."""
+        try:
+            data = record.file.read_bytes()
+        except OSError as error:
+            raise UserError(f"cannot read the stored photo {record.file}: {error}") from error
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self._open(data)
+        except InvalidToken:
+            raise UserError(f"the stored photo {record.file} cannot be decrypted") from None
+
     def crops(self, name: str) -> list[NDArray[np.uint8]]:
         return [self.read_image(record) for record in self.photos(name)]
 
@@ -477,8 +510,13 @@ class PeopleStore:
         photos: Sequence[PhotoToStore],
         consent: Consent,
         external_id: str | None = None,
+        *,
+        uid: str | None = None,
     ) -> Person:
-        """Store a person and their photos atomically: all of it, or nothing at all."""
+        """Store a person and their photos atomically: all of it, or nothing at all.
+
+        ``uid`` keeps an id given elsewhere (a site registry's); else a new one is made.
+        """
         name = validate_name(name)
         if not photos:
             raise UserError(f"no photos to store for {name!r}")
@@ -486,7 +524,12 @@ class PeopleStore:
             "SELECT 1 FROM people WHERE name_key = ?", (name_key(name),)
         ).fetchone():
             raise UserError(f"a person named {name!r} is already enrolled; choose another name")
-        uid = uuid.uuid4().hex
+        if uid is None:
+            uid = new_uid()
+        elif not _UID.fullmatch(uid):
+            raise UserError(f"{uid!r} is not a person id (32 lowercase hex digits)")
+        elif self.by_uid(uid) is not None:
+            raise UserError(f"a person with id {uid} is already enrolled")
         stage = self.staging_dir / uid
         final = self.photos_dir / uid
         now = utc_now().isoformat()
@@ -495,11 +538,11 @@ class PeopleStore:
             stage.mkdir()
             for index, photo in enumerate(photos):
                 file = f"{index:03d}.png"
-                _write_file(stage / file, self._seal(_encode_png(photo.crop)))
+                _write_file(stage / file, self._seal(encode_png(photo.crop)))
                 rows.append((file, "aligned", photo.pose))
                 if photo.original is not None:
                     file = f"{index:03d}-original.png"
-                    _write_file(stage / file, self._seal(_encode_png(photo.original)))
+                    _write_file(stage / file, self._seal(encode_png(photo.original)))
                     rows.append((file, "original", photo.pose))
             fsync_dir(stage)
         except OSError as error:
@@ -558,6 +601,14 @@ class PeopleStore:
         person_id, uid = self._person_id(name)
         self._remove(person_id, uid, action, reason)
         return uid
+
+    def delete_uid(self, uid: str, reason: str, action: str = "delete") -> bool:
+        """Remove the person with this opaque id, if there is one; whether there was."""
+        row = self._db.execute("SELECT id FROM people WHERE uid = ?", (uid,)).fetchone()
+        if row is None:
+            return False
+        self._remove(int(row[0]), uid, action, reason)
+        return True
 
     def _remove(self, person_id: int, uid: str, action: str, reason: str) -> None:
         try:
@@ -679,6 +730,49 @@ class PeopleStore:
             if record.id in found:
                 grouped.setdefault(uid, []).append(found[record.id])
         return {uid: np.stack(vectors) for uid, vectors in grouped.items()}
+
+    def cached_embeddings(self, uid: str) -> dict[str, list[bytes]]:
+        """The cached embeddings of one person's aligned photos, per model key, as raw
+        float32 bytes in photo order; a model appears only when every photo has one."""
+        rows = self._db.execute(
+            "SELECT e.model, e.vector, ph.id FROM embeddings e JOIN photos ph ON ph.id = "
+            "e.photo_id JOIN people p ON p.id = ph.person_id WHERE p.uid = ? AND "
+            "ph.kind = 'aligned' ORDER BY e.model, ph.id",
+            (uid,),
+        ).fetchall()
+        count = self._db.execute(
+            "SELECT COUNT(*) FROM photos ph JOIN people p ON p.id = ph.person_id "
+            "WHERE p.uid = ? AND ph.kind = 'aligned'",
+            (uid,),
+        ).fetchone()[0]
+        found: dict[str, list[bytes]] = {}
+        for model, vector, _ in rows:
+            found.setdefault(model, []).append(self._open(bytes(vector)))
+        return {model: vectors for model, vectors in found.items() if len(vectors) == count}
+
+    def embedding_count(self) -> int:
+        """How many embeddings are cached (cheap: a change says new ones were computed)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+
+    def cache_embeddings(self, uid: str, model: str, vectors: Sequence[bytes]) -> bool:
+        """Cache embeddings computed elsewhere (raw float32 bytes, one per aligned photo in
+        photo order); False when the person is unknown or the photo count differs."""
+        ids = [
+            int(row[0])
+            for row in self._db.execute(
+                "SELECT ph.id FROM photos ph JOIN people p ON p.id = ph.person_id "
+                "WHERE p.uid = ? AND ph.kind = 'aligned' ORDER BY ph.id",
+                (uid,),
+            )
+        ]
+        if not ids or len(ids) != len(vectors):
+            return False
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                [(i, model, self._seal(bytes(v))) for i, v in zip(ids, vectors, strict=True)],
+            )
+        return True
 
     # -- folder-per-person exchange -----------------------------------------------------
 

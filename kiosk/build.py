@@ -31,7 +31,13 @@ from numpy.typing import NDArray
 
 from kiosk.config import KioskConfig
 from kiosk.live.events import DoorHooks, EventLog, HookSettings
-from kiosk.live.holder import NobodyEnrolled, RecognizerFactory, RecognizerHolder, path_signature
+from kiosk.live.holder import (
+    NamingPolicy,
+    NobodyEnrolled,
+    RecognizerFactory,
+    RecognizerHolder,
+    path_signature,
+)
 from kiosk.live.liveness import LivenessMonitor
 from kiosk.live.pipeline import LivePipeline
 from kiosk.live.retrain import Retrainer
@@ -45,7 +51,7 @@ from models.paths import user_cache_dir, user_data_dir
 from models.recognition import Recognizer
 
 if TYPE_CHECKING:
-    from enroll.store import StoreWatcher
+    from kiosk.site.sync import SiteSync
     from models.antispoof import LivenessChecker
     from models.clip.bundle import RecognizerBundle
     from models.clip.classifier import ClipRecognizer
@@ -264,10 +270,10 @@ class StoreGallery:
     """The embedding gallery of a people store, kept open for the kiosk's lifetime."""
 
     def __init__(self, config: KioskConfig) -> None:
-        from enroll.store import open_store
+        from kiosk.site.replica import open_people
 
         self.embedder = gallery_embedder(config)
-        self.store = open_store(config.enroll)
+        self.store = open_people(config)  # a site kiosk's replica, else the plain store
         self.threshold = config.recognizer.gallery_threshold
 
     def signature(self) -> Hashable:
@@ -284,6 +290,36 @@ class StoreGallery:
 
     def close(self) -> None:
         self.store.close()
+
+
+def site_sync(config: KioskConfig) -> SiteSync | None:
+    """A site kiosk's sync worker (started), or None without a ``[site]`` section.
+
+    It keeps its own handle on the replica, pushes the door events of ``[events] dir``,
+    and writes a CLIP bundle the site publishes to the recognizer's bundle path when
+    ``[recognizer] kind`` is ``clip`` or ``fusion``. The first sync
+    is awaited for up to the connect timeout, so a kiosk that was off during an erasure
+    applies it before it names anyone."""
+    if config.site is None:
+        return None
+    from enroll.keys import operator_key
+    from kiosk.site.replica import ReplicaStore, open_people
+    from kiosk.site.sync import SiteSync
+
+    store = open_people(config)
+    assert isinstance(store, ReplicaStore)
+    bundle = bundle_path(config) if config.recognizer.kind != "embedding_gallery" else None
+    events = (config.events.dir or user_data_dir() / "events") if config.events.enabled else None
+    try:
+        sync = SiteSync(
+            config.site, store, bundle_path=bundle, events_dir=events, sealer_key=operator_key()
+        )
+    except BaseException:
+        store.close()
+        raise
+    sync.start()
+    sync.wait_started(config.site.connect_timeout_s + 1.0)
+    return sync
 
 
 class StoreClip:
@@ -414,37 +450,87 @@ def store_retrainer(config: KioskConfig) -> Retrainer:
     return Retrainer.for_config(store=store, bundle=bundle_path(config))
 
 
-def recognizer_holder(config: KioskConfig, retrainer: Retrainer | None = None) -> RecognizerHolder:
-    """The configured recognizer, watched for changes when ``[recognizer] reload``."""
+def recognizer_holder(
+    config: KioskConfig, retrainer: Retrainer | None = None, site: SiteSync | None = None
+) -> RecognizerHolder:
+    """The configured recognizer, watched for changes when ``[recognizer] reload``.
+
+    On a site (``site``, from :func:`site_sync`) its names pass the replica's gate, and
+    the CLIP bundle comes from the site (`kiosk site train` publishes it, the sync writes
+    it here): a door does not retrain it itself."""
     reload = config.recognizer.reload
     poll_s = config.recognizer.reload_poll_s
-    if config.recognizer.kind == "embedding_gallery" and config.recognizer.folder is not None:
-        folder = config.recognizer.folder.expanduser()
-        return RecognizerHolder(recognizer_factory(config), folder if reload else None, poll_s)
-    if config.recognizer.kind != "embedding_gallery" and not _trained_from_store(config):
-        watch = bundle_path(config) if reload else None
-        return RecognizerHolder(recognizer_factory(config), watch, poll_s)
+    policy = site.gate if site is not None else None
+
+    def close_site() -> None:
+        if site is not None:
+            site.close()
+            site.store.close()
+
+    try:
+        if config.recognizer.kind == "embedding_gallery" and config.recognizer.folder is not None:
+            folder = config.recognizer.folder.expanduser()
+            holder = RecognizerHolder(
+                recognizer_factory(config),
+                folder if reload else None,
+                poll_s,
+                close=close_site,
+                policy=policy,
+            )
+        elif config.recognizer.kind != "embedding_gallery" and not _trained_from_store(config):
+            holder = RecognizerHolder(
+                recognizer_factory(config),
+                bundle_path(config) if reload or site else None,
+                poll_s,
+                close=close_site,
+                policy=policy,
+            )
+        else:
+            holder = _store_holder(
+                config, retrainer if site is None else None, site, policy, close_site
+            )
+    except BaseException:
+        close_site()
+        raise
+    if site is not None:
+        site.on_change = holder.check_now  # a pulled change is rebuilt now, not at the poll
+    return holder
+
+
+def _store_holder(
+    config: KioskConfig,
+    retrainer: Retrainer | None,
+    site: SiteSync | None,
+    policy: NamingPolicy | None,
+    close_site: Callable[[], None],
+) -> RecognizerHolder:
+    if site is not None:
+        config = config.model_copy(
+            update={"recognizer": config.recognizer.model_copy(update={"retrain": False})}
+        )
     source = store_source(config, retrainer)
     guard = source.store.watcher()
+
+    def close() -> None:
+        source.close()
+        guard.close()
+        close_site()
+
     try:
         return RecognizerHolder(
             source.build,
-            source.store.root if reload else None,
-            poll_s,
+            source.store.root if config.recognizer.reload or site else None,
+            config.recognizer.reload_poll_s,
             signature=source.signature,
-            close=functools.partial(_close_all, source, guard),
+            close=close,
             people=guard,
             update=getattr(source, "update", None),
+            policy=policy,
         )
     except BaseException:
         source.close()
         guard.close()
         raise
-
-
-def _close_all(*things: StoreGallery | StoreClip | StoreWatcher) -> None:
-    for thing in things:
-        thing.close()
 
 
 def _trained_from_store(config: KioskConfig) -> bool:
@@ -516,7 +602,10 @@ def live_pipeline(
         )
     face_detector = detector(config, input_size=live.detector_input_size)
     face_detector.warm_up()
-    holder = RecognizerHolder(factory) if factory is not None else recognizer_holder(config)
+    site = site_sync(config) if factory is None else None
+    holder = (
+        RecognizerHolder(factory) if factory is not None else recognizer_holder(config, site=site)
+    )
     tracker = Tracker(
         TrackerSettings(
             live.min_frames, live.window, live.iou_threshold, live.max_missed, live.reclassify_every

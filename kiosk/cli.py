@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "kiosk.commands.train_cmd",
     "kiosk.commands.recognize_cmd",
     "kiosk.commands.bench_cmd",
+    "kiosk.commands.site_cmd",
 ]
 
 

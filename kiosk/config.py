@@ -310,6 +310,52 @@ class RecognizerConfig(_Section):
         return self
 
 
+class SiteConfig(_Section):
+    """The site registry (PostgreSQL) this kiosk replicates; absent: a single kiosk.
+
+    The password is never in this file: it comes from $KIOSK_SITE_PASSWORD, else the OS
+    keyring (service ``clip-face-kiosk``, user ``site:<user>@<host>``), else libpq's own
+    means (a ~/.pgpass file, a client certificate, peer authentication on a socket).
+    """
+
+    host: str | None = Field(
+        default=None, description="server name or address, or a Unix socket folder (libpq's)"
+    )
+    port: int = Field(default=5432, ge=1, le=65535)
+    dbname: str = Field(default="kiosk", min_length=1)
+    user: str = Field(
+        min_length=1, description="this kiosk's own database role; it is also its kiosk id"
+    )
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    sslrootcert: Path | None = Field(default=None, description="CA file for verify-ca/-full")
+    connect_timeout_s: int = Field(default=5, ge=1, le=120)
+    max_replica_age_h: float = Field(
+        default=24.0, gt=0.0, description="name nobody from a replica not synced for longer"
+    )
+    poll_s: float = Field(
+        default=30.0, gt=0.0, description="pull even without a notification this often"
+    )
+    encrypt: bool = Field(
+        default=False,
+        description="seal crops and embeddings in the registry with the operator key "
+        "($KIOSK_STORE_KEY or keyring); every kiosk of the site needs the same key",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password(cls, data: object) -> object:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "a password never goes in the config file: set $KIOSK_SITE_PASSWORD or the "
+                "OS keyring (see docs/site.md)"
+            )
+        return data
+
+    @property
+    def kiosk_id(self) -> str:
+        return self.user
+
+
 class KioskConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     detector: DetectorConfig = DetectorConfig()
@@ -322,6 +368,7 @@ class KioskConfig(_Section):
     kiosk: LiveConfig = LiveConfig()
     events: EventsConfig = EventsConfig()
     recognizer: RecognizerConfig = RecognizerConfig()
+    site: SiteConfig | None = None  # a kiosk of a site: see docs/site.md
 
 
 def default_config_path() -> Path:
@@ -349,7 +396,7 @@ def load_config(path: Path | None = None) -> KioskConfig:
         raise UserError(f"config file {path}: {format_validation_error(error)}") from error
 
 
-SECRET_KEYS = {("operator_pin",)}
+SECRET_KEYS = {("operator_pin",), ("site",)}  # ("site",): its errors may hold a password
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kiosk.bench.core import TRAIN_RUNS, run_core, train_one
 from kiosk.bench.data import shared_folder
-from kiosk.commands import bench_live, liveness_cmd, ui_bench_cmd
+from kiosk.commands import bench_live, liveness_cmd, site_bench_cmd, ui_bench_cmd
 from kiosk.config import load_config
 from models.io import write_json_atomic
 
@@ -58,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench_live.register_verb(verbs)
     liveness_cmd.register_bench_verb(verbs)
     ui_bench_cmd.register_verb(verbs)
+    site_bench_cmd.register_verb(verbs)
 
 
 def _train_one(args: argparse.Namespace) -> int:

@@ -4,8 +4,10 @@ people_args.py; the rows: enroll/records.py)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from kiosk.commands import people_args
@@ -24,14 +26,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         verbs[handler.__name__[1:].replace("_", "-")].set_defaults(handler=handler)
 
 
-def _open(args: argparse.Namespace) -> PeopleStore:
-    from enroll.store import open_store
+@contextlib.contextmanager
+def _open(args: argparse.Namespace) -> Iterator[PeopleStore]:
+    """The store (on a site: the replica, whose changes reach the registry at the end)."""
     from kiosk.build import with_store
+    from kiosk.setup.site import people_store
 
-    store = open_store(with_store(load_config(args.config), args.store).enroll)
-    for uid in store.purged_on_open:
-        print(f"purged person {uid}: retention period ended", file=sys.stderr)
-    return store
+    config = with_store(load_config(args.config), args.store)
+    with people_store(config, config.enroll.store_dir) as store:
+        for uid in store.purged_on_open:
+            print(f"purged person {uid}: retention period ended", file=sys.stderr)
+        yield store
 
 
 def _list(args: argparse.Namespace) -> int:

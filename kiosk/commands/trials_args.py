@@ -87,6 +87,16 @@ def register(
     export.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="trials SQLite file")
     export.add_argument("--session", type=int, default=None, help="session id (default: latest)")
     _add_outputs(export)
+
+    report = verbs.add_parser(
+        "report", help="a report of a saved session, or with --site of every kiosk's trials"
+    )
+    report.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="trials SQLite file")
+    report.add_argument("--session", type=int, default=None, help="session id (default: latest)")
+    report.add_argument(
+        "--site", action="store_true", help="every kiosk's trials from the site registry"
+    )
+    _add_outputs(report)
     return parser, dict(verbs.choices)
 
 

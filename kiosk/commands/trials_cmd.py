@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verbs["simulate"].set_defaults(handler=_simulate)
     verbs["sessions"].set_defaults(handler=_sessions)
     verbs["export"].set_defaults(handler=_export)
+    verbs["report"].set_defaults(handler=_report)
 
 
 def _outputs(args: argparse.Namespace) -> Outputs:
@@ -86,4 +87,16 @@ def _export(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     _print_summary(export_session(config, args.db, args.session, _outputs(args)))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """`kiosk trials report [--site]`: one session's report, or the site's."""
+    if not args.site:
+        return _export(args)
+    from kiosk.trials.site import site_report
+
+    summary, per_kiosk = site_report(load_config(args.config), _outputs(args))
+    _print_summary(summary)
+    print("kiosks: " + ", ".join(f"{kiosk} ({count})" for kiosk, count in per_kiosk.items()))
     return 0

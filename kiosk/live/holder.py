@@ -15,6 +15,11 @@ longer enrolled (and shows renamed people under their new names) from the recogn
 at once, and from every recognizer swapped in later until a rebuild has caught up. A
 deleted person is therefore never named on a frame processed after the deletion
 committed.
+
+A :class:`NamingPolicy` (a site kiosk's replica, kiosk/site/replica.py) may veto names:
+:meth:`RecognizerHolder.current` then answers through a :class:`GatedRecognizer`, which
+turns a refused name into an unknown face, and the policy's refusal becomes the
+holder's ``last_error``, the notice the window shows.
 """
 
 from __future__ import annotations
@@ -61,6 +66,52 @@ class NobodyEnrolled:
         return [Prediction(name=None, best="", confidence=0.0) for _ in crops]
 
 
+class NamingPolicy(Protocol):
+    """Who may be named now, asked on every prediction (so it must be cheap)."""
+
+    def refusal(self) -> str:
+        """Why nobody may be named now (e.g. a stale replica), or "" when names may be."""
+        ...
+
+    def may_name(self, name: str) -> bool:
+        """Whether this name may be given (e.g. not erased from the site)."""
+        ...
+
+
+class GatedRecognizer:
+    """A recognizer whose names pass a :class:`NamingPolicy`: a refused name is unknown,
+    and not even offered as the best candidate."""
+
+    def __init__(self, inner: Recognizer, policy: NamingPolicy) -> None:
+        self.inner = inner
+        self.policy = policy
+
+    @property
+    def people(self) -> Sequence[str]:
+        return self.inner.people
+
+    @property
+    def threshold(self) -> float:
+        return self.inner.threshold
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return providers_of(self.inner)
+
+    def align(self, image: NDArray[np.uint8], face: Face) -> NDArray[np.uint8]:
+        return self.inner.align(image, face)
+
+    def predict(self, crops: Sequence[NDArray[np.uint8]]) -> list[Prediction]:
+        predictions = self.inner.predict(crops)
+        everyone_refused = bool(self.policy.refusal())
+        gated = []
+        for prediction in predictions:
+            if everyone_refused or (prediction.best and not self.policy.may_name(prediction.best)):
+                prediction = Prediction(name=None, best="", confidence=prediction.confidence)
+            gated.append(prediction)
+        return gated
+
+
 def path_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
     """What changes when a file or any file under a folder is added, removed or rewritten."""
     if not path.exists():
@@ -96,8 +147,10 @@ class RecognizerHolder:
         close: Callable[[], None] | None = None,
         people: PeopleGuard | None = None,
         update: Callable[[], str] | None = None,
+        policy: NamingPolicy | None = None,
     ) -> None:
         self.factory = factory
+        self.policy = policy
         self.watch = watch
         self.poll_s = poll_s
         if signature is None and watch is not None:
@@ -119,10 +172,11 @@ class RecognizerHolder:
         self._signature = signature() if watch is not None and signature is not None else ()
         self._recognizer = self._true_to_store(initial if initial is not None else factory())
         self.version = 1
-        self.last_error = ""
+        self._last_error = ""
         self._retry_at = 0.0
         self._retry_s = poll_s
         self._failed: Hashable = None  # the signature whose build failed last
+        self._gated: GatedRecognizer | None = None  # the policy's view of the one in use
         self._stop = threading.Event()
         self._wake = threading.Event()  # check now, not at the next poll
         self._thread: threading.Thread | None = None
@@ -142,7 +196,12 @@ class RecognizerHolder:
                     self._enrolled = enrolled
                     self._recognizer = self._true_to_store(self._recognizer)
                 self._wake.set()  # and rebuild (or retrain) soon
-        return self._recognizer
+        recognizer = self._recognizer
+        if self.policy is None:
+            return recognizer
+        if self._gated is None or self._gated.inner is not recognizer:
+            self._gated = GatedRecognizer(recognizer, self.policy)
+        return self._gated
 
     def _true_to_store(self, recognizer: Recognizer) -> Recognizer:
         """``recognizer`` without the people no longer enrolled, under today's names."""
@@ -170,6 +229,17 @@ class RecognizerHolder:
             people=len(recognizer.people),
             update=self._update() if self._update is not None else "",
         )
+
+    @property
+    def last_error(self) -> str:
+        """The reload's trouble, else the naming policy's refusal, else ""."""
+        if self._last_error or self.policy is None:
+            return self._last_error
+        return self.policy.refusal()
+
+    @last_error.setter
+    def last_error(self, message: str) -> None:
+        self._last_error = message
 
     def reload_if_changed(self) -> bool:
         """Rebuild and swap if the watched source changed; a failed build keeps the old

@@ -48,7 +48,7 @@ def run_enrollment(
     started = time.monotonic()
     enroll_config = with_store(config, store_dir).enroll
 
-    from enroll.store import open_store
+    from kiosk.setup.site import people_store
     from kiosk.ui import application
     from kiosk.ui.enrollment import enrollment_models, frame_reader
     from kiosk.ui.wizard import EnrollWizard, drive_automatically
@@ -57,7 +57,8 @@ def run_enrollment(
     detector, embedder = enrollment_models(config)
     source = open_enroll_source(source_spec)
     timings["load_models_s"] = time.monotonic() - started
-    with open_store(enroll_config) as store:
+    # On a site, the replica: the new person reaches the registry when the wizard closes.
+    with people_store(config, enroll_config.store_dir) as store:
         wizard = EnrollWizard(
             store,
             enroll_config,

@@ -83,11 +83,11 @@ class KioskEnrollment:
         if self.wizard is not None:
             self.wizard.raise_()
             return
-        from enroll.store import open_store
+        from kiosk.site.replica import open_people
 
         config = self.config
         detector, embedder = enrollment_models(config)
-        store = open_store(config.enroll)
+        store = open_people(config)  # on a site, the replica: the kiosk's worker pushes
         self.pipeline.pause()  # the camera is released before the wizard opens it
         try:
             source = open_source(self.source_spec, realtime=True)

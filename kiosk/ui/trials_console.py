@@ -12,7 +12,7 @@ from kiosk.trials.runs import default_database, enrolled_roster, trials_pipeline
 def run_console(config: KioskConfig, source: str | None, db: Path | None) -> int:
     """Open the console (``source`` overrides ``[kiosk] source``) until it is closed."""
     from kiosk.trials.rules import Participant
-    from kiosk.trials.store import TrialStore
+    from kiosk.trials.site import open_trial_store
     from kiosk.ui import application
     from kiosk.ui.trials_window import TrialsWindow
 
@@ -20,7 +20,8 @@ def run_console(config: KioskConfig, source: str | None, db: Path | None) -> int
     roster = enrolled_roster(config)
     pipeline = trials_pipeline(config, source)
     shown_source = source if source is not None else config.kiosk.source
-    with TrialStore(db if db is not None else default_database(config)) as store:
+    # On a site, finished trials are also queued for the registry (kiosk/trials/site.py).
+    with open_trial_store(config, db if db is not None else default_database(config)) as store:
         session = store.create_session(
             label=f"live {shown_source}",
             duration=config.trials.duration,
