@@ -517,7 +517,7 @@ def _store_holder(
         close_site()
 
     try:
-        return RecognizerHolder(
+        holder = RecognizerHolder(
             source.build,
             source.store.root if config.recognizer.reload or site else None,
             config.recognizer.reload_poll_s,
@@ -527,6 +527,8 @@ def _store_holder(
             update=getattr(source, "update", None),
             policy=policy,
         )
+        holder.retrainer = getattr(source, "retrainer", None)
+        return holder
     except BaseException:
         source.close()
         guard.close()

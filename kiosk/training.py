@@ -13,25 +13,26 @@ started from the bundle in use, run in the background by the kiosk
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import logging
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kiosk import build
 from kiosk.config import KioskConfig
+from kiosk.live.retrain import Retrainer
 from models.errors import UserError
 from models.io import Skipped, atomic_writer, scan_people
-from models.paths import user_cache_dir, user_data_dir
+from models.paths import user_cache_dir
 
 if TYPE_CHECKING:
     from enroll.store import PeopleStore
     from models.clip.bundle import RecognizerBundle
+    from models.embedder import FaceEmbedder
 
 Log = Callable[[str], None]
 
@@ -128,56 +129,6 @@ def save_trained_bundle(bundle: RecognizerBundle, out: Path, cache_dir: Path | N
     return out
 
 
-def bundle_path(config: KioskConfig) -> Path:
-    """The CLIP bundle the configuration names, else ``<data dir>/recognizer.bundle``."""
-    if config.recognizer.bundle is not None:
-        return config.recognizer.bundle.expanduser()
-    return user_data_dir() / "recognizer.bundle"
-
-
-@contextlib.contextmanager
-def bundle_lock(path: Path, timeout_s: float = 600.0) -> Iterator[None]:
-    """Hold the bundle's training lock: two trainings of one bundle never overlap (the
-    door's and a wizard's in another process). Waits for the other one to finish."""
-    from filelock import FileLock, Timeout
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with FileLock(str(path.with_name(path.name + ".lock")), timeout=timeout_s):
-            yield
-    except Timeout:
-        raise UserError(
-            f"another training of {path} has held its lock for {timeout_s:.0f} s; "
-            "if no training runs, remove the .lock file beside the bundle"
-        ) from None
-
-
-def current_bundle(path: Path) -> RecognizerBundle | None:
-    """The bundle at ``path``, or None when there is none yet or it cannot be read."""
-    from models.clip.bundle import BundleError, load_bundle
-
-    if not path.exists():
-        return None
-    try:
-        return load_bundle(path)
-    except BundleError as error:
-        logging.getLogger(__name__).warning("the bundle in use cannot be read: %s", error)
-        return None
-
-
-def forget_in_bundle(path: Path, person_ids: set[str]) -> bool:
-    """Drop people from the bundle file at once (an erasure, before any retrain): the file
-    no longer holds their names or text embeddings. True when it changed."""
-    from models.clip.bundle import save_bundle
-
-    with bundle_lock(path):
-        bundle = current_bundle(path)
-        if bundle is None or not person_ids & set(bundle.person_ids):
-            return False
-        save_bundle(bundle.without(person_ids), path)
-    return True
-
-
 @dataclass(frozen=True)
 class StoreTraining:
     """What a training from the people store did."""
@@ -216,12 +167,12 @@ def train_from_store(
     from models.train.features import FaceSet
     from models.train.finetune import WarmStart
 
-    path = out or bundle_path(config)
+    path = out or build.bundle_path(config)
     report = progress or (lambda fraction, what, eta: None)
     started = time.perf_counter()
-    with bundle_lock(path):
+    with build.bundle_lock(path):
         state = store.state()
-        previous = current_bundle(path)
+        previous = build.current_bundle(path)
         if previous is not None and previous.source.get("digest") == state.digest:
             return StoreTraining(False, "the recognizer is up to date", previous.version, {})
         if len(state.people) < 2:
@@ -287,3 +238,72 @@ def train_from_store(
     message = f"the recognizer knows {people} {'person' if people == 1 else 'people'}"
     report(1.0, message, 0.0)
     return StoreTraining(True, message, bundle.version, summary)
+
+
+UpdateProgress = Callable[[float, str], None]  # fraction done, what to tell the operator
+
+
+class RecognizerUpdate(Protocol):
+    """What the wizard runs after saving someone, until the new person can be named.
+    ``run`` returns what to tell the operator; setting ``cancel`` stops waiting (the
+    person stays saved)."""
+
+    def run(self, progress: UpdateProgress, cancel: threading.Event) -> str: ...
+
+
+class GalleryRefresh:
+    """The embedding gallery: the new person's embeddings, computed and cached now."""
+
+    def __init__(self, store: PeopleStore, embedder: FaceEmbedder, threshold: float) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.threshold = threshold
+
+    def run(self, progress: UpdateProgress, cancel: threading.Event) -> str:
+        from enroll.training import TrainingCancelled, rebuild_gallery
+
+        def report(done: int, total: int) -> None:
+            progress(done / max(total, 1), f"updating the recognizer: {done} of {total} people")
+
+        try:
+            gallery = rebuild_gallery(
+                self.store, self.embedder, threshold=self.threshold, progress=report, cancel=cancel
+            )
+        except TrainingCancelled:
+            return "saved; the recognizer is rebuilt the next time the kiosk starts"
+        return f"the recognizer knows {len(gallery.people)} people: the door names them now"
+
+
+class ClipRetrain:
+    """The CLIP recognizer: the retrain in the background, followed until it ends."""
+
+    def __init__(self, retrainer: Retrainer, poll_s: float = 0.2) -> None:
+        self.retrainer = retrainer
+        self.poll_s = poll_s
+
+    def run(self, progress: UpdateProgress, cancel: threading.Event) -> str:
+        self.retrainer.request()
+        while not cancel.wait(self.poll_s):
+            status = self.retrainer.status()
+            if status.state in ("done", "failed", "idle") and not status.pending:
+                if status.state == "failed":
+                    return (
+                        f"saved, but the recognizer could not learn the new face yet: "
+                        f"{status.message}. The kiosk tries again when it starts"
+                    )
+                return f"{status.message}: the door names the new person now"
+            eta = f"; about {status.eta_s:.0f} s left" if status.eta_s else ""
+            progress(status.progress, f"teaching the recognizer the new face{eta}")
+        return "saved; the recognizer keeps learning the new face in the background"
+
+
+def recognizer_update(
+    config: KioskConfig, store: PeopleStore, retrainer: Retrainer | None = None
+) -> RecognizerUpdate:
+    """The update the configured recognizer needs after an enrollment: a gallery refresh,
+    or (CLIP, fusion) the background retrain, ``retrainer`` or a new one."""
+    if config.recognizer.kind == "embedding_gallery":
+        return GalleryRefresh(
+            store, build.gallery_embedder(config), config.recognizer.gallery_threshold
+        )
+    return ClipRetrain(retrainer if retrainer is not None else build.store_retrainer(config))

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kiosk.live.results import RecognizerInfo
+from kiosk.live.retrain import Retrainer
 from models.detector import Face
 from models.recognition import PeopleRecognizer, Prediction, Recognizer
 
@@ -163,6 +164,7 @@ class RecognizerHolder:
         self._close = close
         self._guard = people
         self._update = update
+        self.retrainer: Retrainer | None = None  # the CLIP bundle's, when it has one
         self._lock = threading.Lock()  # the swap, and the guard's filtering
         self._enrolled: dict[str, str] | None = None  # the guard's last answer
         if people is not None:

@@ -45,6 +45,7 @@ from kiosk.live.events import DoorHooks, EventLog
 from kiosk.live.holder import RecognizerHolder, providers_of
 from kiosk.live.liveness import LivenessMonitor, LivenessVerdict
 from kiosk.live.results import FrameResult
+from kiosk.live.retrain import Retrainer
 from kiosk.live.slot import NewestSlot
 from kiosk.live.sources import Frame, FrameSource, LiveCaptureSource
 from kiosk.live.tracking import Tracker, TrackUpdate, TrackVeto
@@ -292,6 +293,11 @@ class LivePipeline:
     def check_recognizer(self) -> None:
         """Look for a changed recognizer source now (the wizard just saved someone)."""
         self.recognizers.check_now()
+
+    @property
+    def retrainer(self) -> Retrainer | None:
+        """The CLIP bundle's background retrain, which the wizard follows after a save."""
+        return self.recognizers.retrainer
 
     def pause(self, timeout: float = 2.0) -> bool:
         """Stop reading and release the source (a camera), e.g. while the enrollment wizard

@@ -94,10 +94,10 @@ class Retrainer:
     def request(self) -> None:
         """Retrain soon: now if idle, else once more after the running retrain."""
         with self._lock:
-            if self._status.state == "training":
-                self._status = replace(self._status, pending=True)
+            self._status = replace(self._status, pending=True)  # busy from now on
             self._wake.set()
             if self._thread is None:
+                self._stop.clear()
                 self._thread = threading.Thread(target=self._run, name="retrain", daemon=True)
                 self._thread.start()
 
@@ -131,10 +131,8 @@ class Retrainer:
             )
             status = self._train_once()
             with self._lock:
-                again = self._status.pending or self._wake.is_set()
+                again = self._status.pending
                 self._status = replace(status, pending=again)
-                if again:
-                    self._wake.set()
             if self.on_done is not None:
                 try:
                     self.on_done(status)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from kiosk.live.pipeline import LivePipeline as Pipeline
     from kiosk.live.results import FrameResult
+    from kiosk.live.retrain import Retrainer
 
 log = logging.getLogger(__name__)
 STARTING = "Starting… loading the models"
@@ -76,6 +77,10 @@ class PipelineStarter:
     def check_recognizer(self) -> None:
         if self.pipeline is not None:
             self.pipeline.check_recognizer()
+
+    @property
+    def retrainer(self) -> Retrainer | None:
+        return self.pipeline.retrainer if self.pipeline is not None else None
 
     def resume(self) -> None:
         with self._lock:

@@ -49,12 +49,13 @@ def run_enrollment(
     enroll_config = with_store(config, store_dir).enroll
 
     from kiosk.setup.site import people_store
+    from kiosk.training import recognizer_update
     from kiosk.ui import application
-    from kiosk.ui.enrollment import enrollment_models, frame_reader
+    from kiosk.ui.enrollment import enrollment_detector, frame_reader
     from kiosk.ui.wizard import EnrollWizard, drive_automatically
 
     app = application()
-    detector, embedder = enrollment_models(config)
+    detector = enrollment_detector(config)
     source = open_enroll_source(source_spec)
     timings["load_models_s"] = time.monotonic() - started
     # On a site, the replica: the new person reaches the registry when the wizard closes.
@@ -64,16 +65,15 @@ def run_enrollment(
             enroll_config,
             lambda: frame_reader(source),
             detector,
-            embedder,
-            threshold=config.recognizer.gallery_threshold,
+            recognizer_update(config, store),
         )
         if auto:
             drive_automatically(wizard, auto, source, timings)
         wizard.show()
         result = app.exec()
         source.close()
-        photos = store.get(auto).photo_count if auto and wizard.gallery else 0
-        enrolled = wizard.gallery is not None
+        enrolled = wizard.saved_person is not None
+        photos = store.get(auto).photo_count if auto and enrolled else 0
         # Destroy the Qt objects now, not during interpreter shutdown (PySide6 can crash there).
         wizard.deleteLater()
         app.processEvents()

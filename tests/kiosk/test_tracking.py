@@ -159,3 +159,13 @@ def test_match_boxes_pairs_best_overlap_first_and_leaves_weak_pairs_unmatched() 
     assert match_boxes(tracks, faces, 0.3) == {0: 1, 1: 0}
     assert match_boxes(tracks, faces, 0.99) == {}
     assert match_boxes([], faces, 0.3) == {} and match_boxes(tracks, [], 0.3) == {}
+
+
+def test_retain_names_forgets_an_erased_name_at_once() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=2, window=4, reclassify_every=3))
+    *_, last = feed(tracker, [named("zoë")] * 3)
+    assert last.view.label == "zoë" and last.view.state == "recognized"
+    tracker.retain_names({"ada"})  # zoë was deleted: no track keeps her name
+    [update] = tracker.update(FRAME, [face(100.0)], given(rejected("ada")))
+    assert update.view.label != "zoë" and update.view.raw_best != "zoë"
+    assert update.view.state == "pending"
