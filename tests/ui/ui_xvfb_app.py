@@ -28,7 +28,7 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     from PySide6.QtTest import QTest
 
     from enroll.config import EnrollConfig
-    from kiosk.config import EventsConfig, KioskConfig, LiveConfig, ModelsConfig
+    from kiosk.config import EventsConfig, KioskConfig, LiveConfig, ModelsConfig, RecognizerConfig
     from kiosk.setup.pin import hash_pin
     from kiosk.ui import application
     from kiosk.ui.door import start_pipeline
@@ -42,6 +42,7 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     config = KioskConfig(
         models=ModelsConfig(dir=model_dir),
         kiosk=LiveConfig(loop=True),
+        recognizer=RecognizerConfig(kind="embedding_gallery"),
         enroll=EnrollConfig(store_dir=out_dir / "people"),
         events=EventsConfig(dir=out_dir / "events"),
     )
