@@ -200,7 +200,8 @@ def test_stage_timings_add_up(gallery: Path, shared: Callable[..., Path], tmp_pa
     classified = []
     for result in pipeline.run(max_frames=6):
         stages = result.stage_ms
-        assert stages["detect"] > 0 and stages["track"] >= 0
+        # the tracker's own time is left once align and classify are taken out of its lap
+        assert stages["detect"] > 0 and stages["track"] > 0
         classified.append(stages["classify"] > 0)
         parts = sum(v for k, v in stages.items() if k not in ("decode", "total"))
         assert parts == pytest.approx(stages["total"])
