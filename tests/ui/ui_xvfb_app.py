@@ -1,4 +1,4 @@
-"""Run by tests/test_ui_xvfb.py in a subprocess on a real X server (Xvfb): imports cv2
+"""Run by tests/ui/test_ui_xvfb.py in a subprocess on a real X server (Xvfb): imports cv2
 first, as the product does, enrolls the video's person into a fresh people store, opens
 the full-screen kiosk window on the real live pipeline (`kiosk run`'s own
 `start_pipeline`: detection, liveness, the store's gallery, tracking) playing the video,
