@@ -13,10 +13,17 @@ def _doctor_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, d
     return code, json.loads(capsys.readouterr().out)
 
 
+def _gallery_config(tmp_path: Path) -> str:
+    """The embedding gallery: the shared models are all it needs (CLIP needs RN50.pt)."""
+    config = tmp_path / "gallery.toml"
+    config.write_text('[recognizer]\nkind = "embedding_gallery"\n', encoding="utf-8")
+    return str(config)
+
+
 def test_doctor_ready_with_shared_models(
-    model_dir: Path, capsys: pytest.CaptureFixture[str]
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, report = _doctor_json(capsys)
+    code, report = _doctor_json(capsys, "--config", _gallery_config(tmp_path))
     assert code == 0 and report["can_run"] is True
     assert report["checks"]["onnxruntime"]["providers_in_use"][-1] == "CPUExecutionProvider"
     # The deterministic install leaves exactly one onnxruntime distribution.
@@ -45,10 +52,21 @@ def test_doctor_fails_without_the_gallery_embedder(
     for name in ("scrfd_2.5g_bnkps.onnx", "minifasnet_v2.onnx", "minifasnet_v1se.onnx"):
         (tmp_path / name).symlink_to(model_dir / name)
     monkeypatch.setenv("KIOSK_MODEL_DIR", str(tmp_path))
-    code, report = _doctor_json(capsys)
+    code, report = _doctor_json(capsys, "--config", _gallery_config(tmp_path))
     assert code == 1 and report["can_run"] is False
     fixes = [p["fix"] for p in report["problems"] if p["severity"] == "error"]
     assert fixes == ["kiosk models fetch mobilefacenet_128d"]
+
+
+def test_doctor_asks_for_the_clip_weights_of_the_default_recognizer(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default recognizer is CLIP: before its first bundle is trained it needs RN50.pt,
+    which the shared models do not have."""
+    code, report = _doctor_json(capsys)
+    assert code == 1 and report["can_run"] is False
+    fixes = [p["fix"] for p in report["problems"] if p["severity"] == "error"]
+    assert fixes == ["kiosk models fetch clip_rn50_openai"]
 
 
 def test_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
