@@ -381,7 +381,10 @@ def test_run_opens_the_window_on_the_pipeline_and_stops_it(
 
     monkeypatch.setattr(door, "start_pipeline", start)
     config = tmp_path / "kiosk.toml"
-    config.write_text(f'[ui]\noperator_pin = "{pin_hash}"\npoll_ms = 10\n')
+    config.write_text(
+        f'[ui]\noperator_pin = "{pin_hash}"\npoll_ms = 10\n'
+        '[recognizer]\nkind = "embedding_gallery"\n'  # all its model files are in ../shared
+    )
     seen: dict[str, object] = {}
 
     def look_then_stop() -> None:
