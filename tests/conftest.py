@@ -112,6 +112,8 @@ def _isolated_dirs(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     monkeypatch.delenv("KIOSK_CONFIG", raising=False)
+    monkeypatch.setenv("KIOSK_HOME", "")  # recorded: what `kiosk --home` sets is undone
+    monkeypatch.delenv("KIOSK_HOME")
 
 
 @pytest.fixture(scope="session")

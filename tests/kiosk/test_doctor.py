@@ -80,3 +80,36 @@ def test_pyside_612_on_old_python_is_flagged(
     assert (problem is not None) == flagged
     if problem is not None:
         assert problem.severity == "warning" and 'pip install "PySide6!=6.12.0"' in problem.fix
+
+
+def test_doctor_prints_a_table_and_json_only_when_asked(
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("scrfd_2.5g_bnkps.onnx", "minifasnet_v2.onnx", "mobilefacenet_128d.onnx"):
+        (tmp_path / name).symlink_to(model_dir / name)
+    (tmp_path / "minifasnet_v1se.onnx").write_bytes(b"not the model")
+    monkeypatch.setenv("KIOSK_MODEL_DIR", str(tmp_path))
+    assert main(["doctor"]) == 1
+    table = capsys.readouterr().out
+    assert "{" not in table  # no JSON
+    lines = table.splitlines()
+    headings = [line for line in lines if line and not line.startswith(" ")]
+    assert headings[:-1] == ["python", "qt", "cameras", "models", "onnxruntime", "paths"]
+    assert headings[-1].startswith("the kiosk cannot run (1 error(s)")
+    rows = {
+        line.split()[1]: line.split()[0]
+        for line in lines
+        if line.startswith("  ") and line.split()[0] in ("ok", "warning", "error", "-")
+    }
+    assert rows["scrfd_2.5g"] == rows["minifasnet_v2"] == rows["providers"] == "ok"
+    assert rows["minifasnet_v1se"] == "error" and rows["yunet"] == "-"
+    at = next(i for i, line in enumerate(lines) if line.split()[1:2] == ["minifasnet_v1se"])
+    assert "is corrupt" in lines[at]
+    assert lines[at + 1].split() == ["fix:", "kiosk", "models", "fetch", "minifasnet_v1se"]
+    code, report = _doctor_json(capsys)
+    assert code == 1
+    (problem,) = [p for p in report["problems"] if p["severity"] == "error"]
+    assert problem["section"] == "models" and problem["fix"] == "kiosk models fetch minifasnet_v1se"
