@@ -123,7 +123,7 @@ def pyside_problem(pyside_version: str | None, python: tuple[int, int]) -> Probl
     )
 
 
-def _check_qt(report: DoctorReport) -> None:
+def _check_qt(report: DoctorReport, kiosk: str) -> None:
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     platform_name = os.environ.get("QT_QPA_PLATFORM") or ("default" if display else None)
     try:  # the installed distribution's version: Qt itself is not loaded here
@@ -149,13 +149,13 @@ def _check_qt(report: DoctorReport) -> None:
             "warning",
             "screen",
             "none: DISPLAY and WAYLAND_DISPLAY are unset, so `kiosk run` cannot open",
-            "run on the kiosk's desktop session, or test with `xvfb-run kiosk run`",
+            f"run on the kiosk's desktop session, or test with `xvfb-run {kiosk} run --windowed`",
         )
     else:
         report.add("qt", "ok", "screen", f"{display or '-'} (Qt platform {platform_name})")
 
 
-def _check_cameras(report: DoctorReport) -> None:
+def _check_cameras(report: DoctorReport, kiosk: str) -> None:
     if sys.platform.startswith("linux"):
         devices = sorted(glob.glob("/dev/video*"))
         report.checks["cameras"] = devices
@@ -167,7 +167,7 @@ def _check_cameras(report: DoctorReport) -> None:
                 "warning",
                 "cameras",
                 "no camera device (/dev/video*) found",
-                "plug in a webcam, or use `kiosk run --source VIDEO_FILE|RTSP_URL|FOLDER`",
+                f"plug in a webcam, or use `{kiosk} run --source VIDEO_FILE|RTSP_URL|FOLDER`",
             )
     else:
         report.checks["cameras"] = "not listed on this platform; `kiosk run` reports a missing one"
@@ -291,8 +291,8 @@ def run_doctor(
     report = DoctorReport()
     model_dir = registry.resolve_model_dir(config.models.dir)
     _check_python(report)
-    _check_qt(report)
-    _check_cameras(report)
+    _check_qt(report, kiosk)
+    _check_cameras(report, kiosk)
     _check_models(report, config, model_dir, kiosk)
     _check_runtime(report, config, model_dir)
     _check_paths(report, config_file or config_path(), model_dir)

@@ -131,16 +131,13 @@ def _size_text(model: registry.ModelSpec, mirror: str | None = None) -> str:
     return text
 
 
-def _state_text(result: registry.VerifyResult) -> str:
-    if result.status == "corrupt":
-        return "corrupt: its sha256 is not the manifest's, a download replaces it"
-    return result.status
-
-
 def _file_line(result: registry.VerifyResult, mirror: str | None) -> str:
     model = registry.spec(result.name)
-    size = _size_text(model, mirror)
-    return f"  {model.file} ({result.name}, {size}): {_state_text(result)}"
+    state: str = result.status
+    if state == "corrupt":
+        how = "a download replaces it" if registry.sources(model, mirror) else "replace it"
+        state = f"corrupt: its sha256 is not the manifest's, {how}"
+    return f"  {model.file} ({result.name}, {_size_text(model, mirror)}): {state}"
 
 
 def describe(names: Sequence[str], model_dir: Path, mirror: str | None = None) -> str:
