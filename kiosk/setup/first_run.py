@@ -101,11 +101,9 @@ def kiosk_command(home: Path | None = None, config: Path | None = None) -> str:
     return shlex.join(words)
 
 
-def rerun_command(
-    kiosk: str, verb: str, *, windowed: bool = False, source: str | None = None
-) -> str:
+def rerun_command(kiosk: str, *, windowed: bool = False, source: str | None = None) -> str:
     """``kiosk run`` as the user ran it (window mode, source): what to rerun with ``--yes``."""
-    words = [verb, *(["--windowed"] if windowed else [])]
+    words = ["run", *(["--windowed"] if windowed else [])]
     if source is not None:
         words += ["--source", source]
     return f"{kiosk} {shlex.join(words)}"

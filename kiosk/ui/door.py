@@ -63,7 +63,7 @@ def run_door(
         config = load_config(config_path)
         if not windowed and config.ui.operator_pin is None:
             raise UserError(NO_PIN_MESSAGE)
-        again = rerun_command(kiosk, "run", windowed=windowed, source=source)
+        again = rerun_command(kiosk, windowed=windowed, source=source)
         first_run(config, assume_yes=assume_yes, command=again, kiosk=kiosk)
         app = application()
         pipeline = start_pipeline(config, source)
