@@ -8,6 +8,16 @@ import pytest
 from kiosk.cli import main
 
 
+def _use_models(folder: Path, shared: Path, monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """A model directory holding only ``names`` (links to the shared files)."""
+    from models import registry
+
+    for name in names:
+        file = registry.spec(name).file
+        (folder / file).symlink_to(shared / file)
+    monkeypatch.setenv("KIOSK_MODEL_DIR", str(folder))
+
+
 def _doctor_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
     code = main([*argv, "doctor", "--json"])
     return code, json.loads(capsys.readouterr().out)
@@ -42,9 +52,7 @@ def test_doctor_fails_without_the_gallery_embedder(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name in ("scrfd_2.5g_bnkps.onnx", "minifasnet_v2.onnx", "minifasnet_v1se.onnx"):
-        (tmp_path / name).symlink_to(model_dir / name)
-    monkeypatch.setenv("KIOSK_MODEL_DIR", str(tmp_path))
+    _use_models(tmp_path, model_dir, monkeypatch, "scrfd_2.5g", "minifasnet_v2", "minifasnet_v1se")
     code, report = _doctor_json(capsys)
     assert code == 1 and report["can_run"] is False
     fixes = [p["fix"] for p in report["problems"] if p["severity"] == "error"]
@@ -88,10 +96,10 @@ def test_doctor_prints_a_table_and_json_only_when_asked(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name in ("scrfd_2.5g_bnkps.onnx", "minifasnet_v2.onnx", "mobilefacenet_128d.onnx"):
-        (tmp_path / name).symlink_to(model_dir / name)
+    _use_models(
+        tmp_path, model_dir, monkeypatch, "scrfd_2.5g", "minifasnet_v2", "mobilefacenet_128d"
+    )
     (tmp_path / "minifasnet_v1se.onnx").write_bytes(b"not the model")
-    monkeypatch.setenv("KIOSK_MODEL_DIR", str(tmp_path))
     assert main(["doctor"]) == 1
     table = capsys.readouterr().out
     assert "{" not in table  # no JSON
