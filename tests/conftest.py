@@ -111,8 +111,10 @@ def _isolated_dirs(
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
-    monkeypatch.delenv("KIOSK_CONFIG", raising=False)
-    monkeypatch.setenv("KIOSK_HOME", "")  # recorded: what `kiosk --home` sets is undone
+    # Recorded first, so what `kiosk --config` / `kiosk --home` export is undone after the test.
+    monkeypatch.setenv("KIOSK_CONFIG", "")
+    monkeypatch.delenv("KIOSK_CONFIG")
+    monkeypatch.setenv("KIOSK_HOME", "")
     monkeypatch.delenv("KIOSK_HOME")
 
 

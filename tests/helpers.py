@@ -326,6 +326,24 @@ def mirror_routes(prefix: str = "/kiosk-models") -> dict[str, Path]:
     return routes
 
 
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Downloads reach only 127.0.0.1 and local files: any other address fails at once, as
+    on a site without internet (and no test can reach the real one)."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    real = urllib.request.urlopen
+
+    def urlopen(url: str, *args: Any, **kwargs: Any) -> Any:
+        parts = urlsplit(url)
+        if parts.scheme != "file" and parts.hostname != "127.0.0.1":
+            raise urllib.error.URLError(f"no internet here ({parts.hostname})")
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+
 def rewrite_to(base: str) -> Callable[[str], object]:
     """An opener for :func:`models.registry.fetch` that sends each URL's path to ``base``
     (the test server) with the real downloader: the public addresses, served locally."""

@@ -18,15 +18,23 @@ def _use_models(folder: Path, shared: Path, monkeypatch: pytest.MonkeyPatch, *na
     monkeypatch.setenv("KIOSK_MODEL_DIR", str(folder))
 
 
+def _gallery_config(folder: Path) -> str:
+    """A MobileFaceNet gallery's config: every file it needs is in ../shared (CLIP's
+    RN50.pt, which the default CLIP recognizer needs, is not)."""
+    path = folder / "gallery.toml"
+    path.write_text('[recognizer]\nkind = "embedding_gallery"\n', encoding="utf-8")
+    return str(path)
+
+
 def _doctor_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
     code = main([*argv, "doctor", "--json"])
     return code, json.loads(capsys.readouterr().out)
 
 
 def test_doctor_ready_with_shared_models(
-    model_dir: Path, capsys: pytest.CaptureFixture[str]
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, report = _doctor_json(capsys)
+    code, report = _doctor_json(capsys, "--config", _gallery_config(tmp_path))
     assert code == 0 and report["can_run"] is True
     assert report["checks"]["onnxruntime"]["providers_in_use"][-1] == "CPUExecutionProvider"
     # The deterministic install leaves exactly one onnxruntime distribution.
@@ -53,10 +61,15 @@ def test_doctor_fails_without_the_gallery_embedder(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _use_models(tmp_path, model_dir, monkeypatch, "scrfd_2.5g", "minifasnet_v2", "minifasnet_v1se")
-    code, report = _doctor_json(capsys)
+    config = _gallery_config(tmp_path)
+    code, report = _doctor_json(capsys, "--config", config)
     assert code == 1 and report["can_run"] is False
     fixes = [p["fix"] for p in report["problems"] if p["severity"] == "error"]
-    assert fixes == ["kiosk models fetch mobilefacenet_128d"]
+    assert fixes == [f"kiosk --config {config} models fetch mobilefacenet_128d"]
+    monkeypatch.delenv("KIOSK_CONFIG")  # `--config` exported it for child processes
+    code, report = _doctor_json(capsys)  # the default, CLIP: its weights instead
+    fixes = [p["fix"] for p in report["problems"] if p["severity"] == "error"]
+    assert code == 1 and fixes == ["kiosk models fetch clip_rn50_openai"]
 
 
 def test_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,7 +113,8 @@ def test_doctor_prints_a_table_and_json_only_when_asked(
         tmp_path, model_dir, monkeypatch, "scrfd_2.5g", "minifasnet_v2", "mobilefacenet_128d"
     )
     (tmp_path / "minifasnet_v1se.onnx").write_bytes(b"not the model")
-    assert main(["doctor"]) == 1
+    config = _gallery_config(tmp_path)
+    assert main(["--config", config, "doctor"]) == 1
     table = capsys.readouterr().out
     assert "{" not in table  # no JSON
     lines = table.splitlines()
@@ -116,8 +130,9 @@ def test_doctor_prints_a_table_and_json_only_when_asked(
     assert rows["minifasnet_v1se"] == "error" and rows["yunet"] == "-"
     at = next(i for i, line in enumerate(lines) if line.split()[1:2] == ["minifasnet_v1se"])
     assert "is corrupt" in lines[at]
-    assert lines[at + 1].split() == ["fix:", "kiosk", "models", "fetch", "minifasnet_v1se"]
-    code, report = _doctor_json(capsys)
+    fix = ["fix:", "kiosk", "--config", config, "models", "fetch", "minifasnet_v1se"]
+    assert lines[at + 1].split() == fix
+    code, report = _doctor_json(capsys, "--config", config)
     assert code == 1
     (problem,) = [p for p in report["problems"] if p["severity"] == "error"]
-    assert problem["section"] == "models" and problem["fix"] == "kiosk models fetch minifasnet_v1se"
+    assert problem["section"] == "models" and problem["fix"] == " ".join(fix[1:])

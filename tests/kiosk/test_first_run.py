@@ -154,7 +154,7 @@ def test_kiosk_run_without_models_says_what_and_how(
     assert main(["run", "--windowed", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "face_detection_yunet_2023mar.onnx" in err and "MIT" in err
-    assert f"kiosk --config {config} models fetch yunet mobilefacenet_128d" in err
+    assert f"kiosk --config {config} models fetch yunet clip_rn50_openai" in err
     assert f"kiosk --config {config} run --windowed --yes" in err
 
 

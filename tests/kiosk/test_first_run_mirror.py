@@ -17,13 +17,19 @@ from kiosk.config import KioskConfig
 from kiosk.setup.first_run import needed_models
 from models import registry
 from models.errors import UserError
-from tests.helpers import ServedBase, mirror_routes, serve_routes
+from tests.helpers import ServedBase, mirror_routes, no_internet, serve_routes
 
-# The default config's files; the recognizer kind is written out, so these stay the files
-# of a MobileFaceNet store when the default recognizer becomes CLIP (whose RN50.pt no
-# machine here has).
-CONFIG = '[recognizer]\nkind = "store"\n'
+# The MobileFaceNet gallery's files, all in ../shared. The default recognizer, CLIP,
+# needs RN50.pt instead of MobileFaceNet, which no machine here has: its first run is
+# checked up to that file (test_the_default_first_run_offline_names_what_is_left).
+CONFIG = '[recognizer]\nkind = "embedding_gallery"\n'
 FILES = ["scrfd_2.5g", "mobilefacenet_128d", "minifasnet_v2", "minifasnet_v1se"]
+DEFAULT = ["scrfd_2.5g", "clip_rn50_openai", "minifasnet_v2", "minifasnet_v1se"]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_internet(monkeypatch)
 
 
 @pytest.fixture
@@ -72,9 +78,28 @@ def _no_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("kiosk.ui.application", application)
 
 
-def test_the_files_are_those_of_the_default_store() -> None:
-    assert needed_models(KioskConfig.model_validate({"recognizer": {"kind": "store"}})) == FILES
-    assert needed_models(KioskConfig()) in (FILES, [FILES[0], "clip_rn50_openai", *FILES[2:]])
+def test_the_files_are_those_of_the_gallery_and_the_default() -> None:
+    gallery = KioskConfig.model_validate({"recognizer": {"kind": "embedding_gallery"}})
+    assert needed_models(gallery) == FILES
+    assert needed_models(KioskConfig()) == DEFAULT
+
+
+def test_the_default_first_run_offline_names_what_is_left(
+    home: Path, mirror: ServedBase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default (CLIP) config from a mirror without RN50.pt, on a site without internet:
+    the three files the mirror has are fetched, RN50.pt's error says where to put it."""
+    (home / "config.toml").write_text(f'[models]\nmirror = "{mirror}/kiosk-models"\n')
+    assert main(["models", "fetch", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert "RN50.pt (clip_rn50_openai, 255.8 MB): missing" in err
+    rn50 = registry.spec("clip_rn50_openai")
+    assert f"site mirror {mirror}/kiosk-models/RN50.pt: HTTP Error 404" in err
+    assert f"public address {rn50.url}: <urlopen error no internet here" in err
+    assert f"put RN50.pt (sha256 {rn50.sha256}) in {home / 'models'}" in err
+    assert sorted(p.name for p in (home / "models").iterdir()) == sorted(
+        registry.spec(n).file for n in DEFAULT if n != "clip_rn50_openai"
+    )
 
 
 def test_models_fetch_yes_then_doctor_passes(

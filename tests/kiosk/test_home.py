@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from enroll.store import default_store_dir
-from kiosk.build import recognizer_path
+from kiosk.build import bundle_path
 from kiosk.cli import main
 from kiosk.config import KioskConfig, config_path, default_config_path, load_config
 from models import paths, registry
@@ -35,7 +35,7 @@ def test_kiosk_home_moves_data_cache_and_config(
     assert default_config_path() == config_path() == tmp_path / "kiosk" / "config.toml"
     assert registry.resolve_model_dir(None) == tmp_path / "kiosk" / "models"
     assert default_store_dir() == tmp_path / "kiosk" / "people"
-    assert recognizer_path(KioskConfig()) == tmp_path / "kiosk" / "recognizer.bundle"
+    assert bundle_path(KioskConfig()) == tmp_path / "kiosk" / "recognizer.bundle"
     monkeypatch.setenv("KIOSK_HOME", "")  # empty is unset
     assert (paths.user_data_dir(), paths.user_cache_dir(), paths.user_config_dir()) == before
 

@@ -11,10 +11,16 @@ import pytest
 
 from models import registry
 from models.errors import ModelError
-from tests.helpers import mirror_routes, public_routes, rewrite_to, serve_routes
+from tests.helpers import mirror_routes, no_internet, public_routes, rewrite_to, serve_routes
 
-# The default config's files, each from its own public address (an archive for SCRFD).
-DEFAULT_FILES = ("scrfd_2.5g", "mobilefacenet_128d", "minifasnet_v2", "minifasnet_v1se")
+# The MobileFaceNet gallery's files (the default CLIP recognizer's RN50.pt is not in
+# ../shared), each from its own public address (an archive for SCRFD).
+GALLERY_FILES = ("scrfd_2.5g", "mobilefacenet_128d", "minifasnet_v2", "minifasnet_v1se")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_internet(monkeypatch)
 
 
 def _path(name: str) -> str:
@@ -23,7 +29,7 @@ def _path(name: str) -> str:
     return urlsplit(url).path
 
 
-@pytest.mark.parametrize("name", DEFAULT_FILES)
+@pytest.mark.parametrize("name", GALLERY_FILES)
 def test_public_address_downloads_checks_and_writes(
     name: str, tmp_path: Path, model_dir: Path
 ) -> None:
@@ -104,12 +110,12 @@ def test_a_broken_archive_is_refused(tmp_path: Path) -> None:
 
 def test_the_mirror_comes_first_and_holds_plain_files(tmp_path: Path, model_dir: Path) -> None:
     with serve_routes(mirror_routes("/site/models")) as base:
-        for name in (*DEFAULT_FILES, "yunet_2026may"):  # yunet_2026may: no public address
+        for name in (*GALLERY_FILES, "yunet_2026may"):  # yunet_2026may: no public address
             registry.fetch(name, tmp_path, mirror=f"{base}/site/models/", opener=rewrite_to(base))
         assert base.served == [
-            f"/site/models/{registry.spec(n).file}" for n in (*DEFAULT_FILES, "yunet_2026may")
+            f"/site/models/{registry.spec(n).file}" for n in (*GALLERY_FILES, "yunet_2026may")
         ]
-    assert [r.status for r in registry.verify_all(tmp_path, [*DEFAULT_FILES])] == ["ok"] * 4
+    assert [r.status for r in registry.verify_all(tmp_path, [*GALLERY_FILES])] == ["ok"] * 4
 
 
 def test_without_the_file_on_the_mirror_the_public_address_is_tried(
