@@ -26,7 +26,7 @@ from models.paths import HOME_ENV, kiosk_home, user_cache_dir, user_config_dir, 
 Severity = Literal["error", "warning"]
 State = Literal["ok", "warning", "error", "info"]
 MIN_FREE_BYTES = 2 * 1024**3
-SECTIONS = ("python", "qt", "cameras", "models", "onnxruntime", "paths")
+SECTIONS = ("python", "qt", "cameras", "models", "onnxruntime", "paths", "site")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class DoctorReport:
     checks: dict[str, Any] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
+    _shown: list[Problem] = field(default_factory=list, repr=False)
 
     @property
     def can_run(self) -> bool:
@@ -63,7 +64,13 @@ class DoctorReport:
         self.rows.append(Row(section, state, label, detail, fix))
         if state in ("warning", "error"):
             what = f"{label}: {detail}" if label else detail
-            self.problems.append(Problem(state, what, fix, section))
+            problem = Problem(state, what, fix, section)
+            self.problems.append(problem)
+            self._shown.append(problem)
+
+    def unlisted(self) -> list[Problem]:
+        """Problems a check appended without a table row (:meth:`add` makes both)."""
+        return [p for p in self.problems if not any(p is shown for shown in self._shown)]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,9 +83,13 @@ class DoctorReport:
 def format_report(report: DoctorReport) -> str:
     """The human-readable table: one block per section, each problem with its fix."""
     lines: list[str] = []
-    label_width = max((len(row.label) for row in report.rows), default=0)
-    for section in SECTIONS:
-        rows = [row for row in report.rows if row.section == section]
+    rows_of = [*report.rows]
+    for problem in report.unlisted():  # shown all the same, under its section or "other"
+        section = problem.section if problem.section in SECTIONS else "other"
+        rows_of.append(Row(section, problem.severity, "", problem.what, problem.fix))
+    label_width = max((len(row.label) for row in rows_of), default=0)
+    for section in (*SECTIONS, "other"):
+        rows = [row for row in rows_of if row.section == section]
         if not rows:
             continue
         lines.append(section)

@@ -119,7 +119,7 @@ def test_doctor_prints_a_table_and_json_only_when_asked(
     assert "{" not in table  # no JSON
     lines = table.splitlines()
     headings = [line for line in lines if line and not line.startswith(" ")]
-    assert headings[:-1] == ["python", "qt", "cameras", "models", "onnxruntime", "paths"]
+    assert headings[:-1] == ["python", "qt", "cameras", "models", "onnxruntime", "paths", "site"]
     assert headings[-1].startswith("the kiosk cannot run (1 error(s)")
     rows = {
         line.split()[1]: line.split()[0]
@@ -136,3 +136,16 @@ def test_doctor_prints_a_table_and_json_only_when_asked(
     assert code == 1
     (problem,) = [p for p in report["problems"] if p["severity"] == "error"]
     assert problem["section"] == "models" and problem["fix"] == " ".join(fix[1:])
+
+
+def test_a_problem_without_a_row_is_still_shown() -> None:
+    from kiosk.setup.doctor import DoctorReport, Problem, format_report
+
+    report = DoctorReport()
+    report.add("python", "ok", "python", "3.11")
+    report.problems.append(Problem("error", "something else broke", "kiosk doctor", "nowhere"))
+    table = format_report(report).splitlines()
+    at = table.index("other")
+    assert table[at + 1].split()[:2] == ["error", "something"]
+    assert table[at + 2].split() == ["fix:", "kiosk", "doctor"]
+    assert table[-1].startswith("the kiosk cannot run (1 error(s), 0 warning(s))")
