@@ -153,6 +153,8 @@ def _run(args: argparse.Namespace) -> int:
             kiosk_mode=not args.windowed,
             pin_hash=config.ui.operator_pin,
             poll_ms=config.ui.poll_ms,
+            door_open_s=config.ui.door_open_s,
+            door_sound=config.ui.door_sound,
         )
         if isinstance(pipeline, PipelineStarter):
             source = args.source if args.source is not None else config.kiosk.source

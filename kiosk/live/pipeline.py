@@ -133,6 +133,7 @@ class LivePipeline:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._notice = ""
+        self._door_event_at = 0.0  # the newest door event, for the door screen
         self.finished = threading.Event()  # set when a file or folder source has run out
         self._paused = threading.Event()
         self._released = threading.Event()  # the capture thread holds no camera while paused
@@ -223,6 +224,7 @@ class LivePipeline:
             source_status=self.source.status,
             published_at=published_at,
             notice=notice,
+            door_event_at=self._door_event_at,
         )
 
     def _record(self, update: TrackUpdate, image: NDArray[np.uint8]) -> None:
@@ -238,6 +240,7 @@ class LivePipeline:
             self._notice = f"cannot write the event log {self.events.path}: {error}"
             log.error(self._notice)
             return
+        self._door_event_at = time.monotonic()
         if self.hooks is not None:
             self.hooks.submit(event)
 
