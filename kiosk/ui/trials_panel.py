@@ -199,7 +199,8 @@ class TrialsPanel(QWidget):
         header.setMinimumSectionSize(36)
         for column in range(1, len(PEOPLE_COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Fixed)
-            width = header.fontMetrics().horizontalAdvance(PEOPLE_COLUMNS[column][0]) + 14
+            widest = "not enrolled" if column == 1 else PEOPLE_COLUMNS[column][0]  # the kind
+            width = header.fontMetrics().horizontalAdvance(widest) + 14
             header.resizeSection(column, max(width, 40))
         self.confusion_table = QTableWidget(0, 0)
         self.confusion_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)

@@ -42,8 +42,13 @@ def _box_area(track: TrackView) -> float:
     return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
+# The operator's tag names the state where the label alone would say "Unknown" for all.
+STATE_TAGS: dict[TrackState, str] = {"pending": "deciding", "not_live": "not live"}
+
+
 def track_text(track: TrackView) -> str:
-    return f"{track.label}  {track.confidence:.0%}"
+    """The operator view's tag: the name or the state, and the confidence."""
+    return f"{STATE_TAGS.get(track.state, track.label)}  {track.confidence:.0%}"
 
 
 class VideoView(QWidget):

@@ -16,7 +16,7 @@ from PySide6.QtGui import QColor, QImage
 from pytestqt.qtbot import QtBot
 
 from kiosk.live.replay import ReplayResults, video_frame_results
-from kiosk.live.results import FrameResult
+from kiosk.live.results import FrameResult, TrackView
 from kiosk.setup.pin import hash_pin
 from kiosk.ui.chime import NOTE_S, RATE, DoorChime, chime_samples, write_chime
 from kiosk.ui.main_window import OVERLAY_SHORTCUT, KioskWindow
@@ -236,3 +236,16 @@ def test_the_chime_is_two_soft_notes_and_plays_without_an_audio_device(
     assert chime.play() in ("effect", "beep", "")  # no audio device here: still no error
     chime.close()
     chime.close()  # twice is harmless
+
+
+def test_the_operator_tag_tells_the_states_apart() -> None:
+    from kiosk.ui.video_view import track_text
+
+    states = ("recognized", "unknown", "pending", "not_live")
+    views = {s: TrackView(1, (0.0, 0.0, 9.0, 9.0), "Zoë", 0.93, s) for s in states}  # type: ignore[arg-type]
+    assert {s: track_text(v) for s, v in views.items()} == {
+        "recognized": "Zoë  93%",
+        "unknown": "Zoë  93%",  # the tracker labels a rejected track "Unknown" itself
+        "pending": "deciding  93%",
+        "not_live": "not live  93%",
+    }
