@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +159,11 @@ def test_status_text_lists_fps_drops_stages_and_provider() -> None:
         providers=("CUDAExecutionProvider", "CPUExecutionProvider"),
     )
     assert status_text(result) == (
-        "17.2 FPS  ·  GPU (CUDA)  ·  dropped 3  ·  detect 9.0 ms  ·  classify 34.0 ms"
+        "17.2 FPS · GPU (CUDA) · dropped 3\nms: detect 9.0 · classify 34.0"
+    )
+    noticed = replace(result, stage_ms={}, notice="nobody is enrolled")
+    assert status_text(noticed) == (
+        "17.2 FPS · GPU (CUDA) · dropped 3 · nobody is enrolled\nno stage timings"
     )
     assert status_text(None) == "waiting for the first frame"
     assert provider_label(("CPUExecutionProvider",)) == "CPU"
