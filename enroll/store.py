@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import shutil
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
     from enroll.config import EnrollConfig
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DB_NAME = "people.db"
@@ -101,6 +105,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def new_uid() -> str:
+    """A new opaque person id: the only form of id the store accepts."""
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True)
 class Consent:
     """What the volunteer agreed to (the consent text's version) and when."""
@@ -148,11 +157,59 @@ class PhotoRecord:
 
 
 @dataclass(frozen=True)
+class StoreState:
+    """Which people, under which names, with which photos: what a recognizer is built from.
+
+    ``digest`` changes whenever anyone is enrolled, renamed, deleted, purged or given other
+    photos; a recognizer bundle records the digest it was trained from, and one whose
+    digest is not the store's is stale.
+    """
+
+    digest: str
+    people: tuple[tuple[str, str], ...]  # (uid, name), by uid
+
+    @property
+    def names(self) -> dict[str, str]:
+        return dict(self.people)
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     at: datetime
     action: str
     subject: str
     reason: str
+
+
+class StoreWatcher:
+    """Who is in a people store now, for a running recognizer: its own SQLite connection,
+    read-only, so the inference thread can ask before every frame.
+
+    :meth:`changed` is SQLite's ``PRAGMA data_version``, which moves when any other
+    connection commits (a deletion by `kiosk people delete`, the wizard, a site sync):
+    a few microseconds when nothing changed.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._db = sqlite3.connect(
+            f"file:{root / DB_NAME}?mode=ro", uri=True, check_same_thread=False
+        )
+        self._version: int | None = None
+        self._lock = threading.Lock()
+
+    def changed(self) -> bool:
+        with self._lock:
+            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            changed, self._version = version != self._version, version
+            return changed
+
+    def people(self) -> dict[str, str]:
+        """uid -> name of everyone enrolled."""
+        with self._lock:
+            return dict(self._db.execute("SELECT uid, name FROM people").fetchall())
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def default_store_dir() -> Path:
@@ -188,7 +245,7 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _encode_png(image: NDArray[np.uint8]) -> bytes:
+def encode_png(image: NDArray[np.uint8]) -> bytes:
     import cv2
 
     ok, buffer = cv2.imencode(".png", image)
@@ -235,6 +292,7 @@ class PeopleStore:
         except OSError as error:
             raise UserError(f"cannot create the people store in {self.root}: {error}") from error
         self._fernet = self._setup_encryption(key, encrypt)
+        self.unreadable: dict[int, str] = {}  # stored photo id -> why it could not be read
         self.recover()
         self.purged_on_open = self.purge_expired()  # uids purged because their time ran out
 
@@ -332,10 +390,15 @@ class PeopleStore:
     # -- reading ---------------------------------------------------------------------
 
     def people(self) -> list[Person]:
+        return self._people()
+
+    def _people(self, where: str = "", params: tuple[str, ...] = ()) -> list[Person]:
         rows = self._db.execute(
             "SELECT p.uid, p.name, p.external_id, p.created_at, p.consent_version, "
             "p.consent_at, COUNT(ph.id) FROM people p LEFT JOIN photos ph "
-            "ON ph.person_id = p.id AND ph.kind = 'aligned' GROUP BY p.id ORDER BY p.name_key"
+            f"ON ph.person_id = p.id AND ph.kind = 'aligned' {where} "
+            "GROUP BY p.id ORDER BY p.name_key",
+            params,
         ).fetchall()
         return [
             Person(
@@ -349,11 +412,40 @@ class PeopleStore:
             for uid, name, external, created, version, consent_at, count in rows
         ]
 
+    def by_uid(self, uid: str) -> Person | None:
+        """The person with this opaque id, or None."""
+        found = self._people("WHERE p.uid = ?", (uid,))
+        return found[0] if found else None
+
+    def find(self, name: str) -> Person | None:
+        """The person of this name (compared as :func:`name_key` does), or None."""
+        found = self._people("WHERE p.name_key = ?", (name_key(name),))
+        return found[0] if found else None
+
+    def state(self) -> StoreState:
+        """The store's people and photos as one digest (see :class:`StoreState`)."""
+        import hashlib
+
+        rows = self._db.execute(
+            "SELECT p.uid, p.name, ph.id FROM people p LEFT JOIN photos ph "
+            "ON ph.person_id = p.id AND ph.kind = 'aligned' ORDER BY p.uid, ph.id"
+        ).fetchall()
+        digest = hashlib.sha256()
+        people: dict[str, str] = {}
+        for uid, name, photo in rows:
+            people[uid] = name
+            digest.update(f"{uid}\x00{name}\x00{photo}\x01".encode())
+        return StoreState(digest.hexdigest(), tuple(people.items()))
+
+    def watcher(self) -> StoreWatcher:
+        """A separate read-only view of who is enrolled, cheap to poll every frame."""
+        return StoreWatcher(self.root)
+
     def get(self, name: str) -> Person:
-        for person in self.people():
-            if name_key(person.name) == name_key(name):
-                return person
-        raise UserError(f"no enrolled person is named {name.strip()!r}; `kiosk people list`")
+        person = self.find(name)
+        if person is None:
+            raise UserError(f"no enrolled person is named {name.strip()!r}; `kiosk people list`")
+        return person
 
     def _person_id(self, name: str) -> tuple[int, str]:
         row = self._db.execute(
@@ -385,6 +477,19 @@ class PeopleStore:
                 raise UserError(f"the stored photo {record.file} cannot be decrypted") from None
         return decode_image(data, f"the stored photo {record.file}")
 
+    def read_png(self, record: PhotoRecord) -> bytes:
+        """A stored photo's PNG bytes, decrypted (to copy it elsewhere without re-encoding)."""
+        try:
+            data = record.file.read_bytes()
+        except OSError as error:
+            raise UserError(f"cannot read the stored photo {record.file}: {error}") from error
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self._open(data)
+        except InvalidToken:
+            raise UserError(f"the stored photo {record.file} cannot be decrypted") from None
+
     def crops(self, name: str) -> list[NDArray[np.uint8]]:
         return [self.read_image(record) for record in self.photos(name)]
 
@@ -405,8 +510,13 @@ class PeopleStore:
         photos: Sequence[PhotoToStore],
         consent: Consent,
         external_id: str | None = None,
+        *,
+        uid: str | None = None,
     ) -> Person:
-        """Store a person and their photos atomically: all of it, or nothing at all."""
+        """Store a person and their photos atomically: all of it, or nothing at all.
+
+        ``uid`` keeps an id given elsewhere (a site registry's); else a new one is made.
+        """
         name = validate_name(name)
         if not photos:
             raise UserError(f"no photos to store for {name!r}")
@@ -414,7 +524,12 @@ class PeopleStore:
             "SELECT 1 FROM people WHERE name_key = ?", (name_key(name),)
         ).fetchone():
             raise UserError(f"a person named {name!r} is already enrolled; choose another name")
-        uid = uuid.uuid4().hex
+        if uid is None:
+            uid = new_uid()
+        elif not _UID.fullmatch(uid):
+            raise UserError(f"{uid!r} is not a person id (32 lowercase hex digits)")
+        elif self.by_uid(uid) is not None:
+            raise UserError(f"a person with id {uid} is already enrolled")
         stage = self.staging_dir / uid
         final = self.photos_dir / uid
         now = utc_now().isoformat()
@@ -423,11 +538,11 @@ class PeopleStore:
             stage.mkdir()
             for index, photo in enumerate(photos):
                 file = f"{index:03d}.png"
-                _write_file(stage / file, self._seal(_encode_png(photo.crop)))
+                _write_file(stage / file, self._seal(encode_png(photo.crop)))
                 rows.append((file, "aligned", photo.pose))
                 if photo.original is not None:
                     file = f"{index:03d}-original.png"
-                    _write_file(stage / file, self._seal(_encode_png(photo.original)))
+                    _write_file(stage / file, self._seal(encode_png(photo.original)))
                     rows.append((file, "original", photo.pose))
             fsync_dir(stage)
         except OSError as error:
@@ -487,6 +602,14 @@ class PeopleStore:
         self._remove(person_id, uid, action, reason)
         return uid
 
+    def delete_uid(self, uid: str, reason: str, action: str = "delete") -> bool:
+        """Remove the person with this opaque id, if there is one; whether there was."""
+        row = self._db.execute("SELECT id FROM people WHERE uid = ?", (uid,)).fetchone()
+        if row is None:
+            return False
+        self._remove(int(row[0]), uid, action, reason)
+        return True
+
     def _remove(self, person_id: int, uid: str, action: str, reason: str) -> None:
         try:
             with self._transaction() as db:
@@ -532,34 +655,124 @@ class PeopleStore:
     ) -> tuple[NDArray[np.float32], list[str]]:
         """Every aligned photo's embedding under ``model`` and its person's name.
 
-        Embeddings missing from the cache are computed with ``embed`` and stored
-        (encrypted when the store is). ``names`` limits them to those people.
+        ``names`` limits them to those people. See :meth:`embeddings_by_person`.
         """
-        vectors: list[NDArray[np.float32]] = []
-        labels: list[str] = []
         wanted = None if names is None else {name_key(n) for n in names}
-        for person in self.people():
-            if wanted is not None and name_key(person.name) not in wanted:
-                continue
-            for record in self.photos(person.name):
-                row = self._db.execute(
-                    "SELECT vector FROM embeddings WHERE photo_id = ? AND model = ?",
-                    (record.id, model),
-                ).fetchone()
-                if row is None:
-                    vector = np.asarray(embed([self.read_image(record)])[0], dtype=np.float32)
-                    with self._transaction() as db:
-                        db.execute(
-                            "INSERT INTO embeddings VALUES (?, ?, ?)",
-                            (record.id, model, self._seal(vector.tobytes())),
-                        )
-                else:
-                    vector = np.frombuffer(self._open(bytes(row[0])), dtype=np.float32)
-                vectors.append(vector)
-                labels.append(person.name)
+        people = [p for p in self.people() if wanted is None or name_key(p.name) in wanted]
+        by_uid = self.embeddings_by_person(model, embed, uids=[p.uid for p in people])
+        vectors = [by_uid[p.uid] for p in people if p.uid in by_uid]
+        labels = [p.name for p in people if p.uid in by_uid for _ in by_uid[p.uid]]
         if not vectors:
             return np.zeros((0, 0), dtype=np.float32), []
-        return np.stack(vectors), labels
+        return np.concatenate(vectors), labels
+
+    def embeddings_by_person(
+        self,
+        model: str,
+        embed: Callable[[list[NDArray[np.uint8]]], NDArray[np.float32]],
+        *,
+        uids: Sequence[str] | None = None,
+        batch_size: int = 32,
+    ) -> dict[str, NDArray[np.float32]]:
+        """Each person's aligned photos' embeddings under ``model``, by uid (people without
+        a usable photo are left out).
+
+        Embeddings missing from the cache are computed with ``embed``, ``batch_size`` crops
+        at a time, and stored (encrypted when the store is); they go with the photo when
+        the person is deleted. A stored photo that cannot be read (damaged on disk) is
+        skipped, logged and listed in :attr:`unreadable`, so one bad file never stops the
+        others from being recognized.
+        """
+        wanted = None if uids is None else set(uids)
+        records: list[tuple[str, PhotoRecord]] = []
+        for person in self.people():
+            if wanted is None or person.uid in wanted:
+                records += [(person.uid, record) for record in self.photos(person.name)]
+        cached = {
+            int(photo_id): vector
+            for photo_id, vector in self._db.execute(
+                "SELECT photo_id, vector FROM embeddings WHERE model = ?", (model,)
+            )
+        }
+        found: dict[int, NDArray[np.float32]] = {
+            record.id: np.frombuffer(self._open(bytes(cached[record.id])), dtype=np.float32)
+            for _, record in records
+            if record.id in cached
+        }
+        missing = [record for _, record in records if record.id not in cached]
+        for start in range(0, len(missing), batch_size):
+            crops: list[NDArray[np.uint8]] = []
+            readable: list[PhotoRecord] = []
+            for record in missing[start : start + batch_size]:
+                try:
+                    crops.append(self.read_image(record))
+                except UserError as error:
+                    self.unreadable[record.id] = str(error)
+                    log.warning("skipping a stored photo: %s", error)
+                    continue
+                readable.append(record)
+            if not readable:
+                continue
+            vectors = np.asarray(embed(crops), dtype=np.float32)
+            rows = [
+                (record.id, model, self._seal(vector.tobytes()))
+                for record, vector in zip(readable, vectors, strict=True)
+            ]
+            try:
+                with self._transaction() as db:
+                    # Another process (the kiosk, the wizard) may have cached the same photo.
+                    db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)", rows)
+            except sqlite3.Error as error:
+                raise _disk_error(error, "caching embeddings") from error
+            found.update(dict(zip((r.id for r in readable), vectors, strict=True)))
+        grouped: dict[str, list[NDArray[np.float32]]] = {}
+        for uid, record in records:
+            if record.id in found:
+                grouped.setdefault(uid, []).append(found[record.id])
+        return {uid: np.stack(vectors) for uid, vectors in grouped.items()}
+
+    def cached_embeddings(self, uid: str) -> dict[str, list[bytes]]:
+        """The cached embeddings of one person's aligned photos, per model key, as raw
+        float32 bytes in photo order; a model appears only when every photo has one."""
+        rows = self._db.execute(
+            "SELECT e.model, e.vector, ph.id FROM embeddings e JOIN photos ph ON ph.id = "
+            "e.photo_id JOIN people p ON p.id = ph.person_id WHERE p.uid = ? AND "
+            "ph.kind = 'aligned' ORDER BY e.model, ph.id",
+            (uid,),
+        ).fetchall()
+        count = self._db.execute(
+            "SELECT COUNT(*) FROM photos ph JOIN people p ON p.id = ph.person_id "
+            "WHERE p.uid = ? AND ph.kind = 'aligned'",
+            (uid,),
+        ).fetchone()[0]
+        found: dict[str, list[bytes]] = {}
+        for model, vector, _ in rows:
+            found.setdefault(model, []).append(self._open(bytes(vector)))
+        return {model: vectors for model, vectors in found.items() if len(vectors) == count}
+
+    def embedding_count(self) -> int:
+        """How many embeddings are cached (cheap: a change says new ones were computed)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+
+    def cache_embeddings(self, uid: str, model: str, vectors: Sequence[bytes]) -> bool:
+        """Cache embeddings computed elsewhere (raw float32 bytes, one per aligned photo in
+        photo order); False when the person is unknown or the photo count differs."""
+        ids = [
+            int(row[0])
+            for row in self._db.execute(
+                "SELECT ph.id FROM photos ph JOIN people p ON p.id = ph.person_id "
+                "WHERE p.uid = ? AND ph.kind = 'aligned' ORDER BY ph.id",
+                (uid,),
+            )
+        ]
+        if not ids or len(ids) != len(vectors):
+            return False
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                [(i, model, self._seal(bytes(v))) for i, v in zip(ids, vectors, strict=True)],
+            )
+        return True
 
     # -- folder-per-person exchange -----------------------------------------------------
 

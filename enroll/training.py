@@ -10,12 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from enroll.store import PeopleStore
-from models.align import ARCFACE_SIZE
+from models.align import resize_crop
 from models.embedder import FaceEmbedder
 from models.gallery import EmbeddingGallery
 
@@ -24,14 +23,6 @@ ProgressCallback = Callable[[int, int], None]  # (people done, people in all)
 
 class TrainingCancelled(Exception):
     """The operator cancelled the rebuild; the previous recognizer stays in use."""
-
-
-def crop_at(crop: NDArray[np.uint8], size: int = ARCFACE_SIZE) -> NDArray[np.uint8]:
-    """A stored 224 crop (ArcFace template) at an embedder's input size (ArcFace's 112)."""
-    if crop.shape[0] == size:
-        return crop
-    small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-    return np.asarray(small, dtype=np.uint8)
 
 
 def rebuild_gallery(
@@ -45,7 +36,7 @@ def rebuild_gallery(
     """An embedding gallery of everyone in the store, person by person (cancellable)."""
 
     def embed(crops: list[NDArray[np.uint8]]) -> NDArray[np.float32]:
-        return embedder.embed([crop_at(crop, embedder.crop_size) for crop in crops])
+        return embedder.embed([resize_crop(crop, embedder.crop_size) for crop in crops])
 
     people = store.people()
     vectors = [np.zeros((0, embedder.dim), dtype=np.float32)]
@@ -53,10 +44,11 @@ def rebuild_gallery(
     for done, person in enumerate(people):
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled
-        person_vectors, person_labels = store.embeddings(embedder.key, embed, names=[person.name])
-        if person_labels:
-            vectors.append(person_vectors)
-            labels.extend(person_labels)
+        found = store.embeddings_by_person(embedder.key, embed, uids=[person.uid])
+        if person.uid in found:
+            vectors.append(found[person.uid])
+            labels.extend([person.uid] * len(found[person.uid]))
         if progress is not None:
             progress(done + 1, len(people))
-    return EmbeddingGallery(embedder, np.concatenate(vectors), labels, threshold)
+    names = {person.uid: person.name for person in people}
+    return EmbeddingGallery(embedder, np.concatenate(vectors), labels, threshold, names)

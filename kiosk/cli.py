@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from kiosk import __version__
+from kiosk.config import CONFIG_ENV
 from models.errors import UserError
 
 # Each module defines register(subparsers) and sets a `handler(args) -> int` default.
@@ -25,6 +27,7 @@ COMMAND_MODULES = [
     "kiosk.commands.train_cmd",
     "kiosk.commands.recognize_cmd",
     "kiosk.commands.bench_cmd",
+    "kiosk.commands.site_cmd",
 ]
 
 
@@ -47,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.config is not None:
+        # Child processes (the background retrain) read the same configuration.
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     try:
         return int(args.handler(args))
     except (UserError, ModelError) as error:

@@ -46,11 +46,36 @@ class DetectorConfig(_Section):
 
 
 class ClipConfig(_Section):
-    model: str = "RN50"
-    pretrained: Literal["openai", "none"] = "openai"
-    prompt: str = "This is the image of a person named {name}"
+    """The CLIP recognizer: RN50 with a frozen image tower and a finetuned text encoder."""
+
+    model: str = Field(default="RN50", description="open_clip model config")
+    pretrained: Literal["openai", "none"] = Field(
+        default="openai",
+        description="openai: RN50.pt from the model directory (`kiosk models fetch "
+        "clip_rn50_openai`); none: an untrained tower, for tests and timings only",
+    )
+    prompt: str = Field(
+        default="This is the image of a person named {name}",
+        description="the text each person's name is put in; must contain {name}",
+    )
     threshold: float = Field(default=0.8, ge=0.0, le=1.0, description="softmax reject threshold")
-    align_margin: float = Field(default=0.0, ge=0.0, lt=1.0)
+    rejection: Literal["max_softmax", "calibrated"] = Field(
+        default="max_softmax",
+        description="max_softmax: the research's softmax at the learnt logit scale; "
+        "calibrated: at the temperature fitted on the held-out enrollment photos",
+    )
+    precision: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description="the image tower's arithmetic: int8 is onnxruntime static quantization "
+        "calibrated on the enrolled crops (about 1.7x faster on a CPU)",
+    )
+    align_margin: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="zoom out of the aligned face (folder training only: the people store "
+        "keeps crops at margin 0)",
+    )
 
 
 class TrainConfig(_Section):
@@ -217,20 +242,41 @@ class EventsConfig(_Section):
         return url
 
 
-class RecognizerConfig(_Section):
-    """What names the faces: an embedding gallery or a CLIP bundle; reloaded when it changes."""
+RENAMED_KINDS = {
+    "store": 'the people store\'s MobileFaceNet gallery is now kind = "embedding_gallery"',
+    "gallery": 'a folder gallery is now kind = "embedding_gallery" with folder = "PATH"',
+}
 
-    kind: Literal["store", "gallery", "clip"] = "store"
-    path: Path | None = Field(
+
+class RecognizerConfig(_Section):
+    """What names the faces; rebuilt, or retrained in the background, when the people change.
+
+    ``clip`` (the default): CLIP RN50 with its text encoder finetuned on the enrolled
+    people (the bundle at ``bundle``, retrained from the people store whenever someone is
+    enrolled, renamed or deleted); ``embedding_gallery``: each person's nearest enrolled
+    photo by MobileFaceNet (or zero-shot CLIP) embedding, no training; ``fusion``: CLIP's
+    answer, accepted only when the embedding gallery agrees.
+    """
+
+    kind: Literal["clip", "embedding_gallery", "fusion"] = "clip"
+    bundle: Path | None = Field(
         default=None,
-        description="store: ignored, [enroll] store_dir is used; "
-        "gallery: a folder per person; clip: a bundle file. "
-        "Default: the user's data dir / gallery (or recognizer.bundle)",
+        description="the CLIP bundle file (clip, fusion); default <data dir>/recognizer.bundle. "
+        "A bundle made by `kiosk train --people DIR` is used as it is, never retrained",
+    )
+    folder: Path | None = Field(
+        default=None,
+        description="embedding_gallery only: a folder with a folder of photos per person "
+        "instead of the people store",
+    )
+    retrain: bool = Field(
+        default=True,
+        description="retrain the CLIP bundle in the background when the people store changes",
     )
     embedder: Literal["mobilefacenet", "clip"] = Field(
         default="mobilefacenet",
-        description="the gallery's embedder (store and gallery kinds): MobileFaceNet, or "
-        "CLIP's image tower zero-shot ([clip] model and pretrained)",
+        description="the embedding gallery's embedder: MobileFaceNet, or CLIP's image tower "
+        "zero-shot ([clip] model and pretrained)",
     )
     gallery_threshold: float = Field(
         default=0.5,
@@ -238,17 +284,87 @@ class RecognizerConfig(_Section):
         le=1.0,
         description="cosine; 0.5 is MobileFaceNet's, the CLIP gallery needs its own",
     )
-    reload: bool = Field(default=True, description="rebuild when the path changes on disk")
-    reload_poll_s: float = Field(default=2.0, gt=0.0)
+    reload: bool = Field(
+        default=True, description="rebuild when the people, the folder or the bundle change"
+    )
+    reload_poll_s: float = Field(
+        default=2.0, gt=0.0, description="how often a change is looked for (seconds)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict):
+            if data.get("kind") in RENAMED_KINDS:
+                raise ValueError(
+                    f"kind = {data['kind']!r} was renamed: {RENAMED_KINDS[data['kind']]}"
+                )
+            if "path" in data:
+                raise ValueError(
+                    'path was split in two: bundle = "FILE" (clip, fusion) or folder = "DIR" '
+                    "(embedding_gallery)"
+                )
+        return data
 
     @model_validator(mode="after")
     def _clip_threshold_given(self) -> RecognizerConfig:
+        if self.folder is not None and self.kind != "embedding_gallery":
+            raise ValueError(
+                'folder is for kind = "embedding_gallery"; a CLIP bundle from a folder is '
+                "made with `kiosk train --people DIR --out FILE`, then bundle = FILE"
+            )
         if self.embedder == "clip" and "gallery_threshold" not in self.model_fields_set:
             raise ValueError(
                 'embedder = "clip" needs its own gallery_threshold (0.5 is MobileFaceNet\'s): '
                 "measure one with `kiosk eval openset --embedder clip:RN50:openai`"
             )
         return self
+
+
+class SiteConfig(_Section):
+    """The site registry (PostgreSQL) this kiosk replicates; absent: a single kiosk.
+
+    The password is never in this file: it comes from $KIOSK_SITE_PASSWORD, else the OS
+    keyring (service ``clip-face-kiosk``, user ``site:<user>@<host>``), else libpq's own
+    means (a ~/.pgpass file, a client certificate, peer authentication on a socket).
+    """
+
+    host: str | None = Field(
+        default=None, description="server name or address, or a Unix socket folder (libpq's)"
+    )
+    port: int = Field(default=5432, ge=1, le=65535)
+    dbname: str = Field(default="kiosk", min_length=1)
+    user: str = Field(
+        min_length=1, description="this kiosk's own database role; it is also its kiosk id"
+    )
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    sslrootcert: Path | None = Field(default=None, description="CA file for verify-ca/-full")
+    connect_timeout_s: int = Field(default=5, ge=1, le=120)
+    max_replica_age_h: float = Field(
+        default=24.0, gt=0.0, description="name nobody from a replica not synced for longer"
+    )
+    poll_s: float = Field(
+        default=30.0, gt=0.0, description="pull even without a notification this often"
+    )
+    encrypt: bool = Field(
+        default=False,
+        description="seal crops and embeddings in the registry with the operator key "
+        "($KIOSK_STORE_KEY or keyring); every kiosk of the site needs the same key",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password(cls, data: object) -> object:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "a password never goes in the config file: set $KIOSK_SITE_PASSWORD or the "
+                "OS keyring (see docs/site.md)"
+            )
+        return data
+
+    @property
+    def kiosk_id(self) -> str:
+        return self.user
 
 
 class KioskConfig(_Section):
@@ -263,6 +379,7 @@ class KioskConfig(_Section):
     kiosk: LiveConfig = LiveConfig()
     events: EventsConfig = EventsConfig()
     recognizer: RecognizerConfig = RecognizerConfig()
+    site: SiteConfig | None = None  # a kiosk of a site: see docs/site.md
 
 
 def default_config_path() -> Path:
@@ -290,7 +407,7 @@ def load_config(path: Path | None = None) -> KioskConfig:
         raise UserError(f"config file {path}: {format_validation_error(error)}") from error
 
 
-SECRET_KEYS = {("operator_pin",)}
+SECRET_KEYS = {("operator_pin",), ("site",)}  # ("site",): its errors may hold a password
 
 
 def format_validation_error(error: ValidationError) -> str:

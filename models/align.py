@@ -58,3 +58,12 @@ def align_for_clip(
 
 def align_arcface(image: NDArray[np.uint8], kps: NDArray[np.floating]) -> NDArray[np.uint8]:
     return align_face(image, kps, ARCFACE_SIZE)
+
+
+def resize_crop(crop: NDArray[np.uint8], size: int = ARCFACE_SIZE) -> NDArray[np.uint8]:
+    """An aligned crop at another side: the people store's 224 px crops (ArcFace template)
+    are an ArcFace embedder's 112 px input once resized, since the template scales."""
+    if crop.shape[0] == size:
+        return crop
+    small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    return np.asarray(small, dtype=np.uint8)

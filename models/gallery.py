@@ -17,7 +17,13 @@ from models.recognition import Prediction, decide
 
 
 class EmbeddingGallery:
-    """A recognizer over (embedding, person) pairs from one embedder."""
+    """A recognizer over (embedding, person) pairs from one embedder.
+
+    ``labels`` are person keys (the people store's opaque ids, or names); ``names`` maps
+    keys to the names shown (default: the keys themselves).
+    """
+
+    kind = "embedding_gallery"
 
     def __init__(
         self,
@@ -25,14 +31,18 @@ class EmbeddingGallery:
         embeddings: NDArray[np.float32],
         labels: Sequence[str],
         threshold: float = 0.5,
+        names: dict[str, str] | None = None,
     ) -> None:
         if len(embeddings) != len(labels):
             raise ValueError("one label per embedding is needed")
         self.embedder = embedder
         self._threshold = threshold
-        self._people = sorted(set(labels))
-        index = {name: i for i, name in enumerate(self._people)}
-        self._label_ids = np.array([index[name] for name in labels], dtype=np.int64)
+        self._labels = list(labels)
+        self._names = dict(names or {})
+        self._keys = sorted(set(labels))
+        self._people = [self._names.get(key, key) for key in self._keys]
+        index = {key: i for i, key in enumerate(self._keys)}
+        self._label_ids = np.array([index[key] for key in labels], dtype=np.int64)
         self._embeddings = np.asarray(embeddings, dtype=np.float32)
 
     @classmethod
@@ -49,6 +59,26 @@ class EmbeddingGallery:
     @property
     def people(self) -> Sequence[str]:
         return self._people
+
+    @property
+    def person_ids(self) -> Sequence[str]:
+        return self._keys
+
+    def without(self, person_ids: set[str]) -> EmbeddingGallery:
+        keep = [i for i, key in enumerate(self._labels) if key not in person_ids]
+        return EmbeddingGallery(
+            self.embedder,
+            self._embeddings[keep],
+            [self._labels[i] for i in keep],
+            self._threshold,
+            {k: v for k, v in self._names.items() if k not in person_ids},
+        )
+
+    def renamed(self, names: dict[str, str]) -> EmbeddingGallery:
+        shown = {key: names.get(key, self._names.get(key, key)) for key in self._keys}
+        return EmbeddingGallery(
+            self.embedder, self._embeddings, self._labels, self._threshold, shown
+        )
 
     @property
     def threshold(self) -> float:
@@ -74,4 +104,4 @@ class EmbeddingGallery:
         if not self._people:
             raise ValueError("the gallery is empty: enroll someone first")
         scores = self.person_scores(self.embedder.embed(crops))
-        return [decide(row, self._people, self._threshold) for row in scores]
+        return [decide(row, self._people, self._threshold, self._keys) for row in scores]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +21,7 @@ class Prediction:
     name: str | None
     best: str  # the best-scoring person, even when rejected
     confidence: float  # the score that was compared with the threshold
+    person_id: str | None = None  # the best person's key (the store's opaque id), if known
 
     @property
     def label(self) -> str:
@@ -41,6 +42,19 @@ class Recognizer(Protocol):
     def predict(self, crops: Sequence[NDArray[np.uint8]]) -> list[Prediction]: ...
 
 
+@runtime_checkable
+class PeopleRecognizer(Recognizer, Protocol):
+    """A recognizer that knows its people by key and can drop or rename them at once:
+    an erasure takes effect on the next frame, before any rebuild or retrain."""
+
+    @property
+    def person_ids(self) -> Sequence[str]: ...
+
+    def without(self, person_ids: set[str]) -> PeopleRecognizer: ...
+
+    def renamed(self, names: dict[str, str]) -> PeopleRecognizer: ...
+
+
 @dataclass(frozen=True)
 class RecognizedFace:
     face: Face
@@ -59,9 +73,15 @@ def recognize_image(
     return [RecognizedFace(f, p) for f, p in zip(faces, predictions, strict=True)]
 
 
-def decide(scores: NDArray[np.floating], people: Sequence[str], threshold: float) -> Prediction:
+def decide(
+    scores: NDArray[np.floating],
+    people: Sequence[str],
+    threshold: float,
+    person_ids: Sequence[str] | None = None,
+) -> Prediction:
     """The best person if their score reaches ``threshold``, else a rejection."""
     best = int(np.argmax(scores))
     confidence = float(scores[best])
     name = people[best] if confidence >= threshold else None
-    return Prediction(name=name, best=people[best], confidence=confidence)
+    key = person_ids[best] if person_ids is not None else None
+    return Prediction(name=name, best=people[best], confidence=confidence, person_id=key)

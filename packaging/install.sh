@@ -18,6 +18,7 @@
 #    packages only the locked build needs (packaging/lock/torch-build.txt) are left out.
 #    That part is then not locked.
 #  * The real-window test needs an X server (Xvfb) and the xcb libraries Qt loads.
+#  * The site tests need PostgreSQL's server programs (Debian's postgresql package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-.venv}"
@@ -35,6 +36,18 @@ if [[ "${KIOSK_SKIP_SYSTEM_DEPS:-0}" != 1 ]] && ! command -v Xvfb >/dev/null 2>&
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
     else
         echo "install.sh: Xvfb is missing; the real-window test needs: sudo apt-get install ${pkgs[*]}" >&2
+    fi
+fi
+
+# The site tests (and `kiosk bench site`) start a throwaway PostgreSQL cluster from
+# Debian's server package; a kiosk itself needs no server.
+if [[ "${KIOSK_SKIP_SYSTEM_DEPS:-0}" != 1 ]] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "install.sh: installing PostgreSQL for the site tests: postgresql"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    else
+        echo "install.sh: PostgreSQL is missing; the site tests need: sudo apt-get install postgresql" >&2
     fi
 fi
 

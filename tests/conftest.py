@@ -5,7 +5,8 @@ such as Xvfb, fails the test instead of skipping it (`tests.helpers.skip_or_fail
 Markers (pyproject.toml) are set here from what a test uses, so they cannot be forgotten:
 ``qt`` for everything under tests/ui/ and every test that takes ``qtbot``; ``shared`` for
 a test that takes the ../shared fixtures (``shared``, ``model_dir``, ``detector``);
-``torch`` for one that builds a CLIP model (``tiny_clip``); ``unit`` for every other test.
+``torch`` for one that builds a CLIP model (``tiny_clip``); ``postgres`` for one that uses
+the throwaway PostgreSQL cluster (``postgres``, ``site_db``); ``unit`` for every other test.
 ``make test-fast`` runs ``-m unit``, and then checks that none of the heavy libraries was
 imported, so a unit test that quietly loads a model fails the run instead of slowing it.
 """
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, SHARED, TINY, shared_path
+from kiosk.bench.pgcluster import PgCluster
+from tests.helpers import ROOT, SHARED, TINY, shared_path, start_test_cluster
 
 # Qt tests run offscreen (pytest-qt makes the QApplication after conftest is read); the
 # tests of a real window start their own processes under Xvfb.
@@ -33,8 +35,10 @@ HEAVY_FIXTURES = {
     "model_dir": "shared",
     "detector": "shared",
     "tiny_clip": "torch",
+    "postgres": "postgres",
+    "site_db": "postgres",
 }
-NOT_UNIT = {"qt", "shared", "torch", "slow"}
+NOT_UNIT = {"qt", "shared", "torch", "slow", "postgres"}
 HEAVY_MODULES = ("torch", "open_clip", "onnxruntime", "insightface", "PySide6")
 
 
@@ -124,3 +128,37 @@ def detector(model_dir: Path):  # type: ignore[no-untyped-def]
     from models.detector import FaceDetector
 
     return FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=640)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
+    """A throwaway PostgreSQL cluster for the whole session (Debian's packages; skipped,
+    or failed under KIOSK_REQUIRE_SHARED=1, when PostgreSQL is not installed)."""
+    import tempfile
+
+    # A short path: a Unix socket's path is limited to about 100 bytes.
+    root = Path(tempfile.mkdtemp(prefix="kiosk-pg-", dir="/tmp"))
+    cluster = start_test_cluster(root)
+    try:
+        yield cluster
+    finally:
+        cluster.stop("immediate")
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def site_db(postgres: PgCluster) -> Iterator[str]:
+    """A fresh, empty database in the session's cluster; its name."""
+    name = f"site_{os.getpid()}_{next(_databases)}"
+    with postgres.connect() as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        with postgres.connect() as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

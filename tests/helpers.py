@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from enroll.store import Consent, NewPhoto, PeopleStore, utc_now
 
 if TYPE_CHECKING:
+    from kiosk.bench.pgcluster import PgCluster
     from models.clip.bundle import RecognizerBundle
     from models.detector import FaceDetector
     from models.train.features import FaceSet
@@ -156,6 +157,48 @@ def enroll_from_video(
     assert len(crops) == photos, f"{video}: a face in only {len(crops)} sampled frames"
     with PeopleStore(store_dir) as store:
         store.add_person(name, crops, Consent("test", utc_now()))
+
+
+# -- a throwaway PostgreSQL cluster (the `postgres` fixture) ----------------------------
+
+
+def start_test_cluster(root: Path) -> PgCluster:
+    """kiosk/bench/pgcluster.py's cluster; skipped (failed in CI) without PostgreSQL."""
+    from kiosk.bench.pgcluster import PostgresMissing, start_cluster
+
+    try:
+        return start_cluster(root)
+    except PostgresMissing as error:
+        skip_or_fail(str(error))
+
+
+_kiosk_roles = iter(range(1, 1_000_000))
+
+
+def site_kiosks(cluster: PgCluster, dbname: str, **kinds: str) -> dict[str, Any]:
+    """Migrate ``dbname`` (with the group roles) and make one login role per kiosk:
+    ``door="door"`` makes a door kiosk; the SiteConfig of each, by the given key."""
+    from kiosk.config import SiteConfig
+    from kiosk.site.schema import add_kiosk, migrate
+
+    configs = {}
+    with cluster.connect(dbname) as conn:
+        conn.autocommit = False
+        migrate(conn, create_roles=True)
+        conn.commit()
+        for key, kind in kinds.items():
+            role = f"k{os.getpid()}_{next(_kiosk_roles)}_{key}"
+            add_kiosk(conn, role, kind, password=f"pw-{role}")
+            configs[key] = SiteConfig(
+                host=str(cluster.socket_dir),
+                port=cluster.port,
+                dbname=dbname,
+                user=role,
+                poll_s=1.0,
+                connect_timeout_s=2,
+            )
+        conn.commit()
+    return configs
 
 
 @contextlib.contextmanager

@@ -68,9 +68,20 @@ def sections(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple
 
 
 def submodel(annotation: Any) -> type[BaseModel] | None:
+    """The section class of a field: ``Section``, or ``Section | None`` (an optional
+    table, absent by default, such as ``[site]``)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        found = [submodel(a) for a in typing.get_args(annotation) if a is not type(None)]
+        if len(found) == 1:
+            return found[0]
     return None
+
+
+def optional_table(model: type[BaseModel]) -> bool:
+    """A table whose defaults do not make a section (it has required keys)."""
+    return any(field.is_required() for field in model.model_fields.values())
 
 
 def section(path: str, model: type[BaseModel]) -> list[str]:
@@ -113,6 +124,13 @@ def example(root: type[BaseModel]) -> list[str]:
     for path, model in sections(root):
         keys = [(n, f) for n, f in model.model_fields.items() if submodel(f.annotation) is None]
         if not keys:
+            continue
+        if optional_table(model):  # absent by default: shown commented out
+            lines.append(f"# [{path}]  (absent by default)")
+            for name, field in keys:
+                value = "(required)" if field.is_required() else default_cell(field).strip("`")
+                lines.append(f"# {name} = {value}")
+            lines.append("")
             continue
         lines.append(f"[{path}]")
         defaults = model()

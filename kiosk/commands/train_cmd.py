@@ -1,31 +1,36 @@
-"""`kiosk train --people DIR --out PATH`: photos per person -> a recognizer bundle."""
+"""`kiosk train`: the CLIP bundle, from the people store (default) or a folder per person."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import platformdirs
-
-from kiosk.config import load_config
+from kiosk.config import KioskConfig, load_config
 from models.errors import UserError
 from models.io import write_json_atomic
-from models.paths import APP_NAME
-
-if TYPE_CHECKING:
-    pass
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "train", help="finetune CLIP's text encoder on a folder per person; write a bundle"
+        "train",
+        help="finetune CLIP's text encoder on the enrolled people (the people store, or "
+        "--people DIR); write the recognizer bundle",
     )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--from-store",
+        action="store_true",
+        help="train from the people store ([enroll] store_dir; the default)",
+    )
+    source.add_argument(
+        "--people", type=Path, default=None, help="a folder with a folder of photos per person"
+    )
+    parser.add_argument("--store", type=Path, default=None, help="another people store folder")
     parser.add_argument(
-        "--people", type=Path, required=True, help="folder with a folder per person"
+        "--out", type=Path, default=None, help="the bundle (default: [recognizer] bundle)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="the bundle file to write")
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
     parser.add_argument(
         "--pretrained",
@@ -33,81 +38,88 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="CLIP weights (default: config [clip] pretrained)",
     )
-    parser.add_argument("--detector", default=None, help="detector name (default: config)")
+    parser.add_argument("--detector", default=None, help="detector (--people; default: config)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all)")
     parser.add_argument("--no-cache", action="store_true", help="do not reuse cached features")
+    parser.add_argument(
+        "--progress", action="store_true", help="progress as JSON lines on stdout (the kiosk's)"
+    )
+    parser.add_argument("--nice", type=int, default=0, help="lower this run's CPU priority")
     parser.set_defaults(handler=run)
 
 
-def feature_cache_dir() -> Path:
-    return Path(platformdirs.user_cache_dir(APP_NAME)) / "clip_features"
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from kiosk import build
 
-    from models import registry
-    from models.clip.bundle import save_bundle
-    from models.clip.identity import warn_untrained
-    from models.detector import FaceDetector
-    from models.io import scan_people
-    from models.train.bundle import train_recognizer
-
+    if args.nice and hasattr(os, "nice"):
+        os.nice(args.nice)
     config = load_config(args.config)
-    if "{name}" not in config.clip.prompt:
-        raise UserError(f"the [clip] prompt {config.clip.prompt!r} has no {{name}} placeholder")
-    pretrained = args.pretrained or config.clip.pretrained
-    model_dir = registry.resolve_model_dir(config.models.dir)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        people, skipped = scan_people(args.people)
-    except FileNotFoundError as error:
-        raise UserError(str(error)) from None
-    if not people:
-        raise UserError(
-            f"{args.people} has no person folders (expected {args.people}/<name>/*.jpg)"
+    if args.pretrained:
+        config = config.model_copy(
+            update={"clip": config.clip.model_copy(update={"pretrained": args.pretrained})}
         )
-    detector = FaceDetector.from_name(
-        args.detector or config.detector.name,
-        model_dir,
-        input_size=config.train.detector_input_size,
-        threshold=config.detector.threshold,
-        threads=args.threads,
+    if args.store:
+        config = build.with_store(config, args.store)
+    if args.people is not None:
+        return _from_folder(args, config)
+    return _from_store(args, config)
+
+
+def _from_store(args: argparse.Namespace, config: KioskConfig) -> int:
+    from enroll.store import open_store
+    from kiosk.live.retrain import progress_line
+    from kiosk.training import train_from_store
+
+    def progress(fraction: float, what: str, eta: float | None) -> None:
+        if args.progress:
+            eta_s = None if eta is None else round(eta, 1)
+            line = progress_line(progress=round(fraction, 3), message=what, eta_s=eta_s)
+            print(line, flush=True)
+
+    with open_store(config.enroll) as store:
+        done = train_from_store(config, store, out=args.out, progress=progress, log=log)
+    if args.progress:
+        print(progress_line(progress=1.0, message=done.message, version=done.version), flush=True)
+    if args.json and done.report:
+        write_json_atomic(args.json, done.report)
+    log(f"{done.message} (bundle version {done.version})")
+    return 0
+
+
+def _from_folder(args: argparse.Namespace, config: KioskConfig) -> int:
+    from kiosk.training import (
+        feature_cache_dir,
+        people_in_folder,
+        save_trained_bundle,
+        train_bundle,
     )
-    if pretrained == "none":
-        warn_untrained()
-    from kiosk.build import train_settings
+    from models.clip.identity import warn_untrained
 
-    settings = train_settings(config)
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    try:
-        bundle, report = train_recognizer(
-            people,
-            detector,
-            config.clip.model,
-            pretrained,
-            model_dir,
-            settings,
-            threshold=config.clip.threshold,
-            align_margin=config.clip.align_margin,
-            cache_root=None if args.no_cache else feature_cache_dir(),
-            skipped=skipped,
-            log=log,
+    if args.out is None:
+        raise UserError(
+            "--people needs --out FILE: the kiosk's own bundle is trained from the people store"
         )
-    except ValueError as error:
-        for item in skipped:
-            log(f"skipped {item.path}: {item.reason}")
-        raise UserError(f"nothing written: {error}") from None
+    untrained = config.clip.pretrained == "none"
+    people, skipped = people_in_folder(args.people)
+    if untrained:
+        warn_untrained()
+    cache = None if args.no_cache else feature_cache_dir()
+    bundle, report = train_bundle(
+        config,
+        people,
+        detector=args.detector,
+        threads=args.threads,
+        cache_dir=cache,
+        skipped=skipped,
+        log=log,
+    )
     for item in report["skipped_items"]:
         log(f"skipped {item['path']}: {item['reason']}")
-    try:
-        save_bundle(bundle, args.out)
-    except OSError as error:
-        raise UserError(f"cannot write the bundle {args.out}: {error.strerror}") from error
+    save_trained_bundle(bundle, args.out, cache)
     if args.json:
         write_json_atomic(args.json, {**report, "bundle": str(args.out)})
     log(
@@ -115,6 +127,6 @@ def run(args: argparse.Namespace) -> int:
         f"{report['train_accuracy']:.3f}, held-out {report['test_accuracy']}, "
         f"{report['skipped']} skipped, {report['seconds']:.1f} s"
     )
-    if pretrained == "none":
+    if untrained:
         warn_untrained()
     return 0

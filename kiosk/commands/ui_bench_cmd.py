@@ -1,10 +1,9 @@
-"""`kiosk bench ui`: the GUI thread's cost of drawing one result, as JSON."""
+"""`kiosk bench ui`: the GUI thread's cost of drawing one result, as JSON (kiosk/ui/bench.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -41,36 +40,15 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from kiosk.ui.bench import run_ui_bench
+
     sizes = [_size(s) for s in (args.size or ["1280x720", "1920x1080"])]
     if not args.video.is_file():
         raise UserError(f"video file {args.video} does not exist")
     if args.frames < 1 or args.repeats < 1:
         raise UserError("--frames and --repeats must be at least 1")
-    # Offscreen, so the figure is the same with or without a screen and never shows one.
-    os.environ["QT_QPA_PLATFORM"] = "offscreen"
-
-    from kiosk.live.replay import video_frame_results
-    from kiosk.ui.bench import measure_drawing
-    from models.detector import FaceDetector
-    from models.registry import resolve_model_dir
-
     config = load_config(args.config)
-    detector = FaceDetector.from_name(
-        config.detector.name,
-        resolve_model_dir(config.models.dir),
-        input_size=config.detector.input_size,
-        device=config.models.device,
-        threads=config.models.threads,
-    )
-    try:
-        results = video_frame_results(args.video, detector, args.frames)
-    except ValueError as error:
-        raise UserError(str(error)) from error
-    report = {
-        "video": str(args.video),
-        "cpu_count": os.cpu_count(),
-        "runs": [measure_drawing(results, w, h, args.repeats) for w, h in sizes],
-    }
+    report = run_ui_bench(config, args.video, frames=args.frames, repeats=args.repeats, sizes=sizes)
     print(json.dumps(report, indent=2))
     if args.json is not None:
         write_json_atomic(args.json, report)

@@ -45,11 +45,12 @@ from kiosk.live.events import DoorHooks, EventLog
 from kiosk.live.holder import RecognizerHolder, providers_of
 from kiosk.live.liveness import LivenessMonitor, LivenessVerdict
 from kiosk.live.results import FrameResult
+from kiosk.live.retrain import Retrainer
 from kiosk.live.slot import NewestSlot
 from kiosk.live.sources import Frame, FrameSource, LiveCaptureSource
 from kiosk.live.tracking import Tracker, TrackUpdate, TrackVeto
 from models.detector import Face, FaceDetector
-from models.recognition import Prediction
+from models.recognition import Prediction, Recognizer
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class LivePipeline:
         self._threads: list[threading.Thread] = []
         self._notice = ""
         self._door_event_at = 0.0  # the newest door event, for the door screen
+        self._last_recognizer: Recognizer | None = None
         self.finished = threading.Event()  # set when a file or folder source has run out
         self._paused = threading.Event()
         self._released = threading.Event()  # the capture thread holds no camera while paused
@@ -183,6 +185,10 @@ class LivePipeline:
         faces = self.detector.detect(frame.image)[: self.max_faces]
         lap("detect")
         recognizer = self.recognizers.current()  # one recognizer for the whole frame
+        if recognizer is not self._last_recognizer:
+            # Someone erased or renamed: no track keeps a name the recognizer no longer has.
+            self.tracker.retain_names(set(recognizer.people))
+            self._last_recognizer = recognizer
 
         def classify(indices: Sequence[int]) -> list[Prediction]:
             started = time.perf_counter()
@@ -223,6 +229,7 @@ class LivePipeline:
             providers=tuple(dict.fromkeys([*self.detector.providers, *providers_of(recognizer)])),
             source_status=self.source.status,
             published_at=published_at,
+            recognizer=self.recognizers.info(),
             notice=notice,
             door_event_at=self._door_event_at,
         )
@@ -289,6 +296,11 @@ class LivePipeline:
     def check_recognizer(self) -> None:
         """Look for a changed recognizer source now (the wizard just saved someone)."""
         self.recognizers.check_now()
+
+    @property
+    def retrainer(self) -> Retrainer | None:
+        """The CLIP bundle's background retrain, which the wizard follows after a save."""
+        return self.recognizers.retrainer
 
     def pause(self, timeout: float = 2.0) -> bool:
         """Stop reading and release the source (a camera), e.g. while the enrollment wizard

@@ -28,6 +28,22 @@ class TrackView:
 
 
 @dataclass(frozen=True)
+class RecognizerInfo:
+    """Which recognizer decided a frame, for the operator's view and the trials' records."""
+
+    kind: str = ""  # "clip", "embedding_gallery", "fusion"; "" when nobody is enrolled
+    version: int = 0  # the CLIP bundle's version, or the gallery's rebuild count
+    trained_at: str = ""  # when the CLIP bundle was trained (ISO 8601, UTC)
+    people: int = 0
+    update: str = ""  # what is being done about it, e.g. "retraining: about 20 s left"
+
+    @property
+    def label(self) -> str:
+        """``clip v7`` and the like: recognizer and version, as a per-frame record names them."""
+        return f"{self.kind} v{self.version}" if self.kind else "nobody enrolled"
+
+
+@dataclass(frozen=True)
 class FrameResult:
     """Everything known about one processed frame."""
 
@@ -42,6 +58,7 @@ class FrameResult:
     source_status: str = ""  # e.g. "camera 0 lost, reconnecting in 4 s"
     published_at: float = 0.0  # time.monotonic() when the result was published
     notice: str = ""  # recognizer or event-log trouble, e.g. "nobody is enrolled"
+    recognizer: RecognizerInfo = field(default_factory=RecognizerInfo)
     # time.monotonic() when the newest door event (a recognized person, logged and handed
     # to the door hooks) happened, 0.0 before any: the door screen's "door open" sign.
     door_event_at: float = 0.0

@@ -90,6 +90,32 @@ def iou(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def match_boxes(
+    tracks: Sequence[NDArray[np.floating]], faces: Sequence[NDArray[np.floating]], threshold: float
+) -> dict[int, int]:
+    """Greedy matching, best IoU first: face index -> track index. Pairs under the
+    ``threshold`` stay unmatched; each track and each face is matched at most once."""
+    pairs = sorted(
+        (
+            (iou(track, face), i, t)
+            for t, track in enumerate(tracks)
+            for i, face in enumerate(faces)
+        ),
+        key=lambda pair: pair[0],
+        reverse=True,
+    )
+    matches: dict[int, int] = {}
+    used: set[int] = set()
+    for overlap, i, t in pairs:
+        if overlap < threshold:
+            break
+        if i in matches or t in used:
+            continue
+        matches[i] = t
+        used.add(t)
+    return matches
+
+
 def vote_weight(prediction: Prediction) -> float:
     weight = prediction.confidence if prediction.name is not None else 1.0 - prediction.confidence
     return float(min(1.0, max(_MIN_WEIGHT, weight)))
@@ -101,6 +127,21 @@ class Tracker:
         self.veto = veto
         self._tracks: list[_Track] = []
         self._next_id = 1
+
+    def retain_names(self, allowed: set[str]) -> None:
+        """Forget every decision, vote and announcement of a name not in ``allowed`` (a
+        person erased or renamed): such a track is pending again, and decides afresh."""
+        for track in self._tracks:
+            if track.decision not in (None, UNKNOWN_LABEL) and track.decision not in allowed:
+                track.decision = None
+                track.confidence = 0.0
+            kept = [(name, w) for name, w in track.votes if name is None or name in allowed]
+            if len(kept) != len(track.votes):
+                track.votes.clear()
+                track.votes.extend(kept)
+            if track.last_best is not None and track.last_best not in allowed:
+                track.last_best = None
+            track.announced &= allowed
 
     @property
     def active_tracks(self) -> int:
@@ -158,26 +199,9 @@ class Tracker:
         return track
 
     def _match(self, faces: Sequence[Face]) -> dict[int, _Track]:
-        """Greedy matching, best IoU first; pairs under the threshold stay unmatched."""
-        pairs = sorted(
-            (
-                (iou(track.box, face.box), i, t)
-                for t, track in enumerate(self._tracks)
-                for i, face in enumerate(faces)
-            ),
-            key=lambda pair: pair[0],
-            reverse=True,
-        )
-        matches: dict[int, _Track] = {}
-        used: set[int] = set()
-        for overlap, i, t in pairs:
-            if overlap < self.settings.iou_threshold:
-                break
-            if i in matches or t in used:
-                continue
-            matches[i] = self._tracks[t]
-            used.add(t)
-        return matches
+        boxes = [track.box for track in self._tracks]
+        matches = match_boxes(boxes, [face.box for face in faces], self.settings.iou_threshold)
+        return {i: self._tracks[t] for i, t in matches.items()}
 
     def _decide(self, track: _Track, frame: NDArray[np.uint8], face: Face) -> TrackUpdate:
         x1, y1, x2, y2 = (float(v) for v in face.box)

@@ -188,4 +188,7 @@ def run_doctor(config: KioskConfig) -> DoctorReport:
     _check_models(report, config, model_dir)
     _check_runtime(report, config, model_dir)
     _check_disk(report)
+    from kiosk.setup.site import check_site
+
+    check_site(report, config)
     return report

@@ -29,13 +29,13 @@ def needed_models(config: KioskConfig) -> list[str]:
     from models.antispoof import LIVENESS_MODELS
 
     names: list[str] = [config.detector.name]
-    if config.recognizer.kind in ("store", "gallery"):
+    if config.recognizer.kind in ("embedding_gallery", "fusion"):
         if config.recognizer.embedder == "mobilefacenet":
             names.append(MOBILEFACENET)
         else:
             names.extend(_clip_gallery_weights_needed(config))
-    else:
-        names.extend(_clip_weights_needed(config))
+    if config.recognizer.kind in ("clip", "fusion"):
+        names.extend(n for n in _clip_weights_needed(config) if n not in names)
     if config.liveness.enabled:
         names.extend(name for name, _ in LIVENESS_MODELS)
     return names
@@ -57,16 +57,18 @@ def _clip_weights_needed(config: KioskConfig) -> list[str]:
     """The CLIP weights, when a bundle's ONNX image tower must be rebuilt from them.
 
     A bundle trained on this machine has its tower cached beside it and needs nothing; no
-    bundle yet means nobody is enrolled; an unreadable bundle is reported when it loads.
+    bundle yet means the first one will be trained from the people store, which needs
+    the weights (unless the configuration trains an untrained tower); an unreadable
+    bundle is reported when it loads.
     """
-    from kiosk.build import recognizer_path
+    from kiosk.build import bundle_path
     from models.clip.bundle import BundleError, load_bundle
     from models.clip.classifier import onnx_tower_path
     from models.clip.identity import OPENAI_WEIGHTS
 
-    path = recognizer_path(config)
+    path = bundle_path(config)
     if not path.is_file():
-        return []
+        return [OPENAI_WEIGHTS] if config.clip.pretrained == "openai" else []
     try:
         identity = load_bundle(path).identity
     except BundleError:

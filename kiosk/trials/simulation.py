@@ -5,7 +5,7 @@ One clip per participant. Enrolled participants are enrolled from the first
 (:func:`enroll.session.capture_from_frames`: one face, score, size, brightness,
 sharpness, pose and duplicate gates, from ``[enroll]``), keeping every photo it takes in
 that time (at least one). Its photos are 224 px crops on the ArcFace template; the
-gallery embeds them resized to 112 px (:func:`enroll.training.crop_at`, exactly
+gallery embeds them resized to 112 px (:func:`models.align.resize_crop`, exactly
 as the people store's gallery is built). The rest of the clip (never overlapping the enrollment
 frames) is cut into consecutive ``duration``-second windows, one trial each. A clip whose
 rest is shorter than one window gives one shorter trial; a trailing part shorter than a
@@ -107,13 +107,13 @@ def gallery_factory(model_path: Path, threshold: float) -> RecognizerFactory:
     """The MobileFaceNet embedding gallery, built from the enrollment shots."""
 
     def build(photos: dict[str, list[NDArray[np.uint8]]]) -> Recognizer:
-        from enroll.training import crop_at
+        from models.align import resize_crop
         from models.embedder import ArcFaceEmbedder
         from models.gallery import EmbeddingGallery
 
         embedder = ArcFaceEmbedder(model_path)
         crops: dict[str, Sequence[NDArray[np.uint8]]] = {
-            name: [crop_at(crop) for crop in person] for name, person in photos.items()
+            name: [resize_crop(crop) for crop in person] for name, person in photos.items()
         }
         return EmbeddingGallery.from_crops(embedder, crops, threshold=threshold)
 

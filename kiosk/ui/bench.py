@@ -12,8 +12,36 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from kiosk import build
+from kiosk.config import KioskConfig
 from kiosk.live.replay import ReplayResults
 from kiosk.live.results import FrameResult
+from models.errors import UserError
+
+
+def run_ui_bench(
+    config: KioskConfig,
+    video: Path,
+    *,
+    frames: int,
+    repeats: int,
+    sizes: Sequence[tuple[int, int]],
+) -> dict[str, object]:
+    """The first ``frames`` of ``video`` detected, then each drawn ``repeats`` times
+    per window size, offscreen: the same figure with or without a screen, and none shown."""
+    from kiosk.live.replay import video_frame_results
+
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    detector = build.detector(config)
+    try:
+        results = video_frame_results(video, detector, frames)
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    return {
+        "video": str(video),
+        "cpu_count": os.cpu_count(),
+        "runs": [measure_drawing(results, w, h, repeats) for w, h in sizes],
+    }
 
 
 def measure_drawing(

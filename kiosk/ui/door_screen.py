@@ -34,6 +34,16 @@ BAND_SHARE = 0.27
 DOOR_OPEN_TEXT = "Door open"
 
 
+def edge_to_edge_column(parent: QWidget, top: QWidget, middle: QWidget, bottom: QWidget) -> None:
+    """``parent`` laid out as three rows without margins; the middle one takes the rest."""
+    layout = QVBoxLayout(parent)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(0)
+    layout.addWidget(top)
+    layout.addWidget(middle, 1)
+    layout.addWidget(bottom)
+
+
 class DoorSign(QWidget):
     """A green sign with an open door drawn on it and "Door open"; its space is kept
     while hidden, so the header does not move when the door opens or closes."""
@@ -131,12 +141,7 @@ class DoorScreen(QWidget):
         band.addWidget(self.detail, 2)
         self._band_layout = band
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(self.header)
-        layout.addWidget(self.video, 1)
-        layout.addWidget(self.band)
+        edge_to_edge_column(self, self.header, self.video, self.band)
 
         self.clock_timer = QTimer(self)
         self.clock_timer.setInterval(1000)

@@ -27,12 +27,11 @@ from typing import Literal
 
 from kiosk.live.pipeline import PAUSED_NOTICE
 from kiosk.live.results import FrameResult, TrackView
+from kiosk.live.starter import STARTING as STARTING_NOTICE
 
 AnswerKind = Literal[
     "starting", "idle", "hold", "welcome", "not_recognised", "paused", "unavailable"
 ]
-# kiosk run's start-up status ("Starting… loading the models") begins with this word.
-STARTING_PREFIX = "Starting"
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ class DoorState:
         if notice == PAUSED_NOTICE:
             return PAUSED
         if result is None:
-            return STARTING if not notice or notice.startswith(STARTING_PREFIX) else UNAVAILABLE
+            return STARTING if notice in ("", STARTING_NOTICE) else UNAVAILABLE
         if notice:
             return UNAVAILABLE  # the camera is lost or the picture froze: faces are stale
         answer = answer_for(result.tracks)

@@ -3,9 +3,10 @@
 The operator opens it from the door-side window (`ENROLL_SHORTCUT`; behind the PIN in
 kiosk mode). The pipeline's capture pauses and releases the camera while the wizard
 holds it, and resumes when the wizard closes. The wizard saves to the people store;
-the kiosk's ``[recognizer] kind = "store"`` notices the change and names the new person
-without a restart: at once (the wizard's ``enrolled`` signal asks the pipeline to check
-the store), or within ``reload_poll_s`` for a change made elsewhere (`kiosk people`).
+the kiosk's recognizer follows the store: the wizard's last page waits for the update
+(the embedding gallery's refresh, or CLIP's background retrain in the kiosk's own
+retrainer) and its ``enrolled`` signal asks the pipeline to check the store at once; a
+change made elsewhere (`kiosk people`) is seen within ``reload_poll_s``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from kiosk.ui.wizard import EnrollWizard
 from models.errors import UserError
 
 if TYPE_CHECKING:
+    from kiosk.live.retrain import Retrainer
     from models.detector import FaceDetector
-    from models.embedder import FaceEmbedder
 
 
 class Pausable(Protocol):
@@ -34,19 +35,16 @@ class Pausable(Protocol):
 
     def check_recognizer(self) -> None: ...
 
+    @property
+    def retrainer(self) -> Retrainer | None: ...
 
-def enrollment_models(config: KioskConfig) -> tuple[FaceDetector, FaceEmbedder]:
-    """The wizard's detector (at 320: an enrolling volunteer is close to the camera, and
-    320 is 3x faster than 640) and the kiosk's gallery embedder."""
-    from kiosk.build import gallery_embedder
-    from models import registry
-    from models.detector import FaceDetector
 
-    model_dir = registry.resolve_model_dir(config.models.dir)
-    detector = FaceDetector.from_name(
-        config.detector.name, model_dir, input_size=320, threshold=config.detector.threshold
-    )
-    return detector, gallery_embedder(config)
+def enrollment_detector(config: KioskConfig) -> FaceDetector:
+    """The wizard's detector: at 320, since an enrolling volunteer is close to the camera,
+    and 320 is 3x faster than 640."""
+    from kiosk.build import detector
+
+    return detector(config, input_size=320)
 
 
 def frame_reader(source: FrameSource) -> NDArray[np.uint8] | None:
@@ -83,11 +81,13 @@ class KioskEnrollment:
         if self.wizard is not None:
             self.wizard.raise_()
             return
-        from enroll.store import open_store
+        from kiosk.site.replica import open_people
+        from kiosk.training import recognizer_update
 
         config = self.config
-        detector, embedder = enrollment_models(config)
-        store = open_store(config.enroll)
+        detector = enrollment_detector(config)
+        store = open_people(config)  # on a site, the replica: the kiosk's worker pushes
+        update = recognizer_update(config, store, self.pipeline.retrainer)
         self.pipeline.pause()  # the camera is released before the wizard opens it
         try:
             source = open_source(self.source_spec, realtime=True)
@@ -101,8 +101,7 @@ class KioskEnrollment:
             config.enroll,
             lambda: frame_reader(source),
             detector,
-            embedder,
-            threshold=config.recognizer.gallery_threshold,
+            update,
         )
         # A child dialog of the (full-screen, on-top) kiosk window, so it shows above it.
         wizard.setParent(self.parent, Qt.WindowType.Dialog)

@@ -24,12 +24,12 @@ from PySide6.QtGui import (
     QKeySequence,
     QResizeEvent,
 )
-from PySide6.QtWidgets import QLabel, QSizePolicy, QStackedLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QStackedLayout, QWidget
 
 from kiosk.live.results import FrameResult
 from kiosk.setup.pin import PinGate
 from kiosk.ui.chime import DoorChime
-from kiosk.ui.door_screen import DoorScreen
+from kiosk.ui.door_screen import DoorScreen, edge_to_edge_column
 from kiosk.ui.door_state import DoorState
 from kiosk.ui.fit_text import FitLabel
 from kiosk.ui.pin_dialog import PinDialog
@@ -117,12 +117,7 @@ class KioskWindow(QWidget):
             "QLabel#status { color: #d0d0d0; background: #101012; padding: 2px 10px;"
             " font-family: monospace; }"
         )
-        operator = QVBoxLayout(self.operator)
-        operator.setContentsMargins(0, 0, 0, 0)
-        operator.setSpacing(0)
-        operator.addWidget(self.operator_hint)
-        operator.addWidget(self.video, 1)
-        operator.addWidget(self.status)
+        edge_to_edge_column(self.operator, self.operator_hint, self.video, self.status)
         self.pages = QStackedLayout(self)
         self.pages.addWidget(self.door)
         self.pages.addWidget(self.operator)

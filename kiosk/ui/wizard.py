@@ -1,13 +1,14 @@
 """The enrollment wizard: consent, name, guided capture, review, save and train.
 
 A thin Qt layer: the capture logic is :class:`enroll.session.CaptureSession`, the data is
-:class:`enroll.store.PeopleStore`, the recognizer rebuild is
-:func:`enroll.training.rebuild_gallery`. Frames come from any ``read() -> frame | None``
+:class:`enroll.store.PeopleStore`, the recognizer's update after a save is a
+:class:`kiosk.training.RecognizerUpdate`. Frames come from any ``read() -> frame | None``
 callable (a camera, a video file); ``None`` means no frame right now (camera lost).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -39,14 +40,14 @@ from PySide6.QtWidgets import (
 from enroll.config import EnrollConfig
 from enroll.session import CapturedPhoto, CaptureEvent, CaptureSession
 from enroll.store import Consent, PeopleStore, utc_now
-from enroll.training import TrainingCancelled, rebuild_gallery
 from kiosk.live.sources import FrameSource
+from kiosk.training import RecognizerUpdate
 from kiosk.ui.screen_fit import fit_to_screen
 from models.detector import FaceDetector
-from models.embedder import FaceEmbedder
 from models.errors import UserError
-from models.gallery import EmbeddingGallery
 from models.names import name_key, validate_name
+
+log = logging.getLogger(__name__)
 
 FrameReader = Callable[[], NDArray[np.uint8] | None]
 
@@ -349,57 +350,45 @@ class ReviewPage(QWizardPage):
 
 
 class SaveWorker(QObject):
-    """Saves the person atomically, then rebuilds the recognizer, off the GUI thread."""
+    """Saves the person atomically, then updates the recognizer, off the GUI thread.
 
-    progress = Signal(int, int, float)  # people done, in all, seconds left (estimate)
+    Every exception ends in ``failed`` with a message (never a silent, hanging thread):
+    before the save, nothing was stored and the page offers to try again; after it, the
+    person is enrolled and only the update failed."""
+
+    progress = Signal(float, str)  # fraction done, what is being done
     saved = Signal()
-    finished = Signal(object)  # the new EmbeddingGallery
+    finished = Signal(str)  # what to tell the operator
     failed = Signal(str)
-    cancelled = Signal()
 
     def __init__(
         self,
         store: PeopleStore,
-        embedder: FaceEmbedder,
+        update: RecognizerUpdate,
         person: tuple[str, str | None, Consent, list[CapturedPhoto]],
-        threshold: float,
     ) -> None:
         super().__init__()
         self.store = store
-        self.embedder = embedder
+        self.recognizer_update = update
         self.person = person
-        self.threshold = threshold
         self.cancel = threading.Event()
 
     def run(self) -> None:
         name, external_id, consent, photos = self.person
         try:
             self.store.add_person(name, photos, consent, external_id=external_id)
-        except UserError as error:
-            self.failed.emit(str(error))
+        except Exception as error:  # a full disk, a bad name: said, nothing stored
+            log.warning("the wizard could not save %r: %s", name, error)
+            self.failed.emit(str(error) if isinstance(error, UserError) else f"{error!r}")
             return
         self.saved.emit()
-        start = time.monotonic()
-
-        def report(done: int, total: int) -> None:
-            elapsed = time.monotonic() - start
-            self.progress.emit(done, total, elapsed / done * (total - done))
-
         try:
-            gallery = rebuild_gallery(
-                self.store,
-                self.embedder,
-                threshold=self.threshold,
-                progress=report,
-                cancel=self.cancel,
-            )
-        except TrainingCancelled:
-            self.cancelled.emit()
+            message = self.recognizer_update.run(self.progress.emit, self.cancel)
+        except Exception as error:
+            log.exception("the recognizer update after enrolling %r failed", name)
+            self.failed.emit(f"saved, but the recognizer was not updated: {error}")
             return
-        except UserError as error:
-            self.failed.emit(f"saved, but the recognizer was not rebuilt: {error}")
-            return
-        self.finished.emit(gallery)
+        self.finished.emit(message)
 
 
 class SavePage(QWizardPage):
@@ -410,7 +399,8 @@ class SavePage(QWizardPage):
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.bar = QProgressBar()
-        self.cancel = QPushButton("Cancel training")
+        self.cancel = QPushButton("Stop waiting")
+        self.cancel.setToolTip("the person stays enrolled; the recognizer keeps updating")
         self.retry = QPushButton("Try again")
         self.retry.hide()
         self.cancel.clicked.connect(self._cancel)
@@ -433,10 +423,7 @@ class SavePage(QWizardPage):
         self.status.setText("saving…")
         thread = QThread(self)
         worker = SaveWorker(
-            self.owner.store,
-            self.owner.embedder,
-            self.owner.person_to_save(),
-            self.owner.threshold,
+            self.owner.store, self.owner.recognizer_update, self.owner.person_to_save()
         )
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
@@ -444,8 +431,7 @@ class SavePage(QWizardPage):
         worker.progress.connect(self._progress)
         worker.finished.connect(self._finished)
         worker.failed.connect(self._failed)
-        worker.cancelled.connect(self._cancelled)
-        for signal in (worker.finished, worker.failed, worker.cancelled):
+        for signal in (worker.finished, worker.failed):
             # Direct: the thread ends even while the GUI thread is blocked in wait().
             signal.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         self.worker_thread, self.worker = thread, worker
@@ -455,18 +441,15 @@ class SavePage(QWizardPage):
         self.saved = True
         self.status.setText("saved; updating the recognizer…")
 
-    def _progress(self, done: int, total: int, seconds_left: float) -> None:
-        self.bar.setRange(0, total)
-        self.bar.setValue(done)
-        self.status.setText(f"updating the recognizer: about {seconds_left:.0f} s left")
+    def _progress(self, fraction: float, what: str) -> None:
+        self.bar.setRange(0, 100)
+        self.bar.setValue(round(100 * fraction))
+        self.status.setText(f"{self.owner.person_name} is saved; {what}")
 
-    def _finished(self, gallery: EmbeddingGallery) -> None:
-        self.owner.gallery = gallery
-        self.owner.enrolled.emit(self.owner.person_name, gallery)
-        self._end(
-            f"{self.owner.person_name} is enrolled; the recognizer knows "
-            f"{len(gallery.people)} people."
-        )
+    def _finished(self, message: str) -> None:
+        self.owner.saved_person = self.owner.person_name
+        self.owner.enrolled.emit(self.owner.person_name)
+        self._end(f"{self.owner.person_name} is enrolled; {message}.")
 
     def _failed(self, message: str) -> None:
         self.status.setText(f"{message}\nThe photos are kept here: try again.")
@@ -476,9 +459,6 @@ class SavePage(QWizardPage):
             self.retry.show()
         else:
             self._end(message)
-
-    def _cancelled(self) -> None:
-        self._end("saved; the recognizer will be rebuilt the next time the kiosk starts")
 
     def _cancel(self) -> None:
         if self.worker is not None:
@@ -504,10 +484,11 @@ class SavePage(QWizardPage):
 
 
 class EnrollWizard(QWizard):
-    """Consent, name, capture, review, save and train. ``enrolled(name, gallery)`` fires
-    when a person is saved and the recognizer rebuilt, for a running kiosk to pick up."""
+    """Consent, name, capture, review, save and update the recognizer (``update``: the
+    gallery's refresh, or CLIP's retrain, followed until the new person can be named).
+    ``enrolled(name)`` fires then, for a running kiosk to pick up at once."""
 
-    enrolled = Signal(str, object)
+    enrolled = Signal(str)
 
     def __init__(
         self,
@@ -515,18 +496,16 @@ class EnrollWizard(QWizard):
         config: EnrollConfig,
         reader: FrameReader,
         detector: FaceDetector,
-        embedder: FaceEmbedder,
+        update: RecognizerUpdate,
         *,
-        threshold: float = 0.5,
         refresh_ms: int = 33,
     ) -> None:
         super().__init__()
         self.setWindowTitle("Enroll a volunteer")
         self.store = store
         self.config = config
-        self.embedder = embedder
-        self.threshold = threshold
-        self.gallery: EmbeddingGallery | None = None
+        self.recognizer_update = update
+        self.saved_person: str | None = None  # once saved and the recognizer updated
         self.consent_page = ConsentPage(config, store.encrypted)
         self.name_page = NamePage(store)
         self.capture_page = CapturePage(config, reader, detector, refresh_ms)

@@ -3,8 +3,10 @@
 Format: a NumPy ``.npz`` archive (a zip; read with ``allow_pickle=False``, so loading a
 file never runs code) with
 
-- ``meta.json``: schema version, people (display names), settings, training metrics,
-  the identity and sha256 of every model used;
+- ``meta.json``: schema version, people (display names) and their keys (the people
+  store's opaque ids, or a folder's names), where they were trained from (the store's
+  state digest, or the folder), the bundle's version and training time, settings,
+  training metrics, the identity and sha256 of every model used;
 - ``text_embeddings`` (people, dim) and ``feature_mean`` (dim,): all recognition needs
   besides the image tower;
 - ``text/<parameter>``: the tuned text-encoder weights, to train further.
@@ -15,6 +17,7 @@ the temporary files a killed save left in its folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -28,7 +31,8 @@ from models.clip.identity import ClipIdentity
 from models.errors import ModelError
 from models.io import atomic_writer, remove_stale_temps
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added person_ids, source, version, trained_at
+READABLE_VERSIONS = (1, 2)
 FORMAT = "clip-face-kiosk recognizer bundle"
 
 
@@ -69,6 +73,34 @@ class RecognizerBundle:
     models: dict[str, dict[str, str]]  # name -> {"file", "sha256"} of every model used
     text_state: dict[str, NDArray[np.float32]] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    person_ids: list[str] = field(default_factory=list)  # one per person; default: people
+    # {"kind": "store", "digest": <StoreState digest>} or {"kind": "folder", "path": ...}
+    source: dict[str, str] = field(default_factory=dict)
+    version: int = 1  # each bundle trained over another one counts up
+    trained_at: str = ""  # ISO 8601, UTC
+
+    def __post_init__(self) -> None:
+        if not self.person_ids:
+            object.__setattr__(self, "person_ids", list(self.people))
+        if len(self.person_ids) != len(self.people):
+            raise ValueError("one person id per person is needed")
+
+    def without(self, person_ids: set[str]) -> RecognizerBundle:
+        """This bundle with those people's rows dropped (an erasure, before any retrain)."""
+        keep = [i for i, key in enumerate(self.person_ids) if key not in person_ids]
+        return dataclasses.replace(
+            self,
+            people=[self.people[i] for i in keep],
+            person_ids=[self.person_ids[i] for i in keep],
+            text_embeddings=self.text_embeddings[keep],
+        )
+
+    def renamed(self, names: dict[str, str]) -> RecognizerBundle:
+        """This bundle showing ``names[person id]`` (a rename, until the retrain)."""
+        shown = [
+            names.get(key, name) for key, name in zip(self.person_ids, self.people, strict=True)
+        ]
+        return dataclasses.replace(self, people=shown)
 
 
 def save_bundle(bundle: RecognizerBundle, path: Path) -> Path:
@@ -76,6 +108,10 @@ def save_bundle(bundle: RecognizerBundle, path: Path) -> Path:
         "format": FORMAT,
         "schema_version": bundle.schema_version,
         "people": bundle.people,
+        "person_ids": bundle.person_ids,
+        "source": bundle.source,
+        "version": bundle.version,
+        "trained_at": bundle.trained_at,
         "logit_scale": bundle.logit_scale,
         "identity": asdict(bundle.identity),
         "settings": asdict(bundle.settings),
@@ -114,10 +150,11 @@ def load_bundle(path: Path) -> RecognizerBundle:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(f"{path} is not a recognizer bundle")
     version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise BundleError(
-            f"{path} has bundle schema version {version}; this program reads version "
-            f"{SCHEMA_VERSION}. Fix: train the bundle again with `kiosk train`."
+            f"{path} has bundle schema version {version}; this program reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}. Fix: train the bundle again with "
+            "`kiosk train`."
         )
     try:
         bundle = RecognizerBundle(
@@ -134,7 +171,11 @@ def load_bundle(path: Path) -> RecognizerBundle:
                 for name, value in arrays.items()
                 if name.startswith("text/")
             },
-            schema_version=version,
+            schema_version=SCHEMA_VERSION,
+            person_ids=[str(key) for key in meta.get("person_ids", [])],
+            source={str(k): str(v) for k, v in meta.get("source", {}).items()},
+            version=int(meta.get("version", 1)),
+            trained_at=str(meta.get("trained_at", "")),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise BundleError(f"{path} is a damaged recognizer bundle: {error!r}") from error

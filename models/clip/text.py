@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 def tokenize(model_name: str, prompts: Sequence[str]) -> NDArray[np.int64]:
     import open_clip
 
-    tokens = open_clip.get_tokenizer(model_name)(list(prompts))
+    from models.clip.towers import open_clip_name
+
+    tokens = open_clip.get_tokenizer(open_clip_name(model_name))(list(prompts))
     return np.asarray(tokens.numpy(), dtype=np.int64)
 
 

@@ -33,13 +33,28 @@ OPENAI_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 Backend = Literal["torch", "onnx"]
 
 
+def open_clip_name(model: str) -> str:
+    """open_clip's name for ``[clip] model``: a config name such as ``RN50``, or the path of
+    an open_clip model config (a ``.json`` file), registered here under its file's stem."""
+    if not model.endswith(".json"):
+        return model
+    import open_clip
+
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ModelError(f"the open_clip model config {path} does not exist")
+    open_clip.add_model_config(path)
+    return path.stem
+
+
 def build_clip(
     model_name: str, pretrained: Pretrained, model_dir: Path | None, init_seed: int = 0
 ) -> tuple[Any, ClipIdentity]:
     """An open_clip CLIP model in float32 eval mode, and its identity.
 
     ``openai`` loads ``RN50.pt`` from the model directory (never downloads); ``none``
-    builds the architecture with weights drawn from ``init_seed``.
+    builds the architecture with weights drawn from ``init_seed``. ``model_name`` may be a
+    config's path (:func:`open_clip_name`).
     """
     try:
         import open_clip
@@ -65,11 +80,12 @@ def build_clip(
         model = open_clip.model.build_model_from_openai_state_dict(state).float().eval()
         weights_sha = spec.sha256
     elif pretrained == "none":
-        if model_name not in open_clip.list_models():
+        config_name = open_clip_name(model_name)
+        if config_name not in open_clip.list_models():
             raise ModelError(f"unknown open_clip model config {model_name!r}")
         with torch.random.fork_rng():
             torch.manual_seed(init_seed)
-            model = open_clip.create_model(model_name, pretrained=None).float().eval()
+            model = open_clip.create_model(config_name, pretrained=None).float().eval()
         weights_sha = ""
     else:
         raise ModelError(f"unknown pretrained tag {pretrained!r}: use openai or none")

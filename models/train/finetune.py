@@ -136,6 +136,7 @@ def finetune_text_encoder(
     *,
     names: dict[str, str] | None = None,
     warm_start: WarmStart | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Finetune the text tower of ``model`` (in place) on cached image features.
 
@@ -249,6 +250,8 @@ def finetune_text_encoder(
                 f"epoch {epoch + 1}/{settings.epochs}: loss {epoch_loss / steps_per_epoch:.3f} "
                 f"({time.perf_counter() - started:.1f} s)"
             )
+        if on_epoch:
+            on_epoch(epoch + 1, settings.epochs)
     encoder.eval()
     after = embed_all()
     encoder.to("cpu")

@@ -76,7 +76,7 @@ def test_encrypted_store_from_the_command_line(
 def test_gallery_rebuilt_from_the_store_recognizes_and_can_be_cancelled(
     tmp_path: Path, shared: Callable[..., Path], model_dir: Path
 ) -> None:
-    from kiosk.commands.people_cmd import _aligner
+    from kiosk.build import photo_aligner
     from kiosk.config import KioskConfig
     from models.embedder import ArcFaceEmbedder
     from models.registry import model_path
@@ -91,7 +91,7 @@ def test_gallery_rebuilt_from_the_store_recognizes_and_can_be_cancelled(
         for image in images[:4]:
             (folder / name / image.name).symlink_to(image)
         held_out[name] = images[-1]
-    align = _aligner(KioskConfig())
+    align = photo_aligner(KioskConfig())
     embedder = ArcFaceEmbedder(model_path("mobilefacenet_128d", model_dir))
     with PeopleStore(tmp_path / "store") as store:
         store.import_folder(folder, consent(), align=align)
@@ -103,10 +103,10 @@ def test_gallery_rebuilt_from_the_store_recognizes_and_can_be_cancelled(
         gallery = rebuild_gallery(store, embedder, progress=lambda d, n: steps.append((d, n)))
         assert steps == [(1, 3), (2, 3), (3, 3)]
         assert sorted(gallery.people) == sorted(people)
-        from enroll.training import crop_at
+        from models.align import resize_crop
 
         for name, path in held_out.items():
             crop = align(np.asarray(cv2.imread(str(path)), dtype=np.uint8))
             assert crop is not None
-            [prediction] = gallery.predict([crop_at(crop)])
+            [prediction] = gallery.predict([resize_crop(crop)])
             assert prediction.name == name

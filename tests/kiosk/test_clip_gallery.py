@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from enroll.store import PeopleStore
-from kiosk.build import StoreRecognizers, gallery_embedder
+from kiosk.build import StoreGallery, gallery_embedder
 from kiosk.config import KioskConfig
 from kiosk.setup.first_run import needed_models
 from models.clip import embedder as clip_embedder
@@ -26,7 +26,11 @@ def clip_config(tmp_path: Path, model: str, pretrained: str = "none") -> KioskCo
     return KioskConfig.model_validate(
         {
             "clip": {"model": model, "pretrained": pretrained},
-            "recognizer": {"embedder": "clip", "gallery_threshold": 0.99},
+            "recognizer": {
+                "kind": "embedding_gallery",
+                "embedder": "clip",
+                "gallery_threshold": 0.99,
+            },
             "enroll": {"store_dir": str(tmp_path / "store")},
         }
     )
@@ -79,7 +83,7 @@ def test_store_recognizer_on_the_clip_gallery(
     tiny_clip: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from kiosk.commands.people_cmd import _aligner
+    from kiosk.build import photo_aligner
 
     source = shared("faces", "faces94")
     people = sorted(p.name for p in source.iterdir() if not p.name.startswith("_"))[:3]
@@ -90,9 +94,9 @@ def test_store_recognizer_on_the_clip_gallery(
             (folder / name / image.name).symlink_to(image)
     config = clip_config(tmp_path, tiny_clip)
     with PeopleStore(tmp_path / "store") as store:
-        store.import_folder(folder, consent(), align=_aligner(config))
+        store.import_folder(folder, consent(), align=photo_aligner(config))
 
-    recognizers = StoreRecognizers(config)
+    recognizers = StoreGallery(config)
     try:
         gallery = recognizers.build()
         assert isinstance(gallery, EmbeddingGallery)

@@ -45,7 +45,7 @@ def spoof_config(gallery: Path, events: Path, liveness: LivenessConfig) -> Kiosk
     return KioskConfig(
         kiosk=LiveConfig(realtime=False, loop=True),
         events=EventsConfig(dir=events),
-        recognizer=RecognizerConfig(kind="gallery", path=gallery, reload=False),
+        recognizer=RecognizerConfig(kind="embedding_gallery", folder=gallery, reload=False),
         liveness=liveness,
     )
 
@@ -123,7 +123,7 @@ def test_a_person_saved_to_the_store_is_named_by_the_running_pipeline(
         kiosk=LiveConfig(realtime=True, loop=True),
         events=EventsConfig(dir=tmp_path / "events"),
         enroll=EnrollConfig(store_dir=store_dir),
-        recognizer=RecognizerConfig(reload_poll_s=0.2),  # kind "store", the default
+        recognizer=RecognizerConfig(kind="embedding_gallery", reload_poll_s=0.2),
         liveness=LivenessConfig(enabled=False),
     )
     video = shared("videos", "solo_02.mp4")

@@ -48,17 +48,21 @@ def _opener(payload: bytes, calls: list[str]) -> Callable[[str], _Response]:
 
 
 def test_needed_models_follow_the_config() -> None:
-    default = KioskConfig()
+    default = KioskConfig()  # CLIP, not trained yet: the first training needs RN50.pt
     assert needed_models(default) == [
         "scrfd_2.5g",
-        "mobilefacenet_128d",
+        "clip_rn50_openai",
         "minifasnet_v2",
         "minifasnet_v1se",
     ]
+    gallery = KioskConfig.model_validate({"recognizer": {"kind": "embedding_gallery"}})
+    assert needed_models(gallery)[:2] == ["scrfd_2.5g", "mobilefacenet_128d"]
+    fusion = KioskConfig.model_validate({"recognizer": {"kind": "fusion"}})
+    assert needed_models(fusion)[:3] == ["scrfd_2.5g", "mobilefacenet_128d", "clip_rn50_openai"]
     lean = KioskConfig.model_validate(
         {
             "detector": {"name": "yunet"},
-            "recognizer": {"kind": "clip"},
+            "clip": {"pretrained": "none"},
             "liveness": {"enabled": False},
         }
     )
@@ -162,7 +166,7 @@ def _clip_config(tmp_path: Path, pretrained: str) -> KioskConfig:
         {
             "detector": {"name": "yunet"},
             "liveness": {"enabled": False},
-            "recognizer": {"kind": "clip", "path": str(bundle_path)},
+            "recognizer": {"kind": "clip", "bundle": str(bundle_path)},
         }
     )
 
@@ -173,10 +177,10 @@ def test_clip_weights_needed_only_to_rebuild_the_tower(tmp_path: Path) -> None:
 
     config = _clip_config(tmp_path, "openai")
     assert needed_models(config) == ["yunet", "clip_rn50_openai"]
-    path = config.recognizer.path
+    path = config.recognizer.bundle
     assert path is not None
     onnx_tower_path(path, load_bundle(path).identity).write_bytes(b"cached tower")
     assert needed_models(config) == ["yunet"]
     assert needed_models(_clip_config(tmp_path / "none", "none")) == ["yunet"]
-    path.unlink()  # nobody enrolled yet
-    assert needed_models(config) == ["yunet"]
+    path.unlink()  # no bundle yet: the first one is trained from the store, with RN50.pt
+    assert needed_models(config) == ["yunet", "clip_rn50_openai"]

@@ -71,6 +71,33 @@ def test_failed_reload_keeps_the_previous_recognizer(tmp_path: Path) -> None:
     assert holder.current() is not first and holder.version == 2 and holder.last_error == ""
 
 
+def test_a_failed_build_is_retried_with_backoff_until_it_succeeds(tmp_path: Path) -> None:
+    """The change counts as seen only after a successful build (a reload that raced an
+    enrollment used to mark the store seen first, fail, and stay stale for good)."""
+    bundle = tmp_path / "recognizer.bundle"
+    bundle.write_bytes(b"v1")
+    failures = [ValueError("UNIQUE constraint failed"), OSError("busy")]
+    built: list[float] = []
+
+    def factory() -> Recognizer:
+        built.append(time.monotonic())
+        if failures:
+            raise failures.pop(0)
+        return NobodyEnrolled()
+
+    holder = RecognizerHolder(factory, bundle, poll_s=0.05, initial=NobodyEnrolled())
+    bundle.write_bytes(b"v2")
+    assert not holder.reload_if_changed()  # fails; the next try waits 0.05 s
+    assert not holder.reload_if_changed() and len(built) == 1  # too soon: not tried
+    time.sleep(0.06)
+    assert not holder.reload_if_changed() and len(built) == 2  # tried, failed: now 0.1 s
+    assert "next try in" in holder.last_error
+    time.sleep(0.11)
+    assert holder.reload_if_changed() and len(built) == 3  # the same state, at last
+    assert holder.version == 2 and holder.last_error == ""
+    assert not holder.reload_if_changed()  # seen now: nothing to do
+
+
 def test_path_signature_sees_files_added_under_a_folder(tmp_path: Path) -> None:
     assert path_signature(tmp_path / "absent") == ()
     before = path_signature(tmp_path)

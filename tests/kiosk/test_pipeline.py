@@ -46,7 +46,7 @@ def config(gallery: Path, tmp_path: Path, **live: object) -> KioskConfig:
     return KioskConfig(
         kiosk=LiveConfig(realtime=False, **live),  # type: ignore[arg-type]
         events=EventsConfig(dir=tmp_path / "events"),
-        recognizer=RecognizerConfig(kind="gallery", path=gallery, reload_poll_s=0.2),
+        recognizer=RecognizerConfig(kind="embedding_gallery", folder=gallery, reload_poll_s=0.2),
         liveness=NO_LIVENESS,  # tests/test_door.py covers the pipeline with liveness
     )
 
@@ -102,7 +102,7 @@ def test_threads_publish_newest_results_and_stop_joins_them(
     settings = KioskConfig(
         kiosk=LiveConfig(loop=True, realtime=True),
         events=EventsConfig(dir=tmp_path / "events", url="http://127.0.0.1:9/door"),
-        recognizer=RecognizerConfig(kind="gallery", path=gallery),
+        recognizer=RecognizerConfig(kind="embedding_gallery", folder=gallery),
         liveness=NO_LIVENESS,
     )
     pipeline = live_pipeline(settings, source=str(shared("videos", "solo_01.mp4")))
@@ -124,7 +124,7 @@ def test_missing_camera_shows_status_and_stops_cleanly(gallery: Path, tmp_path: 
     settings = KioskConfig(
         kiosk=LiveConfig(source="7", retry_initial_s=0.1, retry_max_s=0.2),
         events=EventsConfig(dir=tmp_path / "events"),
-        recognizer=RecognizerConfig(kind="gallery", path=gallery, reload=False),
+        recognizer=RecognizerConfig(kind="embedding_gallery", folder=gallery, reload=False),
         liveness=NO_LIVENESS,
     )
     pipeline = live_pipeline(settings)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kiosk.config import load_config
-from kiosk.live.tracking import Tracker, TrackerSettings, TrackUpdate
+from kiosk.live.tracking import Tracker, TrackerSettings, TrackUpdate, match_boxes
 from models.detector import Face
 from models.errors import UserError
 from models.recognition import Prediction
@@ -148,4 +148,24 @@ def test_settings_are_validated(tmp_path: Path) -> None:
     config.write_text("")
     defaults = load_config(config)
     assert defaults.kiosk.detector_input_size == 320
-    assert defaults.recognizer.kind == "store" and defaults.events.enabled
+    assert defaults.recognizer.kind == "clip" and defaults.events.enabled
+
+
+def test_match_boxes_pairs_best_overlap_first_and_leaves_weak_pairs_unmatched() -> None:
+    tracks = [face(100).box, face(300).box, face(500).box]
+    faces = [face(310).box, face(105).box, face(120).box, face(900).box]
+    # face 1 overlaps track 0 most; face 2 also overlaps it but less, and stays new;
+    # face 3 overlaps nothing; track 2 finds no face.
+    assert match_boxes(tracks, faces, 0.3) == {0: 1, 1: 0}
+    assert match_boxes(tracks, faces, 0.99) == {}
+    assert match_boxes([], faces, 0.3) == {} and match_boxes(tracks, [], 0.3) == {}
+
+
+def test_retain_names_forgets_an_erased_name_at_once() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=2, window=4, reclassify_every=3))
+    *_, last = feed(tracker, [named("zoë")] * 3)
+    assert last.view.label == "zoë" and last.view.state == "recognized"
+    tracker.retain_names({"ada"})  # zoë was deleted: no track keeps her name
+    [update] = tracker.update(FRAME, [face(100.0)], given(rejected("ada")))
+    assert update.view.label != "zoë" and update.view.raw_best != "zoë"
+    assert update.view.state == "pending"

@@ -276,10 +276,10 @@ def test_live_pipeline_builds_the_clip_recognizer_from_the_config(
 
     path = tiny_bundle(tmp_path, detector)
     config = KioskConfig(
-        recognizer=RecognizerConfig(kind="clip", path=path), clip=ClipConfig(threshold=0.6)
+        recognizer=RecognizerConfig(kind="clip", bundle=path), clip=ClipConfig(threshold=0.6)
     )
     recognizer = recognizer_factory(config)()
     assert isinstance(recognizer, ClipRecognizer)
     assert recognizer.people == ["p0", "p1", "p2"] and recognizer.threshold == 0.6
-    missing = KioskConfig(recognizer=RecognizerConfig(kind="clip", path=tmp_path / "none"))
+    missing = KioskConfig(recognizer=RecognizerConfig(kind="clip", bundle=tmp_path / "none"))
     assert isinstance(recognizer_factory(missing)(), NobodyEnrolled)

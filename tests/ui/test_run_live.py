@@ -20,9 +20,9 @@ from pytestqt.qtbot import QtBot
 from enroll.config import EnrollConfig
 from kiosk.build import live_pipeline
 from kiosk.cli import main
-from kiosk.commands.run_cmd import STARTING, PipelineStarter
 from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig
 from kiosk.live.pipeline import PAUSED_NOTICE, LivePipeline
+from kiosk.live.starter import STARTING, PipelineStarter
 from kiosk.ui.main_window import KioskWindow
 from kiosk.ui.video_view import STATE_COLOURS
 from models.detector import FaceDetector
@@ -265,7 +265,7 @@ def test_a_volunteer_enrolled_from_the_kiosk_is_named_without_a_restart(
         kiosk=LiveConfig(source=video, loop=True),
         enroll=EnrollConfig(store_dir=tmp_path / "people"),
         events=EventsConfig(dir=tmp_path / "events"),
-        recognizer=RecognizerConfig(reload_poll_s=600),
+        recognizer=RecognizerConfig(kind="embedding_gallery", reload_poll_s=600),
         liveness=LivenessConfig(enabled=False),
     )
     pipeline = live_pipeline(settings)

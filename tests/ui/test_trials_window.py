@@ -104,7 +104,7 @@ def test_console_runs_a_live_trial(
 
 def test_console_with_a_missing_video_is_a_user_error(tmp_path: Path, capsys) -> None:
     from kiosk.cli import main
-    from kiosk.commands.trials_cmd import enrolled_roster
+    from kiosk.trials.runs import enrolled_roster
 
     assert enrolled_roster(KioskConfig()) == []  # an empty people store
     code = main(["trials", "--source", str(tmp_path / "missing.mp4"), "--db", str(tmp_path / "t")])

@@ -389,7 +389,7 @@ def test_run_opens_the_window_on_the_pipeline_and_stops_it(
 ) -> None:
     import signal
 
-    import kiosk.commands.run_cmd as run_cmd
+    import kiosk.ui.door as door
 
     pipeline = _StartedReplay(frames)
     started: list[tuple[object, object]] = []
@@ -398,7 +398,7 @@ def test_run_opens_the_window_on_the_pipeline_and_stops_it(
         started.append((config, source))
         return pipeline
 
-    monkeypatch.setattr(run_cmd, "start_pipeline", start)
+    monkeypatch.setattr(door, "start_pipeline", start)
     config = tmp_path / "kiosk.toml"
     config.write_text(f'[ui]\noperator_pin = "{pin_hash}"\npoll_ms = 10\n')
     seen: dict[str, object] = {}

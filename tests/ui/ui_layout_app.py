@@ -145,7 +145,9 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
     from enroll.store import PeopleStore
     from kiosk.live.pipeline import PAUSED_NOTICE
     from kiosk.live.replay import video_frame_results
+    from kiosk.live.starter import STARTING as STARTING_NOTICE
     from kiosk.setup.pin import hash_pin
+    from kiosk.training import GalleryRefresh
     from kiosk.trials.session import TrialSession
     from kiosk.ui import application
     from kiosk.ui.main_window import KioskWindow
@@ -193,7 +195,7 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
     h, w = base.frame.shape[:2]
     second = replace(face, track_id=2, box=(w * 0.05, h * 0.3, w * 0.3, h * 0.62))
     states = {
-        "starting": (None, "Starting… loading the models"),
+        "starting": (None, STARTING_NOTICE),
         "idle": (with_tracks(), ""),
         "hold": (with_tracks(replace(face, state="pending", label="Unknown")), ""),
         "hold-prompt": (
@@ -287,7 +289,8 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
     embedder = ArcFaceEmbedder(model_path("mobilefacenet_128d", model_dir))
     store = PeopleStore(Path(tempfile.mkdtemp(prefix="people-", dir=out)))
     config = EnrollConfig(photos=10, min_photos=5, yaw_target_deg=8.0)
-    wizard = EnrollWizard(store, config, read, detector, embedder)
+    update = GalleryRefresh(store, embedder, threshold=0.5)
+    wizard = EnrollWizard(store, config, read, detector, update)
     wizard.show()
     scene("wizard-consent", wizard)
     wizard.consent_page.agree.setChecked(True)

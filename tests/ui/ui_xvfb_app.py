@@ -29,10 +29,10 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     from PySide6.QtTest import QTest
 
     from enroll.config import EnrollConfig
-    from kiosk.commands.run_cmd import start_pipeline
     from kiosk.config import EventsConfig, KioskConfig, LiveConfig, ModelsConfig
     from kiosk.setup.pin import hash_pin
     from kiosk.ui import application
+    from kiosk.ui.door import start_pipeline
     from kiosk.ui.main_window import KioskWindow
     from kiosk.ui.video_view import STATE_COLOURS
     from models.detector import FaceDetector

@@ -1,0 +1,540 @@
+"""Every statement a kiosk runs against the site registry.
+
+Writes that other kiosks must see (an enrollment, a rename, an erasure, a bundle) take
+one advisory lock, draw the next number of the change sequence, write their rows and
+the change row, and ``NOTIFY`` — all in one transaction. The lock makes the feed's
+order the commit order, so a kiosk that has read every change up to ``seq`` can never
+later find a smaller one committed behind its back: the cursor is exact.
+
+Pushes are idempotent: an enrollment is keyed by the person's id, an erasure by the
+tombstone of that id, an event and a trial by the UUID the kiosk gave them when it
+queued them (``ON CONFLICT DO NOTHING``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from kiosk.site.connect import CHANNEL, SiteRefused
+from kiosk.site.schema import CHANGE_LOCK
+from models.names import name_key
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    """A person as the registry holds them: crops as PNG bytes, embeddings per embedder
+    key as raw float32 bytes (one per crop, in order)."""
+
+    uid: str
+    name: str
+    external_id: str | None
+    created_at: str  # ISO 8601
+    consent_version: str
+    consent_at: str
+    retain_until: str
+    photos: list[tuple[str, bytes]]  # (pose, PNG)
+    embeddings: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["photos"] = [[pose, _b64(png)] for pose, png in self.photos]
+        data["embeddings"] = {k: [_b64(v) for v in vs] for k, vs in self.embeddings.items()}
+        return json.dumps(data).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> PersonRecord:
+        data = json.loads(payload)
+        data["photos"] = [(pose, base64.b64decode(png)) for pose, png in data["photos"]]
+        data["embeddings"] = {
+            k: [base64.b64decode(v) for v in vs] for k, vs in data["embeddings"].items()
+        }
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int
+    kind: str  # person, rename, delete, bundle
+    person_uid: str | None
+    bundle_version: int | None
+
+
+@dataclass(frozen=True)
+class Bundle:
+    version: int
+    sha256: str
+    data: bytes
+    people: dict[str, str]  # name key -> person id
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Registry:
+    """The registry over one open psycopg connection (not autocommit)."""
+
+    def __init__(self, conn: Any, sealer: Fernet | None = None) -> None:
+        self.conn = conn
+        self._fernet = sealer
+
+    def _transaction(self) -> Any:
+        """A transaction of its own: never a savepoint inside an implicit transaction
+        that a read left open, whose commit would then never come."""
+        from psycopg import pq
+
+        if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            self.conn.rollback()
+        return self.conn.transaction()
+
+    def _seal(self, data: bytes) -> bytes:
+        return self._fernet.encrypt(data) if self._fernet is not None else data
+
+    def _open(self, data: bytes) -> bytes:
+        if self._fernet is None:
+            return data
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self._fernet.decrypt(data)
+        except InvalidToken:
+            raise SiteRefused(
+                "the registry's crops cannot be decrypted with this kiosk's key: every kiosk "
+                "of an encrypted site needs the same $KIOSK_STORE_KEY"
+            ) from None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def site_id(self) -> str:
+        return str(
+            self.conn.execute("SELECT value FROM site_meta WHERE key = 'site_id'").fetchone()[0]
+        )
+
+    def role(self) -> str:
+        return str(self.conn.execute("SELECT current_user").fetchone()[0])
+
+    def tombstones_after(self, cursor: int) -> list[tuple[str, int]]:
+        rows = self.conn.execute(
+            "SELECT person_uid, seq FROM tombstones WHERE seq > %s ORDER BY seq", (cursor,)
+        ).fetchall()
+        return [(str(uid), int(seq)) for uid, seq in rows]
+
+    def changes_after(self, cursor: int, limit: int = 200) -> list[Change]:
+        rows = self.conn.execute(
+            "SELECT seq, kind, person_uid, bundle_version FROM changes WHERE seq > %s"
+            " ORDER BY seq LIMIT %s",
+            (cursor, limit),
+        ).fetchall()
+        return [Change(int(s), k, u, None if b is None else int(b)) for s, k, u, b in rows]
+
+    def _erased(self, uid: str) -> bool:
+        found = self.conn.execute("SELECT 1 FROM tombstones WHERE person_uid = %s", (uid,))
+        return found.fetchone() is not None
+
+    def last_seq(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0])
+
+    def people_uids(self) -> set[str]:
+        return {str(r[0]) for r in self.conn.execute("SELECT uid FROM people")}
+
+    def names(self) -> dict[str, str]:
+        """Person id -> current name, of everyone in the registry."""
+        return {str(u): str(n) for u, n in self.conn.execute("SELECT uid, name FROM people")}
+
+    def people(self, uids: Sequence[str]) -> list[PersonRecord]:
+        """The records of these people (those not erased), crops and embeddings included."""
+        if not uids:
+            return []
+        rows = self.conn.execute(
+            "SELECT uid, name, external_id, created_at, consent_version, consent_at,"
+            " retain_until FROM people WHERE uid = ANY(%s)",
+            (list(uids),),
+        ).fetchall()
+        photos: dict[str, list[tuple[str, bytes]]] = {}
+        for uid, pose, crop, digest in self.conn.execute(
+            "SELECT person_uid, pose, crop, sha256 FROM photos WHERE person_uid = ANY(%s)"
+            " ORDER BY person_uid, idx",
+            (list(uids),),
+        ):
+            png = self._open(bytes(crop))
+            if sha256(png) != digest:
+                raise SiteRefused(f"a crop of person {uid} in the registry fails its checksum")
+            photos.setdefault(uid, []).append((pose, png))
+        vectors: dict[str, dict[str, list[bytes]]] = {}
+        for uid, model, vector in self.conn.execute(
+            "SELECT person_uid, model, vector FROM embeddings WHERE person_uid = ANY(%s)"
+            " ORDER BY person_uid, model, idx",
+            (list(uids),),
+        ):
+            vectors.setdefault(uid, {}).setdefault(model, []).append(self._open(bytes(vector)))
+        return [
+            PersonRecord(
+                uid=uid,
+                name=name,
+                external_id=external,
+                created_at=created.isoformat(),
+                consent_version=version,
+                consent_at=consent_at.isoformat(),
+                retain_until=retain.isoformat(),
+                photos=photos.get(uid, []),
+                embeddings={
+                    m: v
+                    for m, v in vectors.get(uid, {}).items()
+                    if len(v) == len(photos.get(uid, []))
+                },
+            )
+            for uid, name, external, created, version, consent_at, retain in rows
+        ]
+
+    def bundle(self, version: int) -> Bundle | None:
+        row = self.conn.execute(
+            "SELECT version, sha256, data, people FROM bundles WHERE version = %s", (version,)
+        ).fetchone()
+        if row is None:
+            return None
+        version, digest, data, people = row
+        data = bytes(data)
+        if sha256(data) != digest:
+            raise SiteRefused(f"bundle version {version} in the registry fails its checksum")
+        return Bundle(int(version), digest, data, dict(people))
+
+    def latest_bundle_version(self) -> int | None:
+        row = self.conn.execute("SELECT max(version) FROM bundles").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    # -- the change feed -----------------------------------------------------------------
+
+    def _next_change(self, kind: str, uid: str | None, bundle: int | None = None) -> int:
+        """Inside a transaction: take the change lock, draw and record the next change."""
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
+        seq = int(self.conn.execute("SELECT nextval('change_seq')").fetchone()[0])
+        self.conn.execute(
+            "INSERT INTO changes (seq, kind, person_uid, bundle_version) VALUES (%s, %s, %s, %s)",
+            (seq, kind, uid, bundle),
+        )
+        self.conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(seq)))
+        return seq
+
+    def add_person(self, person: PersonRecord) -> bool:
+        """Enroll; False if the registry has this person already (a retried push)."""
+        with self._transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
+            uid = person.uid
+            if self.conn.execute("SELECT 1 FROM people WHERE uid = %s", (uid,)).fetchone():
+                return False
+            if self.conn.execute(
+                "SELECT 1 FROM tombstones WHERE person_uid = %s", (uid,)
+            ).fetchone():
+                raise SiteRefused(f"person {uid} was erased from the site; not enrolled again")
+            key = name_key(person.name)
+            if self.conn.execute("SELECT 1 FROM people WHERE name_key = %s", (key,)).fetchone():
+                raise SiteRefused(
+                    f"a person named {person.name!r} is already enrolled on this site; "
+                    "enroll again under another name"
+                )
+            seq = self._next_change("person", uid)
+            self.conn.execute(
+                "INSERT INTO people (uid, name, name_key, external_id, created_at,"
+                " consent_version, consent_at, retain_until, seq)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    uid,
+                    person.name,
+                    key,
+                    person.external_id,
+                    person.created_at,
+                    person.consent_version,
+                    person.consent_at,
+                    person.retain_until,
+                    seq,
+                ),
+            )
+            with self.conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO photos (person_uid, idx, pose, crop, sha256)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    [
+                        (uid, i, pose, self._seal(png), sha256(png))
+                        for i, (pose, png) in enumerate(person.photos)
+                    ],
+                )
+                cursor.executemany(
+                    "INSERT INTO embeddings (person_uid, idx, model, vector)"
+                    " VALUES (%s, %s, %s, %s)",
+                    [
+                        (uid, i, model, self._seal(vector))
+                        for model, vectors in person.embeddings.items()
+                        if len(vectors) == len(person.photos)
+                        for i, vector in enumerate(vectors)
+                    ],
+                )
+        return True
+
+    def add_embeddings(self, uid: str, model: str, vectors: Sequence[bytes]) -> bool:
+        """Embeddings computed after the enrollment (one per crop, in order); False when
+        the person is gone, the count is wrong, or the registry has them already."""
+        with self._transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
+            crops = self.conn.execute(
+                "SELECT count(*) FROM photos WHERE person_uid = %s", (uid,)
+            ).fetchone()[0]
+            have = self.conn.execute(
+                "SELECT count(*) FROM embeddings WHERE person_uid = %s AND model = %s",
+                (uid, model),
+            ).fetchone()[0]
+            if not crops or crops != len(vectors) or have:
+                return False
+            self._next_change("embeddings", uid)
+            with self.conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO embeddings (person_uid, idx, model, vector)"
+                    " VALUES (%s, %s, %s, %s)",
+                    [(uid, i, model, self._seal(v)) for i, v in enumerate(vectors)],
+                )
+        return True
+
+    def may_enroll(self) -> bool:
+        return bool(
+            self.conn.execute("SELECT has_table_privilege('embeddings', 'INSERT')").fetchone()[0]
+        )
+
+    def rename(self, uid: str, new: str) -> bool:
+        """Rename; False if the person is gone or already has that name."""
+        key = name_key(new)
+        with self._transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
+            row = self.conn.execute("SELECT name FROM people WHERE uid = %s", (uid,)).fetchone()
+            if row is None or row[0] == new:
+                return False
+            clash = self.conn.execute(
+                "SELECT uid FROM people WHERE name_key = %s AND uid <> %s", (key, uid)
+            ).fetchone()
+            if clash:
+                raise SiteRefused(f"a person named {new!r} is already enrolled on this site")
+            seq = self._next_change("rename", uid)
+            self.conn.execute(
+                "UPDATE people SET name = %s, name_key = %s, seq = %s WHERE uid = %s",
+                (new, key, seq, uid),
+            )
+        return True
+
+    def erase(self, uid: str, reason: str) -> int | None:
+        """Erase a person everywhere: rows, crops and embeddings go, a tombstone stays (the
+        id only). The tombstone's change number, or None when it was erased already."""
+        with self._transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
+            if self.conn.execute(
+                "SELECT 1 FROM tombstones WHERE person_uid = %s", (uid,)
+            ).fetchone():
+                return None
+            seq = self._next_change("delete", uid)
+            self.conn.execute(
+                "INSERT INTO tombstones (person_uid, seq, reason) VALUES (%s, %s, %s)",
+                (uid, seq, reason),
+            )
+            self.conn.execute("DELETE FROM people WHERE uid = %s", (uid,))
+        return seq
+
+    def expired(self, now: datetime | None = None) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT uid FROM people WHERE retain_until < %s", (now or datetime.now(UTC),)
+        ).fetchall()
+        self.conn.rollback()
+        return [str(r[0]) for r in rows]
+
+    def publish_bundle(self, data: bytes, people: dict[str, str], meta: dict[str, Any]) -> int:
+        """Publish a CLIP bundle (bytes, sha256, people's ids); its version. The two
+        newest versions are kept."""
+        with self._transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
+            version = int(
+                self.conn.execute("SELECT coalesce(max(version), 0) + 1 FROM bundles").fetchone()[0]
+            )
+            seq = self._next_change("bundle", None, version)
+            self.conn.execute(
+                "INSERT INTO bundles (version, sha256, size, data, people, meta, seq)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    version,
+                    sha256(data),
+                    len(data),
+                    data,
+                    json.dumps(people),
+                    json.dumps(meta),
+                    seq,
+                ),
+            )
+            self.conn.execute("DELETE FROM bundles WHERE version < %s", (version - 1,))
+        return version
+
+    # -- pushes from a kiosk -------------------------------------------------------------
+
+    def add_events(self, events: Sequence[dict[str, Any]]) -> int:
+        """Door events, each kept once by its key; how many were new."""
+        if not events:
+            return 0
+        with self._transaction(), self.conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO events (event_key, person_uid, confidence, at, track_id)"
+                " VALUES (%(key)s, %(person_uid)s, %(confidence)s, %(time)s, %(track_id)s)"
+                " ON CONFLICT DO NOTHING",
+                list(events),
+            )
+            return max(cursor.rowcount, 0)
+
+    def add_trial(self, trial: dict[str, Any]) -> bool:
+        """A finished trial, its session (once) and its frames; False if it is there."""
+        session = trial["session"]
+        with self._transaction():
+            self.conn.execute(
+                "INSERT INTO trial_sessions (session_key, label, created_at, duration,"
+                " threshold, min_share, recognizer) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (
+                    session["key"],
+                    session["label"],
+                    session["created_at"],
+                    session["duration"],
+                    session["threshold"],
+                    session["min_share"],
+                    session["recognizer"],
+                ),
+            )
+            cursor = self.conn.execute(
+                "INSERT INTO trials (trial_key, session_key, participant, enrolled, started_at,"
+                " duration, answer, outcome, misidentified, source)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (
+                    trial["key"],
+                    session["key"],
+                    trial["participant"],
+                    trial["enrolled"],
+                    trial["started_at"],
+                    trial["duration"],
+                    trial["answer"],
+                    trial["outcome"],
+                    trial["misidentified"],
+                    trial["source"],
+                ),
+            )
+            if not cursor.rowcount:
+                return False
+            with self.conn.cursor() as frames:
+                frames.executemany(
+                    "INSERT INTO trial_frames (trial_key, idx, t, face, best, confidence,"
+                    " threshold, accepted, live) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(trial["key"], i, *frame) for i, frame in enumerate(trial["frames"])],
+                )
+        return True
+
+    def heartbeat(self, status: dict[str, Any]) -> None:
+        with self._transaction():
+            self.conn.execute(
+                "INSERT INTO kiosks (last_sync, cursor, bundle_version, queued, rejected,"
+                " health, program, updated_at) VALUES (%(last_sync)s, %(cursor)s,"
+                " %(bundle_version)s, %(queued)s, %(rejected)s, %(health)s, %(program)s, now())"
+                " ON CONFLICT (kiosk_id) DO UPDATE SET last_sync = excluded.last_sync,"
+                " cursor = excluded.cursor, bundle_version = excluded.bundle_version,"
+                " queued = excluded.queued, rejected = excluded.rejected,"
+                " health = excluded.health, program = excluded.program, updated_at = now()",
+                status,
+            )
+
+    # -- site views ----------------------------------------------------------------------
+
+    def kiosks(self) -> list[dict[str, Any]]:
+        """Every kiosk's last report (only this kiosk's own, for a door role)."""
+        with self._transaction():
+            rows = self.conn.execute(
+                "SELECT kiosk_id, last_sync, cursor, bundle_version, queued, rejected, health,"
+                " program, updated_at, now() FROM kiosks ORDER BY kiosk_id"
+            ).fetchall()
+        keys = [
+            "kiosk_id",
+            "last_sync",
+            "cursor",
+            "bundle_version",
+            "queued",
+            "rejected",
+            "health",
+            "program",
+            "updated_at",
+            "now",
+        ]
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def trials(self) -> list[dict[str, Any]]:
+        """Every finished trial this role may read, with its session and frames."""
+        with self._transaction():
+            sessions = {
+                row[0]: row
+                for row in self.conn.execute(
+                    "SELECT session_key, kiosk_id, label, created_at, duration, threshold,"
+                    " min_share, recognizer FROM trial_sessions"
+                )
+            }
+            frames: dict[Any, list[tuple[Any, ...]]] = {}
+            for row in self.conn.execute(
+                "SELECT trial_key, t, face, best, confidence, threshold, accepted, live"
+                " FROM trial_frames ORDER BY trial_key, idx"
+            ):
+                frames.setdefault(row[0], []).append(tuple(row[1:]))
+            trials = self.conn.execute(
+                "SELECT trial_key, session_key, kiosk_id, participant, enrolled, started_at,"
+                " duration, answer, outcome, misidentified, source FROM trials"
+                " ORDER BY started_at, trial_key"
+            ).fetchall()
+        out = []
+        for (
+            key,
+            session_key,
+            kiosk,
+            name,
+            enrolled,
+            started,
+            duration,
+            answer,
+            outcome,
+            mis,
+            src,
+        ) in trials:
+            session = sessions.get(session_key)
+            out.append(
+                {
+                    "key": str(key),
+                    "kiosk_id": kiosk,
+                    "participant": name,
+                    "enrolled": int(enrolled),
+                    "started_at": float(started),
+                    "duration": float(duration),
+                    "answer": answer,
+                    "outcome": outcome,
+                    "misidentified": bool(mis),
+                    "source": src,
+                    "session": None
+                    if session is None
+                    else {
+                        "key": str(session[0]),
+                        "label": session[2],
+                        "threshold": float(session[5]),
+                        "min_share": float(session[6]),
+                        "duration": float(session[4]),
+                        "recognizer": session[7],
+                    },
+                    "frames": frames.get(key, []),
+                }
+            )
+        return out

@@ -1,0 +1,287 @@
+"""The registry's schema: versioned migrations, the roles, and their row-level security.
+
+``kiosk site migrate`` applies :data:`MIGRATIONS` in order, each in its own transaction
+under an advisory lock, so two operators migrating at once cannot interleave. Version
+``i + 1`` is reached by applying entry ``i``; the applied version is in ``schema_version``.
+
+Three group roles (``--create-roles``), each a member of the one before:
+
+- ``kiosk_door``: reads people, crops, embeddings, deletions and bundles; writes its own
+  door events, trials and status row. Row-level security keys those rows on
+  ``kiosk_id = current_user``: a door kiosk cannot read, or write as, another kiosk.
+- ``kiosk_enroll``: also adds and renames people (the wizard of a reception desk).
+- ``kiosk_operator``: also deletes people, publishes CLIP bundles and reads every
+  kiosk's rows (the privacy officer, the training machine, ``kiosk site status``).
+
+Each kiosk logs in as its own role (``kiosk site add-kiosk``), a member of one of them;
+its role name is its kiosk id.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from models.errors import UserError
+
+DOOR, ENROLL, OPERATOR = "kiosk_door", "kiosk_enroll", "kiosk_operator"
+ROLES = {"door": DOOR, "enroll": ENROLL, "operator": OPERATOR}
+MIGRATE_LOCK = 7_260_001  # advisory lock keys, arbitrary but fixed
+CHANGE_LOCK = 7_260_002
+
+_OWN_ROWS = "(kiosk_id = current_user OR kiosk_is_operator())"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: people, the change feed, bundles, events, trials, kiosks
+    f"""
+    CREATE TABLE site_meta (key text PRIMARY KEY, value text NOT NULL);
+    INSERT INTO site_meta VALUES ('site_id', md5(random()::text || clock_timestamp()::text));
+    CREATE SEQUENCE change_seq;
+    CREATE TABLE changes (
+        seq bigint PRIMARY KEY,
+        kind text NOT NULL
+            CHECK (kind IN ('person', 'rename', 'delete', 'bundle', 'embeddings')),
+        person_uid text,
+        bundle_version bigint,
+        at timestamptz NOT NULL DEFAULT now(),
+        by_role text NOT NULL DEFAULT current_user
+    );
+    CREATE TABLE people (
+        uid text PRIMARY KEY CHECK (uid ~ '^[0-9a-f]{{32}}$'),
+        name text NOT NULL,
+        name_key text NOT NULL UNIQUE,
+        external_id text,
+        created_at timestamptz NOT NULL,
+        consent_version text NOT NULL,
+        consent_at timestamptz NOT NULL,
+        retain_until timestamptz NOT NULL,
+        enrolled_by text NOT NULL DEFAULT current_user,
+        seq bigint NOT NULL
+    );
+    CREATE TABLE photos (
+        person_uid text NOT NULL REFERENCES people(uid) ON DELETE CASCADE,
+        idx integer NOT NULL,
+        pose text NOT NULL DEFAULT '',
+        crop bytea NOT NULL,
+        sha256 text NOT NULL,
+        PRIMARY KEY (person_uid, idx)
+    );
+    CREATE TABLE embeddings (
+        person_uid text NOT NULL,
+        idx integer NOT NULL,
+        model text NOT NULL,
+        vector bytea NOT NULL,
+        PRIMARY KEY (person_uid, idx, model),
+        FOREIGN KEY (person_uid, idx) REFERENCES photos ON DELETE CASCADE
+    );
+    CREATE TABLE tombstones (
+        person_uid text PRIMARY KEY,
+        seq bigint NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
+        reason text NOT NULL,
+        deleted_by text NOT NULL DEFAULT current_user
+    );
+    CREATE INDEX tombstones_seq ON tombstones (seq);
+    CREATE TABLE bundles (
+        version bigint PRIMARY KEY,
+        sha256 text NOT NULL,
+        size bigint NOT NULL,
+        data bytea NOT NULL,
+        people jsonb NOT NULL,
+        meta jsonb NOT NULL DEFAULT '{{}}',
+        created_at timestamptz NOT NULL DEFAULT now(),
+        created_by text NOT NULL DEFAULT current_user,
+        seq bigint NOT NULL
+    );
+    CREATE FUNCTION kiosk_is_operator() RETURNS boolean LANGUAGE sql STABLE AS $$
+        SELECT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = '{OPERATOR}'
+                       AND pg_has_role(current_user, r.oid, 'MEMBER'))
+    $$;
+    CREATE TABLE events (
+        event_key uuid PRIMARY KEY,
+        kiosk_id text NOT NULL DEFAULT current_user,
+        person_uid text,
+        confidence real NOT NULL,
+        at timestamptz NOT NULL,
+        track_id integer NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX events_person ON events (person_uid);
+    CREATE TABLE trial_sessions (
+        session_key uuid PRIMARY KEY,
+        kiosk_id text NOT NULL DEFAULT current_user,
+        label text NOT NULL,
+        created_at double precision NOT NULL,
+        duration double precision NOT NULL,
+        threshold double precision NOT NULL,
+        min_share double precision NOT NULL,
+        recognizer text NOT NULL
+    );
+    CREATE TABLE trials (
+        trial_key uuid PRIMARY KEY,
+        session_key uuid NOT NULL REFERENCES trial_sessions ON DELETE CASCADE,
+        kiosk_id text NOT NULL DEFAULT current_user,
+        participant text NOT NULL,
+        enrolled integer NOT NULL,
+        started_at double precision NOT NULL,
+        duration double precision NOT NULL,
+        answer text,
+        outcome text NOT NULL,
+        misidentified boolean NOT NULL,
+        source text NOT NULL DEFAULT '',
+        received_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE trial_frames (
+        trial_key uuid NOT NULL REFERENCES trials ON DELETE CASCADE,
+        idx integer NOT NULL,
+        kiosk_id text NOT NULL DEFAULT current_user,
+        t double precision NOT NULL,
+        face boolean NOT NULL,
+        best text,
+        confidence double precision,
+        threshold double precision NOT NULL,
+        accepted text,
+        live boolean,
+        PRIMARY KEY (trial_key, idx)
+    );
+    CREATE TABLE kiosks (
+        kiosk_id text PRIMARY KEY DEFAULT current_user,
+        last_sync timestamptz,
+        cursor bigint NOT NULL DEFAULT 0,
+        bundle_version bigint,
+        queued integer NOT NULL DEFAULT 0,
+        rejected integer NOT NULL DEFAULT 0,
+        health text NOT NULL DEFAULT '',
+        program text NOT NULL DEFAULT '',
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    ALTER TABLE events ENABLE ROW LEVEL SECURITY;
+    ALTER TABLE trial_sessions ENABLE ROW LEVEL SECURITY;
+    ALTER TABLE trials ENABLE ROW LEVEL SECURITY;
+    ALTER TABLE trial_frames ENABLE ROW LEVEL SECURITY;
+    ALTER TABLE kiosks ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY own_rows ON events USING {_OWN_ROWS} WITH CHECK (kiosk_id = current_user);
+    CREATE POLICY own_rows ON trial_sessions USING {_OWN_ROWS}
+        WITH CHECK (kiosk_id = current_user);
+    CREATE POLICY own_rows ON trials USING {_OWN_ROWS} WITH CHECK (kiosk_id = current_user);
+    CREATE POLICY own_rows ON trial_frames USING {_OWN_ROWS}
+        WITH CHECK (kiosk_id = current_user);
+    CREATE POLICY own_rows ON kiosks USING {_OWN_ROWS} WITH CHECK (kiosk_id = current_user);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+GRANTS = f"""
+GRANT USAGE ON SCHEMA public TO {DOOR};
+GRANT SELECT ON schema_version, site_meta, changes, people, photos, embeddings, tombstones,
+    bundles TO {DOOR};
+GRANT SELECT, INSERT ON events, trial_sessions, trials, trial_frames TO {DOOR};
+GRANT SELECT, INSERT, UPDATE ON kiosks TO {DOOR};
+GRANT EXECUTE ON FUNCTION kiosk_is_operator() TO {DOOR};
+GRANT {DOOR} TO {ENROLL};
+GRANT INSERT ON people, photos, embeddings, changes TO {ENROLL};
+GRANT UPDATE (name, name_key, seq) ON people TO {ENROLL};
+GRANT USAGE ON SEQUENCE change_seq TO {ENROLL};
+GRANT {ENROLL} TO {OPERATOR};
+GRANT DELETE ON people, photos, embeddings, bundles TO {OPERATOR};
+GRANT INSERT ON tombstones, bundles TO {OPERATOR};
+"""
+
+_ROLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+def schema_version(conn: Any) -> int:
+    """The registry's applied schema version (0: never migrated)."""
+    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if not row[0]:
+        return 0
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: Any, *, create_roles: bool = False) -> tuple[int, int]:
+    """Bring the registry to :data:`SCHEMA_VERSION`; (version before, version after).
+
+    ``create_roles`` also creates the three group roles (if missing) and grants them
+    their privileges; grants are renewed on every migrate for the roles that exist.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        before = schema_version(conn)
+        if before > SCHEMA_VERSION:
+            raise UserError(
+                f"the site registry has schema version {before}, newer than this program's "
+                f"{SCHEMA_VERSION}: update the program on this machine"
+            )
+    for target in range(before, SCHEMA_VERSION):
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            if schema_version(conn) != target:
+                continue  # someone else applied it meanwhile
+            conn.execute(MIGRATIONS[target])
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version VALUES (%s)", (target + 1,))
+    with conn.transaction():
+        if create_roles:
+            for role in (DOOR, ENROLL, OPERATOR):
+                if not _role_exists(conn, role):
+                    conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        if all(_role_exists(conn, role) for role in (DOOR, ENROLL, OPERATOR)):
+            conn.execute(GRANTS)
+    return before, SCHEMA_VERSION
+
+
+def require_current(conn: Any) -> None:
+    """Refuse a registry that was never migrated or is of another version."""
+    version = schema_version(conn)
+    if version == SCHEMA_VERSION:
+        return
+    if version < SCHEMA_VERSION:
+        raise UserError(
+            f"the site registry has schema version {version}, this program needs "
+            f"{SCHEMA_VERSION}: run `kiosk site migrate` as the registry's owner"
+        )
+    raise UserError(
+        f"the site registry has schema version {version}, newer than this program's "
+        f"{SCHEMA_VERSION}: update the program on this machine"
+    )
+
+
+def _role_exists(conn: Any, role: str) -> bool:
+    return bool(conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone())
+
+
+def add_kiosk(conn: Any, name: str, kind: str, password: str | None) -> None:
+    """Create a kiosk's login role, a member of the group role ``kind`` names.
+
+    The password reaches the server only as a SCRAM verifier made here, so it never
+    appears in a statement the server could log.
+    """
+    from psycopg import sql
+
+    if not _ROLE_NAME.fullmatch(name):
+        raise UserError(
+            f"kiosk id {name!r}: use lowercase letters, digits and '_' (a letter first)"
+        )
+    if kind not in ROLES:
+        raise UserError(f"role {kind!r}: choose one of {', '.join(ROLES)}")
+    group = ROLES[kind]
+    with conn.transaction():
+        if not _role_exists(conn, group):
+            raise UserError(f"role {group} does not exist: run `kiosk site migrate --create-roles`")
+        if _role_exists(conn, name):
+            raise UserError(f"a database role {name!r} already exists; choose another kiosk id")
+        statement = sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+            sql.Identifier(name), sql.Identifier(group)
+        )
+        conn.execute(statement)
+        if password:
+            verifier = conn.pgconn.encrypt_password(
+                password.encode("utf-8"), name.encode("utf-8"), b"scram-sha-256"
+            )
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(name), sql.Literal(verifier.decode("ascii"))
+                )
+            )

@@ -1,0 +1,188 @@
+"""Trials on a site: each finished trial is queued for the registry, and the registry's
+trials of every kiosk make one report (`kiosk trials report --site`).
+
+A trial is queued (durably, with a fresh UUID as its idempotency key) just before the
+local transaction that finishes it commits, so a crash never loses a finished trial.
+A crash between the two leaves a queued trial the local file lacks: opening the store
+drops such entries before they are pushed (a push in that millisecond would leave one
+trial the registry has and the kiosk does not, never the reverse). The face thumbnail
+stays on the kiosk.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kiosk.config import KioskConfig
+from kiosk.site.state import SiteState
+from kiosk.trials.rules import FrameDecision, Outcome, Participant, TrialResult
+from kiosk.trials.session import TrialSession
+from kiosk.trials.store import TrialStore
+from models.errors import UserError
+
+if TYPE_CHECKING:
+    from kiosk.trials.runs import Outputs
+
+
+def session_key(kiosk_id: str, database: Path, session_id: int, created_at: float) -> str:
+    """A stable UUID for a local session (the same on every retry)."""
+    name = f"{kiosk_id}|{database.resolve()}|{session_id}|{created_at!r}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+class SiteTrialStore(TrialStore):
+    """A trials database whose finished trials are also queued for the site registry."""
+
+    def __init__(self, path: Path, state: SiteState, kiosk_id: str) -> None:
+        super().__init__(path)
+        self.state = state
+        self.kiosk_id = kiosk_id
+        self._forget_unfinished()
+
+    def _forget_unfinished(self) -> None:
+        """Drop queued trials of this file's sessions that it never committed."""
+        infos = self.sessions()
+        keys = {session_key(self.kiosk_id, self.path, i.id, i.created_at) for i in infos}
+        finished = {
+            (session_key(self.kiosk_id, self.path, i.id, i.created_at), r.started_at)
+            for i in infos
+            for r in self.load_session(i.id).results
+        }
+        for entry in self.state.queued("trial"):
+            try:
+                data = json.loads(entry.payload)
+                where = (data["session"]["key"], data["started_at"])
+            except (ValueError, KeyError, TypeError):
+                continue  # malformed: the sync worker refuses it
+            if where[0] in keys and where not in finished:
+                self.state.done(entry.id)
+
+    def finish_trial(self, trial_id: int, result: TrialResult) -> None:
+        row = self._db.execute("SELECT session_id FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        info = next(i for i in self.sessions() if i.id == int(row[0]))
+        payload = {
+            "key": str(uuid.uuid4()),
+            "session": {
+                "key": session_key(self.kiosk_id, self.path, info.id, info.created_at),
+                "label": info.label,
+                "created_at": info.created_at,
+                "duration": info.duration,
+                "threshold": info.threshold,
+                "min_share": info.min_share,
+                "recognizer": info.recognizer,
+            },
+            "participant": result.participant.name,
+            "enrolled": result.participant.code,
+            "started_at": result.started_at,
+            "duration": result.duration,
+            "answer": result.answer,
+            "outcome": result.outcome.value,
+            "misidentified": result.misidentified,
+            "source": result.source,
+            "frames": [
+                [f.t, f.face, f.best, f.confidence, f.threshold, f.accepted, f.live]
+                for f in result.frames
+            ],
+        }
+        self.state.enqueue(f"trial:{payload['key']}", "trial", json.dumps(payload).encode())
+        super().finish_trial(trial_id, result)
+
+    def close(self) -> None:
+        super().close()
+        self.state.close()
+
+
+def open_trial_store(config: KioskConfig, path: Path) -> TrialStore:
+    """The trials database at ``path``; on a site, one that also pushes its trials."""
+    if config.site is None or str(path) == ":memory:":
+        return TrialStore(path)
+    from enroll.store import default_store_dir
+
+    state = SiteState(config.enroll.store_dir or default_store_dir())
+    try:
+        return SiteTrialStore(path, state, config.site.kiosk_id)
+    except BaseException:
+        state.close()
+        raise
+
+
+def site_session(trials: list[dict[str, Any]]) -> tuple[TrialSession, dict[str, Any]]:
+    """One session of every kiosk's trials (as :meth:`Registry.trials` returns them),
+    and what the report should say about where they came from."""
+    participants: dict[str, Participant] = {}
+    results = []
+    thresholds: collections.Counter[float] = collections.Counter()
+    shares: collections.Counter[float] = collections.Counter()
+    durations: collections.Counter[float] = collections.Counter()
+    per_kiosk: collections.Counter[str] = collections.Counter()
+    for trial in trials:
+        participant = Participant.from_code(trial["participant"], trial["enrolled"])
+        participants.setdefault(participant.name, participant)
+        session = trial["session"] or {}
+        thresholds[session.get("threshold", 0.5)] += 1
+        shares[session.get("min_share", 0.5)] += 1
+        durations[session.get("duration", trial["duration"])] += 1
+        per_kiosk[trial["kiosk_id"]] += 1
+        frames = tuple(
+            FrameDecision(
+                t=t,
+                face=face,
+                best=best,
+                confidence=confidence,
+                threshold=threshold,
+                accepted=accepted,
+                live=live,
+            )
+            for t, face, best, confidence, threshold, accepted, live in trial["frames"]
+        )
+        results.append(
+            TrialResult(
+                participant=participant,
+                started_at=trial["started_at"],
+                duration=trial["duration"],
+                frames=frames,
+                answer=trial["answer"],
+                outcome=Outcome(trial["outcome"]),
+                misidentified=trial["misidentified"],
+                source=f"{trial['kiosk_id']}: {trial['source']}".rstrip(": "),
+            )
+        )
+
+    def common(counter: collections.Counter[float], default: float) -> float:
+        return counter.most_common(1)[0][0] if counter else default
+
+    combined = TrialSession(
+        duration=common(durations, 5.0),
+        threshold=common(thresholds, 0.5),
+        min_share=common(shares, 0.5),
+        participants=list(participants.values()),
+        results=results,
+    )
+    extra = {
+        "site": True,
+        "trials_per_kiosk": dict(sorted(per_kiosk.items())),
+        "thresholds": sorted(thresholds),
+    }
+    return combined, extra
+
+
+def site_report(config: KioskConfig, outputs: Outputs) -> tuple[dict[str, object], dict[str, int]]:
+    """Every kiosk's trials this kiosk's role may read, as one session written to
+    ``outputs``; the summary and the trials per kiosk."""
+    from kiosk.setup.site import require_site
+    from kiosk.site.connect import connect, registry_errors
+    from kiosk.site.registry import Registry
+    from kiosk.trials.runs import write_outputs
+
+    if not outputs.any:
+        raise UserError("say what to write: --json PATH, --csv PATH and/or --report PATH")
+    with registry_errors(), connect(require_site(config)) as conn:
+        trials = Registry(conn).trials()
+    if not trials:
+        raise UserError("the site registry holds no trials this kiosk's role may read yet")
+    session, extra = site_session(trials)
+    return write_outputs(outputs, config, session, extra), dict(extra["trials_per_kiosk"])

@@ -1,0 +1,49 @@
+"""`kiosk trials` without a verb: the operator console on the live pipeline, recording a
+session of everyone enrolled into the trials database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kiosk.config import KioskConfig
+from kiosk.trials.runs import default_database, enrolled_roster, trials_pipeline
+
+
+def run_console(config: KioskConfig, source: str | None, db: Path | None) -> int:
+    """Open the console (``source`` overrides ``[kiosk] source``) until it is closed."""
+    from kiosk.trials.rules import Participant
+    from kiosk.trials.site import open_trial_store
+    from kiosk.ui import application
+    from kiosk.ui.trials_window import TrialsWindow
+
+    app = application()
+    roster = enrolled_roster(config)
+    pipeline = trials_pipeline(config, source)
+    shown_source = source if source is not None else config.kiosk.source
+    # On a site, finished trials are also queued for the registry (kiosk/trials/site.py).
+    with open_trial_store(config, db if db is not None else default_database(config)) as store:
+        session = store.create_session(
+            label=f"live {shown_source}",
+            duration=config.trials.duration,
+            threshold=pipeline.recognizers.current().threshold,
+            min_share=config.trials.min_share,
+            recognizer=config.recognizer.kind,
+            participants=[Participant(name, enrolled=True) for name in roster],
+        )
+        # Liveness reaches the tracks through the tracker's veto; without one no check
+        # runs, and a named track must not be recorded as live.
+        liveness = config.liveness.enabled and pipeline.tracker.veto is not None
+        window = TrialsWindow(
+            pipeline,
+            session,
+            liveness=liveness,
+            poll_ms=config.ui.poll_ms,
+            target_fpr=config.trials.target_fpr,  # the exports' threshold analysis
+        )
+        if not roster:
+            window.panel.message.setText("nobody is enrolled yet: add visitors, or enroll first")
+        window.start()
+        try:
+            return int(app.exec())
+        finally:
+            window.shutdown()

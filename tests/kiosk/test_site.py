@@ -1,0 +1,530 @@
+"""The site registry and its replicas, against a real PostgreSQL (the `postgres` fixture)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kiosk.bench.pgcluster import PgCluster
+from kiosk.config import SiteConfig
+from kiosk.site.replica import ReplicaStore
+from kiosk.site.state import SiteState
+from kiosk.site.sync import SiteSync
+from models.errors import UserError
+from tests.helpers import consent, photos, site_kiosks
+
+
+def kiosk(tmp_path: Path, name: str, config: SiteConfig, **kwargs: Any) -> SiteSync:
+    root = tmp_path / name
+    store = ReplicaStore(root, SiteState(root), retention_days=365)
+    return SiteSync(config, store, **kwargs)
+
+
+def close(*syncs: SiteSync) -> None:
+    for sync in syncs:
+        sync.close()
+        sync.store.close()
+
+
+def test_migrate_is_versioned_and_repeatable(postgres: PgCluster, site_db: str) -> None:
+    from kiosk.site.schema import SCHEMA_VERSION, migrate, schema_version
+
+    with postgres.connect(site_db) as conn:
+        conn.autocommit = False
+        assert schema_version(conn) == 0
+        assert migrate(conn, create_roles=True) == (0, SCHEMA_VERSION)
+        assert migrate(conn) == (SCHEMA_VERSION, SCHEMA_VERSION)
+        conn.commit()
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+    assert {"people", "photos", "embeddings", "tombstones", "bundles", "events", "trials"} <= tables
+
+
+def test_enrollment_reaches_another_kiosk_with_its_crops(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    sites = site_kiosks(postgres, site_db, desk="enroll", door="door")
+    desk, door = kiosk(tmp_path, "desk", sites["desk"]), kiosk(tmp_path, "door", sites["door"])
+    try:
+        added = desk.store.add_person("Ada Lovelace", photos(3, seed=1), consent())
+        vector = np.arange(128, dtype=np.float32)
+        desk.store.cache_embeddings(added.uid, "mfn", [vector.tobytes()] * 3)
+        assert desk.state.counts()["queued"] == 1
+        assert desk.sync_once().pushed == 1
+        assert desk.state.counts()["queued"] == 0
+        report = door.sync_once()
+        assert report.added == 1
+        person = door.store.by_uid(added.uid)
+        assert person is not None and person.name == "Ada Lovelace"
+        here = [door.store.read_png(r) for r in door.store.photos("Ada Lovelace")]
+        there = [desk.store.read_png(r) for r in desk.store.photos("Ada Lovelace")]
+        assert here == there
+        assert door.store.cached_embeddings(added.uid)["mfn"] == [vector.tobytes()] * 3
+        assert door.gate.may_name("ada lovelace") and not door.gate.refusal()
+        # Embeddings computed at the desk later (its gallery rebuild) are shared once.
+        later = np.ones(128, dtype=np.float32).tobytes()
+        desk.store.cache_embeddings(added.uid, "clip:RN50", [later] * 3)
+        assert desk.sync_once().embeddings == 1
+        assert desk.sync_once().embeddings == 0
+        door.sync_once()
+        assert door.store.cached_embeddings(added.uid)["clip:RN50"] == [later] * 3
+        door.store.cache_embeddings(added.uid, "door-only", [later] * 3)
+        assert door.sync_once().embeddings == 0  # a door role shares nothing
+        # A second pull, and a retried push of the same enrollment, change nothing.
+        assert door.sync_once().added == 0
+        desk.state.enqueue(
+            "person:again", "person", desk.store.record(person).to_json(), person.uid
+        )
+        desk.sync_once()
+        with postgres.connect(site_db) as conn:
+            assert conn.execute("SELECT count(*) FROM people").fetchone()[0] == 1
+            assert conn.execute("SELECT count(*) FROM photos").fetchone()[0] == 3
+    finally:
+        close(desk, door)
+
+
+def test_erasure_is_applied_first_and_nobody_erased_is_named(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer, door = (
+        kiosk(tmp_path, "officer", sites["officer"]),
+        kiosk(tmp_path, "door", sites["door"]),
+    )
+    try:
+        ada = officer.store.add_person("Ada", photos(2, seed=1), consent())
+        officer.store.add_person("Bob", photos(2, seed=2), consent())
+        officer.sync_once()
+        door.sync_once()
+        assert door.gate.may_name("Ada") and door.gate.may_name("Bob")
+        # Offline meanwhile: the door misses the erasure, and a new enrollment after it.
+        officer.store.delete("Ada", reason="on request")
+        officer.store.add_person("Cy", photos(2, seed=3), consent())
+        officer.sync_once()
+        with postgres.connect(site_db) as conn:
+            assert (
+                conn.execute(
+                    "SELECT count(*) FROM photos WHERE person_uid = %s", (ada.uid,)
+                ).fetchone()[0]
+                == 0
+            )
+            assert conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] == 1
+        assert door.gate.may_name("Ada")  # it cannot know yet
+        report = door.sync_once()
+        assert (report.erased, report.added) == (1, 1)
+        assert door.store.by_uid(ada.uid) is None
+        assert not door.gate.may_name("Ada") and door.gate.may_name("Cy")
+        assert [e.subject for e in door.store.audit()] == [ada.uid]  # by id, never by name
+        assert not (door.store.photos_dir / ada.uid).exists()
+    finally:
+        close(officer, door)
+
+
+def test_a_door_may_not_enroll_delete_or_read_other_doors(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+
+    sites = site_kiosks(postgres, site_db, desk="enroll", door="door", other="door")
+    desk, door = kiosk(tmp_path, "desk", sites["desk"]), kiosk(tmp_path, "door", sites["door"])
+    try:
+        desk.store.add_person("Ada", photos(2, seed=1), consent())
+        desk.sync_once()
+        door.sync_once()
+        # Erasing at a door: done here at once (privacy first), refused by the registry.
+        door.store.delete("Ada")
+        report = door.sync_once()
+        assert report.rejected == 1
+        [(kind, _, reason)] = door.state.rejected()
+        assert kind == "delete" and "may not" in reason
+        with postgres.connect(site_db) as conn:
+            assert conn.execute("SELECT count(*) FROM people").fetchone()[0] == 1
+        # The desk may enroll but not erase either.
+        desk.store.delete("Ada")
+        assert desk.sync_once().rejected == 1
+        # A door cannot enroll.
+        door.store.add_person("Eve", photos(2, seed=5), consent())
+        assert door.sync_once().rejected == 1
+        assert door.store.people() == []  # the refused enrollment is not kept here either
+        # Events: each kiosk sees only its own; no kiosk can write as another.
+        event = {
+            "key": "00000000-0000-0000-0000-000000000001",
+            "person_uid": None,
+            "confidence": 0.9,
+            "time": datetime.now(UTC).isoformat(),
+            "track_id": 1,
+        }
+        with connect(sites["door"]) as conn:
+            assert Registry(conn).add_events([event]) == 1
+            assert Registry(conn).add_events([event]) == 0  # the same key again: kept once
+        with connect(sites["other"]) as conn:
+            assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+            import psycopg
+
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(
+                    "INSERT INTO events (event_key, kiosk_id, confidence, at, track_id)"
+                    " VALUES (gen_random_uuid(), %s, 1, now(), 1)",
+                    (sites["door"].user,),
+                )
+        with connect(sites["door"]) as conn:
+            assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    finally:
+        close(desk, door)
+
+
+def test_offline_kiosk_queues_then_pushes(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from kiosk.site.connect import SiteUnreachable
+
+    sites = site_kiosks(postgres, site_db, desk="enroll")
+    nowhere = sites["desk"].model_copy(update={"host": str(tmp_path / "no-server")})
+    offline = kiosk(tmp_path, "desk", nowhere)
+    person = offline.store.add_person("Ada", photos(2, seed=1), consent())
+    with pytest.raises(SiteUnreachable):
+        offline.sync_once()
+    assert offline.gate.started and offline.state.counts()["queued"] == 1
+    assert offline.store.by_uid(person.uid) is not None  # served from the replica meanwhile
+    close(offline)
+    online = kiosk(tmp_path, "desk", sites["desk"])
+    try:
+        assert online.sync_once().pushed == 1
+        assert online.state.counts() == {"queued": 0, "rejected": 0}
+        assert online.store.by_uid(person.uid) is not None
+    finally:
+        close(online)
+
+
+def test_a_stale_replica_names_nobody() -> None:
+    from kiosk.site.replica import ReplicaGate
+
+    now = datetime.now(UTC)
+    gate = ReplicaGate(timedelta(hours=24))
+    assert "connecting" in gate.refusal(now)
+    gate.started = True
+    assert "never synced" in gate.refusal(now)
+    gate.synced(now - timedelta(hours=23), 5)
+    assert gate.refusal(now) == ""
+    gate.synced(now - timedelta(hours=25), 5)
+    assert "25.0 h old" in gate.refusal(now)
+
+
+def test_gated_recognizer_refuses_names() -> None:
+    from kiosk.live.holder import RecognizerHolder
+    from kiosk.site.replica import ReplicaGate
+    from models.recognition import Prediction
+
+    class Fixed:
+        people = ("Ada", "Bob")
+        threshold = 0.5
+
+        def align(self, image: Any, face: Any) -> Any:
+            return image
+
+        def predict(self, crops: Any) -> list[Prediction]:
+            return [Prediction("Ada", "Ada", 0.9), Prediction("Bob", "Bob", 0.9)]
+
+    gate = ReplicaGate(timedelta(hours=1))
+    holder = RecognizerHolder(Fixed, policy=gate)
+    assert [p.name for p in holder.current().predict([1, 2])] == [None, None]
+    assert "connecting" in holder.last_error
+    gate.started = True
+    gate.synced(datetime.now(UTC), 1)
+
+    class P:
+        def __init__(self, uid: str, name: str) -> None:
+            self.uid, self.name = uid, name
+
+    gate.refresh([P("a" * 32, "Ada"), P("b" * 32, "Bob")])  # type: ignore[list-item]
+    assert [p.name for p in holder.current().predict([1, 2])] == ["Ada", "Bob"]
+    assert holder.last_error == ""
+    gate.block(["a" * 32])
+    predictions = holder.current().predict([1, 2])
+    assert [(p.name, p.best) for p in predictions] == [(None, ""), ("Bob", "Bob")]
+    # A bundle that learnt "Bob" from another person than the replica's Bob: refused.
+    gate.use_bundle({"bob": "c" * 32})
+    assert holder.current().predict([1, 2])[1].name is None
+
+
+def test_bundles_are_published_verified_and_written_atomically(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+
+    sites = site_kiosks(postgres, site_db, trainer="operator", door="door")
+    bundle = tmp_path / "door" / "recognizer.bundle"
+    door = kiosk(tmp_path, "door", sites["door"], bundle_path=bundle)
+    try:
+        with connect(sites["trainer"]) as conn:
+            registry = Registry(conn)
+            assert registry.publish_bundle(b"first", {"ada": "a" * 32}, {}) == 1
+            assert registry.publish_bundle(b"second", {"ada": "a" * 32}, {}) == 2
+            import psycopg
+
+            with (
+                connect(sites["door"]) as door_conn,
+                pytest.raises(psycopg.errors.InsufficientPrivilege),
+            ):
+                Registry(door_conn).publish_bundle(b"x", {}, {})
+        report = door.sync_once()
+        assert report.bundle == 2 and bundle.read_bytes() == b"second"
+        assert door.state.sync_state().bundle_version == 2
+        assert door.sync_once().bundle is None  # nothing new
+        assert [p.name for p in bundle.parent.iterdir() if p.name.startswith(".")] == []
+        with postgres.connect(site_db) as conn:
+            conn.execute("UPDATE bundles SET data = 'tampered'")
+            conn.execute("SELECT pg_notify('x', '')")
+        with connect(sites["trainer"]) as conn:
+            Registry(conn).publish_bundle(b"third", {}, {})
+        with postgres.connect(site_db) as conn:
+            conn.execute("UPDATE bundles SET data = 'tampered' WHERE version = 3")
+        with pytest.raises(UserError, match="checksum"):
+            door.sync_once()
+        assert bundle.read_bytes() == b"second"
+    finally:
+        close(door)
+
+
+def test_password_from_the_environment_over_tls_settings(
+    postgres: PgCluster, site_db: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from kiosk.site.connect import PASSWORD_ENV, SiteUnreachable, connect, describe
+
+    sites = site_kiosks(postgres, site_db, door="door")
+    tcp = sites["door"].model_copy(update={"host": "127.0.0.1", "sslmode": "disable"})
+    secret = f"pw-{tcp.user}"
+    monkeypatch.setenv(PASSWORD_ENV, "wrong")
+    with pytest.raises(SiteUnreachable) as refused:
+        connect(tcp)
+    assert "wrong" not in str(refused.value) and secret not in str(refused.value)
+    monkeypatch.setenv(PASSWORD_ENV, secret)
+    with connect(tcp) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == tcp.user
+    # sslmode is passed through: the test server has no TLS, so `require` must fail.
+    with pytest.raises(SiteUnreachable):
+        connect(tcp.model_copy(update={"sslmode": "require"}))
+    assert secret not in describe(tcp)
+
+
+def test_a_password_in_the_config_file_is_refused_without_echo(tmp_path: Path) -> None:
+    from kiosk.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text('[site]\nuser = "door1"\npassword = "hunter2-secret"\n', encoding="utf-8")
+    with pytest.raises(UserError) as refused:
+        load_config(path)
+    assert "KIOSK_SITE_PASSWORD" in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+    assert load_config(None).site is None  # no [site]: a single kiosk
+
+
+def test_the_worker_follows_notifications(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    door = kiosk(tmp_path, "door", sites["door"].model_copy(update={"poll_s": 60.0}))
+    try:
+        ada = officer.store.add_person("Ada", photos(2, seed=1), consent())
+        officer.sync_once()
+        door.start()
+        assert door.wait_started(10)
+        officer.store.delete("Ada")
+        officer.sync_once()
+        deadline = time.monotonic() + 10  # NOTIFY, not the 60 s poll, brings it
+        while door.store.by_uid(ada.uid) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert door.store.by_uid(ada.uid) is None
+        assert not door.gate.may_name("Ada")
+    finally:
+        close(officer, door)
+
+
+def test_door_events_are_pushed_once_by_person_id(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from kiosk.live.events import EventLog
+
+    sites = site_kiosks(postgres, site_db, desk="enroll", door="door")
+    desk = kiosk(tmp_path, "desk", sites["desk"])
+    events = tmp_path / "events"
+    door = kiosk(tmp_path, "door", sites["door"], events_dir=events)
+    try:
+        ada = desk.store.add_person("Ada", photos(2, seed=1), consent())
+        desk.sync_once()
+        door.sync_once()
+        log = EventLog(events)
+        thumb = np.zeros((8, 8, 3), dtype=np.uint8)
+        log.append("Ada", 0.93, 1, thumb)
+        log.append("Ada", 0.91, 2, thumb)
+        with open(log.path, "ab") as handle:  # a line still being written
+            handle.write(b'{"name": "Ada", "confidence": 0.9')
+        assert door.sync_once().events == 2
+        # A push repeated from the start (a crash before the offset was saved): no double.
+        door.state.pushed_events("", 0)
+        door.sync_once()
+        with postgres.connect(site_db) as conn:
+            rows = conn.execute("SELECT person_uid, kiosk_id, track_id FROM events").fetchall()
+        assert sorted(rows) == [(ada.uid, sites["door"].user, 1), (ada.uid, sites["door"].user, 2)]
+        assert door.events_behind() > 0  # the torn line waits for its end
+    finally:
+        close(desk, door)
+
+
+def test_trials_of_every_kiosk_make_one_site_report(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+    from kiosk.trials.site import SiteTrialStore, site_session
+    from models.recognition import Prediction
+
+    sites = site_kiosks(postgres, site_db, a="door", b="door", officer="operator")
+    for name in ("a", "b"):
+        sync = kiosk(tmp_path, name, sites[name])
+        with SiteTrialStore(
+            tmp_path / f"{name}.sqlite", SiteState(tmp_path / name), sites[name].user
+        ) as store:
+            session = store.create_session(label=name, duration=1.0, threshold=0.5, min_share=0.5)
+            session.add_participant("Ada", enrolled=True)
+            session.start("Ada", now=0.0, wall_clock=100.0)
+            session.add_frame(0.1, Prediction("Ada", "Ada", 0.9))
+            session.finish()
+        assert sync.sync_once().pushed == 1
+        sync.state.enqueue("trial:again", "trial", b"{}")  # a malformed push is refused, once
+        assert sync.sync_once().rejected == 1
+        close(sync)
+    with connect(sites["a"]) as conn:
+        assert len(Registry(conn).trials()) == 1  # a door sees its own trials only
+    with connect(sites["officer"]) as conn:
+        trials = Registry(conn).trials()
+    session, extra = site_session(trials)
+    assert extra["trials_per_kiosk"] == {sites["a"].user: 1, sites["b"].user: 1}
+    assert session.metrics().tp == 2
+
+
+def test_site_train_publishes_a_bundle_that_a_door_hot_swaps(
+    postgres: PgCluster,
+    site_db: str,
+    tmp_path: Path,
+    tiny_clip: str,
+    model_dir: Path,
+    shared: Any,
+) -> None:
+    """An existing store is uploaded, CLIP is trained from the registry's crops on one
+    machine, and a door kiosk receives the bundle and names with it through its gate."""
+    from kiosk.build import recognizer_holder
+    from kiosk.config import KioskConfig
+    from kiosk.setup.site import site_session, train_and_publish, upload
+    from models.detector import FaceDetector
+    from tests.helpers import enroll_from_video
+
+    detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
+    sites = site_kiosks(postgres, site_db, trainer="operator", door="door")
+    store_dir = tmp_path / "trainer"
+    for name, clip in (("Ada", "solo_01"), ("Bob", "solo_02"), ("Cy", "solo_03")):
+        enroll_from_video(store_dir, name, shared("videos", f"{clip}.mp4"), detector, photos=4)
+    config = KioskConfig.model_validate(
+        {
+            "site": sites["trainer"].model_dump(mode="json"),
+            "enroll": {"store_dir": str(store_dir)},
+            "clip": {"model": tiny_clip, "pretrained": "none"},
+            "train": {"epochs": 2, "min_images": 2},
+        }
+    )
+    with site_session(config) as sync:
+        assert upload(sync) == 3
+        published = train_and_publish(config, sync)
+    assert published["version"] == 1 and published["people"] == 3
+    bundle = tmp_path / "door.bundle"
+    door_config = KioskConfig.model_validate(
+        {
+            "site": sites["door"].model_dump(mode="json"),
+            "enroll": {"store_dir": str(tmp_path / "door")},
+            "clip": {"model": tiny_clip, "pretrained": "none"},
+            "recognizer": {"kind": "clip", "bundle": str(bundle)},
+        }
+    )
+    from kiosk.build import site_sync
+
+    site = site_sync(door_config)
+    assert site is not None
+    holder = recognizer_holder(door_config, site=site)
+    try:
+        assert bundle.is_file() and site.state.sync_state().bundle_version == 1
+        assert sorted(holder.current().people) == ["Ada", "Bob", "Cy"]
+        assert holder.last_error == ""
+        assert all(site.gate.may_name(n) for n in ("Ada", "Bob", "Cy"))
+    finally:
+        holder.stop()
+
+
+def test_an_encrypted_site_seals_crops_in_the_registry(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    from enroll.keys import new_key
+    from kiosk.site.connect import SiteRefused
+
+    sites = site_kiosks(postgres, site_db, desk="enroll", door="door", other="door")
+    key = new_key().encode()
+    sealed = {k: v.model_copy(update={"encrypt": True}) for k, v in sites.items()}
+    desk = kiosk(tmp_path, "desk", sealed["desk"], sealer_key=key)
+    door = kiosk(tmp_path, "door", sealed["door"], sealer_key=key)
+    wrong = kiosk(tmp_path, "other", sealed["other"], sealer_key=new_key().encode())
+    try:
+        ada = desk.store.add_person("Ada", photos(2, seed=1), consent())
+        desk.sync_once()
+        with postgres.connect(site_db) as conn:
+            crop = bytes(conn.execute("SELECT crop FROM photos LIMIT 1").fetchone()[0])
+        assert not crop.startswith(b"\x89PNG")  # sealed, not a readable image
+        assert door.sync_once().added == 1
+        assert door.store.read_png(door.store.photos("Ada")[0]).startswith(b"\x89PNG")
+        with pytest.raises(SiteRefused, match="same \\$KIOSK_STORE_KEY"):
+            wrong.sync_once()
+        assert wrong.store.by_uid(ada.uid) is None
+        with pytest.raises(UserError, match="no key"):
+            kiosk(tmp_path, "nokey", sealed["other"])
+    finally:
+        close(desk, door, wrong)
+
+
+def test_a_pull_reads_one_snapshot(postgres: PgCluster, site_db: str, tmp_path: Path) -> None:
+    """Changes committed while a pull runs wait for the next pull: the snapshot holds."""
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    door = kiosk(tmp_path, "door", sites["door"])
+    try:
+        officer.store.add_person("Ada", photos(2, seed=1), consent())
+        officer.sync_once()
+        seen: list[str] = []
+        original = door.store.apply_person
+
+        def apply_and_meanwhile(record: Any) -> bool:
+            seen.append(record.name)
+            isolation = door._conn.execute("SHOW transaction_isolation").fetchone()[0]
+            assert isolation == "repeatable read"
+            with connect(sites["officer"]) as conn:  # committed during the pull
+                Registry(conn).erase(record.uid, "meanwhile")
+            return original(record)
+
+        door.store.apply_person = apply_and_meanwhile  # type: ignore[method-assign]
+        report = door.sync_once()
+        assert seen == ["Ada"] and report.added == 1 and report.erased == 0
+        door.store.apply_person = original  # type: ignore[method-assign]
+        assert door.sync_once().erased == 1  # the next pull has it, first
+        assert door.store.people() == []
+    finally:
+        close(officer, door)
