@@ -98,7 +98,7 @@ def tiny_bundle(tmp_path: Path, detector: Any) -> Path:
     from models.train.finetune import finetune_text_encoder
 
     model, identity = build_clip(TINY, "none", None, init_seed=0)
-    settings = train_settings(epochs=1, trainable_layers=1)
+    settings = train_settings(epochs=1, trainable_layers=1, device="cpu")
     result = finetune_text_encoder(model, TINY, synthetic_faceset(3, 5, 32), settings)
     bundle = make_bundle(result, identity, settings, detector, 0.8, 0.0, {"images": 15})
     return save_bundle(bundle, tmp_path / "people.bundle")

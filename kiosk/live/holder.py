@@ -271,6 +271,8 @@ class RecognizerHolder:
             log.warning(self.last_error)
             return False
         with self._lock:
+            if self._guard is not None:  # who is enrolled now, not when the guard last looked
+                self._enrolled = self._guard.people()
             self._recognizer = self._true_to_store(recognizer)  # atomic for readers
         self._signature = signature  # seen: only now that the build succeeded
         self._retry_s = self.poll_s

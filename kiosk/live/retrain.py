@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -85,7 +86,11 @@ class Retrainer:
         # The child lowers its own priority (os.nice: preexec_fn is unsafe with threads).
         command = [sys.executable, "-m", "kiosk", "train", "--from-store", "--progress"]
         command += ["--nice", str(NICE), "--store", str(store), "--out", str(bundle)]
-        return cls(command)
+        # The child runs this very code (a source checkout too, not only an installed one).
+        root = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH", "")
+        env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+        return cls(command, env=env)
 
     def status(self) -> RetrainStatus:
         with self._lock:

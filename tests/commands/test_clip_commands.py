@@ -15,6 +15,8 @@ from kiosk.cli import main
 from models.clip.bundle import load_bundle
 
 TINY_CONFIG = """
+[models]
+device = "cpu"
 [detector]
 input_size = 320
 [clip]

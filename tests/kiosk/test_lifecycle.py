@@ -3,7 +3,6 @@ starts, staleness, erasure at once (memory and disk), renames, the background re
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -144,7 +143,6 @@ def test_the_background_retrain_runs_in_a_child_and_reports_progress(
         encoding="utf-8",
     )
     monkeypatch.setenv("KIOSK_CONFIG", str(config_file))
-    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     retrainer = Retrainer.for_config(store=tmp_path / "store", bundle=build.bundle_path(config))
     seen: list[float] = []
     retrainer.request()

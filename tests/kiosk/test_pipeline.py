@@ -47,7 +47,7 @@ def config(gallery: Path, tmp_path: Path, **live: object) -> KioskConfig:
         kiosk=LiveConfig(realtime=False, **live),  # type: ignore[arg-type]
         events=EventsConfig(dir=tmp_path / "events"),
         recognizer=RecognizerConfig(kind="embedding_gallery", folder=gallery, reload_poll_s=0.2),
-        liveness=NO_LIVENESS,  # tests/test_door.py covers the pipeline with liveness
+        liveness=NO_LIVENESS,  # tests/kiosk/test_door.py covers the pipeline with liveness
     )
 
 
@@ -197,7 +197,8 @@ def test_stage_timings_add_up(gallery: Path, shared: Callable[..., Path], tmp_pa
     classified = []
     for result in pipeline.run(max_frames=6):
         stages = result.stage_ms
-        assert stages["detect"] > 0 and stages["track"] >= 0
+        # the tracker's own time is left once align and classify are taken out of its lap
+        assert stages["detect"] > 0 and stages["track"] > 0
         classified.append(stages["classify"] > 0)
         parts = sum(v for k, v in stages.items() if k not in ("decode", "total"))
         assert parts == pytest.approx(stages["total"])

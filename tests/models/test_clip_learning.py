@@ -24,7 +24,12 @@ def test_finetuning_untrained_rn50_learns_orl(
     people, skipped = scan_people(shared("faces", "att_orl"))
     assert len(people) == 40 and not skipped
     detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
-    settings = train_settings()  # the shipped defaults are what is tested
+    # The shipped defaults are what is tested, on the CPU: a GPU follows another float
+    # trajectory. Held-out accuracy measured 0.2375 (19 of 80; 0.025 before training),
+    # 0.2125-0.2375 under other kernels (ATEN_CPU_CAPABILITY=avx2, MKL_CBWR=COMPATIBLE,
+    # one thread) and 0.16-0.24 for seeds 1-3 (another tower and split): 4x chance, 8 of
+    # 80, has room.
+    settings = train_settings(device="cpu")
     bundle, report = train_recognizer(
         people, detector, "RN50", "none", model_dir, settings, cache_root=tmp_path
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 from typing import ClassVar
@@ -17,7 +18,8 @@ def test_manifest_entries_are_complete() -> None:
     manifest = registry.load_manifest()
     assert {"scrfd_10g", "scrfd_2.5g", "scrfd_0.5g", "clip_rn50_openai"} <= set(manifest)
     for model in manifest.values():
-        assert len(model.sha256) == 64 and int(model.sha256, 16) >= 0
+        # hashlib's hexdigest is what it is compared with: 64 lowercase hex digits
+        assert re.fullmatch(r"[0-9a-f]{64}", model.sha256), (model.name, model.sha256)
         assert model.licence and model.source and model.preprocessing
 
 

@@ -42,9 +42,19 @@ def test_newton_box_matches_scrfd(yunet: FaceDetector, shared: SharedPath) -> No
 
 
 def test_solvay_group(model_dir: Path, shared: SharedPath) -> None:
-    # The 1927 photo (3000 px wide, 29 people): faces are ~80 px, so the input must be large.
-    detector = FaceDetector.from_name("yunet_2026may", model_dir, input_size=1920)
-    assert len(detector.detect(_read(shared, "solvay_conference_1927.jpg"))) == 29
+    """The 1927 photo (3000 px wide, 29 people): faces are ~80 px, so the input must be large.
+
+    An exact count is safe only with a margin around the threshold (0.5): the 29 faces
+    score 0.90 and up and the next candidate 0.37 (measured; no CPU kernel setting moved
+    them by 1e-6). Detected once at 0.3: greedy NMS never lets a weaker box suppress a
+    stronger one, so the boxes above 0.5 are those a 0.5 detector keeps.
+    """
+    detector = FaceDetector.from_name("yunet_2026may", model_dir, input_size=1920, threshold=0.3)
+    scores = sorted(
+        face.score for face in detector.detect(_read(shared, "solvay_conference_1927.jpg"))
+    )
+    assert sum(score >= 0.5 for score in scores) == 29, scores
+    assert not [s for s in scores if 0.4 <= s < 0.8], scores  # no face near the threshold
 
 
 def test_keypoints_in_our_order(

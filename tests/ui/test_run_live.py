@@ -20,7 +20,7 @@ from pytestqt.qtbot import QtBot
 from enroll.config import EnrollConfig
 from kiosk.build import live_pipeline
 from kiosk.cli import main
-from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig
+from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig, RecognizerConfig
 from kiosk.live.pipeline import PAUSED_NOTICE, LivePipeline
 from kiosk.live.starter import STARTING, PipelineStarter
 from kiosk.ui.main_window import KioskWindow
@@ -58,7 +58,7 @@ def test_kiosk_run_names_an_enrolled_person_on_a_video(
     config = tmp_path / "kiosk.toml"
     config.write_text(
         f'[enroll]\nstore_dir = "{store}"\n[events]\ndir = "{tmp_path / "events"}"\n'
-        "[kiosk]\nloop = true\n[ui]\npoll_ms = 10\n"
+        '[kiosk]\nloop = true\n[ui]\npoll_ms = 10\n[recognizer]\nkind = "embedding_gallery"\n'
     )
     seen: dict[str, object] = {}
     threads_before = set(threading.enumerate())
@@ -109,6 +109,7 @@ def _kiosk_threads() -> set[str]:
 def _config(shared: Callable[..., Path], tmp_path: Path) -> KioskConfig:
     return KioskConfig(
         kiosk=LiveConfig(source=str(shared("videos", "solo_01.mp4")), loop=True),
+        recognizer=RecognizerConfig(kind="embedding_gallery"),
         enroll=EnrollConfig(store_dir=tmp_path / "people"),
         events=EventsConfig(dir=tmp_path / "events"),
         liveness=LivenessConfig(enabled=False),

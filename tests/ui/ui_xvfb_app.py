@@ -1,4 +1,4 @@
-"""Run by tests/test_ui_xvfb.py in a subprocess on a real X server (Xvfb): imports cv2
+"""Run by tests/ui/test_ui_xvfb.py in a subprocess on a real X server (Xvfb): imports cv2
 first, as the product does, enrolls the video's person into a fresh people store, opens
 the full-screen kiosk window on the real live pipeline (`kiosk run`'s own
 `start_pipeline`: detection, liveness, the store's gallery, tracking, the door event log)
@@ -29,7 +29,7 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     from PySide6.QtTest import QTest
 
     from enroll.config import EnrollConfig
-    from kiosk.config import EventsConfig, KioskConfig, LiveConfig, ModelsConfig
+    from kiosk.config import EventsConfig, KioskConfig, LiveConfig, ModelsConfig, RecognizerConfig
     from kiosk.setup.pin import hash_pin
     from kiosk.ui import application
     from kiosk.ui.door import start_pipeline
@@ -43,6 +43,7 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     config = KioskConfig(
         models=ModelsConfig(dir=model_dir),
         kiosk=LiveConfig(loop=True),
+        recognizer=RecognizerConfig(kind="embedding_gallery"),
         enroll=EnrollConfig(store_dir=out_dir / "people"),
         events=EventsConfig(dir=out_dir / "events"),
     )
