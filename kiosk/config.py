@@ -139,6 +139,17 @@ class UiConfig(_Section):
         "full-screen kiosk mode needs one",
     )
     poll_ms: int = Field(default=15, ge=5, le=200, description="how often the window polls")
+    door_open_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=120.0,
+        description="how long the door screen shows 'Door open' after a recognized person's "
+        "door event",
+    )
+    door_sound: bool = Field(
+        default=False,
+        description="a chime with each door event (silent where the machine has no audio device)",
+    )
 
     @field_validator("operator_pin")
     @classmethod

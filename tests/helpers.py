@@ -381,3 +381,45 @@ def stale_temp(folder: Path, name: str = ".tmp-k1lled_0.npz", age_s: float = 720
     then = time.time() - age_s
     os.utime(path, (then, then))
     return path
+
+
+@contextlib.contextmanager
+def xvfb_display(width: int = 1280, height: int = 720) -> Iterator[str]:
+    """A real X server (Xvfb) with one ``width`` x ``height`` screen; yields its DISPLAY.
+
+    -displayfd: Xvfb picks a free display number itself and writes it when ready.
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("Xvfb") is None:
+        skip_or_fail("Xvfb is not installed (packaging/install.sh installs it)")
+    read_fd, write_fd = os.pipe()
+    screen = f"{width}x{height}x24"
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", screen, "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as ready:
+            number = ready.readline().strip()
+        if not number:
+            pytest.fail("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def x_app_env(display: str) -> dict[str, str]:
+    """The environment for a Qt process on ``display``: cv2's Qt paths and Wayland left out."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR", "WAYLAND_DISPLAY")
+    }
+    env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
+    return env

@@ -79,6 +79,8 @@ def run_door(
             kiosk_mode=not windowed,
             pin_hash=config.ui.operator_pin,
             poll_ms=config.ui.poll_ms,
+            door_open_s=config.ui.door_open_s,
+            door_sound=config.ui.door_sound,
         )
         if isinstance(pipeline, PipelineStarter):
             shown = source if source is not None else config.kiosk.source
