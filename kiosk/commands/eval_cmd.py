@@ -64,7 +64,7 @@ def _retrieval(args: argparse.Namespace) -> int:
 
 
 def _openset(args: argparse.Namespace) -> int:
-    from models.eval.runs import openset_report, select_images
+    from models.eval.runs import OpenSetProtocol, openset_report, select_images
 
     if args.enroll < 1 or args.held_out < 1:
         raise UserError("--enroll and --held-out must be at least 1")
@@ -80,12 +80,9 @@ def _openset(args: argparse.Namespace) -> int:
         args.embedder,
         select_images(args.known, args.per_person, args.people),
         select_images(args.unknown),
-        enroll=args.enroll,
-        held_out=args.held_out,
-        seed=args.seed,
-        softmax_threshold=threshold,
-        target_fpr=args.target_fpr,
-        dev_fraction=args.dev_fraction,
+        OpenSetProtocol(
+            args.enroll, args.held_out, args.seed, threshold, args.target_fpr, args.dev_fraction
+        ),
         sources=(args.known, args.unknown),
     )
     eval_tables.print_openset(report)

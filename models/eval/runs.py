@@ -138,18 +138,24 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
 
 
+@dataclass(frozen=True)
+class OpenSetProtocol:
+    """How the open set is split and judged (see :func:`openset_evaluation`)."""
+
+    enroll: int = 5  # enrollment photos per person
+    held_out: int = 2  # held-out enrollment photos per person (calibration)
+    seed: int = 0  # of every split
+    softmax_threshold: float = 0.8  # max_softmax's and calibrated_softmax's default
+    target_fpr: float = 0.01  # share of dev strangers a chosen threshold may accept
+    dev_fraction: float = 0.5  # share of probes and of strangers that choose thresholds
+
+
 def openset_report(
     setup: EvalSetup,
     spec: str,
     known_images: Sequence[LabelledImage],
     stranger_images: Sequence[LabelledImage],
-    *,
-    enroll: int,
-    held_out: int,
-    seed: int,
-    softmax_threshold: float,
-    target_fpr: float,
-    dev_fraction: float = 0.5,
+    protocol: OpenSetProtocol,
     sources: tuple[Path, Path],
 ) -> dict[str, Any]:
     """:func:`openset_evaluation` of ``spec``'s embeddings of the known people's and the
@@ -168,12 +174,7 @@ def openset_report(
         [label for label, found in zip(known.labels, known.found, strict=True) if found],
         strangers.embeddings[strangers.found],
         [label for label, found in zip(strangers.labels, strangers.found, strict=True) if found],
-        enroll=enroll,
-        held_out=held_out,
-        seed=seed,
-        softmax_threshold=softmax_threshold,
-        target_fpr=target_fpr,
-        dev_fraction=dev_fraction,
+        protocol,
     )
     report["split"].update(
         known_misses=int((~known.found).sum()), stranger_misses=int((~strangers.found).sum())
@@ -193,18 +194,12 @@ def openset_evaluation(
     known_labels: Sequence[str],
     strangers: np.ndarray,
     stranger_labels: Sequence[str],
-    *,
-    enroll: int,
-    held_out: int,
-    seed: int,
-    softmax_threshold: float,
-    target_fpr: float,
-    dev_fraction: float = 0.5,
+    protocol: OpenSetProtocol,
 ) -> dict[str, Any]:
     """Known people against strangers (embeddings, one row per photo with a face): every
     rejection rule at its default threshold and at thresholds chosen on a dev part,
-    reported on dev and on a disjoint test part, and the recommended rule at
-    ``target_fpr``.
+    reported on dev and on a disjoint test part, and the recommended rule at the
+    protocol's ``target_fpr``.
 
     Each known person's photos are split (``seed``) into ``enroll`` enrolled,
     ``held_out`` for calibration and the rest as probes; probes (per person) and
@@ -213,6 +208,8 @@ def openset_evaluation(
     """
     from models.eval.openset import OpenSetData, compare_rules, rejection_rules, split_open_set
 
+    enroll, held_out, seed = protocol.enroll, protocol.held_out, protocol.seed
+    target_fpr, dev_fraction = protocol.target_fpr, protocol.dev_fraction
     parts = split_open_set(
         known_labels,
         stranger_labels,
@@ -246,7 +243,7 @@ def openset_evaluation(
     dev_known = np.isin(split.probe, parts.probe_dev)
     dev_strangers = np.zeros(len(data.strangers), np.bool_)
     dev_strangers[parts.stranger_dev] = True
-    rules = rejection_rules(data, softmax_threshold=softmax_threshold)
+    rules = rejection_rules(data, softmax_threshold=protocol.softmax_threshold)
     report = compare_rules(rules, dev_known, dev_strangers, target_fpr=target_fpr)
     warnings = []
     dev_count = len(parts.stranger_dev)
