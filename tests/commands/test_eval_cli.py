@@ -306,3 +306,22 @@ def test_bundle_embedder_is_the_bundles_centred_tower(
     )
     with pytest.raises(ModelError, match="does not exist"):
         load_embedder(f"bundle:{tmp_path / 'nope.bundle'}", EmbedderOptions(model_dir))
+
+
+def test_openset_says_when_a_split_part_would_be_empty() -> None:
+    from models.errors import UserError
+    from models.eval.runs import OpenSetProtocol, openset_evaluation
+
+    rng = np.random.default_rng(1)
+    known = rng.standard_normal((20, 8))
+    labels = [f"p{i % 2}" for i in range(20)]
+    with pytest.raises(UserError, match="at least two strangers"):
+        openset_evaluation(known, labels, rng.standard_normal((1, 8)), ["s0"], OpenSetProtocol())
+    with pytest.raises(UserError, match=r"more photos than --enroll \+ --held-out \(9 \+ 1\)"):
+        openset_evaluation(
+            known,
+            labels,
+            rng.standard_normal((4, 8)),
+            ["s0", "s1", "s2", "s3"],
+            OpenSetProtocol(enroll=9, held_out=1),
+        )
