@@ -278,5 +278,6 @@ def open_source(
     if path.is_file():
         return VideoFileSource(path, loop=loop, realtime=realtime)
     raise UserError(
-        f"source {spec!r} is neither a camera index, a stream URL, a folder nor an existing file"
+        f"there is no file or folder {path}: give --source (or [kiosk] source) a camera index "
+        "such as 0, an existing video file or image folder, or a stream URL (rtsp://...)"
     )

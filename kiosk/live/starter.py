@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from models.errors import ModelError, UserError
+
 if TYPE_CHECKING:
     from kiosk.live.pipeline import LivePipeline as Pipeline
     from kiosk.live.results import FrameResult
@@ -41,6 +43,11 @@ class PipelineStarter:
     def _start(self) -> None:
         try:
             pipeline = self._build()
+        except (UserError, ModelError) as error:  # the user's to fix: a message, no traceback
+            log.info("the live pipeline could not be built: %s", error)
+            self.error = error
+            self.started.set()
+            return
         except Exception as error:  # shown in the window, re-raised by `kiosk run`
             log.exception("the live pipeline could not be built")
             self.error = error

@@ -32,9 +32,14 @@ def provider_label(providers: Sequence[str]) -> str:
     return _PROVIDER_NAMES.get(first, first.removesuffix("ExecutionProvider"))
 
 
-def status_text(result: FrameResult | None) -> str:
+WAITING = "waiting for the first frame"
+
+
+def status_text(result: FrameResult | None, notice: str = "") -> str:
+    """The status lines; before the first result, the source's own word (``notice``:
+    "Starting… loading the models", or why the kiosk cannot start) when it has one."""
     if result is None:
-        return "waiting for the first frame"
+        return _two_lines(notice) if notice else WAITING
     summary = [f"{result.fps:.1f} FPS", provider_label(result.providers)]
     summary.append(f"dropped {result.dropped_frames}")
     recognizer = result.recognizer
@@ -46,3 +51,16 @@ def status_text(result: FrameResult | None) -> str:
         summary.append(result.notice)
     stages = " · ".join(f"{stage} {ms:.1f}" for stage, ms in result.stage_ms.items())
     return " · ".join(summary) + "\n" + (f"ms: {stages}" if stages else "no stage timings")
+
+
+def _two_lines(text: str) -> str:
+    """A long line broken at the space nearest its middle: the label has two lines, and
+    one long line would shrink its font unreadably (or be elided)."""
+    if len(text) < 60 or "\n" in text:
+        return text
+    middle = len(text) // 2
+    spaces = [i for i, char in enumerate(text) if char == " "]
+    if not spaces:
+        return text
+    cut = min(spaces, key=lambda i: abs(i - middle))
+    return text[:cut] + "\n" + text[cut + 1 :]

@@ -231,15 +231,32 @@ class VideoView(QWidget):
         font = self._font(1 / 22)
         metrics = QFontMetricsF(font)
         width = min(self.width() * 0.95, metrics.horizontalAdvance(text) + metrics.height() * 2)
+        pad = metrics.height() * 2
+        room = QRectF(0, 0, width - pad, self.height())
+        wrapped = metrics.boundingRect(room, int(Qt.TextFlag.TextWordWrap), text)  # long: wraps
         banner = QRectF(
-            (self.width() - width) / 2, metrics.height() * 0.6, width, metrics.height() * 1.6
+            (self.width() - width) / 2,
+            metrics.height() * 0.6,
+            width,
+            wrapped.height() + metrics.height() * 0.6,
         )
         _draw_boxed_text(painter, banner, 8, font, text)
 
     def _draw_centre_text(self, painter: QPainter, text: str) -> None:
-        painter.setFont(self._font(1 / 18, bold=False))
+        """Centred and wrapped inside a margin: a long message (why the kiosk cannot start)
+        is read whole, never cut off at both edges."""
+        margin = max(12.0, self.width() * 0.05)
+        room = QRectF(self.rect()).adjusted(margin, margin, -margin, -margin)
+        flags = Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap
+        font = self._font(1 / 18, bold=False)
+        while font.pixelSize() > 12:  # shrink a message too long for the room
+            needed = QFontMetricsF(font).boundingRect(room, int(flags), text)
+            if needed.height() <= room.height() and needed.width() <= room.width():
+                break
+            font.setPixelSize(font.pixelSize() - 2)
+        painter.setFont(font)
         painter.setPen(QColor(200, 200, 200))
-        painter.drawText(QRectF(self.rect()), Qt.AlignmentFlag.AlignCenter, text)
+        painter.drawText(room, int(flags), text)
 
 
 def _draw_boxed_text(painter: QPainter, box: QRectF, radius: float, font: QFont, text: str) -> None:
@@ -249,4 +266,4 @@ def _draw_boxed_text(painter: QPainter, box: QRectF, radius: float, font: QFont,
     painter.drawRoundedRect(box, radius, radius)
     painter.setFont(font)
     painter.setPen(BANNER_TEXT)
-    painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+    painter.drawText(box, int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), text)

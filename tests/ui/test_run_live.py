@@ -297,3 +297,43 @@ def test_a_volunteer_enrolled_from_the_kiosk_is_named_without_a_restart(
         window.shutdown()
         pipeline.stop()
     assert _kiosk_threads() == set()
+
+
+def test_kiosk_run_on_a_missing_video_says_so_without_a_traceback(
+    qtbot: QtBot,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The window opens at once; the models load, the source does not open: the status
+    lines say why (not "waiting for the first frame"), nothing logs a traceback, and the
+    CLI says it once more as it exits."""
+    config = tmp_path / "kiosk.toml"
+    config.write_text(
+        f'[enroll]\nstore_dir = "{tmp_path / "people"}"\n[events]\ndir = "{tmp_path / "e"}"\n'
+        '[ui]\npoll_ms = 10\n[recognizer]\nkind = "embedding_gallery"\n'
+    )
+    missing = tmp_path / "nonexistent.mp4"
+    seen: dict[str, str] = {}
+
+    def look() -> None:
+        window = next(
+            (w for w in QApplication.topLevelWidgets() if isinstance(w, KioskWindow)), None
+        )
+        if window is None or not window._source.status().startswith("The kiosk cannot start"):
+            QTimer.singleShot(20, look)
+            return
+        window.poll()
+        window.show_operator_view()
+        seen.update(status=window.status.full_text(), notice=window.video.notice)
+        window.shutdown()
+
+    QTimer.singleShot(0, look)
+    argv = ["run", "--windowed", "--config", str(config), "--source", str(missing)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith(f"kiosk: error: there is no file or folder {missing}: give --source")
+    assert str(missing) in seen["status"] and "waiting for the first frame" not in seen["status"]
+    assert seen["notice"] == seen["status"].replace("\n", " ")
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"

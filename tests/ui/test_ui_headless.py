@@ -172,6 +172,9 @@ def test_status_text_lists_fps_drops_stages_and_provider() -> None:
         "17.2 FPS · GPU (CUDA) · dropped 3 · clip v7 · retraining: about 20 s left"
     )
     assert status_text(None) == "waiting for the first frame"
+    assert status_text(None, "Starting… loading the models") == "Starting… loading the models"
+    why = "The kiosk cannot start: there is no file or folder /x.mp4: give --source a camera"
+    assert status_text(None, why) == why.replace("file or", "file\nor")  # near the middle
     assert provider_label(("CPUExecutionProvider",)) == "CPU"
     assert provider_label(("FooExecutionProvider",)) == "Foo"
     assert provider_label(()) == "provider ?"

@@ -478,3 +478,36 @@ def test_the_sources_trouble_is_said_even_without_a_new_result(
     source.source_status = ""
     qtbot.waitUntil(lambda: window.video.notice == "", timeout=2000)
     _close_for_good(qtbot, window)
+
+
+def test_a_long_message_before_the_first_frame_is_wrapped_inside_the_view(
+    qtbot: QtBot, frames: list[FrameResult]
+) -> None:
+    """Why the kiosk cannot start is read whole: wrapped over lines, inside a margin, never
+    cut off at both edges of the video area."""
+    source = ReplayResults(frames)
+    source.source_status = (
+        "The kiosk cannot start: there is no file or folder /media/usb/lobby-camera-test.mp4: "
+        "give --source (or [kiosk] source) a camera index such as 0, an existing video file "
+        "or image folder, or a stream URL (rtsp://...)"
+    )
+    window = _window(qtbot, source, kiosk_mode=False, pin_hash=None, poll_ms=5)
+    window.resize(1024, 600)  # the smallest kiosk panel
+    window.start()
+    window.show_operator_view()
+    qtbot.waitExposed(window)
+    qtbot.waitUntil(lambda: window.video.notice == source.source_status, timeout=2000)
+    image = window.video.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    width, height = image.width(), image.height()
+    rows = np.frombuffer(image.constBits(), np.uint8, image.bytesPerLine() * height)
+    rgb = rows.reshape(height, image.bytesPerLine())[:, : width * 3].reshape(height, width, 3)
+    text = rgb.astype(int).sum(axis=2) > 300  # the light grey text on the dark background
+    columns = np.flatnonzero(text.any(axis=0))
+    lines = np.flatnonzero(text.any(axis=1))
+    assert columns.size and columns.min() >= width * 0.04 and columns.max() <= width * 0.96
+    font_px = max(12, round(height / 18))
+    assert lines.max() - lines.min() > 2 * font_px  # three lines or more, not one cut line
+    shown = window.status.full_text()  # the status lines say it too, over both lines
+    assert shown.replace("\n", " ") == source.source_status and shown.count("\n") == 1
+    assert not window.status.elided
+    _close_for_good(qtbot, window)
