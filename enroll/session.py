@@ -28,7 +28,7 @@ from models.align import CLIP_SIZE, align_face
 from models.detector import Face
 
 Pose = Literal["front", "left", "right", "up", "down"]
-Status = Literal["captured", "waiting", "rejected", "camera_lost", "done"]
+Status = Literal["captured", "waiting", "rejected", "camera_lost", "ended", "done"]
 
 GUIDANCE: dict[str, str] = {
     "front": "look straight at the camera",
@@ -203,6 +203,16 @@ class CaptureSession:
         if pitch is not None and (pitch > 0) == (target == "up") and pitch != 0:
             return f"{GUIDANCE[target]}, a bit more"
         return GUIDANCE[target]
+
+    def ended(self, why: str) -> CaptureEvent:
+        """No frame will come again (a video file has ended): ``why`` says which source,
+        the event what the photos taken allow (a camera lost is ``offer(None, [])``)."""
+        taken, needed = len(self.photos), self.config.min_photos
+        if self.done or taken >= needed:
+            then = "press Next to review them"
+        else:
+            then = f"{needed - taken} more are needed: start again on a longer video or a camera"
+        return self._event("ended", f"{why}; the {taken} photos taken are kept, {then}")
 
     def offer(self, frame: NDArray[np.uint8] | None, faces: Sequence[Face]) -> CaptureEvent:
         """Consider one frame and its detected faces; ``frame=None`` means the camera is lost."""

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 _FPS_WINDOW = 30  # results the FPS figure averages over
 _IDLE_WAIT_S = 0.02  # how often a thread with nothing to do checks for stop
 PAUSED_NOTICE = "Enrollment in progress: recognition resumes when it is done"
+ENDED_HINT = "set loop = true under [kiosk] in the config to play it in a loop"
 
 
 def face_thumbnail(image: NDArray[np.uint8], face: Face, size: int = 160) -> NDArray[np.uint8]:
@@ -328,6 +329,8 @@ class LivePipeline:
         """One line for the window: the source's trouble, else the recognizer's, else ""."""
         if self._paused.is_set():
             return PAUSED_NOTICE
+        if self.source.finished:  # a file or folder, not "camera lost"
+            return f"{self.source.status}: {ENDED_HINT}"
         return self.source.status or self.recognizers.last_error or self._notice
 
     def stop(self) -> None:

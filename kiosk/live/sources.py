@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
 
 
+class SourceEnded(Exception):
+    """A file or folder (not looping) has no more frames: raised by readers that must tell
+    "ended" from "no frame right now" (the enrollment wizard's); the message says which."""
+
+
 @dataclass(frozen=True)
 class Frame:
     index: int  # position in the source (restarts are not reset)
@@ -120,6 +125,8 @@ class LiveCaptureSource(FrameSource):
             else f"cannot open stream {self.target}"
         )
         self.status = f"{what}, retrying in {_format_delay(delay)}"
+        if self.attempts == 1:  # once: OpenCV's own logging is silenced (models/__init__.py)
+            log.warning("%s (no more is logged while it retries)", what)
 
     def read(self) -> Frame | None:
         if self._capture is None:
@@ -200,7 +207,7 @@ class VideoFileSource(FrameSource):
             ok, image = self._capture.read()
         if not ok or image is None:
             self.finished = True
-            self.status = f"{self.description} ended"
+            self.status = f"{self.description} has ended"
             return None
         return self._frame(np.asarray(image, dtype=np.uint8), started)
 
@@ -235,7 +242,7 @@ class ImageFolderSource(FrameSource):
         if self._position >= len(self.files):
             if not self.loop:
                 self.finished = True
-                self.status = f"{self.description} ended"
+                self.status = f"{self.description} has ended"
                 return None
             self._position = 0
         path = self.files[self._position]

@@ -19,7 +19,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
 from kiosk.config import KioskConfig
-from kiosk.live.sources import FrameSource, open_source
+from kiosk.live.sources import FrameSource, SourceEnded, open_source
 from kiosk.ui.wizard import EnrollWizard
 from models.errors import UserError
 
@@ -48,8 +48,11 @@ def enrollment_detector(config: KioskConfig) -> FaceDetector:
 
 
 def frame_reader(source: FrameSource) -> NDArray[np.uint8] | None:
-    """One read of a frame source as the wizard wants it: the image, or None."""
+    """One read of a frame source as the wizard wants it: the image, or None (no frame
+    right now); raises `SourceEnded` once a video or folder has no more."""
     frame = source.read()
+    if frame is None and source.finished:
+        raise SourceEnded(source.status)
     return None if frame is None else frame.image
 
 

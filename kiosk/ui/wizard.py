@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 from enroll.config import EnrollConfig
 from enroll.session import CapturedPhoto, CaptureEvent, CaptureSession
 from enroll.store import Consent, PeopleStore, utc_now
-from kiosk.live.sources import FrameSource
+from kiosk.live.sources import FrameSource, SourceEnded
 from kiosk.training import RecognizerUpdate
 from kiosk.ui.screen_fit import fit_to_screen
 from models.detector import FaceDetector
@@ -176,6 +176,10 @@ class CaptureLoop:
             try:
                 frame = self.reader()
                 faces = [] if frame is None else self.detector.detect(frame)
+            except SourceEnded as ended:  # a video: said so, not "camera lost"
+                with self.lock:
+                    self.latest = (self.session.ended(str(ended)), None)
+                return
             except Exception as error:  # shown to the operator; the photos taken stay
                 self.error = error
                 return

@@ -152,3 +152,37 @@ def test_lost_stream_reconnects_with_backoff(shared: Callable[..., Path]) -> Non
     frame = source.read()
     assert frame is not None and frame.index == 78 and source.status == ""
     assert source.attempts == 2
+
+
+def test_no_camera_logs_one_line_and_opencv_says_nothing(tmp_path: Path) -> None:
+    """Retrying a missing camera: our status and one log line, none of OpenCV's own
+    ("Camera index out of range", "can't open camera by index") on any retry."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    script = (
+        "import time\n"
+        "from kiosk.live.sources import open_source\n"
+        "source = open_source('0', retry_initial_s=0.05, retry_max_s=0.1)\n"
+        "until = time.monotonic() + 1.5\n"
+        "while time.monotonic() < until:\n"
+        "    if source.read() is not None:\n"
+        "        print('CAMERA'); break\n"
+        "    time.sleep(0.02)\n"
+        "print(source.attempts, source.status)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    if "CAMERA" in done.stdout:
+        pytest.skip("this machine has a camera at index 0")
+    attempts, status = done.stdout.split(" ", 1)
+    assert int(attempts) >= 5 and status.startswith("no camera at index 0, retrying in")
+    assert done.stderr.splitlines() == [
+        "no camera at index 0 (no more is logged while it retries)"
+    ], done.stderr

@@ -205,3 +205,29 @@ def test_stage_timings_add_up(gallery: Path, shared: Callable[..., Path], tmp_pa
         assert stages["total"] <= result.latency_ms + 1e-6
     # every frame until the track is decided (3), then every third (reclassify_every)
     assert classified == [True, True, True, False, False, True]
+
+
+def test_a_video_that_ends_says_so_and_one_that_loops_goes_on(
+    gallery: Path, shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    """solo_01 has 78 frames: without [kiosk] loop the window is told the video has ended
+    and how to loop it (not "camera lost: reconnecting"); with it, frames keep coming."""
+    video = str(shared("videos", "solo_01.mp4"))
+    pipeline = live_pipeline(config(gallery, tmp_path, source=video))
+    pipeline.start()
+    try:
+        assert pipeline.finished.wait(60)
+        said = pipeline.status()
+    finally:
+        pipeline.stop()
+    assert said == (
+        "video solo_01.mp4 has ended: set loop = true under [kiosk] in the config to play it "
+        "in a loop"
+    )
+    looping = live_pipeline(config(gallery, tmp_path, source=video, loop=True))
+    try:
+        indices = [result.frame_index for result in looping.run(max_frames=100)]
+    finally:
+        looping.stop()
+    assert len(indices) == 100 and not looping.source.finished
+    assert "ended" not in looping.status() and "lost" not in looping.status()

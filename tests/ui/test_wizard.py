@@ -219,3 +219,36 @@ def test_enroll_in_a_real_window_under_xvfb(tmp_path: Path, shared: Callable[...
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(report.read_text(encoding="utf-8"))["photos_saved"] == 30
+
+
+def test_a_video_that_ends_during_capture_says_so(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path, shared: Callable[..., Path], detector320
+) -> None:
+    """solo_01 has 78 frames, too few for 30 photos: the guidance says the video has ended
+    and what the photos taken allow, never "camera lost: reconnecting"."""
+    from kiosk.live.sources import VideoFileSource
+    from kiosk.ui.enrollment import frame_reader
+
+    source = VideoFileSource(shared("videos", "solo_01.mp4"))
+    store = PeopleStore(tmp_path / "store")
+    wizard = EnrollWizard(
+        store, EnrollConfig(), lambda: frame_reader(source), detector320, lambda *_: ""
+    )
+    qtbot.addWidget(wizard)
+    wizard.show()
+    wizard.consent_page.agree.setChecked(True)
+    wizard.next()
+    wizard.name_page.name_edit.setText("Ada")
+    wizard.next()
+    page = wizard.capture_page
+    assert wizard.currentPage() is page
+    qtbot.waitUntil(lambda: "has ended" in page.guidance.text(), timeout=20_000)
+    said = page.guidance.text()
+    assert said.startswith("video solo_01.mp4 has ended; the ")
+    taken = len(page.session.photos)
+    enough = "press Next to review them" if taken >= 10 else f"{10 - taken} more are needed"
+    assert f"the {taken} photos taken are kept, {enough}" in said
+    assert "camera lost" not in said and page.session.camera_losses == 0
+    wizard.reject()
+    source.close()
+    store.close()
