@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from enroll.store import AuditEntry, Consent, Person, utc_now
 from models.errors import UserError
+from models.words import counted
 
 
 def purge_after(person: Person, retention_days: int | None) -> datetime:
@@ -30,8 +31,11 @@ def person_row(person: Person, retention_days: int | None) -> dict[str, object]:
 def person_line(row: dict[str, object]) -> str:
     """A :func:`person_row` as one line of text."""
     external = f"  id {row['external_id']}" if row["external_id"] else ""
+    photos = row["photos"]
+    assert isinstance(photos, int)
     return (
-        f"{row['name']:<30} {row['photos']:>3} photos  enrolled {str(row['enrolled'])[:10]}"
+        f"{row['name']:<30} {counted(photos, 'photo'):>10}"
+        f"  enrolled {str(row['enrolled'])[:10]}"
         f"  purge after {row['purge_after']}{external}"
     )
 

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from enroll.config import EnrollConfig
 from models.align import CLIP_SIZE, align_face
 from models.detector import Face
+from models.words import counted
 
 Pose = Literal["front", "left", "right", "up", "down"]
 Status = Literal["captured", "waiting", "rejected", "camera_lost", "ended", "done"]
@@ -212,7 +213,14 @@ class CaptureSession:
             then = "press Next to review them"
         else:
             then = f"{needed - taken} more are needed: start again on a longer video or a camera"
-        return self._event("ended", f"{why}; the {taken} photos taken are kept, {then}")
+        return self._event("ended", f"{why}; {self._taken_text()} kept, {then}")
+
+    def _taken_text(self) -> str:
+        """ "the 8 photos taken are", "the 1 photo taken is", "no photo taken is" """
+        taken = len(self.photos)
+        if taken == 0:
+            return "no photo taken is"
+        return f"the {counted(taken, 'photo')} taken {'is' if taken == 1 else 'are'}"
 
     def offer(self, frame: NDArray[np.uint8] | None, faces: Sequence[Face]) -> CaptureEvent:
         """Consider one frame and its detected faces; ``frame=None`` means the camera is lost."""
@@ -221,7 +229,7 @@ class CaptureSession:
             self.camera_losses += 1
             return self._event(
                 "camera_lost",
-                f"camera lost: reconnecting; the {len(self.photos)} photos taken are kept",
+                f"camera lost: reconnecting; {self._taken_text()} kept",
             )
         self.frames_seen += 1
         target = self.target

@@ -28,6 +28,7 @@ from kiosk.live.retrain import Retrainer
 from models.errors import UserError
 from models.io import Skipped, atomic_writer, scan_people
 from models.paths import user_cache_dir
+from models.words import counted
 
 if TYPE_CHECKING:
     from enroll.store import PeopleStore
@@ -235,7 +236,7 @@ def train_from_store(
         except OSError as error:
             raise UserError(f"cannot write the bundle {path}: {error.strerror}") from error
     people = len(bundle.people)
-    message = f"the recognizer knows {people} {'person' if people == 1 else 'people'}"
+    message = f"the recognizer knows {counted(people, 'person')}"
     report(1.0, message, 0.0)
     return StoreTraining(True, message, bundle.version, summary)
 
@@ -271,7 +272,8 @@ class GalleryRefresh:
             )
         except TrainingCancelled:
             return "saved; the recognizer is rebuilt the next time the kiosk starts"
-        return f"the recognizer knows {len(gallery.people)} people: the door names them now"
+        people = counted(len(gallery.people), "person")
+        return f"the recognizer knows {people}: the door names them now"
 
 
 class ClipRetrain:

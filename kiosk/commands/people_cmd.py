@@ -14,6 +14,7 @@ from kiosk.commands import people_args
 from kiosk.commands.prompt import confirm
 from kiosk.config import load_config
 from models.errors import UserError
+from models.words import counted
 
 if TYPE_CHECKING:
     from enroll.store import PeopleStore
@@ -47,7 +48,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"store": str(store.root), "people": rows}, indent=2, ensure_ascii=False))
         return 0
-    print(f"people store: {store.root} ({len(rows)} people)")
+    print(f"people store: {store.root} ({counted(len(rows), 'person')})")
     for row in rows:
         print(person_line(row))
     return 0
@@ -63,7 +64,8 @@ def _rename(args: argparse.Namespace) -> int:
 def _delete(args: argparse.Namespace) -> int:
     with _open(args) as store:
         person = store.get(args.name)
-        question = f"Delete {person.name!r} and their {person.photo_count} photos for good?"
+        photos = counted(person.photo_count, "photo")
+        question = f"Delete {person.name!r} and their {photos} for good?"
         confirm(question, args.yes)
         uid = store.delete(person.name, reason=args.reason, action=args.action)
     print(f"deleted {person.name!r} (audit id {uid}); rebuild or restart the recognizer")
@@ -77,7 +79,7 @@ def _purge(args: argparse.Namespace) -> int:
             print(f"{len(store.purged_on_open) + len(purged)} expired people purged")
             return 0
         people = [store.get(name) for name in args.names]
-        confirm(f"Purge the biometric data of {len(people)} people for good?", args.yes)
+        confirm(f"Purge the biometric data of {counted(len(people), 'person')} for good?", args.yes)
         for person in people:
             uid = store.delete(person.name, reason="purged on request", action="purge")
             print(f"purged {person.name!r} (audit id {uid})")
@@ -88,7 +90,7 @@ def _export(args: argparse.Namespace) -> int:
     with _open(args) as store:
         count = store.export(args.dir)
         people = len(store.people())
-    print(f"exported {count} photos of {people} people to {args.dir}")
+    print(f"exported {counted(count, 'photo')} of {counted(people, 'person')} to {args.dir}")
     return 0
 
 
@@ -103,8 +105,8 @@ def _import(args: argparse.Namespace) -> int:
     with _open(args) as store:
         imported = store.import_folder(args.dir, consent, align=photo_aligner(config))
     for name, count in imported.items():
-        print(f"imported {name!r}: {count} photos")
-    print(f"{len(imported)} people imported")
+        print(f"imported {name!r}: {counted(count, 'photo')}")
+    print(f"{counted(len(imported), 'person')} imported")
     return 0
 
 

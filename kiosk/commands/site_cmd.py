@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kiosk.config import KioskConfig, load_config
 from models.errors import UserError
+from models.words import counted
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -133,7 +134,8 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2, default=str))
         return 0
     print(
-        f"{status['registry']}: {status['people']} people, change {status['last_change']}, "
+        f"{status['registry']}: {counted(status['people'], 'person')}, "
+        f"change {status['last_change']}, "
         f"bundle {status['bundle_version'] or 'none'}"
     )
     print(f"{'kiosk':<24} {'replica age':>12} {'behind':>6} {'bundle':>6} {'queued':>6}  health")
@@ -174,7 +176,7 @@ def _upload(args: argparse.Namespace) -> int:
     with site_session(_config(args)) as sync:
         queued = upload(sync)
         left = sync.state.counts()["queued"]
-    print(f"{queued} people uploaded; {left} pushes still queued")
+    print(f"{counted(queued, 'person')} uploaded; {counted(left, 'push', 'pushes')} still queued")
     return 0
 
 
@@ -187,7 +189,8 @@ def _train(args: argparse.Namespace) -> int:
         published = train_and_publish(config, sync)
     if args.json is not None:
         write_json_atomic(args.json, published)
-    print(f"published bundle version {published['version']} ({published['people']} people)")
+    people = counted(published["people"], "person")
+    print(f"published bundle version {published['version']} ({people})")
     return 0
 
 
@@ -202,5 +205,5 @@ def _purge(args: argparse.Namespace) -> int:
         erased = [uid for uid in registry.expired() if registry.erase(uid, "retention ended")]
     for uid in erased:
         print(f"erased person {uid}: retention period ended")
-    print(f"{len(erased)} people erased from the site")
+    print(f"{counted(len(erased), 'person')} erased from the site")
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from kiosk.config import KioskConfig, load_config
 from models.errors import UserError
 from models.io import write_json_atomic
+from models.words import counted
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -123,7 +124,7 @@ def _from_folder(args: argparse.Namespace, config: KioskConfig) -> int:
     if args.json:
         write_json_atomic(args.json, {**report, "bundle": str(args.out)})
     log(
-        f"wrote {args.out}: {report['people']} people, train accuracy "
+        f"wrote {args.out}: {counted(report['people'], 'person')}, train accuracy "
         f"{report['train_accuracy']:.3f}, held-out {report['test_accuracy']}, "
         f"{report['skipped']} skipped, {report['seconds']:.1f} s"
     )

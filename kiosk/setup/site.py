@@ -23,6 +23,7 @@ from kiosk.site.replica import ReplicaStore, open_people
 from kiosk.site.sync import SiteSync, SyncReport
 from models.errors import UserError
 from models.names import name_key
+from models.words import counted
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -116,7 +117,7 @@ def upload(sync: SiteSync, log: Log = _stderr) -> int:
         sync.state.enqueue(f"person:{person.uid}", "person", record.to_json(), person.uid)
         queued += 1
     if queued:
-        log(f"queued {queued} people for the site registry")
+        log(f"queued {counted(queued, 'person')} for the site registry")
     flush(sync, log)
     return queued
 
@@ -156,7 +157,8 @@ def train_and_publish(
         version = Registry(conn).publish_bundle(data, people, meta)
     from kiosk.site.registry import sha256
 
-    log(f"published CLIP bundle version {version}: {len(people)} people, {len(data)} bytes")
+    known = counted(len(people), "person")
+    log(f"published CLIP bundle version {version}: {known}, {len(data)} bytes")
     return {"version": version, "sha256": sha256(data), "people": len(people), **meta}
 
 

@@ -43,6 +43,7 @@ from kiosk.trials.session import TrialSession
 from kiosk.ui.fit_text import FitLabel
 from kiosk.ui.screen_fit import fit_to_screen
 from models.errors import UserError
+from models.words import counted
 
 METRIC_KEYS = (
     "tp",
@@ -326,7 +327,7 @@ class TrialsPanel(QWidget):
             self.message.setText(f"export failed: {error}")
             QMessageBox.warning(self, "Export", f"The session was not exported.\n\n{error}")
             return
-        self.message.setText(f"exported {len(self.session.results)} trials to {path}")
+        self.message.setText(f"exported {counted(len(self.session.results), 'trial')} to {path}")
 
     def ask_export_path(self) -> Path | None:
         """A save dialog; the file type follows the filter chosen when the name has none."""

@@ -46,6 +46,7 @@ from kiosk.ui.screen_fit import fit_to_screen
 from models.detector import FaceDetector
 from models.errors import UserError
 from models.names import name_key, validate_name
+from models.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +347,9 @@ class ReviewPage(QWizardPage):
 
     def _update(self) -> None:
         accepted = len(self.accepted_indices())
-        self.count.setText(f"{accepted} photos accepted; at least {self.min_photos} are needed")
+        self.count.setText(
+            f"{counted(accepted, 'photo')} accepted; at least {self.min_photos} are needed"
+        )
         self.completeChanged.emit()
 
     def isComplete(self) -> bool:

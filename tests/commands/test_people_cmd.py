@@ -42,6 +42,8 @@ def test_people_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert run(capsys, *base, "export", str(tmp_path / "out"))[0] == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["Ada", "Bérénice"]
     assert run(capsys, *base, "delete", "Ada", "--yes")[0] == 0
+    code, out, _ = run(capsys, *base, "list")  # one person: singular, not "1 people"
+    assert "(1 person)" in out and " 3 photos  enrolled" in out and "people)" not in out
     assert run(capsys, *base, "purge", "Bérénice", "--yes")[0] == 0
     code, out, _ = run(capsys, *base, "list")
     assert "(0 people)" in out

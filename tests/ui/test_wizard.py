@@ -247,7 +247,8 @@ def test_a_video_that_ends_during_capture_says_so(  # type: ignore[no-untyped-de
     assert said.startswith("video solo_01.mp4 has ended; the ")
     taken = len(page.session.photos)
     enough = "press Next to review them" if taken >= 10 else f"{10 - taken} more are needed"
-    assert f"the {taken} photos taken are kept, {enough}" in said
+    kept = "the 1 photo taken is" if taken == 1 else f"the {taken} photos taken are"
+    assert f"{kept} kept, {enough}" in said
     assert "camera lost" not in said and page.session.camera_losses == 0
     wizard.reject()
     source.close()
