@@ -11,11 +11,15 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import time
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 
 from models.errors import UserError
+from models.io import write_bytes_atomic
 
 SCHEME = "scrypt"
 # 2**14 x 8 x 1 costs ~16 MiB and ~0.1 s: cheap for one operator, slow for a guesser.
@@ -120,3 +124,56 @@ class PinGate:
             lockout = self._first * 2 ** (self.failures - self._free)
             self._locked_until = self._clock() + min(lockout, self._max)
         return False
+
+
+_TABLE = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$")
+_PIN_KEY = re.compile(r"^\s*operator_pin\s*=")
+
+
+def write_pin_to_config(path: Path, pin_hash: str) -> str:
+    """Put ``operator_pin = "<hash>"`` under ``[ui]`` in the TOML file ``path`` (made if
+    it does not exist), replacing the one there; every other line is kept as it was.
+    Returns "replaced" or "added". Raises `UserError` (naming the file and the key to
+    edit by hand) when the file is not valid TOML or keeps [ui] in a form edited here
+    by no line (an inline table, dotted keys)."""
+    parse_pin_hash(pin_hash)
+    line = f'operator_pin = "{pin_hash}"'
+    by_hand = f"put this line under [ui] in {path} by hand: {line}"
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise UserError(f"cannot update config file {path} ({error}); {by_hand}") from error
+    lines = text.splitlines()
+    header = next((i for i, row in enumerate(lines) if _table(row) == "ui"), None)
+    done = "added"
+    if header is None:
+        if lines and lines[-1].strip():
+            lines.append("")
+        lines += ["[ui]", line]
+    else:
+        end = next(
+            (i for i in range(header + 1, len(lines)) if _table(lines[i]) is not None),
+            len(lines),
+        )
+        key = next((i for i in range(header + 1, end) if _PIN_KEY.match(lines[i])), None)
+        if key is not None:
+            lines[key], done = line, "replaced"
+        else:
+            lines.insert(header + 1, line)
+    updated = "\n".join(lines) + "\n"
+    try:
+        written = tomllib.loads(updated)["ui"]["operator_pin"]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError):
+        written = None
+    if written != pin_hash:  # [ui] as an inline table, or dotted keys: not ours to rewrite
+        raise UserError(f"config file {path} keeps [ui] in a form not edited here; {by_hand}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, updated.encode("utf-8"))
+    return done
+
+
+def _table(row: str) -> str | None:
+    """The name of the table a ``[name]`` line opens (None for any other line)."""
+    found = _TABLE.match(row)
+    return found.group(1).strip().strip("[]").strip() if found else None

@@ -40,8 +40,8 @@ from kiosk.ui.video_view import VideoView
 from models.errors import UserError
 
 NO_PIN_MESSAGE = (
-    "full-screen kiosk mode needs an operator PIN, or nobody could close it: make one with "
-    "`kiosk pin` and put the line it prints under [ui] in the config file; "
+    "full-screen kiosk mode needs an operator PIN, or nobody could close it: set one with "
+    "`kiosk pin` (it writes its hash under [ui] in the config file); "
     "or use --windowed for setup"
 )
 OPERATOR_SHORTCUT = "Ctrl+Shift+Q"

@@ -88,14 +88,49 @@ def test_default_config_has_no_pin() -> None:
 def test_pin_command_prints_a_config_line_the_config_accepts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("2468\n"))
-    assert main(["pin", "--stdin"]) == 0
-    out = capsys.readouterr().out
-    assert "2468" not in out
     config_file = tmp_path / "config.toml"
-    config_file.write_text(out)
+    monkeypatch.setattr("sys.stdin", io.StringIO("2468\n"))
+    assert main(["pin", "--stdin", "--print", "--config", str(config_file)]) == 0
+    captured = capsys.readouterr()
+    assert "2468" not in captured.out and not config_file.exists()  # printed, not written
+    assert f"put these lines in {config_file} " in captured.err and "under [ui]" in captured.err
+    config_file.write_text(captured.out)
     stored = load_config(config_file).ui.operator_pin
     assert stored is not None and verify_pin("2468", stored)
+
+
+def test_pin_command_writes_the_hash_into_the_config_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Into the file `kiosk run` reads: made if missing; [ui] added, or its operator_pin
+    replaced, every other line (comments too) kept."""
+    config_file = tmp_path / "conf" / "kiosk.toml"
+    monkeypatch.setattr("sys.stdin", io.StringIO("2468\n"))
+    assert main(["--config", str(config_file), "pin", "--stdin"]) == 0
+    err = capsys.readouterr().err
+    assert f"added [ui] operator_pin in {config_file} " in err and "2468" not in err
+    first = load_config(config_file).ui.operator_pin
+    assert first is not None and verify_pin("2468", first)
+    body = (
+        "# the lobby kiosk\n[ui]\npoll_ms = 20  # fast\n"
+        f'operator_pin = "{first}"\n\n[kiosk]\nloop = true\n'
+    )
+    config_file.write_text(body)
+    monkeypatch.setattr("sys.stdin", io.StringIO("97531\n"))
+    assert main(["pin", "--stdin", "--config", str(config_file)]) == 0
+    assert f"replaced [ui] operator_pin in {config_file} " in capsys.readouterr().err
+    config = load_config(config_file)
+    assert config.ui.operator_pin is not None and verify_pin("97531", config.ui.operator_pin)
+    assert config.ui.poll_ms == 20 and config.kiosk.loop
+    text = config_file.read_text()
+    assert text.startswith("# the lobby kiosk\n[ui]\npoll_ms = 20  # fast\n") and first not in text
+    # An inline [ui] table is not rewritten: the message names the file and the key.
+    config_file.write_text("ui = { poll_ms = 20 }\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("97531\n"))
+    assert main(["pin", "--stdin", "--config", str(config_file)]) == 2
+    err = capsys.readouterr().err
+    assert f"put this line under [ui] in {config_file} by hand: operator_pin = " in err
+    assert config_file.read_text() == "ui = { poll_ms = 20 }\n"
 
 
 def test_pin_command_refuses_a_short_pin(
