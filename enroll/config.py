@@ -31,15 +31,43 @@ class EnrollConfig(BaseModel):
         "up",
         "down",
     )
-    yaw_target_deg: float = Field(default=12.0, gt=0.0, lt=60.0)
-    pitch_target_deg: float = Field(default=8.0, gt=0.0, lt=45.0)
+    yaw_target_deg: float = Field(
+        default=12.0,
+        gt=0.0,
+        lt=60.0,
+        description="head yaw (degrees, from the 5 keypoints) at which a photo counts as the "
+        "left or right pose",
+    )
+    pitch_target_deg: float = Field(
+        default=8.0,
+        gt=0.0,
+        lt=45.0,
+        description="head pitch (degrees, relative to the volunteer's frontal photos) at which "
+        "a photo counts as the up or down pose",
+    )
+    front_yaw_deg: float = Field(
+        default=6.0,
+        gt=0.0,
+        lt=60.0,
+        description="the front pose: yaw under this (degrees); at most yaw_target_deg",
+    )
+    front_pitch_deg: float = Field(
+        default=4.0,
+        gt=0.0,
+        lt=45.0,
+        description="the front pose: pitch under this (degrees); at most pitch_target_deg",
+    )
     min_face_size: float = Field(default=80.0, ge=16.0, description="shorter box side, pixels")
     min_score: float = Field(default=0.6, gt=0.0, lt=1.0, description="detection score")
     min_sharpness: float = Field(
         default=40.0, ge=0.0, description="variance of the Laplacian of the 112 px aligned crop"
     )
-    min_brightness: float = Field(default=40.0, ge=0.0, le=255.0)
-    max_brightness: float = Field(default=220.0, ge=0.0, le=255.0)
+    min_brightness: float = Field(
+        default=40.0, ge=0.0, le=255.0, description="mean grey level of the aligned face, at least"
+    )
+    max_brightness: float = Field(
+        default=220.0, ge=0.0, le=255.0, description="mean grey level of the aligned face, at most"
+    )
     duplicate_similarity: float = Field(
         default=0.985, gt=0.0, le=1.0, description="small-image correlation that is a duplicate"
     )
@@ -52,4 +80,8 @@ class EnrollConfig(BaseModel):
             raise ValueError("min_brightness must be below max_brightness")
         if not self.poses or len(set(self.poses)) != len(self.poses):
             raise ValueError("poses must list each pose once")
+        if self.front_yaw_deg > self.yaw_target_deg:
+            raise ValueError("front_yaw_deg must not exceed yaw_target_deg")
+        if self.front_pitch_deg > self.pitch_target_deg:
+            raise ValueError("front_pitch_deg must not exceed pitch_target_deg")
         return self

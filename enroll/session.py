@@ -7,14 +7,21 @@ every quality gate passes. The session keeps no reference to a camera: when fram
 (``offer(None, [])``), the photos already taken stay and capture resumes with the next
 frame, from the same camera or another one.
 
-The head pose comes from the 5 keypoints alone (no 3D model): yaw from where the nose
-sits between the eyes, pitch from where it sits between the eyes and the mouth,
-measured relative to the volunteer's own frontal photos. Both are approximate angles.
+The head pose comes from the 5 keypoints alone (no 3D model), measured in the face's own
+frame (along and across the eye line, so a head tilted sideways is not read as turned):
+yaw from where the nose sits between the eyes, pitch from where it sits between the
+eyes and the mouth, relative to the volunteer's own frontal photos. Both are approximate
+angles; tests/enroll/test_pose_faces.py measures them on the frontal faces of ../shared.
+
+Each frame a gate holds back is counted (``blocked``), with what it measured against
+what it needs and the [enroll] key that sets it (``CaptureEvent.detail``): the wizard
+shows it to the operator, and ``blocking()`` says which gate held capture most.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -44,6 +51,16 @@ TEMPLATE_NOSE_HEIGHT = (71.7366 - 51.6) / (92.285 - 51.6)
 # r eye distances means a turn of about atan(2 r).
 NOSE_DEPTH = 0.5
 DUPLICATE_SIZE = 24
+# The gates, as the operator reads them (CaptureEvent.gate, CaptureSession.blocked).
+GATE_NAMES: dict[str, str] = {
+    "one_face": "one face",
+    "score": "detection score",
+    "size": "face size",
+    "brightness": "brightness",
+    "sharpness": "sharpness",
+    "pose": "head pose",
+    "duplicate": "duplicate",
+}
 
 
 @dataclass(frozen=True)
@@ -57,13 +74,21 @@ class HeadPose:
 
 
 def head_pose(kps: NDArray[np.floating]) -> HeadPose:
+    """Yaw and nose height measured in the face's own frame: along and across its eye
+    line, so a head tilted sideways (roll) reads as the pose it has. Measured along the
+    image's x axis instead, a roll of 10° moved the nose a tenth of an eye distance
+    sideways and read as a yaw of about 10°: frontal volunteers who hold their head a
+    little tilted never passed the front pose."""
     left_eye, right_eye, nose, left_mouth, right_mouth = np.asarray(kps, dtype=np.float64)
     eyes = (left_eye + right_eye) / 2.0
     mouth = (left_mouth + right_mouth) / 2.0
-    eye_distance = max(float(np.linalg.norm(right_eye - left_eye)), 1e-6)
-    offset = float(nose[0] - eyes[0]) / eye_distance
+    eye_line = right_eye - left_eye
+    eye_distance = max(float(np.linalg.norm(eye_line)), 1e-6)
+    along = eye_line / eye_distance  # the eye line, left eye to right eye (image)
+    down = np.array([-along[1], along[0]])  # across it, towards the mouth
+    offset = float((nose - eyes) @ along) / eye_distance
     yaw = math.degrees(math.atan(offset / NOSE_DEPTH))
-    nose_height = float(nose[1] - eyes[1]) / max(float(mouth[1] - eyes[1]), 1e-6)
+    nose_height = float((nose - eyes) @ down) / max(float((mouth - eyes) @ down), 1e-6)
     return HeadPose(yaw=yaw, nose_height=nose_height)
 
 
@@ -104,6 +129,7 @@ class CaptureEvent:
     target: Pose | None  # the pose being asked for
     progress: dict[str, tuple[int, int]]  # pose -> (taken, wanted)
     gate: str | None = None  # the quality gate that failed
+    detail: str = ""  # what it measured against what it needs, and the [enroll] key
     face: Face | None = None
     yaw: float | None = None
     pitch: float | None = None
@@ -120,6 +146,8 @@ class CaptureSession:
     skipped: set[str] = field(default_factory=set)
     frames_seen: int = 0
     camera_losses: int = 0
+    blocked: Counter[str] = field(default_factory=Counter)  # gate -> frames it held
+    last_detail: dict[str, str] = field(default_factory=dict)  # gate -> its last measurement
 
     def __post_init__(self) -> None:
         poses = self.config.poses
@@ -179,18 +207,55 @@ class CaptureSession:
     def _event(self, status: Status, message: str, **kwargs: object) -> CaptureEvent:
         return CaptureEvent(status, message, self.target, self.progress(), **kwargs)  # type: ignore[arg-type]
 
+    def _held(
+        self, status: Status, message: str, gate: str, detail: str, **seen: object
+    ) -> CaptureEvent:
+        """A frame a gate held back: counted, and its measurement kept for the operator."""
+        self.blocked[gate] += 1
+        self.last_detail[gate] = detail
+        return self._event(status, message, gate=gate, detail=detail, **seen)
+
     def classify(self, yaw: float, pitch: float | None) -> Pose | None:
         """The pose a head at (yaw, pitch) shows, or None between poses."""
-        yaw_t, pitch_t = self.config.yaw_target_deg, self.config.pitch_target_deg
+        cfg = self.config
+        yaw_t, pitch_t = cfg.yaw_target_deg, cfg.pitch_target_deg
         if pitch is None:  # no frontal reference yet: only the front can be recognised
-            return "front" if abs(yaw) < yaw_t / 2 else None
+            return "front" if abs(yaw) < cfg.front_yaw_deg else None
         if abs(yaw) >= yaw_t and abs(yaw) / yaw_t >= abs(pitch) / pitch_t:
             return "left" if yaw > 0 else "right"
         if abs(pitch) >= pitch_t:
             return "up" if pitch > 0 else "down"
-        if abs(yaw) < yaw_t / 2 and abs(pitch) < pitch_t / 2:
+        if abs(yaw) < cfg.front_yaw_deg and abs(pitch) < cfg.front_pitch_deg:
             return "front"
         return None
+
+    def pose_needs(self, target: Pose) -> str:
+        """What the pose ``target`` asks of the head, with the [enroll] keys that set it."""
+        cfg = self.config
+        if target == "front":
+            return (
+                f"the front pose needs |yaw| < {cfg.front_yaw_deg:g}° and |pitch| < "
+                f"{cfg.front_pitch_deg:g}° ([enroll] front_yaw_deg, front_pitch_deg)"
+            )
+        if target in ("left", "right"):
+            yaw = cfg.yaw_target_deg
+            bound = f"≥ +{yaw:g}" if target == "left" else f"≤ -{yaw:g}"
+            return f"the {target} pose needs yaw {bound}° ([enroll] yaw_target_deg)"
+        pitch = cfg.pitch_target_deg
+        bound = f"≥ +{pitch:g}" if target == "up" else f"≤ -{pitch:g}"
+        return f"the {target} pose needs pitch {bound}° ([enroll] pitch_target_deg)"
+
+    def blocking(self) -> str:
+        """Why capture is not done, in words: the gate that held most frames, with its last
+        measurement ("" when nothing was held)."""
+        if not self.blocked:
+            return ""
+        gate, frames = self.blocked.most_common(1)[0]
+        held = sum(self.blocked.values())
+        return (
+            f"{frames} of {held} frames held by the {GATE_NAMES.get(gate, gate)} gate "
+            f"(last: {self.last_detail.get(gate, '')})"
+        )
 
     def _pose_hint(self, target: Pose, yaw: float, pitch: float | None) -> str:
         if target == "front":
@@ -213,6 +278,8 @@ class CaptureSession:
             then = "press Next to review them"
         else:
             then = f"{needed - taken} more are needed: start again on a longer video or a camera"
+            if self.blocked:
+                then += f"; {self.blocking()}"
         return self._event("ended", f"{why}; {self._taken_text()} kept, {then}")
 
     def _taken_text(self) -> str:
@@ -236,10 +303,15 @@ class CaptureSession:
         if target is None:
             return self._event("done", "all photos taken, thank you")
         if not faces:
-            return self._event("waiting", "step in front of the camera", gate="one_face")
+            return self._held(
+                "waiting", "step in front of the camera", "one_face", "no face in view"
+            )
         if len(faces) > 1:
-            return self._event(
-                "rejected", "only one person in front of the camera, please", gate="one_face"
+            return self._held(
+                "rejected",
+                "only one person in front of the camera, please",
+                "one_face",
+                f"{len(faces)} faces in view",
             )
         face = faces[0]
         raw = head_pose(face.kps)
@@ -247,37 +319,65 @@ class CaptureSession:
         pitch = None if reference is None else pitch_degrees(raw.nose_height, reference)
         seen = {"face": face, "yaw": raw.yaw, "pitch": pitch}
         if face.score < cfg.min_score:
-            return self._event(
+            return self._held(
                 "rejected",
                 "face the camera and uncover your face",
-                gate="score",
+                "score",
+                f"detection score {face.score:.2f}, needs {cfg.min_score:g} ([enroll] min_score)",
                 **seen,
             )
         if face.size < cfg.min_face_size:
-            return self._event("rejected", "come a little closer", gate="size", **seen)
+            return self._held(
+                "rejected",
+                "come a little closer",
+                "size",
+                f"face {face.size:.0f} px, needs {cfg.min_face_size:g} ([enroll] min_face_size)",
+                **seen,
+            )
         crop = align_face(frame, face.kps, CLIP_SIZE)
         small = cv2.resize(crop, (112, 112), interpolation=cv2.INTER_AREA)
         gray = np.asarray(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
         brightness = float(gray[20:100, 20:92].mean())  # the face, not the border
+        light = (
+            f"brightness {brightness:.0f}, needs {cfg.min_brightness:g} to "
+            f"{cfg.max_brightness:g} ([enroll] min_brightness, max_brightness)"
+        )
         if brightness < cfg.min_brightness:
-            return self._event("rejected", "too dark: face the light", gate="brightness", **seen)
+            return self._held("rejected", "too dark: face the light", "brightness", light, **seen)
         if brightness > cfg.max_brightness:
-            return self._event(
-                "rejected", "too bright: move out of the glare", gate="brightness", **seen
+            return self._held(
+                "rejected", "too bright: move out of the glare", "brightness", light, **seen
             )
         sharp = sharpness(gray)
         if sharp < cfg.min_sharpness:
-            return self._event("rejected", "hold still for a moment", gate="sharpness", **seen)
+            return self._held(
+                "rejected",
+                "hold still for a moment",
+                "sharpness",
+                f"sharpness {sharp:.0f}, needs {cfg.min_sharpness:g} ([enroll] min_sharpness)",
+                **seen,
+            )
         pose = self.classify(raw.yaw, pitch)
         if pose is None or pose not in self._open_poses():
-            return self._event(
-                "waiting", self._pose_hint(target, raw.yaw, pitch), gate="pose", **seen
+            measured = f"yaw {raw.yaw:+.0f}°" + ("" if pitch is None else f", pitch {pitch:+.0f}°")
+            return self._held(
+                "waiting",
+                self._pose_hint(target, raw.yaw, pitch),
+                "pose",
+                f"{measured}; {self.pose_needs(target)}",
+                **seen,
             )
         signature = _signature(gray)
-        if self._signatures and max(float(s @ signature) for s in self._signatures) >= (
-            cfg.duplicate_similarity
-        ):
-            return self._event("rejected", "move your head a little", gate="duplicate", **seen)
+        similar = max((float(s @ signature) for s in self._signatures), default=0.0)
+        if similar >= cfg.duplicate_similarity:
+            return self._held(
+                "rejected",
+                "move your head a little",
+                "duplicate",
+                f"{similar:.3f} alike a photo taken, needs under {cfg.duplicate_similarity:g} "
+                "([enroll] duplicate_similarity)",
+                **seen,
+            )
         photo = CapturedPhoto(
             crop=np.asarray(crop, dtype=np.uint8),
             pose=pose,

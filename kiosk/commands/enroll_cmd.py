@@ -38,5 +38,9 @@ def _enroll(args: argparse.Namespace) -> int:
         if args.report is not None:
             write_json_atomic(args.report, run.report)
         if not run.enrolled:
-            raise UserError("the automatic enrollment did not finish (see the report)")
+            why = run.report["capture"]["held_most_by"]
+            raise UserError(
+                "the automatic enrollment did not finish: "
+                + (f"{why} (see the report)" if why else "see the report")
+            )
     return 0 if run.result == 0 or run.enrolled else 1

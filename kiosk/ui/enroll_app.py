@@ -74,6 +74,12 @@ def run_enrollment(
         source.close()
         enrolled = wizard.saved_person is not None
         photos = store.get(auto).photo_count if auto and enrolled else 0
+        capture = wizard.capture_page.session
+        held = {
+            "photos_taken": len(capture.photos),
+            "frames_held_by_gate": dict(capture.blocked.most_common()),
+            "held_most_by": "" if capture.done else capture.blocking(),
+        }
         # Destroy the Qt objects now, not during interpreter shutdown (PySide6 can crash there).
         wizard.deleteLater()
         app.processEvents()
@@ -85,6 +91,7 @@ def run_enrollment(
         "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
         "photos_target": enroll_config.photos,
         "photos_saved": photos,
+        "capture": held,
         "steps_s": {k: round(v, 2) for k, v in timings.items()},
         "consent_to_trained_s": round(
             sum(v for k, v in timings.items() if k != "load_models_s"), 2

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from enroll.config import EnrollConfig
-from enroll.session import CapturedPhoto, CaptureEvent, CaptureSession
+from enroll.session import GATE_NAMES, CapturedPhoto, CaptureEvent, CaptureSession
 from enroll.store import Consent, PeopleStore, utc_now
 from kiosk.live.sources import FrameSource, SourceEnded
 from kiosk.training import RecognizerUpdate
@@ -146,6 +146,13 @@ class NamePage(QWizardPage):
         return True
 
 
+def gate_text(event: CaptureEvent) -> str:
+    """ "Held by the head pose gate: yaw -12°; the front pose needs |yaw| < 6° ..." """
+    if event.gate is None:
+        return ""
+    return f"Held by the {GATE_NAMES.get(event.gate, event.gate)} gate: {event.detail}"
+
+
 class CaptureLoop:
     """Reads, detects and offers frames on its own thread, so the window never waits on
     the camera or the detector; it keeps only the newest event for the window to draw."""
@@ -221,6 +228,13 @@ class CapturePage(QWizardPage):
         # Room for three lines, whatever the message: the bars below never move.
         self.guidance.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.guidance.setFixedHeight(QFontMetrics(guidance_font).lineSpacing() * 3 + 8)
+        # For the operator: the gate holding the photo back, what it measured, its key.
+        self.gate = QLabel("")
+        self.gate.setObjectName("gate")
+        self.gate.setWordWrap(True)
+        self.gate.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.gate.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.gate.setFixedHeight(QFontMetrics(self.gate.font()).lineSpacing() * 3 + 4)
         self.bars: dict[str, QProgressBar] = {}
         grid = QGridLayout()
         for row, (pose, wanted) in enumerate(self.session.wanted.items()):
@@ -234,6 +248,7 @@ class CapturePage(QWizardPage):
         self.skip.clicked.connect(self._skip_pose)
         side = QVBoxLayout()
         side.addWidget(self.guidance)
+        side.addWidget(self.gate)
         side.addLayout(grid)
         side.addWidget(self.skip)
         side.addStretch(1)
@@ -296,6 +311,7 @@ class CapturePage(QWizardPage):
 
     def _show(self, event: CaptureEvent, frame: NDArray[np.uint8] | None) -> None:
         self.guidance.setText(event.message)
+        self.gate.setText(gate_text(event))
         if frame is None:
             return
         view: NDArray[np.uint8] = frame.copy()

@@ -53,6 +53,40 @@ def test_head_pose_from_keypoints() -> None:
     assert pitch_degrees(head_pose(raised).nose_height, TEMPLATE_NOSE_HEIGHT) > 5.0
 
 
+def _rolled(kps: np.ndarray, degrees: float) -> np.ndarray:
+    """``kps`` turned in the image plane by ``degrees`` about their centre (a head tilted
+    sideways: roll)."""
+    angle = np.radians(degrees)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    centre = kps.mean(axis=0)
+    return np.asarray((kps - centre) @ rotation.T + centre)
+
+
+@pytest.mark.parametrize("roll", [-15.0, -8.0, 8.0, 15.0])
+def test_a_tilted_head_is_not_read_as_turned(roll: float) -> None:
+    """Roll leaves yaw and nose height alone (measured along the image's x axis, a 15°
+    tilt read as a yaw of about 15° and a frontal face never passed the front pose)."""
+    front = head_pose(ARCFACE_TEMPLATE)
+    tilted = head_pose(_rolled(ARCFACE_TEMPLATE, roll))
+    assert tilted.yaw == pytest.approx(front.yaw, abs=0.5)
+    assert tilted.nose_height == pytest.approx(front.nose_height, abs=0.01)
+    turned = ARCFACE_TEMPLATE.copy()
+    turned[2, 0] += 8.0
+    assert head_pose(_rolled(turned, roll)).yaw == pytest.approx(head_pose(turned).yaw, abs=0.5)
+    assert CaptureSession(EnrollConfig()).classify(tilted.yaw, None) == "front"
+
+
+def test_the_front_pose_and_its_bands_come_from_the_config() -> None:
+    session = CaptureSession(EnrollConfig(front_yaw_deg=3.0))
+    assert session.classify(4.0, None) is None and session.classify(2.0, None) == "front"
+    assert CaptureSession(EnrollConfig()).classify(4.0, None) == "front"  # 6° by default
+    assert "|yaw| < 3°" in session.pose_needs("front") and "front_yaw_deg" in session.pose_needs(
+        "front"
+    )
+    with pytest.raises(ValueError, match="front_yaw_deg must not exceed yaw_target_deg"):
+        EnrollConfig(front_yaw_deg=13.0)
+
+
 def test_guided_capture_fills_every_pose_on_a_real_video(
     shared: Callable[..., Path], detector320
 ) -> None:  # type: ignore[no-untyped-def]
@@ -99,6 +133,13 @@ def test_quality_gates_reject_bad_frames(shared: Callable[..., Path], detector32
     assert offer((frame * 0.15).astype(np.uint8)) == "brightness"
     assert offer(cv2.GaussianBlur(frame, (0, 0), 4)) == "sharpness"
     assert session.photos == []
+    # Each held frame says what was measured against what is needed, and the key.
+    assert session.last_detail["size"].endswith("needs 80 ([enroll] min_face_size)")
+    assert session.last_detail["sharpness"].startswith("sharpness ")
+    assert "([enroll] min_brightness, max_brightness)" in session.last_detail["brightness"]
+    assert session.last_detail["one_face"] == "2 faces in view"
+    assert sum(session.blocked.values()) == 5 and session.blocked["one_face"] == 2
+    assert session.blocking().startswith("2 of 5 frames held by the one face gate (last: ")
     event = session.offer(frame, detector320.detect(frame))
     assert event.status == "captured" and event.photo is not None
     assert offer(frame) == "duplicate"  # the same view again

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
 from enroll.config import EnrollConfig
+from enroll.session import CaptureSession
 from enroll.store import PeopleStore
 from enroll.training import rebuild_gallery
 from kiosk.training import GalleryRefresh
@@ -57,7 +58,9 @@ def test_wizard_enrolls_three_volunteers_from_videos(  # type: ignore[no-untyped
     from models.registry import model_path
 
     embedder = ArcFaceEmbedder(model_path("mobilefacenet_128d", model_dir))
-    config = EnrollConfig(photos=15, min_photos=8, yaw_target_deg=8.0)
+    # 6°: with the yaw measured along the eye line (a tilted head no longer reads as
+    # turned), solo_03 turns right past -7° in only two usable frames.
+    config = EnrollConfig(photos=15, min_photos=8, yaw_target_deg=6.0)
     store = PeopleStore(tmp_path / "store")
     update = GalleryRefresh(store, embedder, threshold=0.5)
     for video, name in VOLUNTEERS.items():
@@ -249,7 +252,29 @@ def test_a_video_that_ends_during_capture_says_so(  # type: ignore[no-untyped-de
     enough = "press Next to review them" if taken >= 10 else f"{10 - taken} more are needed"
     kept = "the 1 photo taken is" if taken == 1 else f"the {taken} photos taken are"
     assert f"{kept} kept, {enough}" in said
+    if taken < 10:  # and which gate held the capture back most
+        assert f"; {page.session.blocking()}" in said and " frames held by the " in said
     assert "camera lost" not in said and page.session.camera_losses == 0
     wizard.reject()
     source.close()
     store.close()
+
+
+def test_the_operator_reads_which_gate_holds_the_photo_back() -> None:
+    from enroll.session import CaptureEvent
+    from kiosk.ui.wizard import gate_text
+
+    session = CaptureSession(EnrollConfig())
+    event = CaptureEvent(
+        "waiting",
+        "look straight at the camera",
+        "front",
+        session.progress(),
+        gate="pose",
+        detail=f"yaw -12°; {session.pose_needs('front')}",
+    )
+    assert gate_text(event) == (
+        "Held by the head pose gate: yaw -12°; the front pose needs |yaw| < 6° and "
+        "|pitch| < 4° ([enroll] front_yaw_deg, front_pitch_deg)"
+    )
+    assert gate_text(CaptureEvent("captured", "got it", "left", session.progress())) == ""
