@@ -156,6 +156,29 @@ def test_enroll_command_benchmark_writes_step_timings(  # type: ignore[no-untype
     assert "camera 7 cannot be opened" in capsys.readouterr().err
 
 
+def test_an_automatic_enrollment_that_cannot_finish_names_the_gate(  # type: ignore[no-untyped-def]
+    qapp, tmp_path: Path, shared: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """solo_01 (78 frames) cannot give 25 photos: the error says which gate held most
+    frames, with its last measurement, and the report counts the frames of each gate."""
+    import json
+
+    from kiosk.cli import main
+
+    config = tmp_path / "kiosk.toml"
+    config.write_text("[enroll]\nphotos = 30\nmin_photos = 25\n")
+    report = tmp_path / "report.json"
+    argv = ["--config", str(config), "enroll", "--source", str(shared("videos", "solo_01.mp4"))]
+    argv += ["--store", str(tmp_path / "store"), "--auto", "Ada", "--report", str(report)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kiosk: error: the automatic enrollment did not finish: ")
+    assert " frames held by the " in err and " gate (last: " in err and "[enroll] " in err
+    held = json.loads(report.read_text(encoding="utf-8"))["capture"]
+    assert held["photos_taken"] < 25 and sum(held["frames_held_by_gate"].values()) > 0
+    assert held["held_most_by"] in err
+
+
 def test_wizard_keeps_the_photos_when_the_disk_is_full(  # type: ignore[no-untyped-def]
     qtbot, tmp_path: Path, shared: Callable[..., Path], model_dir: Path, detector320, monkeypatch
 ) -> None:
