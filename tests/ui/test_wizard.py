@@ -35,6 +35,17 @@ def video_reader(path: Path) -> Callable[[], np.ndarray | None]:
     return read
 
 
+def to_capture(qtbot, wizard: EnrollWizard, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Show the wizard, agree and name the volunteer: the capture page runs."""
+    qtbot.addWidget(wizard)
+    wizard.show()
+    wizard.consent_page.agree.setChecked(True)
+    wizard.next()
+    wizard.name_page.name_edit.setText(name)
+    wizard.next()
+    assert wizard.currentPage() is wizard.capture_page
+
+
 @pytest.fixture(autouse=True)
 def _no_capture_thread_outlives_its_wizard(qtbot) -> Iterator[None]:  # type: ignore[no-untyped-def]
     yield
@@ -194,12 +205,7 @@ def test_wizard_keeps_the_photos_when_the_disk_is_full(  # type: ignore[no-untyp
         reader = video_reader(shared("videos", "solo_02.mp4"))
         update = GalleryRefresh(store, embedder, threshold=0.5)
         wizard = EnrollWizard(store, config, reader, detector320, update)
-        qtbot.addWidget(wizard)
-        wizard.show()
-        wizard.consent_page.agree.setChecked(True)
-        wizard.next()
-        wizard.name_page.name_edit.setText("Ada")
-        wizard.next()
+        to_capture(qtbot, wizard, "Ada")
         qtbot.waitUntil(lambda: wizard.capture_page.session.done, timeout=60_000)
         wizard.next()
         real_write = store_module._write_file
@@ -260,14 +266,8 @@ def test_a_video_that_ends_during_capture_says_so(  # type: ignore[no-untyped-de
     wizard = EnrollWizard(
         store, EnrollConfig(), lambda: frame_reader(source), detector320, lambda *_: ""
     )
-    qtbot.addWidget(wizard)
-    wizard.show()
-    wizard.consent_page.agree.setChecked(True)
-    wizard.next()
-    wizard.name_page.name_edit.setText("Ada")
-    wizard.next()
+    to_capture(qtbot, wizard, "Ada")
     page = wizard.capture_page
-    assert wizard.currentPage() is page
     qtbot.waitUntil(lambda: "has ended" in page.guidance.text(), timeout=20_000)
     said = page.guidance.text()
     assert said.startswith("video solo_01.mp4 has ended; the ")
