@@ -199,6 +199,14 @@ class LiveConfig(_Section):
     reclassify_every: int = Field(
         default=3, ge=1, description="a decided track's face is classified every n-th frame"
     )
+    pending_every: int = Field(
+        default=1,
+        ge=1,
+        description="an undecided track's face is classified every n-th frame (and on its first)",
+    )
+    max_classify: int = Field(
+        default=0, ge=0, description="faces classified in one frame at most (0: every face due)"
+    )
     retry_initial_s: float = Field(default=1.0, gt=0.0, description="first camera reconnect")
     retry_max_s: float = Field(default=30.0, gt=0.0, description="longest reconnect delay")
 
