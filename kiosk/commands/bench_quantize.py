@@ -54,5 +54,12 @@ def run(args: argparse.Namespace) -> int:
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     write_json_atomic(args.json, report)
-    print(json.dumps({"goals": report["goals"], "clip_speed": report["clip"]["speed"]}))
+    clip = report["clip"]
+    summary = {
+        "mobilefacenet": report["mobilefacenet"]["quality"],
+        "clip": clip["quality"] or f"quality skipped: {clip['quality_reason']}",
+        "clip_speed": clip["speed"],
+        "goals": report["goals"],
+    }
+    print(json.dumps(summary))
     return 0
