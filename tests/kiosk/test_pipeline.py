@@ -205,3 +205,22 @@ def test_stage_timings_add_up(gallery: Path, shared: Callable[..., Path], tmp_pa
         assert stages["total"] <= result.latency_ms + 1e-6
     # every frame until the track is decided (3), then every third (reclassify_every)
     assert classified == [True, True, True, False, False, True]
+
+
+def test_the_configured_cadence_reaches_the_door(
+    gallery: Path, shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`[kiosk] pending_every` and `max_classify` from the config drive the door's tracker."""
+    settings = config(gallery, tmp_path, pending_every=2, max_classify=1)
+    pipeline = live_pipeline(settings, source=str(shared("videos", "solo_01.mp4")))
+    assert (pipeline.tracker.settings.pending_every, pipeline.tracker.settings.max_classify) == (
+        2,
+        1,
+    )
+    results = list(pipeline.run(max_frames=8))
+    classified = [result.stage_ms["classify"] > 0 for result in results]
+    # undecided: its first frame, then every second; decided on the 3rd vote (frame 5),
+    # then every third frame (reclassify_every)
+    assert classified == [True, False, True, False, True, False, False, True]
+    states = [result.tracks[0].state for result in results]
+    assert states[:4] == ["pending"] * 4 and states[4:] == ["recognized"] * 4

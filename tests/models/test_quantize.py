@@ -9,13 +9,9 @@ import numpy as np
 import pytest
 
 from models.align import align_arcface
+from models.embedder import arcface_blob
 from models.io import read_image, scan_people
 from models.quantize import agreement, embed, quantize_int8
-
-
-def _blob(crop: np.ndarray) -> np.ndarray:
-    rgb = crop[None, ..., ::-1].astype(np.float32)
-    return np.ascontiguousarray(((rgb - 127.5) / 128.0).transpose(0, 3, 1, 2))
 
 
 @pytest.mark.slow
@@ -32,7 +28,7 @@ def test_int8_mobilefacenet_agrees_with_fp32_on_real_faces(
             image = read_image(file)
             faces = detector.detect(image, mode="largest")
             if faces:
-                blobs.append(_blob(align_arcface(image, faces[0].kps)))
+                blobs.append(arcface_blob([align_arcface(image, faces[0].kps)]))
                 labels.append(name)
                 gallery.append(index < 2)
     enrolled = np.array(gallery)
