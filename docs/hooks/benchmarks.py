@@ -270,18 +270,7 @@ def live_tables(data: Any) -> str | None:
         out += ["", soak_text(soak)]
     if isinstance(data.get("save_to_named"), dict):
         out += ["", lifecycle_text(data["save_to_named"], data.get("delete") or {})]
-    goals = data.get("goals")
-    if isinstance(goals, dict) and goals:
-        names = sorted({g for checks in goals.values() for g in checks})
-        out += [
-            "",
-            "Goals, as the command checked them:",
-            "",
-            table(
-                ["recognizer", *(f"`{n}`" for n in names)],
-                [[who, *(yes_no(checks.get(n)) for n in names)] for who, checks in goals.items()],
-            ),
-        ]
+    out += goals_table("recognizer", data.get("goals"))
     return "\n".join(out)
 
 
@@ -384,19 +373,24 @@ def quantize_tables(data: Any) -> str | None:
         out += ["Quality not measured: " + "; ".join(skipped), ""]
     header = ["model", "recipe", "threads", "fp32 ms", "int8 ms", "speed-up", "MB fp32 / int8"]
     out.append(table(header, speed_rows))
-    goals = data.get("goals")
-    if isinstance(goals, dict) and goals:
-        names = sorted({g for checks in goals.values() for g in checks})
-        out += [
-            "",
-            "Goals, as the command checked them:",
-            "",
-            table(
-                ["model", *(f"`{n}`" for n in names)],
-                [[who, *(yes_no(checks.get(n)) for n in names)] for who, checks in goals.items()],
-            ),
-        ]
+    out += goals_table("model", data.get("goals"))
     return "\n".join(out)
+
+
+def goals_table(first: str, goals: Any) -> list[str]:
+    """The lines of a command's ``goals`` (who -> goal -> met), headed by ``first``."""
+    if not (isinstance(goals, dict) and goals):
+        return []
+    names = sorted({g for checks in goals.values() for g in checks})
+    return [
+        "",
+        "Goals, as the command checked them:",
+        "",
+        table(
+            [first, *(f"`{n}`" for n in names)],
+            [[who, *(yes_no(checks.get(n)) for n in names)] for who, checks in goals.items()],
+        ),
+    ]
 
 
 def soak_text(soak: dict[str, Any]) -> str:
