@@ -397,17 +397,27 @@ def _follow_retrain(
     each change of its state, in seconds since Save."""
     retrainer = pipeline.retrainer
     states: list[tuple[float, str, str]] = []
+
+    def note() -> None:
+        if retrainer is None:
+            return
+        status = retrainer.status()
+        if not states or states[-1][1] != status.state:
+            states.append((round(time.monotonic() - pressed, 2), status.state, status.message))
+        if status.state == "failed":
+            raise UserError(f"the background retrain failed: {status.message}")
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if retrainer is not None:
-            status = retrainer.status()
-            if not states or states[-1][1] != status.state:
-                states.append((round(time.monotonic() - pressed, 2), status.state, status.message))
-            if status.state == "failed":
-                raise UserError(f"the background retrain failed: {status.message}")
+        note()
         if seen.wait_for(lambda s: s.people == people, pressed, 0.0) is not None:
             break
         time.sleep(0.05)
+    # the swap can be seen before the retrainer has said it is done: wait a little for it
+    settle = time.monotonic() + 5.0
+    while states and states[-1][1] == "training" and time.monotonic() < settle:
+        time.sleep(0.05)
+        note()
     began = next((t for t, state, _ in states if state == "training"), None)
     ended = next((t for t, state, _ in states if state == "done"), None)
     return {

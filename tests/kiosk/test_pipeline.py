@@ -7,6 +7,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pytest
@@ -224,3 +225,44 @@ def test_the_configured_cadence_reaches_the_door(
     assert classified == [True, False, True, False, True, False, False, True]
     states = [result.tracks[0].state for result in results]
     assert states[:4] == ["pending"] * 4 and states[4:] == ["recognized"] * 4
+
+
+def test_someone_erased_while_a_frame_is_classified_is_not_named_by_it(
+    gallery: Path, shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The door asks who is enrolled again before it publishes a frame: erased between
+    its classification and its result, a person is not shown by it, nor let in."""
+    pipeline = live_pipeline(config(gallery, tmp_path), source=str(shared("videos", "solo_01.mp4")))
+    real = pipeline.recognizers
+    everyone = real.current()
+    assert "solo_01" in everyone.people
+    erased = everyone.without({"solo_01"})  # type: ignore[attr-defined]
+
+    class Holder:
+        """The real holder, whose recognizer loses solo_01 once frame 3 is classified."""
+
+        now = everyone
+
+        def current(self) -> object:
+            return self.now
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+    holder = Holder()
+    pipeline.recognizers = holder  # type: ignore[assignment]
+    update, frames = pipeline.tracker.update, []
+
+    def update_then_erase(*args: Any) -> Any:
+        updates = update(*args)
+        frames.append(1)
+        if len(frames) == 3:  # the frame whose third vote decides solo_01
+            holder.now = erased
+        return updates
+
+    pipeline.tracker.update = update_then_erase  # type: ignore[method-assign]
+    results = list(pipeline.run(max_frames=6))
+    assert [r.tracks[0].state for r in results[:2]] == ["pending", "pending"]
+    assert not any(t.label == "solo_01" for r in results for t in r.tracks)
+    assert not any(t.raw_best == "solo_01" for r in results[2:] for t in r.tracks)
+    assert EventLog(tmp_path / "events").read() == []  # no door opened for them
