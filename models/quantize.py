@@ -12,8 +12,9 @@ One recipe for every image model here (CLIP's image tower, MobileFaceNet):
    aligned crops, so the ranges are those of the faces the model will see).
 
 uint8 activations with int8 weights (U8S8) is the pairing onnxruntime's x86 kernels are
-fast at: on this machine's AMD EPYC (AVX-512 VNNI) the RN50 tower ran about 2.5x faster
-than fp32 with it, while int8 activations (S8S8) ran slower than fp32 (docs/clip.md).
+fast at: on the development machine's AMD EPYC (AVX-512 VNNI) the RN50 tower ran about
+2.5x faster than fp32 with it, while int8 activations (S8S8) ran slower than fp32 (a
+trial on the shared machine, not a benchmark: ``kiosk bench quantize`` measures it).
 An x86 CPU without VNNI multiplies U8S8 pairs into saturating 16-bit sums; there the
 weights are quantized to 7 bits (``reduce_range``), which cannot saturate
 (:func:`int8_recipe`).

@@ -167,12 +167,8 @@ def live_tables(data: Any) -> str | None:
     machine = data.get("machine", {})
     videos = data.get("videos") or []
     out = [
-        machine_line(
-            cpus=machine.get("cpus"),
-            threads=None,
-            load_start=machine.get("load_average_at_start"),
-            load_end=machine.get("load_average_at_end"),
-            extra=[("platform", machine.get("platform")), ("detector", data.get("detector"))],
+        command_machine_line(
+            machine, [("platform", machine.get("platform")), ("detector", data.get("detector"))]
         ),
         "",
         f"Clips: {', '.join(f'`{v}`' for v in videos) or 'not recorded'}; "
@@ -317,15 +313,8 @@ def quantize_tables(data: Any) -> str | None:
     """``kiosk bench quantize``: int8 against fp32, quality and speed per model."""
     if not (isinstance(data, dict) and isinstance(data.get("mobilefacenet"), dict)):
         return None
-    machine = data.get("machine", {})
     out = [
-        machine_line(
-            cpus=machine.get("cpus"),
-            threads=None,
-            load_start=machine.get("load_average_at_start"),
-            load_end=machine.get("load_average_at_end"),
-            extra=[],
-        ),
+        command_machine_line(data.get("machine", {}), []),
         "",
         f"Faces: `{fmt(data.get('faces'))}`, {fmt(data.get('people'))} people, "
         f"{fmt(data.get('images'))} photos ({fmt(data.get('gallery_images'))} gallery, "
@@ -465,6 +454,17 @@ def machine_line(
     if load_end:
         parts.append(f"at the end {load(load_end)}")
     return "Machine: " + "; ".join(parts) + "." if parts else "Machine: not recorded."
+
+
+def command_machine_line(machine: dict[str, Any], extra: list[tuple[str, Any]]) -> str:
+    """The machine line of a command's ``machine`` record (CPUs, load at start and end)."""
+    return machine_line(
+        cpus=machine.get("cpus"),
+        threads=None,
+        load_start=machine.get("load_average_at_start"),
+        load_end=machine.get("load_average_at_end"),
+        extra=extra,
+    )
 
 
 def load(values: Any) -> str:

@@ -7,15 +7,17 @@ three frames of their own clip's first two seconds:
 - ``camera``: the threaded pipeline with each clip paced at its own fps, as a webcam
   delivers it (frames inference cannot keep up with are dropped, never queued);
 
-for the product's default recognizer (MobileFaceNet gallery: the top-level ``fps``,
-``latency_*`` figures) and for the CLIP recognizer (``clip``: models/clip/classifier.py's
-``ClipRecognizer`` with its ONNX image tower, over a bundle trained one epoch on the
-enrolled frames from an untrained tower, as no CLIP weights can be had here). Latency is
+for the MobileFaceNet gallery (the top-level ``fps``, ``latency_*`` figures) and for the
+door's CLIP recognizer (:class:`kiosk.build.StoreClip` over a people store of the
+enrolled frames and a bundle trained from it one epoch; untrained without RN50.pt) with
+its ONNX image tower in fp32 (``clip``) and int8 (``clip_int8``). Latency is
 frame captured -> result published. ``reference_fps`` is the face_recognition
 library's usual webcam loop (HOG detection, 128-d dlib encodings, compare_faces) on the
 same frames. RSS is sampled at the start, after the gallery's runs (the kiosk's own
 footprint), at the end (which includes training the CLIP bundle in this process), and
-over ``--soak-minutes`` of looping.
+over ``--soak-minutes`` of looping. Unless ``--no-lifecycle``, the door's lifecycle
+follows (kiosk/bench/lifecycle.py): from Save to named by the retrained CLIP, and the
+frames that name someone after their delete returned.
 """
 
 from __future__ import annotations
