@@ -331,6 +331,11 @@ def run_live(
     for video in videos:
         if not video.is_file():
             raise UserError(f"clip {video} does not exist")
+    if lifecycle_people:  # before minutes of measuring, not after
+        if len(videos) < 2:
+            raise UserError("the lifecycle figures need two clips at least (--no-lifecycle skips)")
+        if clip and not (shared_folder("faces") / LIFECYCLE_FACES).is_dir():
+            raise UserError(f"{shared_folder('faces') / LIFECYCLE_FACES} does not exist")
     report: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -392,7 +397,7 @@ def run_live(
         if soak_minutes > 0:
             report["soak"] = soak(config, gallery_factory, videos[0], soak_minutes)
     if lifecycle_people:
-        report.update(lifecycle(base, videos, lifecycle_people, pretrained))
+        report.update(lifecycle(base, videos, lifecycle_people, pretrained, clip=clip))
     report["rss_end_mb"] = round(rss_mb(), 1)
     report["machine"]["load_average_at_end"] = load_average()
     report["goals"] = goals(report)
@@ -442,25 +447,25 @@ def goals(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def lifecycle(
-    base: KioskConfig, videos: Sequence[Path], people: int, pretrained: str
+    base: KioskConfig, videos: Sequence[Path], people: int, pretrained: str, *, clip: bool
 ) -> dict[str, Any]:
     """From Save to named with ``people`` people, and after a delete, for the gallery and
-    for CLIP (kiosk/bench/lifecycle.py)."""
+    (``clip``) for CLIP (kiosk/bench/lifecycle.py)."""
     from kiosk.bench.lifecycle import delete_check, save_to_named
 
-    if len(videos) < 2:
-        raise UserError("the lifecycle figures need two clips at least (--no-lifecycle skips)")
-    out: dict[str, Any] = {
-        "save_to_named": save_to_named(
+    out: dict[str, Any] = {"save_to_named": None}
+    if clip:
+        out["save_to_named"] = save_to_named(
             base,
             videos[0],
             shared_folder("faces") / LIFECYCLE_FACES,
             pretrained=pretrained,
             people=people,
         )
-    }
+    else:
+        out["save_to_named_reason"] = "skipped (--no-clip): it is CLIP's retrain"
+    kinds = ("embedding_gallery", "clip") if clip else ("embedding_gallery",)
     out["delete"] = {
-        kind: delete_check(base, videos, kind, pretrained=pretrained)
-        for kind in ("embedding_gallery", "clip")
+        kind: delete_check(base, videos, kind, pretrained=pretrained) for kind in kinds
     }
     return out

@@ -80,3 +80,30 @@ def test_bench_live_refuses_too_few_people_for_the_lifecycle(
     assert main(argv) == 2
     assert "--people must be at least 3" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_bench_live_lifecycle_needs_two_clips_and_says_so_before_measuring(
+    shared: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = str(shared("videos", "solo_01.mp4"))
+    argv = ["bench", "live", "--json", str(tmp_path / "b.json"), "--videos", video]
+    assert main([*argv, "--no-reference"]) == 2
+    assert "need two clips at least" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.slow
+def test_bench_live_without_clip_checks_the_gallerys_delete_only(
+    shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    videos = [str(shared("videos", f"solo_0{i}.mp4")) for i in (1, 2)]
+    argv = ["bench", "live", "--json", str(out), "--videos", *videos, "--max-frames", "6"]
+    assert main([*argv, "--no-reference", "--no-clip"]) == 0
+    report = json.loads(out.read_text())
+    assert report["save_to_named"] is None and "--no-clip" in report["save_to_named_reason"]
+    (check,) = report["delete"].values()
+    assert check["recognizer"] == "embedding_gallery" and check["measured"]
+    in_flight = check["of_which_begun_before_delete_returned"]  # see test_bench_lifecycle.py
+    assert check["frames_after_delete_naming_them"] - in_flight == 0 and in_flight <= 1
+    assert set(report["goals"]["delete"]) == {"embedding_gallery_no_frame_names_them_after_delete"}
