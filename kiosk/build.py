@@ -610,7 +610,13 @@ def live_pipeline(
     )
     tracker = Tracker(
         TrackerSettings(
-            live.min_frames, live.window, live.iou_threshold, live.max_missed, live.reclassify_every
+            live.min_frames,
+            live.window,
+            live.iou_threshold,
+            live.max_missed,
+            live.reclassify_every,
+            live.pending_every,
+            live.max_classify,
         ),
         veto=veto,
     )

@@ -74,7 +74,7 @@ class ClipConfig(_Section):
     precision: Literal["fp32", "int8"] = Field(
         default="fp32",
         description="the image tower's arithmetic: int8 is onnxruntime static quantization "
-        "calibrated on the enrolled crops (about 1.7x faster on a CPU)",
+        "calibrated on the enrolled crops (faster on a CPU: `kiosk bench quantize` measures it)",
     )
     align_margin: float = Field(
         default=0.0,
@@ -216,6 +216,14 @@ class LiveConfig(_Section):
     max_missed: int = Field(default=10, ge=0, description="frames a track survives unseen")
     reclassify_every: int = Field(
         default=3, ge=1, description="a decided track's face is classified every n-th frame"
+    )
+    pending_every: int = Field(
+        default=1,
+        ge=1,
+        description="an undecided track's face is classified every n-th frame (and on its first)",
+    )
+    max_classify: int = Field(
+        default=0, ge=0, description="faces classified in one frame at most (0: every face due)"
     )
     retry_initial_s: float = Field(default=1.0, gt=0.0, description="first camera reconnect")
     retry_max_s: float = Field(default=30.0, gt=0.0, description="longest reconnect delay")

@@ -48,7 +48,7 @@ from kiosk.live.results import FrameResult
 from kiosk.live.retrain import Retrainer
 from kiosk.live.slot import NewestSlot
 from kiosk.live.sources import Frame, FrameSource, LiveCaptureSource
-from kiosk.live.tracking import Tracker, TrackUpdate, TrackVeto
+from kiosk.live.tracking import UNKNOWN_LABEL, Tracker, TrackUpdate, TrackVeto
 from models.detector import Face, FaceDetector
 from models.recognition import Prediction, Recognizer
 
@@ -105,6 +105,20 @@ class LivenessVeto:
             self.vetoed.add(track_id)
             return True
         return not verdict.is_live
+
+
+def _only_names(update: TrackUpdate, allowed: set[str]) -> TrackUpdate:
+    """``update`` showing no name outside ``allowed``: such a track is pending again."""
+    view = update.view
+    named = view.state == "recognized" and view.label not in allowed
+    raw_gone = view.raw_best is not None and view.raw_best not in allowed
+    if not (named or raw_gone):
+        return update
+    if raw_gone:
+        view = replace(view, raw_best=None, raw_confidence=None)
+    if named:
+        view = replace(view, label=UNKNOWN_LABEL, state="pending")
+    return replace(update, view=view, announce=update.announce and not named)
 
 
 class LivePipeline:
@@ -208,6 +222,14 @@ class LivePipeline:
             stages["liveness"] = self._veto.elapsed_ms
         lap("track")
         stages["track"] -= stages["align"] + stages["classify"] + stages.get("liveness", 0.0)
+        latest = self.recognizers.current()
+        if latest is not recognizer:
+            # Someone was erased while this frame was classified: it shows nobody the
+            # store no longer holds, and opens no door for them.
+            allowed = set(latest.people)
+            self.tracker.retain_names(allowed)
+            self._last_recognizer = latest
+            updates = [_only_names(update, allowed) for update in updates]
         for update in updates:
             if update.announce:
                 self._record(update, frame.image)

@@ -115,6 +115,8 @@ class TorchImageTower:
 
     backend: Backend = "torch"
 
+    precision: str = "fp32"
+
     def __init__(self, visual: Any) -> None:
         self.visual = visual.eval()
         self.providers = ["torch-cpu"]
@@ -128,12 +130,16 @@ class TorchImageTower:
 
 
 class OnnxImageTower:
-    """The image tower exported to ONNX, run by onnxruntime (no torch needed)."""
+    """The image tower exported to ONNX, run by onnxruntime (no torch needed);
+    ``precision`` says whether ``path`` is the fp32 export or its int8 quantization."""
 
     backend: Backend = "onnx"
 
-    def __init__(self, path: Path, device: str = "auto", threads: int = 0) -> None:
+    def __init__(
+        self, path: Path, device: str = "auto", threads: int = 0, precision: str = "fp32"
+    ) -> None:
         self.path = path
+        self.precision = precision
         self._session = create_session(path, device=device, threads=threads)
         self._input = self._session.get_inputs()[0].name
         self.providers = list(self._session.get_providers())
