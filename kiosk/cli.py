@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config is not None:
         # Child processes (the background retrain) read the same configuration.
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+    from models.paths import make_user_dirs_private
+
+    make_user_dirs_private()
     try:
         return int(args.handler(args))
     except (UserError, ModelError) as error:

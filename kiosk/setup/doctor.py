@@ -179,6 +179,41 @@ def _check_disk(report: DoctorReport) -> None:
         )
 
 
+def _check_people(report: DoctorReport, config: KioskConfig) -> None:
+    """Stored photos that cannot be read back, by person id (never by name): such a
+    photo is left out of the gallery and the bundle while the others serve."""
+    from enroll.keys import operator_key
+    from enroll.store import DB_NAME, PeopleStore, default_store_dir
+    from models.errors import UserError
+
+    root = config.enroll.store_dir or default_store_dir()
+    info: dict[str, Any] = {"dir": str(root), "exists": (root / DB_NAME).exists()}
+    report.checks["people"] = info
+    if not info["exists"]:
+        return
+    try:
+        # No retention: the doctor looks, it never purges anyone.
+        with PeopleStore(root, key=operator_key(), retention_days=None) as store:
+            info["people"] = len(store.people())
+            damaged = store.damaged_photos()
+    except UserError as error:
+        report.problems.append(
+            Problem("error", f"the people store cannot be read: {error}", str(error))
+        )
+        return
+    info["damaged_photos"] = damaged
+    for uid, reasons in damaged.items():
+        report.problems.append(
+            Problem(
+                "warning",
+                f"person {uid}: {len(reasons)} stored photo(s) cannot be read and are left "
+                f"out of recognition ({reasons[0]})",
+                "enroll the person again (`kiosk people list --json` shows who has this id), "
+                "or restore the store's folder from a backup",
+            )
+        )
+
+
 def run_doctor(config: KioskConfig) -> DoctorReport:
     report = DoctorReport()
     model_dir = registry.resolve_model_dir(config.models.dir)
@@ -188,6 +223,7 @@ def run_doctor(config: KioskConfig) -> DoctorReport:
     _check_models(report, config, model_dir)
     _check_runtime(report, config, model_dir)
     _check_disk(report)
+    _check_people(report, config)
     from kiosk.setup.site import check_site
 
     check_site(report, config)
