@@ -7,6 +7,7 @@
 - ``quantize``: int8 against fp32, agreement and speed (kiosk/bench/quantize.py).
 - ``liveness``: the anti-spoofing check's cost and refusals (kiosk/bench/liveness.py).
 - ``ui``: the window's drawing cost per frame (kiosk/ui/bench.py).
+- ``abuse``: random kill -9s across the writes, and hostile inputs (kiosk/bench/abuse.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from pathlib import Path
 
 from kiosk.bench.core import TRAIN_RUNS, run_core, train_one
 from kiosk.bench.data import shared_folder
-from kiosk.commands import bench_live, bench_quantize, liveness_cmd, site_bench_cmd, ui_bench_cmd
+from kiosk.commands import (
+    abuse_bench_cmd,
+    bench_live,
+    bench_quantize,
+    liveness_cmd,
+    site_bench_cmd,
+    ui_bench_cmd,
+)
 from kiosk.config import load_config
 from models.io import write_json_atomic
 
@@ -62,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     liveness_cmd.register_bench_verb(verbs)
     ui_bench_cmd.register_verb(verbs)
     site_bench_cmd.register_verb(verbs)
+    abuse_bench_cmd.register_verb(verbs)
 
 
 def _train_one(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 The log is ``events.jsonl`` (one JSON object a line, each appended with a single
 ``O_APPEND`` write and fsync) beside a ``thumbnails/`` folder whose files are written
 atomically (:func:`models.io.write_bytes_atomic`), so a crash never leaves half an event;
-opening the log removes the temporary file a killed run left.
+opening the log removes the temporary file a killed run left. The folder, the log and
+the thumbnails are the owner's alone (0700 and 0600).
 
 Hooks (a command, an HTTP POST of the event's JSON) run on their own worker thread
 with a per-person cooldown. A failing or slow hook is logged and counted; it never
@@ -32,7 +33,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.errors import UserError
-from models.io import remove_stale_temps, write_bytes_atomic
+from models.io import (
+    PRIVATE_FILE,
+    make_private,
+    private_dir,
+    remove_stale_temps,
+    write_bytes_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,11 @@ class EventLog:
         self.directory = directory
         self.path = directory / EVENT_LOG
         try:
-            (directory / THUMBNAILS).mkdir(parents=True, exist_ok=True)
+            # Faces and names: the owner's alone (0700; thumbnails and the log are 0600).
+            private_dir(directory)
+            private_dir(directory / THUMBNAILS)
+            if self.path.exists():
+                make_private(self.path, PRIVATE_FILE)
         except OSError as error:
             raise UserError(
                 f"cannot create the event log folder {directory}: {error}; "
@@ -76,7 +87,7 @@ class EventLog:
         write_bytes_atomic(self.directory / relative, encoded.tobytes())
         event = DoorEvent(name, round(float(confidence), 4), now.isoformat(), track_id, relative)
         line = (json.dumps(asdict(event), ensure_ascii=False) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
         try:
             os.write(fd, line)
             os.fsync(fd)
