@@ -29,4 +29,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run(args: argparse.Namespace) -> int:
     from kiosk.ui.door import run_door
 
-    return run_door(args.config, args.source, windowed=args.windowed, assume_yes=args.yes)
+    return run_door(
+        args.config,
+        args.source,
+        windowed=args.windowed,
+        assume_yes=args.yes,
+        kiosk=getattr(args, "kiosk", "kiosk"),
+    )

@@ -134,6 +134,7 @@ class LivePipeline:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._notice = ""
+        self._door_event_at = 0.0  # the newest door event, for the door screen
         self._last_recognizer: Recognizer | None = None
         self.finished = threading.Event()  # set when a file or folder source has run out
         self._paused = threading.Event()
@@ -230,6 +231,7 @@ class LivePipeline:
             published_at=published_at,
             recognizer=self.recognizers.info(),
             notice=notice,
+            door_event_at=self._door_event_at,
         )
 
     def _record(self, update: TrackUpdate, image: NDArray[np.uint8]) -> None:
@@ -245,6 +247,7 @@ class LivePipeline:
             self._notice = f"cannot write the event log {self.events.path}: {error}"
             log.error(self._notice)
             return
+        self._door_event_at = time.monotonic()
         if self.hooks is not None:
             self.hooks.submit(event)
 

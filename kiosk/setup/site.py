@@ -9,7 +9,6 @@ does not care how the bundle was made.
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -125,35 +124,19 @@ def upload(sync: SiteSync, log: Log = _stderr) -> int:
 def train_bundle(
     config: KioskConfig, store: ReplicaStore, log: Log
 ) -> tuple[bytes, dict[str, Any]]:
-    """Finetune CLIP on the replica's aligned crops (models/train) -> bundle bytes."""
-    from kiosk.build import detector, model_dir, train_settings
-    from models.clip.bundle import save_bundle
-    from models.io import scan_people
-    from models.paths import user_cache_dir
-    from models.train.bundle import train_recognizer
+    """The site's CLIP bundle, trained on the replica as every kiosk trains its own
+    (kiosk.training.train_from_store: the people's opaque ids, the store state recorded,
+    warm-started from this machine's last site bundle) -> bundle bytes and a report."""
+    from kiosk.build import bundle_path
+    from kiosk.training import train_from_store
+    from models.clip.bundle import load_bundle
 
-    with tempfile.TemporaryDirectory(prefix="kiosk-site-train-") as scratch:
-        folder = Path(scratch) / "people"
-        store.export(folder)
-        people, skipped = scan_people(folder)
-        try:
-            bundle, report = train_recognizer(
-                people,
-                detector(config, input_size=config.train.detector_input_size),
-                config.clip.model,
-                config.clip.pretrained,
-                model_dir(config),
-                train_settings(config),
-                threshold=config.clip.threshold,
-                align_margin=config.clip.align_margin,
-                cache_root=user_cache_dir() / "clip_features",
-                skipped=skipped,
-                log=log,
-            )
-        except ValueError as error:
-            raise UserError(f"nothing published: {error}") from None
-        path = save_bundle(bundle, Path(scratch) / "site.bundle")
-        return path.read_bytes(), {**report, "people_names": list(bundle.people)}
+    path = bundle_path(config)
+    done = train_from_store(config, store, out=path, log=log)
+    if not done.trained:
+        log("the site's bundle is already trained from the registry's people as they are")
+    bundle = load_bundle(path)
+    return path.read_bytes(), {**done.report, "people_names": list(bundle.people)}
 
 
 def train_and_publish(
@@ -246,11 +229,11 @@ def site_status(site: SiteConfig, poll_s: float | None = None) -> dict[str, Any]
 
 def check_site(report: DoctorReport, config: KioskConfig) -> None:
     """`kiosk doctor`'s site line: reachable, as which role, schema, replica; no secret."""
-    from kiosk.setup.doctor import Problem
     from kiosk.site.schema import SCHEMA_VERSION, schema_version
 
     if config.site is None:
         report.checks["site"] = "none (a single kiosk)"
+        report.add("site", "info", "site", report.checks["site"])
         return
     site = config.site
     check: dict[str, Any] = {"registry": describe(site), "password": password_source(site)}
@@ -263,22 +246,23 @@ def check_site(report: DoctorReport, config: KioskConfig) -> None:
             conn.rollback()
     except (UserError, Exception) as error:
         check["reachable"] = False
-        report.problems.append(
-            Problem(
-                "warning",
-                f"the site registry cannot be reached: {first_line(error)}",
-                "check [site] host/port/user and the password ($KIOSK_SITE_PASSWORD or the "
-                "keyring); the kiosk serves from its replica meanwhile",
-            )
+        report.add(
+            "site",
+            "warning",
+            "registry",
+            f"the site registry cannot be reached: {first_line(error)}",
+            "check [site] host/port/user and the password ($KIOSK_SITE_PASSWORD or the "
+            "keyring); the kiosk serves from its replica meanwhile",
         )
         return
     check["reachable"] = True
     if version != SCHEMA_VERSION:
-        report.problems.append(
-            Problem(
-                "error",
-                f"the site registry has schema version {version}, this program needs "
-                f"{SCHEMA_VERSION}",
-                "run `kiosk site migrate` as the registry's owner (or update this program)",
-            )
+        report.add(
+            "site",
+            "error",
+            "registry",
+            f"the site registry has schema version {version}, this program needs {SCHEMA_VERSION}",
+            "run `kiosk site migrate` as the registry's owner (or update this program)",
         )
+    else:
+        report.add("site", "ok", "registry", f"{check['registry']} (as {check['role']})")
