@@ -318,7 +318,7 @@ def _notes_html(notes: dict[str, Any] | None) -> str:
             [
                 item["name"],
                 item["frames"],
-                item["blocked_most"] or "",
+                item["blocked_by"] or "",
                 ", ".join(f"{gate} {count}" for gate, count in item["gates"].items()),
             ]
             for item in skipped

@@ -115,7 +115,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         gates = ", ".join(f"{gate} {count}" for gate, count in item["gates"].items())
         lines.append(
             f"skipped {item['name']}: no enrollment photo in its first"
-            f" {item['enroll_seconds']:g} s; blocked most by {item['blocked_most']}"
+            f" {item['enroll_seconds']:g} s; blocked most by {item['blocked_by']}"
             f" ({gates} of {item['frames']} frames)"
         )
     if "runs" not in summary:
@@ -410,6 +410,7 @@ def simulate(
             leave_one_out=options.leave_one_out,
             progress=progress,
         )
+        skipped = {item.clip.name for item in result.skipped}
         shared: dict[str, object] = {
             "detector": f"{detector.name}@{options.detector_size}",
             "providers": detector.providers,
@@ -426,6 +427,7 @@ def simulate(
                     else 0,
                 }
                 for c in clips
+                if c.name not in skipped
             ],
             "skipped_clips": [item.as_dict() for item in result.skipped],
             "enroll_s": round(result.enroll_s, 2),

@@ -112,6 +112,21 @@ class Enrollment:
     photos: list[NDArray[np.uint8]]
     frames: int
     gates: dict[str, int]
+    # The poses asked for while the pose gate refused frames, and how often each.
+    poses_asked: dict[str, int] = field(default_factory=dict)
+
+    def asked(self, gate: str) -> str:
+        """For the pose gate, the poses it waited for (``'front'``, most often first);
+        "" for every other gate."""
+        if gate != "pose" or not self.poses_asked:
+            return ""
+        poses = sorted(self.poses_asked, key=lambda pose: -self.poses_asked[pose])
+        return "/".join(f"'{pose}'" for pose in poses)
+
+    def gate_name(self, gate: str) -> str:
+        """A gate as a report names it: ``pose 'front'`` for the pose gate, else its name."""
+        asked = self.asked(gate)
+        return f"{gate} {asked}" if asked else gate
 
     @property
     def blocked_most(self) -> str | None:
@@ -131,6 +146,7 @@ def enroll_from_video(
     from enroll.session import CaptureEvent, capture_from_frames
 
     gates: Counter[str] = Counter()
+    poses: Counter[str] = Counter()
     seen = 0
 
     def count(event: CaptureEvent) -> None:
@@ -138,10 +154,13 @@ def enroll_from_video(
         seen += 1
         if event.gate is not None:
             gates[event.gate] += 1
+        if event.gate == "pose" and event.target is not None:
+            poses[event.target] += 1
 
     frames = (frame for _, _, frame in clip_frames(path, 0.0, seconds))
     capture = capture_from_frames(frames, detector.detect, config, on_event=count)
-    return Enrollment([photo.crop for photo in capture.photos], seen, dict(gates))
+    photos = [photo.crop for photo in capture.photos]
+    return Enrollment(photos, seen, dict(gates), dict(poses))
 
 
 @dataclass(frozen=True)
@@ -153,27 +172,31 @@ class SkippedClip:
     enrollment: Enrollment
 
     def as_dict(self) -> dict[str, object]:
-        gates = self.enrollment.gates
+        enrollment = self.enrollment
+        gate = enrollment.blocked_most
         return {
             "name": self.clip.name,
             "file": self.clip.path.name,
             "enroll_seconds": self.seconds,
-            "frames": self.enrollment.frames,
+            "frames": enrollment.frames,
             "photos": 0,
-            "blocked_most": self.enrollment.blocked_most,
-            "gates": dict(sorted(gates.items(), key=lambda item: -item[1])),
+            "blocked_most": gate,
+            "blocked_by": None if gate is None else enrollment.gate_name(gate),
+            "gates": dict(sorted(enrollment.gates.items(), key=lambda item: -item[1])),
+            "poses_asked": enrollment.poses_asked,
         }
 
     @property
     def message(self) -> str:
         frames, gates = self.enrollment.frames, self.enrollment.gates
         gate = self.enrollment.blocked_most
-        why = (
-            f"the {gate} gate ({GATES.get(gate, gate)}) blocked most: {gates[gate]} of"
-            f" {frames} frames"
-            if gate is not None
-            else f"no frame in {frames} was refused by a gate"
-        )
+        if gate is None:
+            why = f"no frame in {frames} was refused by a gate"
+        else:
+            asked = self.enrollment.asked(gate)
+            where = f"the {gate} gate" + (f" {asked}" if asked else "")
+            what = GATES.get(gate, gate)
+            why = f"{where} ({what}) blocked most: {gates[gate]} of {frames} frames"
         others = ", ".join(f"{g} {n}" for g, n in sorted(gates.items(), key=lambda i: -i[1]))
         return (
             f"skipped {self.clip.name} ({self.clip.path.name}): no frame of its first"
@@ -384,7 +407,8 @@ def run_simulation(
         built = contender.build(shots, held_out=None)
         if progress:
             progress(
-                f"{contender.name}: {contender.label} built from {len(shots)} people"
+                f"{contender.name}: {contender.label} built from the photos of {len(shots)}"
+                f" people ({len(built.recognizer.people)} known)"
                 f" in {contender.build_s - build_s:.1f} s"
             )
         roster = {p.name for p in session.participants}

@@ -17,6 +17,7 @@ from kiosk.trials.session import TrialSession
 from kiosk.trials.simulation import (
     Clip,
     Contender,
+    SkippedClip,
     enroll_from_video,
     run_simulation,
     trial_windows,
@@ -65,6 +66,22 @@ def test_enrollment_uses_the_wizard_capture_and_is_deterministic(
     assert fewer.gates.get("duplicate", 0) > enrollment.gates.get("duplicate", 0)
     none = enroll_from_video(clip, small_detector, 1.0, EnrollConfig(min_face_size=2000))
     assert none.photos == [] and none.gates == {"size": 25} and none.blocked_most == "size"
+    assert none.gate_name("size") == "size" and none.poses_asked == {}
+
+
+def test_a_clip_no_frame_of_which_passes_the_pose_gate_names_the_pose(
+    shared: SharedPath, small_detector: FaceDetector
+) -> None:
+    clip = Clip("p", shared("videos", "solo_06.mp4"), True)
+    # A frontal pose within 0.05 degrees of yaw: no real head holds it.
+    strict = EnrollConfig(poses=("front",), yaw_target_deg=0.1)
+    enrollment = enroll_from_video(clip.path, small_detector, 1.0, strict)
+    assert enrollment.photos == [] and enrollment.blocked_most == "pose"
+    assert enrollment.poses_asked == {"front": enrollment.gates["pose"]}
+    assert enrollment.gate_name("pose") == "pose 'front'"
+    skipped = SkippedClip(clip, 1.0, enrollment)
+    assert "the pose gate 'front' (not the pose asked for) blocked most:" in skipped.message
+    assert skipped.as_dict()["blocked_by"] == "pose 'front'"
 
 
 def test_no_usable_enrollment_frame_at_all_is_a_user_error_naming_the_gate(
@@ -239,7 +256,9 @@ def test_an_unenrollable_clip_is_skipped_and_reported(
             "frames": 25,
             "photos": 0,
             "blocked_most": "one_face",
+            "blocked_by": "one_face",
             "gates": {"one_face": 25},
+            "poses_asked": {},
         }
     ]
     assert "skipped nobody: no enrollment photo in its first 1 s; blocked most by one_face" in (
