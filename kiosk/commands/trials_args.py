@@ -90,7 +90,7 @@ def register(
         type=float,
         default=None,
         help="reject threshold, with one --recognizer (default: the recognizer's; clip and "
-        "fusion [clip] threshold 0.8 softmax, gallery 0.5 cosine)",
+        "fusion [clip] threshold 0.8 softmax, gallery [recognizer] gallery_threshold 0.5 cosine)",
     )
     sim.add_argument("--detector-size", type=int, default=320, help="detector input size")
     sim.add_argument(

@@ -279,9 +279,14 @@ def simulation_factories(
     if options.threshold is not None and len(names) > 1:
         raise UserError("--threshold sets one recognizer's: give it with one --recognizer only")
     given = options.threshold
-    gallery_threshold = given if given is not None and names == ["gallery"] else 0.5
+    # The simulation's gallery is MobileFaceNet's: [recognizer] gallery_threshold is its
+    # cosine threshold, unless that was set for a CLIP-embedding gallery.
+    mobilefacenet = config.recognizer.embedder == "mobilefacenet"
+    configured = config.recognizer.gallery_threshold if mobilefacenet else 0.5
     model = registry.model_path(build.MOBILEFACENET, build.model_dir(config))
-    gallery = GalleryFactory(model, gallery_threshold)
+    gallery = GalleryFactory(
+        model, given if given is not None and names == ["gallery"] else configured
+    )
     clip = None
     if {"clip", "fusion"} & set(names):
         threshold = given if given is not None else config.clip.threshold
@@ -295,7 +300,7 @@ def simulation_factories(
             factories.append(clip)
         else:
             assert clip is not None
-            factories.append(FusionFactory(clip, GalleryFactory(model, 0.5)))
+            factories.append(FusionFactory(clip, GalleryFactory(model, configured)))
     return factories
 
 

@@ -355,3 +355,26 @@ def test_clip_and_fusion_decide_the_simulated_trials(
     assert reloaded["tp"] == clip["tp"] and reloaded["fp"] == clip["fp"]
     labels = [t["recognizer"] for t in reloaded["trial_log"]]
     assert labels == [t["recognizer"] for t in clip["trial_log"]]
+
+
+def test_the_simulated_gallery_takes_the_configured_threshold(model_dir: Path) -> None:
+    from kiosk.config import KioskConfig
+    from kiosk.trials.runs import SimulationOptions, simulation_factories
+    from models.train.bundle import DetectorRecord
+
+    def thresholds(recognizer: dict[str, object], **options: object) -> list[float]:
+        config = KioskConfig.model_validate(
+            {"models": {"dir": str(model_dir)}, "recognizer": recognizer}
+        )
+        factories = simulation_factories(
+            config, SimulationOptions(**options), DetectorRecord("scrfd_2.5g", 320)
+        )
+        return [factory.threshold for factory in factories]
+
+    assert thresholds({}) == [0.5]
+    assert thresholds({"gallery_threshold": 0.42}) == [0.42]
+    assert thresholds({"gallery_threshold": 0.42}, threshold=0.3) == [0.3]
+    # A threshold set for a CLIP-embedding gallery is not MobileFaceNet's.
+    assert thresholds({"embedder": "clip", "gallery_threshold": 0.9}) == [0.5]
+    with pytest.raises(UserError, match="one --recognizer only"):
+        thresholds({}, recognizers=("gallery", "clip"), threshold=0.3)
