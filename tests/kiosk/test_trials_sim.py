@@ -378,3 +378,17 @@ def test_the_simulated_gallery_takes_the_configured_threshold(model_dir: Path) -
     assert thresholds({"embedder": "clip", "gallery_threshold": 0.9}) == [0.5]
     with pytest.raises(UserError, match="one --recognizer only"):
         thresholds({}, recognizers=("gallery", "clip"), threshold=0.3)
+
+
+def test_pretrained_auto_takes_the_openai_weights_when_they_are_there(tmp_path: Path) -> None:
+    from kiosk.config import KioskConfig
+    from kiosk.trials.runs import clip_pretrained
+
+    config = KioskConfig.model_validate({"models": {"dir": str(tmp_path)}})
+    assert clip_pretrained(config, None) == config.clip.pretrained == "openai"
+    assert clip_pretrained(config, "none") == "none"
+    assert clip_pretrained(config, "auto") == "none"  # no RN50.pt: untrained
+    (tmp_path / "RN50.pt").write_bytes(b"weights")
+    assert clip_pretrained(config, "auto") == "openai"
+    with pytest.raises(UserError, match="openai, none or auto"):
+        clip_pretrained(config, "laion")
