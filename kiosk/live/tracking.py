@@ -86,6 +86,7 @@ class _Track:
     confidence: float = 0.0  # of the decided name
     last_confidence: float = 0.0  # of the newest prediction
     last_best: str | None = None  # the newest prediction's best name
+    last_refused: bool = False  # whether the newest prediction refused that name
     missed: int = 0
     since_vote: int = 0  # frames since the last prediction
     announced: set[str] = field(default_factory=set)
@@ -193,6 +194,7 @@ class Tracker:
                 track.votes.append((prediction.name, vote_weight(prediction)))
                 track.last_confidence = prediction.confidence
                 track.last_best = prediction.best
+                track.last_refused = prediction.name is None
                 track.since_vote = 0
             updates.append(self._decide(track, frame, face))
         return updates
@@ -227,7 +229,11 @@ class Tracker:
     def _decide(self, track: _Track, frame: NDArray[np.uint8], face: Face) -> TrackUpdate:
         x1, y1, x2, y2 = (float(v) for v in face.box)
         box = (x1, y1, x2, y2)
-        raw = (track.last_best, None if track.last_best is None else track.last_confidence)
+        raw = (
+            track.last_best,
+            None if track.last_best is None else track.last_confidence,
+            track.last_refused,
+        )
         if self.veto is not None and self.veto(track.track_id, frame, face):
             track.decision = None
             view = TrackView(

@@ -57,10 +57,17 @@ CREATE TABLE IF NOT EXISTS frames (
     confidence REAL,
     threshold REAL NOT NULL,
     accepted TEXT,
-    live INTEGER
+    live INTEGER,
+    recognizer TEXT NOT NULL DEFAULT ''  -- e.g. "clip v3": what decided the frame
 );
 CREATE INDEX IF NOT EXISTS frames_by_trial ON frames (trial_id);
 """
+
+# Columns added after a table was first released: a database made before gets them on
+# opening (ALTER TABLE ... ADD COLUMN), its existing rows reading back the default.
+ADDED_COLUMNS = {
+    ("frames", "recognizer"): "TEXT NOT NULL DEFAULT ''",
+}
 
 
 @dataclass(frozen=True)
@@ -96,10 +103,18 @@ class TrialStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            self._migrate()
             # Never committed, so never present; kept as a guard against older files.
             self._db.execute("DELETE FROM trials WHERE finished = 0")
         except sqlite3.DatabaseError as error:
             raise UserError(f"cannot open the trials database {self.path}: {error}") from error
+
+    def _migrate(self) -> None:
+        """Bring a database made by an earlier version up to :data:`SCHEMA`."""
+        for (table, column), definition in ADDED_COLUMNS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         """Close; a trial still in progress is rolled back (lost, as a crash would lose it)."""
@@ -144,6 +159,7 @@ class TrialStore:
             min_share=min_share,
             store=self,
             session_id=session_id,
+            recognizer=recognizer,
         )
         for participant in participants or []:
             session.add_participant(participant.name, participant.enrolled, participant.attack)
@@ -174,8 +190,8 @@ class TrialStore:
 
     def add_frame(self, trial_id: int, frame: FrameDecision) -> None:
         self._db.execute(
-            "INSERT INTO frames (trial_id, t, face, best, confidence, threshold, accepted, live)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO frames (trial_id, t, face, best, confidence, threshold, accepted, live,"
+            " recognizer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 trial_id,
                 frame.t,
@@ -185,6 +201,7 @@ class TrialStore:
                 frame.threshold,
                 frame.accepted,
                 None if frame.live is None else int(frame.live),
+                frame.recognizer,
             ),
         )
 
@@ -239,15 +256,26 @@ class TrialStore:
             min_share=info.min_share,
             store=self,
             session_id=info.id,
+            recognizer=info.recognizer,
             participants=participants,
             results=self._results(info.id),
         )
 
     def _results(self, session_id: int) -> list[TrialResult]:
         frames: dict[int, list[FrameDecision]] = {}
-        for trial_id, t, face, best, confidence, threshold, accepted, live in self._db.execute(
+        for (
+            trial_id,
+            t,
+            face,
+            best,
+            confidence,
+            threshold,
+            accepted,
+            live,
+            recognizer,
+        ) in self._db.execute(
             "SELECT f.trial_id, f.t, f.face, f.best, f.confidence, f.threshold, f.accepted,"
-            " f.live FROM frames f JOIN trials t ON t.id = f.trial_id"
+            " f.live, f.recognizer FROM frames f JOIN trials t ON t.id = f.trial_id"
             " WHERE t.session_id = ? AND t.finished ORDER BY f.rowid",
             (session_id,),
         ):
@@ -260,6 +288,7 @@ class TrialStore:
                     threshold=threshold,
                     accepted=accepted,
                     live=None if live is None else bool(live),
+                    recognizer=recognizer,
                 )
             )
         rows = self._db.execute(

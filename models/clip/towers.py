@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -149,7 +149,17 @@ class OnnxImageTower:
         return np.asarray(self._session.run(None, {self._input: blob})[0], dtype=np.float32)
 
 
-ImageTower = TorchImageTower | OnnxImageTower
+class ImageTower(Protocol):
+    """What encodes CLIP's image input: :class:`TorchImageTower`, :class:`OnnxImageTower`,
+    or a wrapper of one (e.g. one that remembers the features of crops it has seen)."""
+
+    @property
+    def providers(self) -> list[str]: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, blob: NDArray[np.float32]) -> NDArray[np.float32]: ...
 
 
 def export_image_tower(visual: Any, path: Path) -> Path:
