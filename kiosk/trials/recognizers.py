@@ -136,6 +136,10 @@ class RememberingTower:
     def dim(self) -> int:
         return self.tower.dim
 
+    @property
+    def precision(self) -> str:
+        return self.tower.precision
+
     def encode(self, blob: NDArray[np.float32]) -> NDArray[np.float32]:
         keys = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in blob]
         missing = [i for i, key in enumerate(keys) if key not in self._seen]

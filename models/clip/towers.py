@@ -159,6 +159,9 @@ class ImageTower(Protocol):
     @property
     def dim(self) -> int: ...
 
+    @property
+    def precision(self) -> str: ...
+
     def encode(self, blob: NDArray[np.float32]) -> NDArray[np.float32]: ...
 
 
