@@ -245,9 +245,13 @@ class ReplicaGate:
         self.cursor = cursor
 
 
-def open_people(config: KioskConfig, store_dir: Path | None = None) -> PeopleStore:
+def open_people(
+    config: KioskConfig, store_dir: Path | None = None, *, keyless: bool = False
+) -> PeopleStore:
     """The people store the config names: a :class:`ReplicaStore` on a site, else the
-    plain store (exactly what a single kiosk has always opened)."""
+    plain store (exactly what a single kiosk has always opened). ``keyless``: a plain
+    encrypted store opens without the key, for what needs none (deleting, listing); a
+    replica always needs it, since a sync may bring people to seal."""
     from enroll.keys import operator_key
     from enroll.store import default_store_dir, open_store
 
@@ -255,7 +259,7 @@ def open_people(config: KioskConfig, store_dir: Path | None = None) -> PeopleSto
     if store_dir is not None:
         enroll = enroll.model_copy(update={"store_dir": store_dir})
     if config.site is None:
-        return open_store(enroll)
+        return open_store(enroll, keyless=keyless)
     root = enroll.store_dir or default_store_dir()
     state = SiteState(root)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from enroll.store import PeopleStore
+from enroll.store import EXPORT_MARKER, PeopleStore
 from enroll.training import TrainingCancelled, rebuild_gallery
 from kiosk.cli import main
 from tests.helpers import consent, photos, tree
@@ -41,17 +42,21 @@ def test_people_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert code == 2 and "no enrolled person" in err
     assert run(capsys, *base, "export", str(tmp_path / "out"))[0] == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["Ada", "Bérénice"]
-    assert run(capsys, *base, "delete", "Ada", "--yes")[0] == 0
+    shutil.copytree(tmp_path / "out", tmp_path / "copy")  # a copy the kiosk knows nothing of
+    code, _, err = run(capsys, *base, "delete", "Ada", "--yes")
+    assert code == 0 and "1 export folders" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["Bérénice", EXPORT_MARKER]
     assert run(capsys, *base, "purge", "Bérénice", "--yes")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [EXPORT_MARKER]
     code, out, _ = run(capsys, *base, "list")
     assert "(0 people)" in out
     assert tree(store_dir / "photos") == []
     code, out, _ = run(capsys, *base, "audit", "--json")
     assert [e["action"] for e in json.loads(out)] == ["delete", "purge"]
     assert "Ada" not in out and "Bérénice" not in out  # the audit keeps no names
-    code, _, err = run(capsys, *base, "import", str(tmp_path / "out"))
+    code, _, err = run(capsys, *base, "import", str(tmp_path / "copy"))
     assert code == 2 and "--consent-obtained" in err
-    code, out, _ = run(capsys, *base, "import", str(tmp_path / "out"), "--consent-obtained")
+    code, out, _ = run(capsys, *base, "import", str(tmp_path / "copy"), "--consent-obtained")
     assert code == 0 and "2 people imported" in out
     code, out, _ = run(capsys, *base, "list", "--json")
     assert [p["photos"] for p in json.loads(out)["people"]] == [2, 3]
