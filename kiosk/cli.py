@@ -37,7 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
     parser.add_argument(
-        "--config", type=Path, default=None, help="TOML config file (default: $KIOSK_CONFIG)"
+        "--home",
+        type=Path,
+        default=None,
+        help="keep data, cache and config in this folder (sets $KIOSK_HOME; "
+        "the config file is then HOME/config.toml)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML config file (default: $KIOSK_CONFIG, else config.toml in the config dir)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -46,13 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from kiosk.setup.first_run import kiosk_command
     from models.errors import ModelError
+    from models.paths import HOME_ENV
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.config is not None:
         # Child processes (the background retrain) read the same configuration.
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+    if args.home is not None:  # before anything resolves a path; child processes inherit it
+        os.environ[HOME_ENV] = str(args.home.expanduser().absolute())
+    # The prefix of the commands messages suggest: they must act on the same files.
+    args.kiosk = kiosk_command(args.home, args.config)
     try:
         return int(args.handler(args))
     except (UserError, ModelError) as error:

@@ -33,7 +33,14 @@ class _Section(BaseModel):
 class ModelsConfig(_Section):
     dir: Path | None = Field(
         default=None,
-        description="model directory; else $KIOSK_MODEL_DIR, else the user's data directory",
+        description="model directory; else $KIOSK_MODEL_DIR, else models/ in the data "
+        "directory ($KIOSK_HOME, else the user's)",
+    )
+    mirror: str | None = Field(
+        default=None,
+        description="a site mirror for sites without internet: an internal web server's base "
+        "URL (http://...) or a folder, holding the model files as a model directory does; "
+        "tried before each file's public address, with the same sha256 check",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads, 0 = all")
@@ -132,6 +139,17 @@ class UiConfig(_Section):
         "full-screen kiosk mode needs one",
     )
     poll_ms: int = Field(default=15, ge=5, le=200, description="how often the window polls")
+    door_open_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=120.0,
+        description="how long the door screen shows 'Door open' after a recognized person's "
+        "door event",
+    )
+    door_sound: bool = Field(
+        default=False,
+        description="a chime with each door event (silent where the machine has no audio device)",
+    )
 
     @field_validator("operator_pin")
     @classmethod
@@ -377,15 +395,23 @@ class KioskConfig(_Section):
 
 
 def default_config_path() -> Path:
+    """``config.toml`` in the config directory (``$KIOSK_HOME``, else the user's)."""
     return user_config_dir() / "config.toml"
 
 
+def config_path(path: Path | None = None) -> Path:
+    """The file :func:`load_config` reads: ``path``, else ``$KIOSK_CONFIG``, else the default."""
+    if path is not None:
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else default_config_path()
+
+
 def load_config(path: Path | None = None) -> KioskConfig:
-    """Load ``path``, else ``$KIOSK_CONFIG``, else the user's config file if it exists."""
+    """Load ``path``, else ``$KIOSK_CONFIG``, else the default config file if it exists."""
     if path is None:
-        env = os.environ.get(CONFIG_ENV)
-        path = Path(env) if env else default_config_path()
-        if not env and not path.exists():
+        path = config_path()
+        if not os.environ.get(CONFIG_ENV) and not path.exists():
             return KioskConfig()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -1,17 +1,23 @@
 """The model manifest: what every model file is, where it lives, how it is checked.
 
 The model directory is resolved in a fixed order: the configured directory, then
-``$KIOSK_MODEL_DIR``, then the user's data directory. Nothing here downloads except
-:func:`fetch`, which the ``kiosk models fetch`` command calls explicitly.
+``$KIOSK_MODEL_DIR``, then ``models/`` in the data directory (:mod:`models.paths`, which
+``$KIOSK_HOME`` moves). Nothing here downloads except :func:`fetch`, which ``kiosk models
+fetch`` and the first run call explicitly. A site mirror (``[models] mirror``: a web
+server's base URL or a folder, laid out like a model directory) is tried before each
+file's public address; whatever the source, the file's sha256 is checked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
+import re
 import shutil
 import tomllib
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
@@ -20,10 +26,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import platformdirs
-
 from models.errors import ModelError
 from models.io import atomic_path, remove_stale_temps, scratch_path
+from models.paths import user_data_dir
 
 ModelKind = Literal["detector", "clip", "embedder", "antispoof"]
 MODEL_DIR_ENV = "KIOSK_MODEL_DIR"
@@ -60,13 +65,13 @@ def spec(name: str) -> ModelSpec:
 
 
 def resolve_model_dir(configured: str | os.PathLike[str] | None = None) -> Path:
-    """The configured directory, else ``$KIOSK_MODEL_DIR``, else the user's data directory."""
+    """The configured directory, else ``$KIOSK_MODEL_DIR``, else ``models/`` in the data dir."""
     if configured:
         return Path(configured).expanduser()
     env = os.environ.get(MODEL_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    return Path(platformdirs.user_data_dir("clip-face-kiosk")) / "models"
+    return user_data_dir() / "models"
 
 
 def sha256_file(path: Path) -> str:
@@ -83,6 +88,15 @@ def _fix_hint(model: ModelSpec, model_dir: Path) -> str:
     return f"put the file in {model_dir} (source: {model.source})"
 
 
+def _replace_hint(model: ModelSpec, model_dir: Path) -> str:
+    if model.url:
+        return f"run `kiosk models fetch {model.name}`, which downloads it again and replaces it"
+    return (
+        f"replace it with the file of that sha256 in {model_dir} (source: {model.source}), "
+        f"then check it with `kiosk models verify {model.name}`"
+    )
+
+
 def model_path(name: str, model_dir: Path, *, verify: bool = True) -> Path:
     """Path of model ``name`` in ``model_dir``; raises :class:`ModelError` if missing or corrupt."""
     model = spec(name)
@@ -97,8 +111,7 @@ def model_path(name: str, model_dir: Path, *, verify: bool = True) -> Path:
         if actual != model.sha256:
             raise ModelError(
                 f"model file {path} ({model.name}) is corrupt or a different version: "
-                f"sha256 {actual}, expected {model.sha256}. Fix: delete it and "
-                f"{_fix_hint(model, model_dir)}."
+                f"sha256 {actual}, expected {model.sha256}. Fix: {_replace_hint(model, model_dir)}."
             )
     return path
 
@@ -141,6 +154,7 @@ def verify_all(model_dir: Path, names: list[str] | None = None) -> Iterator[Veri
 
 ProgressCallback = Callable[[int, int | None], None]
 CONNECT_TIMEOUT_S = 30.0
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def open_url(url: str) -> object:
@@ -148,54 +162,133 @@ def open_url(url: str) -> object:
     return urllib.request.urlopen(url, timeout=CONNECT_TIMEOUT_S)
 
 
+@dataclass(frozen=True)
+class Source:
+    """One place a model file can be downloaded from."""
+
+    url: str
+    where: str  # "site mirror" or "public address", for messages
+    archive_member: str | None = None  # the file is this member of a zip archive
+
+
+def mirror_url(mirror: str | os.PathLike[str], file: str) -> str:
+    """The URL of ``file`` on a site mirror: a base URL (``http://...``), or a folder."""
+    text = os.fspath(mirror)
+    if _URL_SCHEME.match(text):
+        return text.rstrip("/") + "/" + urllib.parse.quote(file)
+    return (Path(text).expanduser().absolute() / file).as_uri()
+
+
+def sources(model: ModelSpec, mirror: str | os.PathLike[str] | None = None) -> list[Source]:
+    """Where ``model`` can be downloaded from, in the order tried: the site mirror, which
+    holds the files as a model directory does (never an archive), then the public address."""
+    found = []
+    if mirror:
+        found.append(Source(mirror_url(mirror, model.file), "site mirror"))
+    if model.url:
+        found.append(Source(model.url, "public address", model.archive_member))
+    return found
+
+
+def fix_command(name: str, model_dir: Path, mirror: str | os.PathLike[str] | None = None) -> str:
+    """What repairs a missing or corrupt ``name``: the fetch command, else where to put it."""
+    model = spec(name)
+    if sources(model, mirror):
+        return f"kiosk models fetch {name}"
+    return (
+        f"put {model.file} (sha256 {model.sha256}) in {model_dir}, then "
+        f"`kiosk models verify {name}` (source: {model.source})"
+    )
+
+
+class _WrongFile(Exception):
+    """A download completed, but it is not the manifest's file."""
+
+
 def fetch(
     name: str,
     model_dir: Path,
     *,
+    mirror: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     opener: Callable[[str], object] = open_url,
 ) -> Path:
     """Download model ``name`` into ``model_dir``, check its sha256, write it atomically.
 
-    An existing file with the right checksum is kept. Nothing is left behind on failure,
-    and what a killed download left (temporary files) is removed first.
+    The site ``mirror`` is tried first, then the public address. An existing file with
+    the right checksum is kept; a corrupt one is replaced only by a download that passes.
+    Nothing is left behind on failure, and what a killed download left (temporary files)
+    is removed first.
     """
     model = spec(name)
     target = model_dir / model.file
     if target.is_file() and _cached_sha256(target) == model.sha256:
         return target
-    if not model.url:
+    tried = sources(model, mirror)
+    if not tried:
         raise ModelError(
-            f"model {model.name} has no download address; {_fix_hint(model, model_dir)}."
+            f"model {model.name} has no download address and no site mirror is set "
+            f"([models] mirror); {_fix_hint(model, model_dir)}."
         )
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(model_dir)
+    failures: list[tuple[Source, str, bool]] = []  # (source, reason, downloaded a wrong file)
+    for source in tried:
+        try:
+            _fetch_from(source, model, target, progress, opener)
+        except (OSError, http.client.HTTPException) as error:
+            failures.append((source, f"{error}", False))
+        except _WrongFile as error:
+            failures.append((source, f"{error}", True))
+        else:
+            return target
+    raise ModelError(_failure_message(model, model_dir, failures))
+
+
+def _fetch_from(
+    source: Source,
+    model: ModelSpec,
+    target: Path,
+    progress: ProgressCallback | None,
+    opener: Callable[[str], object],
+) -> None:
     # Model files are shared by everyone on the machine: 0644, not mkstemp's 0600.
     with atomic_path(target, permissions=0o644) as payload, contextlib.ExitStack() as stack:
         download = payload
-        if model.archive_member:  # the archive is a scratch file, removed in any case
-            download = stack.enter_context(scratch_path(model_dir, ".zip"))
-        try:
-            _download(model.url, download, progress, opener)
-        except OSError as error:
-            raise ModelError(
-                f"could not download {model.name} from {model.url}: {error}. "
-                f"Without internet, put {model.file} (sha256 {model.sha256}) in {model_dir}."
-            ) from error
-        if model.archive_member:
-            _extract_member(download, model.archive_member, payload)
+        if source.archive_member:  # the archive is a scratch file, removed in any case
+            download = stack.enter_context(scratch_path(target.parent, ".zip"))
+        _download(source.url, download, progress, opener)
+        if source.archive_member:
+            _extract_member(download, source.archive_member, payload)
         actual = sha256_file(payload)
         if actual != model.sha256:
-            raise ModelError(
-                f"downloaded {model.name} has sha256 {actual}, expected {model.sha256}; "
-                f"nothing was written. The source may have changed: {model.url}"
-            )
-    return target
+            raise _WrongFile(f"its sha256 is {actual}, expected {model.sha256}")
+
+
+def _failure_message(
+    model: ModelSpec, model_dir: Path, failures: list[tuple[Source, str, bool]]
+) -> str:
+    reasons = "; ".join(f"{source.where} {source.url}: {reason}" for source, reason, _ in failures)
+    put = f"put {model.file} (sha256 {model.sha256}) in {model_dir}"
+    if any(wrong for _, _, wrong in failures):
+        return (
+            f"could not fetch {model.name}, nothing was written: {reasons}. A file with another "
+            "sha256 is not the one this kiosk was checked with (the source may have replaced "
+            f"it, or the download was altered on the way). Fix: {put} from a copy you trust "
+            f"(another kiosk's `kiosk models verify` passes on it), or on the site mirror, "
+            f"then check it with `kiosk models verify {model.name}`; do not change the "
+            "manifest's sha256 to match a file nobody has checked."
+        )
+    return (
+        f"could not download {model.name} ({reasons}). Without internet, {put}, "
+        f"or set [models] mirror to a site web server or folder that holds it."
+    )
 
 
 def _download(
     url: str, dest: Path, progress: ProgressCallback | None, opener: Callable[[str], object]
 ) -> None:
+    """Stream ``url`` into ``dest``; an answer shorter than its Content-Length is an error."""
     with opener(url) as response, dest.open("wb") as out:  # type: ignore[attr-defined]
         total_header = response.headers.get("Content-Length")
         total = int(total_header) if total_header else None
@@ -205,6 +298,8 @@ def _download(
             done += len(chunk)
             if progress:
                 progress(done, total)
+        if total is not None and done != total:
+            raise OSError(f"the download broke off after {done} of {total} bytes")
 
 
 def _extract_member(archive: Path, member: str, dest: Path) -> None:
@@ -212,8 +307,8 @@ def _extract_member(archive: Path, member: str, dest: Path) -> None:
         with zipfile.ZipFile(archive) as zf:
             matches = [n for n in zf.namelist() if n == member or n.endswith("/" + member)]
             if not matches:
-                raise ModelError(f"{member} is not in the downloaded archive")
+                raise _WrongFile(f"{member} is not in the downloaded archive")
             with zf.open(matches[0]) as src, dest.open("wb") as out:
                 shutil.copyfileobj(src, out, _CHUNK)
     except zipfile.BadZipFile as error:
-        raise ModelError(f"the downloaded archive is not a zip file: {error}") from error
+        raise _WrongFile(f"the downloaded archive is not a zip file: {error}") from error

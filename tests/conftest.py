@@ -111,7 +111,11 @@ def _isolated_dirs(
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
-    monkeypatch.delenv("KIOSK_CONFIG", raising=False)
+    # Recorded first, so what `kiosk --config` / `kiosk --home` export is undone after the test.
+    monkeypatch.setenv("KIOSK_CONFIG", "")
+    monkeypatch.delenv("KIOSK_CONFIG")
+    monkeypatch.setenv("KIOSK_HOME", "")
+    monkeypatch.delenv("KIOSK_HOME")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -227,6 +227,133 @@ def serve_folder(folder: Path) -> Iterator[str]:
         thread.join()
 
 
+@contextlib.contextmanager
+def serve_routes(
+    routes: dict[str, Path | bytes], *, cut_after: dict[str, int] | None = None
+) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 answering each URL path of ``routes`` with that file's
+    bytes (a Path is read when asked: shared files are served, never copied) or with the
+    bytes given; any other path is a 404. ``cut_after[path] = n`` announces the whole
+    Content-Length, sends ``n`` bytes and closes the connection: a dropped download.
+    Yields the base URL; ``served`` on it lists the paths asked for."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    cuts = cut_after or {}
+    served: list[str] = []
+
+    class Routes(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = routes.get(self.path)
+            if body is None:
+                self.send_error(404, "not on this test server")
+                return
+            served.append(self.path)
+            data = body.read_bytes() if isinstance(body, Path) else body
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: cuts.get(self.path, len(data))])
+            self.close_connection = True
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Routes)
+    thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
+    thread.start()
+    base = ServedBase(f"http://127.0.0.1:{server.server_address[1]}")
+    base.served = served
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class ServedBase(str):
+    """A test server's base URL that also lists the paths it was asked for."""
+
+    served: list[str]
+
+
+def shared_model_file(name: str) -> Path | None:
+    """The ../shared file of manifest model ``name``, when one with its sha256 is there."""
+    from models import registry
+
+    model = registry.spec(name)
+    path = SHARED / "models" / model.file
+    if path.is_file() and registry.sha256_file(path) == model.sha256:
+        return path
+    return None
+
+
+def public_routes(scratch: Path) -> dict[str, Path]:
+    """The manifest's public URLs (their paths) mapped to the shared model files, laid out
+    as the real servers have them: an archive model's pack is built in ``scratch`` with
+    the shared file as its member. Models without a shared file are left out."""
+    import zipfile
+    from urllib.parse import urlsplit
+
+    from models import registry
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    routes: dict[str, Path] = {}
+    for name, model in registry.load_manifest().items():
+        path = shared_model_file(name)
+        if model.url is None or path is None:
+            continue
+        if model.archive_member:
+            archive = scratch / model.url.rsplit("/", 1)[-1]
+            with zipfile.ZipFile(archive, "w") as zf:
+                zf.write(path, f"pack/{model.archive_member}")
+            path = archive
+        routes[urlsplit(model.url).path] = path
+    return routes
+
+
+def mirror_routes(prefix: str = "/kiosk-models") -> dict[str, Path]:
+    """A site mirror's layout: every shared model file under ``prefix`` by its file name."""
+    from models import registry
+
+    routes = {}
+    for name, model in registry.load_manifest().items():
+        path = shared_model_file(name)
+        if path is not None:
+            routes[f"{prefix}/{model.file}"] = path
+    return routes
+
+
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Downloads reach only 127.0.0.1 and local files: any other address fails at once, as
+    on a site without internet (and no test can reach the real one)."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    real = urllib.request.urlopen
+
+    def urlopen(url: str, *args: Any, **kwargs: Any) -> Any:
+        parts = urlsplit(url)
+        if parts.scheme != "file" and parts.hostname != "127.0.0.1":
+            raise urllib.error.URLError(f"no internet here ({parts.hostname})")
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+
+def rewrite_to(base: str) -> Callable[[str], object]:
+    """An opener for :func:`models.registry.fetch` that sends each URL's path to ``base``
+    (the test server) with the real downloader: the public addresses, served locally."""
+    from urllib.parse import urlsplit
+
+    from models import registry
+
+    return lambda url: registry.open_url(base + urlsplit(url).path)
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims ``width`` x ``height`` pixels in a few bytes: an image bomb."""
 
@@ -254,3 +381,45 @@ def stale_temp(folder: Path, name: str = ".tmp-k1lled_0.npz", age_s: float = 720
     then = time.time() - age_s
     os.utime(path, (then, then))
     return path
+
+
+@contextlib.contextmanager
+def xvfb_display(width: int = 1280, height: int = 720) -> Iterator[str]:
+    """A real X server (Xvfb) with one ``width`` x ``height`` screen; yields its DISPLAY.
+
+    -displayfd: Xvfb picks a free display number itself and writes it when ready.
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("Xvfb") is None:
+        skip_or_fail("Xvfb is not installed (packaging/install.sh installs it)")
+    read_fd, write_fd = os.pipe()
+    screen = f"{width}x{height}x24"
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", screen, "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as ready:
+            number = ready.readline().strip()
+        if not number:
+            pytest.fail("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def x_app_env(display: str) -> dict[str, str]:
+    """The environment for a Qt process on ``display``: cv2's Qt paths and Wayland left out."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR", "WAYLAND_DISPLAY")
+    }
+    env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
+    return env

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from kiosk.config import load_config
-from kiosk.setup.doctor import run_doctor
+from kiosk.config import config_path, load_config
+from kiosk.setup.doctor import format_report, run_doctor
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,13 +16,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    report = run_doctor(load_config(args.config))
+    config = load_config(args.config)
+    report = run_doctor(
+        config, config_file=config_path(args.config), kiosk=getattr(args, "kiosk", "kiosk")
+    )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:
-        for name, value in report.checks.items():
-            print(f"{name}: {json.dumps(value, default=str)}")
-        for problem in report.problems:
-            print(f"\n[{problem.severity}] {problem.what}\n  fix: {problem.fix}")
-        print("\nready" if report.can_run else "\nthe kiosk cannot run: fix the errors above")
+        print(format_report(report))
     return 0 if report.can_run else 1

@@ -32,15 +32,25 @@ def register(
     openset.add_argument(
         "--held-out", type=int, default=2, help="held-out enrollment photos (calibration)"
     )
-    openset.add_argument("--seed", type=int, default=0, help="seed of the per-person split")
+    openset.add_argument(
+        "--seed", type=int, default=0, help="seed of the per-person and the dev/test splits"
+    )
     openset.add_argument(
         "--softmax-threshold", type=float, default=None, help="default: the config's clip.threshold"
     )
     openset.add_argument(
-        "--target-fnr",
+        "--target-fpr",
         type=float,
-        default=0.02,
-        help="FNR at which rules are ranked for the recommendation (default 0.02)",
+        default=0.01,
+        help="share of strangers a rule may accept; each rule's threshold is chosen for it on "
+        "the dev part (default 0.01)",
+    )
+    openset.add_argument(
+        "--dev-fraction",
+        type=float,
+        default=0.5,
+        help="share of probes and of strangers that choose thresholds; the rest is the test "
+        "part the figures are reported on (default 0.5)",
     )
 
     robust = verbs.add_parser(

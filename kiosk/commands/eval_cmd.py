@@ -64,12 +64,14 @@ def _retrieval(args: argparse.Namespace) -> int:
 
 
 def _openset(args: argparse.Namespace) -> int:
-    from models.eval.runs import openset_report, select_images
+    from models.eval.runs import OpenSetProtocol, openset_report, select_images
 
     if args.enroll < 1 or args.held_out < 1:
         raise UserError("--enroll and --held-out must be at least 1")
-    if not 0.0 < args.target_fnr < 1.0:
-        raise UserError(f"--target-fnr must be between 0 and 1, got {args.target_fnr}")
+    if not 0.0 < args.target_fpr < 1.0:
+        raise UserError(f"--target-fpr must be between 0 and 1, got {args.target_fpr}")
+    if not 0.0 < args.dev_fraction < 1.0:
+        raise UserError(f"--dev-fraction must be between 0 and 1, got {args.dev_fraction}")
     threshold = args.softmax_threshold
     if threshold is None:
         threshold = load_config(args.config).clip.threshold
@@ -78,11 +80,9 @@ def _openset(args: argparse.Namespace) -> int:
         args.embedder,
         select_images(args.known, args.per_person, args.people),
         select_images(args.unknown),
-        enroll=args.enroll,
-        held_out=args.held_out,
-        seed=args.seed,
-        softmax_threshold=threshold,
-        target_fnr=args.target_fnr,
+        OpenSetProtocol(
+            args.enroll, args.held_out, args.seed, threshold, args.target_fpr, args.dev_fraction
+        ),
         sources=(args.known, args.unknown),
     )
     eval_tables.print_openset(report)

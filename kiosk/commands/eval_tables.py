@@ -31,39 +31,70 @@ def print_retrieval(data: Path, images: int, rows: Sequence[dict[str, Any]]) -> 
 def print_openset(p: dict[str, Any]) -> None:
     s = p["split"]
     print(
-        f"known: {s['people']} people, {s['enroll']} enrolled + {s['held_out']} held out, "
-        f"{s['known_probes']} probes; strangers: {s['strangers']} "
-        f"(no face: {s['known_misses']} known, {s['stranger_misses']} strangers)"
+        f"known: {s['people']} people, {s['enroll']} enrolled + {s['held_out']} held out "
+        f"(calibration), {s['known_probes']} probes (dev {s['dev_known_probes']}, test "
+        f"{s['test_known_probes']}); strangers: {s['strangers']} photos of "
+        f"{s['stranger_people']} people (dev {s['dev_strangers']}, test {s['test_strangers']}); "
+        f"no face: {s['known_misses']} known, {s['stranger_misses']} strangers"
     )
     print(f"closed-set rank-1 of known probes: {_pct(p['closed_set_rank1'])} %")
-    fnrs = list(next(iter(p["rules"].values()))["at_fnr"])
+    target = f"{100 * p['target_fpr']:g} %"
+    width = max(len(r["at_target"]["threshold_text"]) for r in p["rules"].values()) + 2
+    width = max(width, len("threshold (dev)") + 2)
+    print(f"\nAt a target FPR of {target}, each rule's threshold chosen on the dev part:")
     print(
-        f"\n{'':<19}{'at the default threshold':^32}| {'FPR % at FNR':^{7 * (len(fnrs) + 1)}}"
-        f"| {'DIR % at FPIR':^15}"
-    )
-    print(
-        f"{'rule':<19}{'thr':>8}{'acc %':>8}{'FPR %':>8}{'FNR %':>8} |"
-        + "".join(f"{'ref' if not f else f'{100 * float(f):g}%':>7}" for f in ["", *fnrs])
-        + f" |{'1%':>7}{'0.1%':>7}"
+        f"{'rule':<20}{'threshold (dev)':<{width}}|{'dev FPR':>8}{'FNR':>7}{'DIR':>7} |"
+        f"{'test FPR':>9}{'FNR':>7}{'DIR':>7} |{'test FPR 95 % CI':>18}  holds"
     )
     for name, r in p["rules"].items():
-        d = r["default"]
+        a = r["at_target"]
+        d, t = a["dev"], a["test"]
+        low, high = a["test_fpr_ci95"]
         print(
-            f"{name:<19}{d['threshold']:8.3f}{_pct(d['accuracy']):>8}{_pct(d['fpr']):>8}"
-            f"{_pct(d['fnr']):>8} |{_pct(r['at_reference_fnr']['fpr']):>7}"
-            + "".join(f"{_pct(r['at_fnr'][f]['fpr']):>7}" for f in fnrs)
-            + f" |{_pct(r['fpir']['0.01']['dir']):>7}{_pct(r['fpir']['0.001']['dir']):>7}"
+            f"{name:<20}{a['threshold_text']:<{width}}|{_pct(d['fpr']):>8}{_pct(d['fnr']):>7}"
+            f"{_pct(d['dir']):>7} |{_pct(t['fpr']):>9}{_pct(t['fnr']):>7}{_pct(t['dir']):>7} |"
+            f"{f'{100 * low:.2f}-{100 * high:.2f}':>18}  {'yes' if a['holds'] else 'NO'}"
+        )
+    fpirs = list(next(iter(p["rules"].values()))["fpir"])
+    width = max(len(r["default"]["threshold_text"]) for r in p["rules"].values()) + 2
+    width = max(width, len("threshold") + 2)
+    print("\nAt each rule's default threshold, and DIR at lower FPIRs (thresholds from dev):")
+    print(
+        f"{'rule':<20}{'threshold':<{width}}|{'dev FPR':>8}{'FNR':>7} |{'test FPR':>9}"
+        f"{'FNR':>7}{'acc':>7} |"
+        + "".join(f"{f'DIR@{100 * float(f):g}% dev/test':>21}" for f in fpirs)
+    )
+    for name, r in p["rules"].items():
+        d, t = r["default"]["dev"], r["default"]["test"]
+        print(
+            f"{name:<20}{r['default']['threshold_text']:<{width}}|{_pct(d['fpr']):>8}"
+            f"{_pct(d['fnr']):>7} |{_pct(t['fpr']):>9}{_pct(t['fnr']):>7}{_pct(t['accuracy']):>7} |"
+            + "".join(
+                f"{_pct(r['fpir'][f]['dev']['dir']):>14}{_pct(r['fpir'][f]['test']['dir']):>7}"
+                for f in fpirs
+            )
         )
     rec = p["recommendation"]
+    if rec["rule"] is None:
+        print(f"\nNo rule is recommended: none names a dev probe right within {target} FPR.")
+    else:
+        d, t = rec["dev"], rec["test"]
+        print(
+            f"\nRecommended (highest dev DIR within {target} dev FPR): {rec['rule']} at "
+            f"{rec['threshold_text']}: dev FPR {_pct(d['fpr']).strip()} %, FNR "
+            f"{_pct(d['fnr']).strip()} %, DIR {_pct(d['dir']).strip()} %; test FPR "
+            f"{_pct(t['fpr']).strip()} % ({'holds' if rec['holds'] else 'ABOVE the target'}), "
+            f"FNR {_pct(t['fnr']).strip()} %, DIR {_pct(t['dir']).strip()} %."
+        )
+    ref = rec["reference"]
     print(
-        f"\nref = the FNR of {p['reference']} at its threshold "
-        f"({_pct(p['reference_fnr']).strip()} %). Recommended (lowest FPR at "
-        f"{100 * p['target_fnr']:g} % FNR): {rec['rule']} at {rec['threshold']:.4f}, "
-        f"FPR {_pct(rec['fpr']).strip()} %, FNR {_pct(rec['fnr']).strip()} %; "
-        f"{p['reference']} at its threshold: FPR {_pct(rec['reference_fpr']).strip()} %, "
-        f"FNR {_pct(rec['reference_fnr']).strip()} %."
+        f"{ref['rule']} at its threshold ({ref['threshold_text']}): test FPR "
+        f"{_pct(ref['test']['fpr']).strip()} %, FNR {_pct(ref['test']['fnr']).strip()} %, "
+        f"DIR {_pct(ref['test']['dir']).strip()} %."
     )
-    print(f"gallery threshold (max cosine) at that FNR: {rec['gallery_threshold']:.4f}")
+    print(f"gallery threshold (max cosine at {target} dev FPR): {rec['gallery_threshold']:.4f}")
+    for warning in p["warnings"]:
+        print(f"warning: {warning}")
 
 
 def print_robustness(p: dict[str, Any], queries_per_person: int) -> None:

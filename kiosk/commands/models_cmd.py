@@ -73,14 +73,21 @@ def _fetch(args: argparse.Namespace) -> int:
     from kiosk.setup.first_run import ProgressBar, ensure_models, needed_models
 
     model_dir = _model_dir(args)
+    mirror = load_config(args.config).models.mirror
     if not args.names:
         if args.all:
             manifest = registry.load_manifest()
-            wanted = [name for name, model in sorted(manifest.items()) if model.url]
+            wanted = [n for n, m in sorted(manifest.items()) if registry.sources(m, mirror)]
         else:
             wanted = needed_models(load_config(args.config))
+        kiosk = getattr(args, "kiosk", "kiosk")
         fetched = ensure_models(
-            wanted, model_dir, assume_yes=args.yes, command="kiosk models fetch"
+            wanted,
+            model_dir,
+            mirror=mirror,
+            assume_yes=args.yes,
+            command=f"{kiosk} models fetch",
+            kiosk=kiosk,
         )
         print(f"{len(fetched)} file(s) fetched; all needed files are in {model_dir}")
         return 0
@@ -88,7 +95,7 @@ def _fetch(args: argparse.Namespace) -> int:
     for name in args.names:
         bar = ProgressBar(name, sys.stderr)
         try:
-            path = registry.fetch(name, model_dir, progress=bar)
+            path = registry.fetch(name, model_dir, mirror=mirror, progress=bar)
         except ModelError as error:
             bar.finish(f"FAILED: {error}")
             failed += 1

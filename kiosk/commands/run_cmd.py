@@ -33,4 +33,10 @@ def _run(args: argparse.Namespace) -> int:
 
     finish_erasures(load_config(args.config))  # the purged and the erased, gone everywhere
 
-    return run_door(args.config, args.source, windowed=args.windowed, assume_yes=args.yes)
+    return run_door(
+        args.config,
+        args.source,
+        windowed=args.windowed,
+        assume_yes=args.yes,
+        kiosk=getattr(args, "kiosk", "kiosk"),
+    )

@@ -135,6 +135,7 @@ class LivePipeline:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._notice = ""
+        self._door_event_at = 0.0  # the newest door event, for the door screen
         self._last_recognizer: Recognizer | None = None
         self.finished = threading.Event()  # set when a file or folder source has run out
         self._paused = threading.Event()
@@ -231,6 +232,7 @@ class LivePipeline:
             published_at=published_at,
             recognizer=self.recognizers.info(),
             notice=notice,
+            door_event_at=self._door_event_at,
         )
 
     def _record(
@@ -256,7 +258,10 @@ class LivePipeline:
             self._notice = f"cannot write the event log {self.events.path}: {error}"
             log.error(self._notice)
             return
-        if event is not None and self.hooks is not None:
+        if event is None:  # the person was erased meanwhile: nothing is kept
+            return
+        self._door_event_at = time.monotonic()
+        if self.hooks is not None:
             self.hooks.submit(event)
 
     def fps(self) -> float:

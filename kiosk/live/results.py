@@ -59,6 +59,9 @@ class FrameResult:
     published_at: float = 0.0  # time.monotonic() when the result was published
     notice: str = ""  # recognizer or event-log trouble, e.g. "nobody is enrolled"
     recognizer: RecognizerInfo = field(default_factory=RecognizerInfo)
+    # time.monotonic() when the newest door event (a recognized person, logged and handed
+    # to the door hooks) happened, 0.0 before any: the door screen's "door open" sign.
+    door_event_at: float = 0.0
 
     @property
     def latency_ms(self) -> float:

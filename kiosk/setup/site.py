@@ -232,11 +232,11 @@ def site_status(site: SiteConfig, poll_s: float | None = None) -> dict[str, Any]
 
 def check_site(report: DoctorReport, config: KioskConfig) -> None:
     """`kiosk doctor`'s site line: reachable, as which role, schema, replica; no secret."""
-    from kiosk.setup.doctor import Problem
     from kiosk.site.schema import SCHEMA_VERSION, schema_version
 
     if config.site is None:
         report.checks["site"] = "none (a single kiosk)"
+        report.add("site", "info", "site", report.checks["site"])
         return
     site = config.site
     check: dict[str, Any] = {"registry": describe(site), "password": password_source(site)}
@@ -249,22 +249,23 @@ def check_site(report: DoctorReport, config: KioskConfig) -> None:
             conn.rollback()
     except (UserError, Exception) as error:
         check["reachable"] = False
-        report.problems.append(
-            Problem(
-                "warning",
-                f"the site registry cannot be reached: {first_line(error)}",
-                "check [site] host/port/user and the password ($KIOSK_SITE_PASSWORD or the "
-                "keyring); the kiosk serves from its replica meanwhile",
-            )
+        report.add(
+            "site",
+            "warning",
+            "registry",
+            f"the site registry cannot be reached: {first_line(error)}",
+            "check [site] host/port/user and the password ($KIOSK_SITE_PASSWORD or the "
+            "keyring); the kiosk serves from its replica meanwhile",
         )
         return
     check["reachable"] = True
     if version != SCHEMA_VERSION:
-        report.problems.append(
-            Problem(
-                "error",
-                f"the site registry has schema version {version}, this program needs "
-                f"{SCHEMA_VERSION}",
-                "run `kiosk site migrate` as the registry's owner (or update this program)",
-            )
+        report.add(
+            "site",
+            "error",
+            "registry",
+            f"the site registry has schema version {version}, this program needs {SCHEMA_VERSION}",
+            "run `kiosk site migrate` as the registry's owner (or update this program)",
         )
+    else:
+        report.add("site", "ok", "registry", f"{check['registry']} (as {check['role']})")

@@ -24,24 +24,37 @@ def start_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
     return PipelineStarter(lambda: live_pipeline(config, source=source))
 
 
-def first_run(config: KioskConfig, *, assume_yes: bool) -> None:
-    """Missing model files: say what will be downloaded, ask, fetch, before any window."""
+def first_run(
+    config: KioskConfig, *, assume_yes: bool, command: str = "kiosk run", kiosk: str = "kiosk"
+) -> None:
+    """Missing or corrupt model files: say what will be downloaded, ask, fetch (from the
+    site mirror first), before any window. ``command`` reruns this one, ``kiosk`` is the
+    prefix of the commands suggested (:func:`~kiosk.setup.first_run.kiosk_command`)."""
     from kiosk.setup.first_run import ensure_models, needed_models
     from models.registry import resolve_model_dir
 
     ensure_models(
         needed_models(config),
         resolve_model_dir(config.models.dir),
+        mirror=config.models.mirror,
         assume_yes=assume_yes,
-        command="kiosk run",
+        command=command,
+        kiosk=kiosk,
     )
 
 
 def run_door(
-    config_path: Path | None, source: str | None, *, windowed: bool, assume_yes: bool
+    config_path: Path | None,
+    source: str | None,
+    *,
+    windowed: bool,
+    assume_yes: bool,
+    kiosk: str = "kiosk",
 ) -> int:
     """The locked full-screen kiosk (a normal window when ``windowed``) until it closes:
-    by the operator (PIN), SIGTERM from the service manager, or Ctrl+C."""
+    by the operator (PIN), SIGTERM from the service manager, or Ctrl+C. ``kiosk`` is the
+    command prefix (with the user's ``--home``, ``--config``) of the commands suggested."""
+    from kiosk.setup.first_run import rerun_command
     from kiosk.ui import application, has_display, show_error_dialog
     from kiosk.ui.enrollment import KioskEnrollment
     from kiosk.ui.main_window import NO_PIN_MESSAGE, KioskWindow
@@ -50,7 +63,8 @@ def run_door(
         config = load_config(config_path)
         if not windowed and config.ui.operator_pin is None:
             raise UserError(NO_PIN_MESSAGE)
-        first_run(config, assume_yes=assume_yes)
+        again = rerun_command(kiosk, windowed=windowed, source=source)
+        first_run(config, assume_yes=assume_yes, command=again, kiosk=kiosk)
         app = application()
         pipeline = start_pipeline(config, source)
     except (UserError, ModelError) as error:
@@ -65,6 +79,8 @@ def run_door(
             kiosk_mode=not windowed,
             pin_hash=config.ui.operator_pin,
             poll_ms=config.ui.poll_ms,
+            door_open_s=config.ui.door_open_s,
+            door_sound=config.ui.door_sound,
         )
         if isinstance(pipeline, PipelineStarter):
             shown = source if source is not None else config.kiosk.source

@@ -1,4 +1,10 @@
-"""The text of the window's status line, from a `FrameResult` alone (no Qt)."""
+"""The text of the operator view's status lines, from a `FrameResult` alone (no Qt).
+
+Two lines: the rate, the provider in use, dropped frames, the recognizer and its version
+("clip v7") with what is being done about it ("retraining: about 20 s left"), and any
+notice of the result ("nobody is enrolled"); then the per-stage latency. The label
+shrinks its font until both fit (kiosk/ui/fit_text.py), so neither is cut at the
+window's edge."""
 
 from __future__ import annotations
 
@@ -29,8 +35,14 @@ def provider_label(providers: Sequence[str]) -> str:
 def status_text(result: FrameResult | None) -> str:
     if result is None:
         return "waiting for the first frame"
-    # The provider before the stages: a narrow window cuts the line's end, not it.
-    parts = [f"{result.fps:.1f} FPS", provider_label(result.providers)]
-    parts.append(f"dropped {result.dropped_frames}")
-    parts += [f"{stage} {ms:.1f} ms" for stage, ms in result.stage_ms.items()]
-    return "  ·  ".join(parts)
+    summary = [f"{result.fps:.1f} FPS", provider_label(result.providers)]
+    summary.append(f"dropped {result.dropped_frames}")
+    recognizer = result.recognizer
+    if recognizer.kind:  # "clip v7"; with nobody enrolled the notice says so
+        summary.append(recognizer.label)
+    if recognizer.update:  # "retraining: about 20 s left"
+        summary.append(recognizer.update)
+    if result.notice:
+        summary.append(result.notice)
+    stages = " · ".join(f"{stage} {ms:.1f}" for stage, ms in result.stage_ms.items())
+    return " · ".join(summary) + "\n" + (f"ms: {stages}" if stages else "no stage timings")

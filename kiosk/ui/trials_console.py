@@ -33,7 +33,13 @@ def run_console(config: KioskConfig, source: str | None, db: Path | None) -> int
         # Liveness reaches the tracks through the tracker's veto; without one no check
         # runs, and a named track must not be recorded as live.
         liveness = config.liveness.enabled and pipeline.tracker.veto is not None
-        window = TrialsWindow(pipeline, session, liveness=liveness, poll_ms=config.ui.poll_ms)
+        window = TrialsWindow(
+            pipeline,
+            session,
+            liveness=liveness,
+            poll_ms=config.ui.poll_ms,
+            target_fpr=config.trials.target_fpr,  # the exports' threshold analysis
+        )
         if not roster:
             window.panel.message.setText("nobody is enrolled yet: add visitors, or enroll first")
         window.start()

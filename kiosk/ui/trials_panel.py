@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QIcon, QKeySequence, QPixmap, QShortcut
+from PySide6.QtGui import QFont, QFontMetrics, QIcon, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
+    QFileDialog,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -24,15 +26,22 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from kiosk.trials.report import export_csv, export_json, write_html_report
 from kiosk.trials.rules import TrialResult, per_participant
 from kiosk.trials.session import TrialSession
+from kiosk.ui.fit_text import FitLabel
+from kiosk.ui.screen_fit import fit_to_screen
 from models.errors import UserError
 
 METRIC_KEYS = (
@@ -60,8 +69,51 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+METRIC_TITLES = {
+    "tp": "TP",
+    "fp": "FP",
+    "fn": "FN",
+    "tn": "TN",
+    "no_face": "no face",
+    "misidentified": "misidentified",
+    "attack_refused": "attacks refused",
+    "attack_accepted": "attacks accepted",
+    "trials": "trials",
+    "accuracy": "accuracy",
+    "fpr": "FPR",
+    "fnr": "FNR",
+    "apcer": "APCER",
+}
+METRIC_COLUMNS = 3  # (title, value) pairs a row: fits a 1024 px console
+# The widest a value gets ("100.0%", five digits): its column never changes width.
+WIDEST_VALUE = "100.0%"
+EXPORT_FILTERS = {
+    "CSV, one row a trial (*.csv)": ".csv",
+    "JSON, everything (*.json)": ".json",
+    "HTML report with plots (*.html)": ".html",
+}
+PEOPLE_COLUMNS = [
+    ("participant", "the name on the roster"),
+    ("kind", "enrolled, visitor or attack"),
+    ("trials", "trials run"),
+    ("TP", "named correctly"),
+    ("FP", "a stranger named, or someone named as another"),
+    ("FN", "enrolled, rejected"),
+    ("TN", "a stranger rejected"),
+    ("no face", "no face in the window"),
+    ("refused", "attack trials refused"),
+    ("accepted", "attack trials accepted (also FP)"),
+]
+
+
 class TrialsPanel(QWidget):
-    """Roster, Start (button or Space) with a countdown, metrics, per person, matrix, log."""
+    """Roster, Start (button or Space) with a countdown, Export, metrics, and the per
+    person, matrix, log and definitions tabs.
+
+    Two columns: the controls (below ``video`` when the console gives its camera view)
+    and the results. Every number sits in a column as wide as its widest value and every
+    message in a space of its own, so nothing moves as the counts grow.
+    """
 
     trial_started = Signal(str)  # participant name
     countdown = Signal(float)  # seconds left in the active trial, for the kiosk screen
@@ -72,15 +124,20 @@ class TrialsPanel(QWidget):
         session: TrialSession,
         clock: Callable[[], float] = time.monotonic,
         parent: QWidget | None = None,
+        *,
+        video: QWidget | None = None,
+        target_fpr: float = 0.02,
     ) -> None:
         super().__init__(parent)
         self.session = session
+        self.target_fpr = target_fpr
         self._clock = clock
         self._timer = QTimer(self)
         self._timer.setInterval(100)
         self._timer.timeout.connect(self._tick)
 
         self.roster = QListWidget()
+        self.roster.setMinimumWidth(150)
         self.visitor_name = QLineEdit()
         self.visitor_name.setPlaceholderText("a visitor, or 'photo of Ada'")
         self.add_visitor_button = QPushButton("Add visitor")
@@ -89,74 +146,115 @@ class TrialsPanel(QWidget):
             "a presentation attack: someone holds up a photo or screen of an enrolled person"
         )
         self.start_button = QPushButton("Start trial (Space)")
-        self.countdown_label = QLabel("")
-        font = QFont()
-        font.setPointSize(28)
-        font.setBold(True)
-        self.countdown_label.setFont(font)
-        self.countdown_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("save the session as CSV, JSON or an HTML report")
+        self.export_dialog: QFileDialog | None = None  # while it is open
+        self.countdown_label = FitLabel("", largest=36, smallest=12, bold=True)
+        self.countdown_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.countdown_label.setFixedHeight(44)
         self.message = QLabel("")
         self.message.setWordWrap(True)
+        self.message.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        # The room left in its column, at least three lines: a message coming or going
+        # moves nothing (no height-for-width: the text never resizes it).
+        self.message.setSizePolicy(
+            QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        )
+        self.message.setMinimumHeight(self.message.fontMetrics().lineSpacing() * 3 + 4)
 
-        value_font = QFont()
-        value_font.setPointSize(16)
+        value_font = QFont(self.font())
+        value_font.setPointSize(max(11, value_font.pointSize() + 3))
         value_font.setBold(True)
+        value_width = QFontMetrics(value_font).horizontalAdvance(WIDEST_VALUE) + 6
         self.metric_labels: dict[str, QLabel] = {}
         metrics_box = QGroupBox("Totals")
         grid = QGridLayout(metrics_box)
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(2)
         for i, key in enumerate(METRIC_KEYS + RATE_KEYS):
             label = QLabel("0")
             label.setObjectName(key)
             label.setFont(value_font)
+            label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            label.setFixedWidth(value_width)
             self.metric_labels[key] = label
-            title = key.upper() if len(key) <= 3 or key == "apcer" else key.replace("_", " ")
-            grid.addWidget(QLabel(title), i // 5 * 2, i % 5)
-            grid.addWidget(label, i // 5 * 2 + 1, i % 5)
-        help_label = QLabel(OUTCOME_HELP)
-        help_label.setWordWrap(True)
-        grid.addWidget(help_label, (len(METRIC_KEYS + RATE_KEYS) + 4) // 5 * 2, 0, 1, 5)
+            row, column = divmod(i, METRIC_COLUMNS)
+            title = QLabel(METRIC_TITLES[key])
+            title.setToolTip(OUTCOME_HELP)
+            grid.addWidget(title, row, 2 * column)
+            grid.addWidget(label, row, 2 * column + 1)
+        for column in range(METRIC_COLUMNS):
+            grid.setColumnStretch(2 * column, 1)
 
-        people_columns = ["participant", "kind", "trials", "TP", "FP", "FN", "TN", "no face"]
-        people_columns += ["attack refused", "attack accepted"]
-        self.people_table = QTableWidget(0, len(people_columns))
-        self.people_table.setHorizontalHeaderLabels(people_columns)
+        self.people_table = QTableWidget(0, len(PEOPLE_COLUMNS))
+        self.people_table.setHorizontalHeaderLabels([name for name, _ in PEOPLE_COLUMNS])
+        for column, (_, tip) in enumerate(PEOPLE_COLUMNS):
+            header_item = self.people_table.horizontalHeaderItem(column)
+            if header_item is not None:
+                header_item.setToolTip(tip)
         self.people_table.verticalHeader().setVisible(False)
         self.people_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        header = self.people_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(36)
+        for column in range(1, len(PEOPLE_COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Fixed)
+            widest = "not enrolled" if column == 1 else PEOPLE_COLUMNS[column][0]  # the kind
+            width = header.fontMetrics().horizontalAdvance(widest) + 14
+            header.resizeSection(column, max(width, 40))
         self.confusion_table = QTableWidget(0, 0)
         self.confusion_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.confusion_table.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents
         )
         self.log = QListWidget()
-        self.log.setIconSize(QSize(48, 48))
+        self.log.setIconSize(QSize(40, 40))
+        definitions = QLabel(OUTCOME_HELP)
+        definitions.setWordWrap(True)
+        definitions.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        definitions.setMargin(6)
+        definitions_scroll = QScrollArea()
+        definitions_scroll.setWidget(definitions)
+        definitions_scroll.setWidgetResizable(True)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.log, "Trial log")
+        self.tabs.addTab(self.people_table, "Per participant")
+        self.tabs.addTab(self.confusion_table, "Confusion matrix")
+        self.tabs.addTab(definitions_scroll, "Definitions")
+        self.tabs.setTabToolTip(2, "rows: participant, columns: answer")
 
-        left = QVBoxLayout()
-        left.addWidget(QLabel("Roster"))
-        left.addWidget(self.roster)
-        left.addWidget(self.visitor_name)
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.visitor_name)
         add_row = QHBoxLayout()
         add_row.addWidget(self.add_visitor_button)
         add_row.addWidget(self.add_attack_button)
-        left.addLayout(add_row)
-        left.addWidget(self.start_button)
-        left.addWidget(self.countdown_label)
-        left.addWidget(self.message)
+        buttons.addLayout(add_row)
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.countdown_label)
+        buttons.addWidget(self.message, 1)
+        buttons.addWidget(self.export_button)
+        roster_column = QVBoxLayout()
+        roster_column.addWidget(QLabel("Roster"))
+        roster_column.addWidget(self.roster, 1)
+        controls = QHBoxLayout()
+        controls.addLayout(roster_column, 1)
+        controls.addLayout(buttons, 1)
+        left = QVBoxLayout()
+        if video is not None:
+            left.addWidget(video, 3)
+        left.addLayout(controls, 2)
         right = QVBoxLayout()
         right.addWidget(metrics_box)
-        right.addWidget(QLabel("Per participant"))
-        right.addWidget(self.people_table)
-        right.addWidget(QLabel("Confusion matrix (rows: participant, columns: answer)"))
-        right.addWidget(self.confusion_table)
-        right.addWidget(QLabel("Trial log"))
-        right.addWidget(self.log)
+        right.addWidget(self.tabs, 1)
         layout = QHBoxLayout(self)
-        layout.addLayout(left, 1)
-        layout.addLayout(right, 2)
+        layout.addLayout(left, 5 if video is not None else 2)
+        layout.addLayout(right, 4)
 
         self.add_visitor_button.clicked.connect(self.add_visitor)
         self.add_attack_button.clicked.connect(self.add_attack)
         self.visitor_name.returnPressed.connect(self.add_visitor)
         self.start_button.clicked.connect(self.start_trial)
+        self.export_button.clicked.connect(self.export)
         QShortcut(QKeySequence(Qt.Key.Key_Space), self, self.start_trial)
         self.refresh()
 
@@ -216,6 +314,51 @@ class TrialsPanel(QWidget):
             self.message.setText(f"{result.participant.name}: {result.answer_label}")
             self.refresh()
             self.trial_finished.emit(result)
+
+    def export(self) -> None:
+        """Export button: ask where, write it, and say how it went."""
+        path = self.ask_export_path()
+        if path is None:
+            return
+        try:
+            self.export_to(path)
+        except (UserError, OSError) as error:
+            self.message.setText(f"export failed: {error}")
+            QMessageBox.warning(self, "Export", f"The session was not exported.\n\n{error}")
+            return
+        self.message.setText(f"exported {len(self.session.results)} trials to {path}")
+
+    def ask_export_path(self) -> Path | None:
+        """A save dialog; the file type follows the filter chosen when the name has none."""
+        stem = f"trials-session-{self.session.session_id or 'live'}"
+        dialog = QFileDialog(self, "Export the trial session", str(Path.home() / f"{stem}.csv"))
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setOption(QFileDialog.Option.DontUseNativeDialog)
+        dialog.setNameFilters(list(EXPORT_FILTERS))
+        fit_to_screen(dialog, 820, 520)
+        self.export_dialog = dialog
+        try:
+            if dialog.exec() != QFileDialog.DialogCode.Accepted or not dialog.selectedFiles():
+                return None
+            path = Path(dialog.selectedFiles()[0])
+            if not path.suffix:
+                path = path.with_suffix(EXPORT_FILTERS.get(dialog.selectedNameFilter(), ".csv"))
+            return path
+        finally:
+            self.export_dialog = None
+            dialog.deleteLater()
+
+    def export_to(self, path: Path) -> None:
+        """Write the session to ``path`` as its suffix says: .csv, .json or .html."""
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            export_csv(self.session, path)
+        elif suffix == ".json":
+            export_json(self.session, path, target_fpr=self.target_fpr)
+        elif suffix in (".html", ".htm"):
+            write_html_report(self.session, path, target_fpr=self.target_fpr)
+        else:
+            raise UserError(f"cannot export to {path.name}: name a .csv, .json or .html file")
 
     def _set_idle(self, idle: bool) -> None:
         for button in (self.start_button, self.add_visitor_button, self.add_attack_button):

@@ -3,8 +3,9 @@
 The pipeline's inference thread hands every result to
 :func:`kiosk.trials.session.record_live_result` (the session is thread-safe), so no frame
 of a trial is lost to the window's polling; the window's timer only draws the newest
-result. The countdown is drawn big over the video,
-and the trial's outcome stays there for a few seconds after it ends.
+result. The countdown is drawn big over the video, and the trial's outcome stays there
+for a few seconds after it ends, on two lines ("TP", then the answer) at the largest size
+that fits the video's width. The window fits its screen (1024x600 and up).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QFont, QResizeEvent
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from kiosk.live.results import FrameResult
 from kiosk.trials.rules import TrialResult
 from kiosk.trials.session import TrialSession, record_live_result
+from kiosk.ui.fit_text import FitLabel
+from kiosk.ui.screen_fit import fit_to_screen
 from kiosk.ui.trials_panel import TrialsPanel
 from kiosk.ui.video_view import VideoView
 
@@ -40,6 +43,7 @@ class TrialsWindow(QWidget):
         liveness: bool,
         clock: Callable[[], float] = time.monotonic,
         poll_ms: int = 33,
+        target_fpr: float = 0.02,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -48,15 +52,16 @@ class TrialsWindow(QWidget):
         self.session = session
         self.liveness = liveness
         self.video = VideoView()
-        self.panel = TrialsPanel(session, clock=clock)
-        self.overlay = QLabel("", self.video)
+        self.panel = TrialsPanel(session, clock=clock, video=self.video, target_fpr=target_fpr)
         # Low on the video, so the participant's face stays visible above it.
-        self.overlay.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom)
+        self.overlay = FitLabel("", self.video, largest=160, smallest=14, bold=True)
         self.overlay.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.overlay.setStyleSheet("color: rgb(255, 196, 0); background: transparent;")
+        self.overlay.setStyleSheet("color: rgb(255, 196, 0); background: rgba(0, 0, 0, 110);")
+        self.overlay.hide()
+        self.video.installEventFilter(self)  # the overlay follows the video's size
         layout = QHBoxLayout(self)
-        layout.addWidget(self.video, 3)
-        layout.addWidget(self.panel, 2)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.panel)
         self._last: FrameResult | None = None
         self._stopped = False
         self._poll = QTimer(self)
@@ -64,10 +69,10 @@ class TrialsWindow(QWidget):
         self._poll.timeout.connect(self.poll)
         self._clear = QTimer(self)
         self._clear.setSingleShot(True)
-        self._clear.timeout.connect(self.overlay.clear)
+        self._clear.timeout.connect(self._clear_overlay)
         self.panel.countdown.connect(self._show_countdown)
         self.panel.trial_finished.connect(self._show_outcome)
-        self.resize(1400, 800)
+        fit_to_screen(self, 1400, 820)
 
     def start(self) -> None:
         self.pipeline.on_result = self._record
@@ -88,19 +93,37 @@ class TrialsWindow(QWidget):
 
     def _show_countdown(self, remaining: float) -> None:
         self._clear.stop()
-        self.overlay.setText(f"{remaining:.1f}")
+        self._set_overlay(f"{remaining:.1f}")
 
     def _show_outcome(self, result: TrialResult) -> None:
-        self.overlay.setText(f"{result.outcome.value}: {result.answer_label}")
+        self._set_overlay(f"{result.outcome.value}\n{result.answer_label}")
         self._clear.start(OUTCOME_SHOWN_MS)
 
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        self.overlay.setGeometry(self.video.rect())
-        font = QFont()
-        font.setPixelSize(max(24, self.video.height() // 6))
-        font.setBold(True)
-        self.overlay.setFont(font)
+    def _set_overlay(self, text: str) -> None:
+        self.overlay.setText(text)
+        self._place_overlay()
+        self.overlay.show()
+
+    def _clear_overlay(self) -> None:
+        self.overlay.hide()
+        self.overlay.setText("")
+
+    def overlay_text(self) -> str:
+        """The overlay as one line ("TP: solo_01"), "" when nothing is shown."""
+        return ": ".join(self.overlay.lines())
+
+    def _place_overlay(self) -> None:
+        """The lower part of the video: one line (the countdown) or two (the outcome)."""
+        lines = max(1, len(self.overlay.lines()))
+        area = self.video.rect()
+        height = min(area.height(), round(area.height() * (0.22 if lines == 1 else 0.36)))
+        self.overlay.setGeometry(area.x(), area.bottom() + 1 - height, area.width(), height)
+        self.overlay.set_largest(max(24, height // lines))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.video and event.type() == QEvent.Type.Resize:
+            self._place_overlay()
+        return super().eventFilter(watched, event)
 
     def shutdown(self) -> None:
         """Stop drawing and the pipeline; judge a trial cut short. Safe to call twice."""

@@ -1,4 +1,5 @@
-"""The live video with a box, a name and a confidence per face."""
+"""The live video with a box per face: for the operator with a name and a confidence; on
+the public door screen (``public=True``) mirrored, with plain boxes and no numbers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ STATE_COLOURS: dict[TrackState, QColor] = {
     "unknown": QColor(229, 57, 53),
     "pending": QColor(158, 158, 158),
     "not_live": QColor(255, 145, 0),
+}
+# The public screen: a face is green once welcomed, white otherwise (red and grey boxes
+# that both said "Unknown" told the person at the door nothing; the answer below does).
+PUBLIC_COLOURS: dict[TrackState, QColor] = {
+    "recognized": QColor(0, 200, 83),
+    "unknown": QColor(240, 240, 240),
+    "pending": QColor(240, 240, 240),
+    "not_live": QColor(240, 240, 240),
 }
 BACKGROUND = QColor(16, 16, 18)
 BANNER_TEXT = QColor(255, 196, 0)
@@ -33,15 +42,26 @@ def _box_area(track: TrackView) -> float:
     return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
+# The operator's tag names the state where the label alone would say "Unknown" for all.
+STATE_TAGS: dict[TrackState, str] = {"pending": "deciding", "not_live": "not live"}
+
+
 def track_text(track: TrackView) -> str:
-    return f"{track.label}  {track.confidence:.0%}"
+    """The operator view's tag: the name or the state, and the confidence."""
+    return f"{STATE_TAGS.get(track.state, track.label)}  {track.confidence:.0%}"
 
 
 class VideoView(QWidget):
-    """Draws the newest frame scaled to fit, and the tracks over it. Decides nothing."""
+    """Draws the newest frame scaled to fit, and the tracks over it. Decides nothing.
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    ``public``: the door screen's view, a mirror (turning left moves the face left) with
+    plain boxes: no label, confidence, prompt or banner (the door screen says those in
+    words, or the operator view does).
+    """
+
+    def __init__(self, parent: QWidget | None = None, *, public: bool = False) -> None:
         super().__init__(parent)
+        self.public = public
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.setMinimumSize(320, 180)
@@ -89,6 +109,9 @@ class VideoView(QWidget):
             return QRectF()
         scale = target.width() / self._frame.shape[1]
         x1, y1, x2, y2 = box
+        if self.public:  # mirrored
+            width = self._frame.shape[1]
+            x1, x2 = width - x2, width - x1
         return QRectF(
             target.x() + x1 * scale, target.y() + y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale
         )
@@ -102,10 +125,15 @@ class VideoView(QWidget):
             painter.fillRect(self.rect(), BACKGROUND)
             painter.setRenderHint(QPainter.RenderHint.Antialiasing)
             if self._frame is None or self._result is None:
-                self._draw_centre_text(painter, self._notice or "Waiting for video…")
+                if not self.public:
+                    self._draw_centre_text(painter, self._notice or "Waiting for video…")
                 return
             target = self.frame_rect()
             painter.drawImage(target.topLeft(), self._scaled_image(self._frame, target))
+            if self.public:
+                for track in self._result.tracks:
+                    self._draw_public_box(painter, track)
+                return
             # Small (far) faces first, so the nearest person's name ends up on top.
             for track in sorted(self._result.tracks, key=_box_area):
                 self._draw_track(painter, track)
@@ -129,6 +157,8 @@ class VideoView(QWidget):
         if self._scaled is None or self._scaled[0] != size:
             shrink = size[0] < frame.shape[1]
             bgra = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)  # before scaling: fewer pixels
+            if self.public:
+                bgra = cv2.flip(bgra, 1)
             pixels = np.ascontiguousarray(
                 cv2.resize(bgra, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
             )
@@ -173,6 +203,17 @@ class VideoView(QWidget):
         painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
         if track.prompt:
             self._draw_prompt(painter, track.prompt, rect)
+
+    def _draw_public_box(self, painter: QPainter, track: TrackView) -> None:
+        rect = self.map_box(track.box)
+        if rect.isEmpty():
+            return
+        pen = QPen(PUBLIC_COLOURS.get(track.state, PUBLIC_COLOURS["pending"]))
+        pen.setWidthF(self.box_pen_width())
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        radius = min(rect.width(), rect.height()) * 0.12
+        painter.drawRoundedRect(rect, radius, radius)
 
     def _draw_prompt(self, painter: QPainter, text: str, box: QRectF) -> None:
         """What the person is asked to do, centred under their face (inside the frame)."""

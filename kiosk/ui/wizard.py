@@ -17,11 +17,12 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QObject, QSize, Qt, QThread, QTimer, Signal
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtGui import QFont, QFontMetrics, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QFormLayout,
     QGridLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListView,
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTextBrowser,
     QVBoxLayout,
     QWizard,
@@ -40,6 +42,7 @@ from enroll.session import CapturedPhoto, CaptureEvent, CaptureSession
 from enroll.store import Consent, PeopleStore, utc_now
 from kiosk.live.sources import FrameSource
 from kiosk.training import RecognizerUpdate
+from kiosk.ui.screen_fit import fit_to_screen
 from models.detector import FaceDetector
 from models.errors import UserError
 from models.names import name_key, validate_name
@@ -211,13 +214,22 @@ class CapturePage(QWizardPage):
         self.loop = CaptureLoop(self.session, reader, detector)
         self.setTitle("Photos")
         self.setSubTitle("Follow the instructions; photos are taken automatically.")
+        # The preview takes the room the page has (Ignored: a pixmap's size must never
+        # grow the page, which pushed the wizard's buttons off a 600 px screen).
         self.preview = QLabel()
-        self.preview.setMinimumSize(QSize(480, 360))
+        self.preview.setMinimumSize(QSize(320, 240))
+        self.preview.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.guidance = QLabel("step in front of the camera")
-        self.guidance.setStyleSheet("font-size: 20pt; font-weight: bold")
-        self.guidance.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        guidance_font = QFont(self.guidance.font())
+        guidance_font.setPointSize(18)
+        guidance_font.setBold(True)
+        self.guidance.setFont(guidance_font)
+        self.guidance.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.guidance.setWordWrap(True)
+        # Room for three lines, whatever the message: the bars below never move.
+        self.guidance.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.guidance.setFixedHeight(QFontMetrics(guidance_font).lineSpacing() * 3 + 8)
         self.bars: dict[str, QProgressBar] = {}
         grid = QGridLayout()
         for row, (pose, wanted) in enumerate(self.session.wanted.items()):
@@ -229,11 +241,14 @@ class CapturePage(QWizardPage):
         self.skip = QPushButton("Skip this pose")
         self.skip.setToolTip("when the volunteer cannot turn this way")
         self.skip.clicked.connect(self._skip_pose)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.preview, 1)
-        layout.addWidget(self.guidance)
-        layout.addLayout(grid)
-        layout.addWidget(self.skip)
+        side = QVBoxLayout()
+        side.addWidget(self.guidance)
+        side.addLayout(grid)
+        side.addWidget(self.skip)
+        side.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.preview, 3)
+        layout.addLayout(side, 2)
         self.shown_photos = 0
         self.timer = QTimer(self)
         self.timer.setInterval(refresh_ms)
@@ -298,7 +313,9 @@ class CapturePage(QWizardPage):
             colour = (0, 200, 0) if event.status == "captured" else (0, 200, 255)
             cv2.rectangle(view, (x1, y1), (x2, y2), colour, 3)
         mirrored = cv2.flip(view, 1)  # a mirror: turning left moves the face left on screen
-        self.preview.setPixmap(to_pixmap(np.asarray(mirrored, dtype=np.uint8), 480))
+        room = self.preview.contentsRect()
+        size = max(120, min(room.width(), room.height()))
+        self.preview.setPixmap(to_pixmap(np.asarray(mirrored, dtype=np.uint8), size))
 
 
 class ReviewPage(QWizardPage):
@@ -520,6 +537,7 @@ class EnrollWizard(QWizard):
             self.addPage(page)
         self.setOption(QWizard.WizardOption.NoBackButtonOnLastPage)
         self.setOption(QWizard.WizardOption.NoCancelButtonOnLastPage)
+        fit_to_screen(self, 1000, 720)  # all of it, buttons too, on a 1024x600 panel
 
     @property
     def person_name(self) -> str:

@@ -138,28 +138,28 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
 
 
+@dataclass(frozen=True)
+class OpenSetProtocol:
+    """How the open set is split and judged (see :func:`openset_evaluation`)."""
+
+    enroll: int = 5  # enrollment photos per person
+    held_out: int = 2  # held-out enrollment photos per person (calibration)
+    seed: int = 0  # of every split
+    softmax_threshold: float = 0.8  # max_softmax's and calibrated_softmax's default
+    target_fpr: float = 0.01  # share of dev strangers a chosen threshold may accept
+    dev_fraction: float = 0.5  # share of probes and of strangers that choose thresholds
+
+
 def openset_report(
     setup: EvalSetup,
     spec: str,
     known_images: Sequence[LabelledImage],
     stranger_images: Sequence[LabelledImage],
-    *,
-    enroll: int,
-    held_out: int,
-    seed: int,
-    softmax_threshold: float,
-    target_fnr: float,
+    protocol: OpenSetProtocol,
     sources: tuple[Path, Path],
 ) -> dict[str, Any]:
-    """Known people against strangers: every rejection rule, at its default threshold
-    and at matched error rates, and the recommended rule at ``target_fnr``.
-
-    Each known person's photos are split (``seed``) into ``enroll`` enrolled,
-    ``held_out`` for calibration and the rest as probes; ``sources`` are the known and
-    the strangers' folders, named in the report.
-    """
-    from models.eval.openset import OpenSetData, compare_rules, rejection_rules, split_known
-
+    """:func:`openset_evaluation` of ``spec``'s embeddings of the known people's and the
+    strangers' photos; ``sources`` are their folders, named in the report."""
     overlap = {i.identity for i in known_images} & {i.identity for i in stranger_images}
     if overlap:
         raise UserError(
@@ -169,12 +169,67 @@ def openset_report(
     embedder = setup.embedder(spec)
     known = setup.features(embedder, known_images, "known")
     strangers = setup.features(embedder, stranger_images, "strangers")
-    rows = np.flatnonzero(known.found)
-    labels = [known.labels[r] for r in rows]
-    split = split_known(labels, enroll, held_out, seed)
-    people = sorted(set(labels))
-    ids = np.array([people.index(name) for name in labels], np.int64)
-    vectors = _unit(known.embeddings[rows])
+    report = openset_evaluation(
+        known.embeddings[known.found],
+        [label for label, found in zip(known.labels, known.found, strict=True) if found],
+        strangers.embeddings[strangers.found],
+        [label for label, found in zip(strangers.labels, strangers.found, strict=True) if found],
+        protocol,
+    )
+    report["split"].update(
+        known_misses=int((~known.found).sum()), stranger_misses=int((~strangers.found).sum())
+    )
+    return {
+        "known": str(sources[0]),
+        "unknown": str(sources[1]),
+        "embedder": spec,
+        "align": setup.options.align,
+        **report,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def openset_evaluation(
+    known: np.ndarray,
+    known_labels: Sequence[str],
+    strangers: np.ndarray,
+    stranger_labels: Sequence[str],
+    protocol: OpenSetProtocol,
+) -> dict[str, Any]:
+    """Known people against strangers (embeddings, one row per photo with a face): every
+    rejection rule at its default threshold and at thresholds chosen on a dev part,
+    reported on dev and on a disjoint test part, and the recommended rule at the
+    protocol's ``target_fpr``.
+
+    Each known person's photos are split (``seed``) into ``enroll`` enrolled,
+    ``held_out`` for calibration and the rest as probes; probes (per person) and
+    strangers (whole people) are then split into dev (``dev_fraction``) and test
+    (:func:`models.eval.openset.split_open_set`).
+    """
+    from models.eval.openset import OpenSetData, compare_rules, rejection_rules, split_open_set
+
+    enroll, held_out, seed = protocol.enroll, protocol.held_out, protocol.seed
+    target_fpr, dev_fraction = protocol.target_fpr, protocol.dev_fraction
+    parts = split_open_set(
+        known_labels,
+        stranger_labels,
+        enroll=enroll,
+        held_out=held_out,
+        dev_fraction=dev_fraction,
+        seed=seed,
+    )
+    if not all(len(part) for part in (parts.probe_dev, parts.probe_test)) or not all(
+        len(part) for part in (parts.stranger_dev, parts.stranger_test)
+    ):
+        raise UserError(
+            "the split left no known probes or no strangers in the dev or the test part: "
+            f"give people more photos than --enroll + --held-out ({enroll} + {held_out}) "
+            "and at least two strangers"
+        )
+    people = sorted(set(known_labels))
+    ids = np.array([people.index(name) for name in known_labels], np.int64)
+    vectors = _unit(np.asarray(known, np.float32))
+    split = parts.known
     data = OpenSetData(
         people=people,
         enroll=vectors[split.enroll],
@@ -183,48 +238,77 @@ def openset_report(
         held_out_ids=ids[split.held_out],
         probe=vectors[split.probe],
         probe_ids=ids[split.probe],
-        strangers=_unit(strangers.embeddings[strangers.found]),
+        strangers=_unit(np.asarray(strangers, np.float32)),
     )
-    if len(data.probe) == 0 or len(data.strangers) == 0:
-        raise UserError(
-            "the split left no known probes or no strangers: give people more photos than "
-            f"--enroll + --held-out ({enroll} + {held_out}), and strangers' photos"
+    dev_known = np.isin(split.probe, parts.probe_dev)
+    dev_strangers = np.zeros(len(data.strangers), np.bool_)
+    dev_strangers[parts.stranger_dev] = True
+    rules = rejection_rules(data, softmax_threshold=protocol.softmax_threshold)
+    report = compare_rules(rules, dev_known, dev_strangers, target_fpr=target_fpr)
+    warnings = []
+    dev_count = len(parts.stranger_dev)
+    fpirs = [float(f) for f in next(iter(report["rules"].values()))["fpir"]]
+    for rate in sorted({target_fpr, *fpirs}):
+        if rate * dev_count < 1:
+            warnings.append(
+                f"only {dev_count} dev strangers: an FPR of {rate:g} allows none of them, so "
+                f"its thresholds lie above every dev stranger (it needs at least "
+                f"{int(np.ceil(1 / rate))} dev strangers to mean what it says)"
+            )
+    recommendation: dict[str, Any] = {"rule": report["recommended"]}
+    if report["recommended"] is not None:
+        best = report["rules"][report["recommended"]]["at_target"]
+        recommendation.update(
+            threshold=best["threshold"],
+            threshold_text=best["threshold_text"],
+            dev=best["dev"],
+            test=best["test"],
+            holds=best["holds"],
+            test_fpr_ci95=best["test_fpr_ci95"],
         )
-    correct, rules = rejection_rules(data, softmax_threshold=softmax_threshold)
-    report = compare_rules(correct, rules, target_fnr=target_fnr)
-    target = f"{target_fnr:g}"
-    best = report["rules"][report["recommended"]]["at_fnr"][target]
-    ref = report["rules"][report["reference"]]
+        if not best["holds"]:
+            low, high = best["test_fpr_ci95"]
+            warnings.append(
+                f"the recommended {report['recommended']} accepts "
+                f"{100 * best['test']['fpr']:.2f} % of the test strangers, above the target "
+                f"{100 * target_fpr:g} % it was chosen for on dev (95 % interval "
+                f"{100 * low:.2f} to {100 * high:.2f} %)"
+            )
+    else:
+        warnings.append("no rule names any dev probe right within the target FPR")
+    reference = report["rules"][report["reference"]]["default"]
+    recommendation["reference"] = {
+        "rule": report["reference"],
+        "threshold_text": reference["threshold_text"],
+        "dev": reference["dev"],
+        "test": reference["test"],
+    }
+    # what EmbeddingGallery(threshold=...) takes today: max cosine at the target, from dev
+    recommendation["gallery_threshold"] = report["rules"]["max_cosine"]["at_target"]["threshold"]
     return {
-        "known": str(sources[0]),
-        "unknown": str(sources[1]),
-        "embedder": spec,
-        "align": setup.options.align,
         "split": {
             "seed": seed,
             "enroll_per_person": enroll,
             "held_out_per_person": held_out,
+            "dev_fraction": dev_fraction,
             "people": len(people),
             "enroll": len(data.enroll),
             "held_out": len(data.held_out),
             "known_probes": len(data.probe),
             "strangers": len(data.strangers),
-            "known_misses": int((~known.found).sum()),
-            "stranger_misses": int((~strangers.found).sum()),
+            "dev_known_probes": len(parts.probe_dev),
+            "test_known_probes": len(parts.probe_test),
+            "dev_strangers": dev_count,
+            "test_strangers": len(parts.stranger_test),
+            "stranger_people": len(set(stranger_labels)),
+            "known_misses": 0,
+            "stranger_misses": 0,
         },
-        "closed_set_rank1": float(correct.mean()),
+        # the gallery's best person (max_cosine names it) over all known probes
+        "closed_set_rank1": float(rules[0].correct.mean()),
         **report,
-        "recommendation": {
-            "rule": report["recommended"],
-            "threshold": best["threshold"],
-            "fnr": best["fnr"],
-            "fpr": best["fpr"],
-            "reference_fnr": ref["default"]["fnr"],
-            "reference_fpr": ref["default"]["fpr"],
-            # what EmbeddingGallery(threshold=...) takes today: max cosine at the target FNR
-            "gallery_threshold": report["rules"]["max_cosine"]["at_fnr"][target]["threshold"],
-        },
-        "seconds": round(time.perf_counter() - start, 2),
+        "recommendation": recommendation,
+        "warnings": warnings,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -133,31 +134,80 @@ def test_user_errors_are_clear(
     assert main([*base, "--data", str(lfw), "--embedder", "clip:ViT-Q-99:laion"]) == 2
     assert "no CLIP weights ViT-Q-99:laion" in capsys.readouterr().err
     openset = ["eval", "openset", "--known", str(lfw), "--unknown", str(lfw)]
-    assert main([*openset, "--embedder", "mobilefacenet_128d", "--target-fnr", "2"]) == 2
-    assert "--target-fnr must be between 0 and 1" in capsys.readouterr().err
+    assert main([*openset, "--embedder", "mobilefacenet_128d", "--target-fpr", "2"]) == 2
+    assert "--target-fpr must be between 0 and 1" in capsys.readouterr().err
+    assert main([*openset, "--embedder", "mobilefacenet_128d", "--dev-fraction", "1"]) == 2
+    assert "--dev-fraction must be between 0 and 1" in capsys.readouterr().err
     assert main([*openset, "--embedder", "mobilefacenet_128d", "--no-cache"]) == 2
     assert "both known and strangers" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_openset_on_lfw_people_and_strangers(shared: Shared, tmp_path: Path) -> None:
+def test_openset_on_lfw_people_and_strangers(
+    shared: Shared, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     known, strangers = tmp_path / "known", tmp_path / "strangers"
     _copy_people(shared("faces", "lfw_min10"), known, people=8, per_person=10)
     _copy_people(shared("faces", "lfw_singles"), strangers, people=40, per_person=1)
     out = tmp_path / "o.json"
     args = ["eval", "openset", "--known", str(known), "--unknown", str(strangers)]
     args += ["--embedder", "mobilefacenet_128d", "--no-cache", "--json", str(out)]
+    args += ["--target-fpr", "0.05"]
     assert main(args) == 0
     report = json.loads(out.read_text())
     split = report["split"]
     assert (split["people"], split["enroll"], split["held_out"]) == (8, 40, 16)
     assert split["known_probes"] + split["known_misses"] == 24
+    assert split["dev_known_probes"] + split["test_known_probes"] == split["known_probes"]
     assert split["strangers"] + split["stranger_misses"] == 40
+    assert split["dev_strangers"] == split["test_strangers"] == split["strangers"] // 2
     assert report["closed_set_rank1"] > 0.9
-    assert set(report["rules"]) >= {"max_softmax", "calibrated_softmax", "per_person", "fusion"}
-    assert report["recommendation"]["rule"] in report["rules"]
+    assert len(report["rules"]) == 6  # no classifier: the gallery's rules only
+    assert {"max_softmax", "calibrated_softmax", "paper_p95", "fusion"} <= set(report["rules"])
+    rec = report["recommendation"]
+    assert rec["rule"] in report["rules"] and rec["dev"]["fpr"] <= 0.05
     for rule in report["rules"].values():
-        assert set(rule["fpir"]) == {"0.01", "0.001"}
+        assert rule["at_target"]["dev"]["fpr"] <= 0.05
+        assert set(rule["fpir"]) == {"0.001"}
+    printed = capsys.readouterr().out
+    assert (
+        "test FPR" in printed
+        and f"Recommended (highest dev DIR within 5 % dev FPR): {rec['rule']}" in printed
+    )
+    # 20 dev strangers cannot resolve 0.1 %: said, not hidden
+    assert "only 20 dev strangers: an FPR of 0.001 allows none of them" in printed
+
+
+def test_openset_table_prints_what_each_rule_compares_with(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The printed table on synthetic embeddings: paper_p95 is a per-image rule and shows
+    no global threshold; dev and test figures stand side by side."""
+    from kiosk.commands.eval_tables import print_openset
+    from models.eval.runs import OpenSetProtocol, openset_evaluation
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((6, 16))
+    labels = [f"p{i}" for i in range(6) for _ in range(14)]
+    known = centres[[int(name[1:]) for name in labels]] + 0.5 * rng.standard_normal((84, 16))
+    strangers = rng.standard_normal((300, 16))
+    report = openset_evaluation(
+        known,
+        labels,
+        strangers,
+        [f"s{i}" for i in range(300)],
+        OpenSetProtocol(target_fpr=0.02),
+    )
+    print_openset(report)
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if line.startswith("paper_p95 ")]
+    assert len(lines) == 2  # at the target FPR, at the default
+    tuned, default = (line[: line.index("|")].split(None, 1)[1].strip() for line in lines)
+    assert re.fullmatch(r"per image \(95th percentile\) [+-]\d\.\d{3} L2", tuned), tuned
+    assert default == "per image (95th percentile)"
+    assert "dev FPR" in printed and "test FPR" in printed and "holds" in printed
+    assert "max_softmax at its threshold (0.8000): test FPR" in printed
+    assert report["split"]["dev_strangers"] == report["split"]["test_strangers"] == 150
 
 
 @pytest.mark.slow
@@ -256,3 +306,22 @@ def test_bundle_embedder_is_the_bundles_centred_tower(
     )
     with pytest.raises(ModelError, match="does not exist"):
         load_embedder(f"bundle:{tmp_path / 'nope.bundle'}", EmbedderOptions(model_dir))
+
+
+def test_openset_says_when_a_split_part_would_be_empty() -> None:
+    from models.errors import UserError
+    from models.eval.runs import OpenSetProtocol, openset_evaluation
+
+    rng = np.random.default_rng(1)
+    known = rng.standard_normal((20, 8))
+    labels = [f"p{i % 2}" for i in range(20)]
+    with pytest.raises(UserError, match="at least two strangers"):
+        openset_evaluation(known, labels, rng.standard_normal((1, 8)), ["s0"], OpenSetProtocol())
+    with pytest.raises(UserError, match=r"more photos than --enroll \+ --held-out \(9 \+ 1\)"):
+        openset_evaluation(
+            known,
+            labels,
+            rng.standard_normal((4, 8)),
+            ["s0", "s1", "s2", "s3"],
+            OpenSetProtocol(enroll=9, held_out=1),
+        )

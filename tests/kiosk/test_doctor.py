@@ -8,6 +8,24 @@ import pytest
 from kiosk.cli import main
 
 
+def _use_models(folder: Path, shared: Path, monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """A model directory holding only ``names`` (links to the shared files)."""
+    from models import registry
+
+    for name in names:
+        file = registry.spec(name).file
+        (folder / file).symlink_to(shared / file)
+    monkeypatch.setenv("KIOSK_MODEL_DIR", str(folder))
+
+
+def _gallery_config(folder: Path) -> str:
+    """A MobileFaceNet gallery's config: every file it needs is in ../shared (CLIP's
+    RN50.pt, which the default CLIP recognizer needs, is not)."""
+    path = folder / "gallery.toml"
+    path.write_text('[recognizer]\nkind = "embedding_gallery"\n', encoding="utf-8")
+    return str(path)
+
+
 def _doctor_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
     code = main([*argv, "doctor", "--json"])
     return code, json.loads(capsys.readouterr().out)
@@ -49,24 +67,16 @@ def test_doctor_fails_without_the_gallery_embedder(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name in ("scrfd_2.5g_bnkps.onnx", "minifasnet_v2.onnx", "minifasnet_v1se.onnx"):
-        (tmp_path / name).symlink_to(model_dir / name)
-    monkeypatch.setenv("KIOSK_MODEL_DIR", str(tmp_path))
-    code, report = _doctor_json(capsys, "--config", _gallery_config(tmp_path))
+    _use_models(tmp_path, model_dir, monkeypatch, "scrfd_2.5g", "minifasnet_v2", "minifasnet_v1se")
+    config = _gallery_config(tmp_path)
+    code, report = _doctor_json(capsys, "--config", config)
     assert code == 1 and report["can_run"] is False
     fixes = [p["fix"] for p in report["problems"] if p["severity"] == "error"]
-    assert fixes == ["kiosk models fetch mobilefacenet_128d"]
-
-
-def test_doctor_asks_for_the_clip_weights_of_the_default_recognizer(
-    model_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The default recognizer is CLIP: before its first bundle is trained it needs RN50.pt,
-    which the shared models do not have."""
-    code, report = _doctor_json(capsys)
-    assert code == 1 and report["can_run"] is False
+    assert fixes == [f"kiosk --config {config} models fetch mobilefacenet_128d"]
+    monkeypatch.delenv("KIOSK_CONFIG")  # `--config` exported it for child processes
+    code, report = _doctor_json(capsys)  # the default, CLIP: its weights instead
     fixes = [p["fix"] for p in report["problems"] if p["severity"] == "error"]
-    assert fixes == ["kiosk models fetch clip_rn50_openai"]
+    assert code == 1 and fixes == ["kiosk models fetch clip_rn50_openai"]
 
 
 def test_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,3 +108,51 @@ def test_pyside_612_on_old_python_is_flagged(
     assert (problem is not None) == flagged
     if problem is not None:
         assert problem.severity == "warning" and 'pip install "PySide6!=6.12.0"' in problem.fix
+
+
+def test_doctor_prints_a_table_and_json_only_when_asked(
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _use_models(
+        tmp_path, model_dir, monkeypatch, "scrfd_2.5g", "minifasnet_v2", "mobilefacenet_128d"
+    )
+    (tmp_path / "minifasnet_v1se.onnx").write_bytes(b"not the model")
+    config = _gallery_config(tmp_path)
+    assert main(["--config", config, "doctor"]) == 1
+    table = capsys.readouterr().out
+    assert "{" not in table  # no JSON
+    lines = table.splitlines()
+    headings = [line for line in lines if line and not line.startswith(" ")]
+    assert headings[:-1] == ["python", "qt", "cameras", "models", "onnxruntime", "paths", "site"]
+    assert headings[-1].startswith("the kiosk cannot run (1 error(s)")
+    rows = {
+        line.split()[1]: line.split()[0]
+        for line in lines
+        if line.startswith("  ") and line.split()[0] in ("ok", "warning", "error", "-")
+    }
+    assert rows["scrfd_2.5g"] == rows["minifasnet_v2"] == rows["providers"] == "ok"
+    assert rows["minifasnet_v1se"] == "error" and rows["yunet"] == "-"
+    at = next(i for i, line in enumerate(lines) if line.split()[1:2] == ["minifasnet_v1se"])
+    assert "is corrupt" in lines[at]
+    fix = ["fix:", "kiosk", "--config", config, "models", "fetch", "minifasnet_v1se"]
+    assert lines[at + 1].split() == fix
+    code, report = _doctor_json(capsys, "--config", config)
+    assert code == 1
+    (problem,) = [p for p in report["problems"] if p["severity"] == "error"]
+    assert problem["section"] == "models" and problem["fix"] == " ".join(fix[1:])
+
+
+def test_a_problem_without_a_row_is_still_shown() -> None:
+    from kiosk.setup.doctor import DoctorReport, Problem, format_report
+
+    report = DoctorReport()
+    report.add("python", "ok", "python", "3.11")
+    report.problems.append(Problem("error", "something else broke", "kiosk doctor", "nowhere"))
+    table = format_report(report).splitlines()
+    at = table.index("other")
+    assert table[at + 1].split()[:2] == ["error", "something"]
+    assert table[at + 2].split() == ["fix:", "kiosk", "doctor"]
+    assert table[-1].startswith("the kiosk cannot run (1 error(s), 0 warning(s))")

@@ -128,7 +128,7 @@ def test_offline_names_the_folder_and_each_sha256(tmp_path: Path) -> None:
         raise OSError("network is unreachable")
 
     out = io.StringIO()
-    names = [NAME, "mobilefacenet_128d"]  # the second has no address at all
+    names = [NAME, "yunet_2026may"]  # the second has no address at all
     with pytest.raises(UserError) as info:
         ensure_models(
             names, tmp_path, assume_yes=True, stdin=io.StringIO(), out=out, opener=offline
@@ -154,7 +154,8 @@ def test_kiosk_run_without_models_says_what_and_how(
     assert main(["run", "--windowed", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "face_detection_yunet_2023mar.onnx" in err and "MIT" in err
-    assert "kiosk models fetch yunet" in err
+    assert f"kiosk --config {config} models fetch yunet clip_rn50_openai" in err
+    assert f"kiosk --config {config} run --windowed --yes" in err
 
 
 def _clip_config(tmp_path: Path, pretrained: str) -> KioskConfig:
@@ -184,3 +185,25 @@ def test_clip_weights_needed_only_to_rebuild_the_tower(tmp_path: Path) -> None:
     assert needed_models(_clip_config(tmp_path / "none", "none")) == ["yunet"]
     path.unlink()  # no bundle yet: the first one is trained from the store, with RN50.pt
     assert needed_models(config) == ["yunet", "clip_rn50_openai"]
+
+
+def test_a_clip_first_run_offers_the_clip_weights(tmp_path: Path) -> None:
+    config = KioskConfig.model_validate(
+        {"recognizer": {"kind": "clip", "bundle": str(tmp_path / "nobody.bundle")}}
+    )
+    names = needed_models(config)
+    assert "clip_rn50_openai" in names
+    out = io.StringIO()
+    with pytest.raises(UserError) as info:
+        ensure_models(names, tmp_path / "models", stdin=_Terminal("n\n"), out=out)
+    assert "RN50.pt (clip_rn50_openai, 255.8 MB): missing" in out.getvalue()
+    assert "licence: MIT" in out.getvalue()
+    assert f"Download {len(names)} file(s) now?" in out.getvalue()
+    assert f"kiosk models fetch {' '.join(names)}" in str(info.value)
+
+
+def test_models_list_shows_each_licence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--model-dir", str(tmp_path), "list"]) == 0
+    out = capsys.readouterr().out
+    at = out.index("mobilefacenet_128d")
+    assert "licence: GPL-3.0" in out[at : out.index("\n", out.index("\n", at) + 1)]

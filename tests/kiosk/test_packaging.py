@@ -31,6 +31,14 @@ def test_door_bundle_builds_and_runs_without_torch(
     assert "kiosk 0.1.0" in build.stdout
     internal = {p.name for p in (bundle / "_internal").iterdir()}
     assert "torch" not in internal and "onnxruntime" in internal
+    # No model file is shipped (MobileFaceNet is GPL-3.0, SCRFD non-commercial): each is
+    # downloaded on the kiosk. Only the manifest that lists them is in the bundle.
+    from models import registry
+
+    model_files = {m.file for m in registry.load_manifest().values()}
+    model_files |= {m.archive_member for m in registry.load_manifest().values() if m.archive_member}
+    shipped = {p.name for p in bundle.rglob("*")}
+    assert not shipped & model_files and "manifest.toml" in shipped
 
     env = {**os.environ, "KIOSK_MODEL_DIR": str(model_dir), "QT_QPA_PLATFORM": "offscreen"}
     doctor = subprocess.run([exe, "doctor", "--json"], capture_output=True, text=True, env=env)

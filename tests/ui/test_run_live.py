@@ -77,6 +77,8 @@ def test_kiosk_run_names_an_enrolled_person_on_a_video(
         if not named:
             QTimer.singleShot(20, look)
             return
+        seen["door"] = window.door.answer.headline  # what the person at the door reads
+        window.show_operator_view()  # the engineering view: boxes, confidences, timings
         window.repaint()
         seen["green"] = _box_pixels(window, STATE_COLOURS["recognized"])
         seen["status"] = window.status.text()
@@ -91,6 +93,7 @@ def test_kiosk_run_names_an_enrolled_person_on_a_video(
 
     QTimer.singleShot(0, look)
     assert main(["run", "--windowed", "--config", str(config), "--source", str(video)]) == 0
+    assert seen["door"] == f"Welcome, {NAME}"
     assert int(seen["green"]) > 200  # type: ignore[call-overload]  # the box and its tag
     assert "liveness" in str(seen["status"]) and "FPS" in str(seen["status"])
     assert seen["paused_notice"] == PAUSED_NOTICE

@@ -144,3 +144,99 @@ def test_attack_trials_are_counted(qtbot, panel: TrialsPanel) -> None:
     table = panel.confusion_table
     rows = [table.verticalHeaderItem(r).text() for r in range(table.rowCount())]
     assert rows[-1] == "attack"
+
+
+def _with_trials(qtbot, panel: TrialsPanel) -> None:
+    run_trial(qtbot, panel, 0, "alice", 0.95)
+    run_trial(qtbot, panel, 1, None, 0.4)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".html"])
+def test_export_writes_each_format(qtbot, panel: TrialsPanel, tmp_path, suffix: str) -> None:
+    import csv
+    import json
+
+    _with_trials(qtbot, panel)
+    path = tmp_path / f"session{suffix}"
+    panel.ask_export_path = lambda: path  # type: ignore[method-assign]
+    qtbot.mouseClick(panel.export_button, Qt.MouseButton.LeftButton)
+    assert panel.message.text() == f"exported 2 trials to {path}"
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        assert [(r["participant"], r["outcome"]) for r in rows] == [("alice", "TP"), ("bob", "FN")]
+    elif suffix == ".json":
+        summary = json.loads(text)
+        assert (summary["tp"], summary["fn"], summary["trials"]) == (1, 1, 2)
+    else:
+        assert text.startswith("<!doctype html>") and "alice" in text
+
+
+def test_a_failed_export_says_why(qtbot, panel: TrialsPanel, tmp_path, monkeypatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    _with_trials(qtbot, panel)
+    warned: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text: warned.append(text))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    panel.ask_export_path = lambda: blocked / "session.csv"  # type: ignore[method-assign]
+    panel.export()
+    assert len(warned) == 1 and "not exported" in warned[0] and "cannot write" in warned[0]
+    assert panel.message.text().startswith("export failed: cannot write")
+    panel.ask_export_path = lambda: tmp_path / "session.xlsx"  # type: ignore[method-assign]
+    panel.export()
+    assert "name a .csv, .json or .html file" in warned[1]
+    assert not (tmp_path / "session.xlsx").exists()
+    panel.ask_export_path = lambda: None  # type: ignore[method-assign]
+    panel.export()  # cancelled: nothing said, nothing written
+    assert len(warned) == 2
+
+
+def test_the_export_dialog_adds_the_chosen_type(qtbot, panel: TrialsPanel, tmp_path) -> None:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QLineEdit
+
+    from kiosk.ui.trials_panel import EXPORT_FILTERS
+
+    json_filter = next(f for f, suffix in EXPORT_FILTERS.items() if suffix == ".json")
+    seen: dict[str, object] = {}
+
+    def answer() -> None:
+        dialog = panel.export_dialog
+        if dialog is None:
+            QTimer.singleShot(20, answer)
+            return
+        seen["size"] = (dialog.width(), dialog.height())
+        dialog.selectNameFilter(json_filter)
+        dialog.setDirectory(str(tmp_path))
+        name = dialog.findChild(QLineEdit, "fileNameEdit")  # where the operator types
+        name.setText("my-session")  # without a type
+        dialog.accept()
+
+    QTimer.singleShot(20, answer)
+    assert panel.ask_export_path() == tmp_path / "my-session.json"
+    assert panel.export_dialog is None
+    assert seen["size"][0] <= 820 and seen["size"][1] <= 520  # type: ignore[index]
+
+
+def test_numbers_and_messages_do_not_move_the_layout(qtbot, panel: TrialsPanel) -> None:
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QFontMetrics
+
+    panel.resize(900, 560)
+    qtbot.wait(50)
+    watched = [panel.start_button, panel.export_button, panel.countdown_label, panel.tabs]
+    watched += list(panel.metric_labels.values())
+
+    def places() -> list[tuple[int, int, int, int]]:
+        return [(*w.mapTo(panel, QPoint(0, 0)).toTuple(), w.width(), w.height()) for w in watched]
+
+    before = places()
+    for key, label in panel.metric_labels.items():
+        label.setText("100.0%" if key in ("accuracy", "fpr", "fnr", "apcer") else "12345")
+        assert QFontMetrics(label.font()).horizontalAdvance(label.text()) <= label.width()
+    panel.countdown_label.setText("attack_refused")
+    panel.message.setText("a participant needs a name; " * 4)
+    qtbot.wait(50)
+    assert places() == before

@@ -72,7 +72,7 @@ def test_console_runs_a_live_trial(
         window.panel.roster.setCurrentRow(0)
         with qtbot.waitSignal(window.panel.trial_finished, timeout=20000) as blocker:
             qtbot.mouseClick(window.panel.start_button, Qt.MouseButton.LeftButton)
-            qtbot.waitUntil(lambda: window.overlay.text() not in ("", "TP: solo_01"), timeout=5000)
+            qtbot.waitUntil(lambda: window.overlay_text() not in ("", "TP: solo_01"), timeout=5000)
         result = blocker.args[0]
         assert isinstance(result, TrialResult)
         assert result.face_frames >= 5  # 25 fps video paced in real time for 1 s
@@ -80,7 +80,8 @@ def test_console_runs_a_live_trial(
         assert not any(f.live is False for f in result.frames)
         assert result.outcome is Outcome.TP and result.answer == "solo_01"
         assert result.thumbnail
-        assert window.overlay.text() == "TP: solo_01"
+        assert window.overlay_text() == "TP: solo_01"  # on two lines, "TP" and the answer
+        assert window.overlay.text_fits() and not window.overlay.elided
         assert window.panel.metric_labels["tp"].text() == "1"
         # An attack: the same face held up, now found not live: refused, not named.
         spoof["on"] = True

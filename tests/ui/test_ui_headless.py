@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from kiosk.cli import main
 from kiosk.config import load_config
-from kiosk.live.results import FrameResult
+from kiosk.live.results import FrameResult, RecognizerInfo
 from kiosk.setup.pin import PinGate, hash_pin, parse_pin_hash, verify_pin
 from kiosk.ui import CV2_QT_VARIABLES, drop_cv2_qt_paths, has_display
 from kiosk.ui.status import provider_label, status_text
@@ -158,7 +159,17 @@ def test_status_text_lists_fps_drops_stages_and_provider() -> None:
         providers=("CUDAExecutionProvider", "CPUExecutionProvider"),
     )
     assert status_text(result) == (
-        "17.2 FPS  ·  GPU (CUDA)  ·  dropped 3  ·  detect 9.0 ms  ·  classify 34.0 ms"
+        "17.2 FPS · GPU (CUDA) · dropped 3\nms: detect 9.0 · classify 34.0"
+    )
+    noticed = replace(result, stage_ms={}, notice="nobody is enrolled")
+    assert status_text(noticed) == (
+        "17.2 FPS · GPU (CUDA) · dropped 3 · nobody is enrolled\nno stage timings"
+    )
+    trained = replace(
+        result, recognizer=RecognizerInfo("clip", 7, people=3, update="retraining: about 20 s left")
+    )
+    assert status_text(trained).split("\n")[0] == (
+        "17.2 FPS · GPU (CUDA) · dropped 3 · clip v7 · retraining: about 20 s left"
     )
     assert status_text(None) == "waiting for the first frame"
     assert provider_label(("CPUExecutionProvider",)) == "CPU"

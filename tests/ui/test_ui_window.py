@@ -90,6 +90,7 @@ def test_window_draws_the_frame_boxes_and_labels(qtbot: QtBot, frames: list[Fram
     window = _window(qtbot, source, kiosk_mode=False, pin_hash=None, poll_ms=5)
     window.resize(960, 600)
     window.start()
+    window.show_operator_view()  # the engineering view (windowed: no PIN)
     qtbot.waitExposed(window)
     assert window.video.result is None
     published = source.advance()
@@ -146,6 +147,7 @@ def test_each_state_has_its_colour(qtbot: QtBot, frames: list[FrameResult]) -> N
     window = _window(qtbot, source, kiosk_mode=False, pin_hash=None, poll_ms=5)
     window.resize(1000, 640)
     window.start()
+    window.show_operator_view()
     source.advance()
     qtbot.waitUntil(lambda: window.video.result is result, timeout=2000)
     image = window.video.grab().toImage()
@@ -170,16 +172,18 @@ def test_status_line_and_source_status_are_shown(qtbot: QtBot, frames: list[Fram
     window = _window(qtbot, source, kiosk_mode=False, pin_hash=None, poll_ms=5)
     window.resize(960, 600)
     window.start()
+    window.show_operator_view()
     source.advance()
     qtbot.waitUntil(lambda: window.video.result is frames[0], timeout=2000)
     assert "FPS" in window.status.text() and "detect" in window.status.text()
-    assert "FPS  ·  CPU  ·  dropped" in window.status.text()
+    assert "FPS · CPU · dropped" in window.status.text()
     before = window.video.grab().toImage()
     source.advance()
     qtbot.waitUntil(lambda: window.video.result is lost, timeout=2000)
-    assert window.status.text() == (
-        "12.5 FPS  ·  CPU  ·  dropped 42  ·  decode 1.5 ms  ·  detect 28.2 ms"
+    assert window.status.full_text() == (
+        "12.5 FPS · CPU · dropped 42\nms: decode 1.5 · detect 28.2"
     )
+    assert window.status.text_fits() and not window.status.elided  # neither line cut
     after = window.video.grab().toImage()
     band = [(x, y) for x in range(0, after.width(), 3) for y in range(0, after.height() // 6, 2)]
     banner_now = sum(_near(after, x, y, BANNER_TEXT, 60) for x, y in band)
@@ -259,8 +263,9 @@ def test_pin_gate_refuses_a_wrong_pin_and_closes_on_the_right_one(
     qtbot.keyClicks(dialog.pin_edit, "0000")
     qtbot.keyClick(dialog.pin_edit, Qt.Key.Key_Return)
     assert window.isVisible() and dialog.isVisible()
-    assert dialog.message.text() == "Wrong PIN."
+    assert dialog.message.text() == "Wrong PIN. Try again."
     assert dialog.pin_edit.text() == ""
+    assert window.gate is not None and window.gate.failures == 1  # one Enter, one attempt
 
     dialog.reject()  # cancelled: still locked; closing asks again
     qtbot.waitUntil(lambda: window.pin_dialog is None, timeout=2000)
@@ -284,11 +289,25 @@ def test_pin_dialog_shows_the_lockout(
     window.ask_pin()
     dialog = window.pin_dialog
     assert dialog is not None
-    for guess in ("1111", "2222", "3333"):
+    qtbot.waitExposed(dialog)
+    for count, guess in enumerate(("1111", "2222"), start=1):
         qtbot.keyClicks(dialog.pin_edit, guess)
         qtbot.keyClick(dialog.pin_edit, Qt.Key.Key_Return)
-    assert dialog.message.text().startswith("Too many wrong PINs. Try again in")
+        assert window.gate is not None and window.gate.failures == count
+        assert dialog.message.text() == "Wrong PIN. Try again." and dialog.pin_edit.isEnabled()
+    qtbot.keyClicks(dialog.pin_edit, "3333")
+    qtbot.keyClick(dialog.pin_edit, Qt.Key.Key_Return)  # the last wrong PIN: it says so
+    assert dialog.isVisible()
+    assert dialog.message.text() == "Too many wrong PINs: the PIN is locked. Try again in 5 s."
     assert not dialog.pin_edit.isEnabled() and dialog.lock_timer.isActive()
+    # Enter again while locked (the focus has left the disabled line edit): it used to
+    # press Cancel and close the prompt without a word. Now it stays, and counts nothing.
+    focused = QApplication.focusWidget()
+    for _ in range(2):
+        qtbot.keyClick(focused if focused is not None else dialog, Qt.Key.Key_Return)
+    assert dialog.isVisible() and window.pin_dialog is dialog
+    assert window.gate.failures == 3
+    assert dialog.message.text().startswith("Too many wrong PINs: the PIN is locked.")
     dialog.reject()
     qtbot.waitUntil(lambda: window.pin_dialog is None, timeout=2000)
     assert not dialog.lock_timer.isActive() and not dialog.idle_timer.isActive()
@@ -381,7 +400,10 @@ def test_run_opens_the_window_on_the_pipeline_and_stops_it(
 
     monkeypatch.setattr(door, "start_pipeline", start)
     config = tmp_path / "kiosk.toml"
-    config.write_text(f'[ui]\noperator_pin = "{pin_hash}"\npoll_ms = 10\n')
+    config.write_text(
+        f'[ui]\noperator_pin = "{pin_hash}"\npoll_ms = 10\n'
+        '[recognizer]\nkind = "embedding_gallery"\n'  # all its model files are in ../shared
+    )
     seen: dict[str, object] = {}
 
     def look_then_stop() -> None:
@@ -439,6 +461,7 @@ def test_the_sources_trouble_is_said_even_without_a_new_result(
     window = _window(qtbot, source, kiosk_mode=False, pin_hash=None, poll_ms=5)
     window.resize(960, 600)
     window.start()
+    window.show_operator_view()
     qtbot.waitExposed(window)
     waiting = window.video.grab().toImage()
     source.source_status = "no camera at index 0, retrying in 2 s"  # before any frame

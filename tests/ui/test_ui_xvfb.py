@@ -1,12 +1,11 @@
 """The kiosk window in a REAL X window (Xvfb), after `import cv2`, on the real live pipeline:
-the screenshot of the X screen must show the video and the enrolled person's box drawn
-where the window says it drew them."""
+the door screen must welcome the enrolled person by name in its green band with the door
+sign lit, and the operator view's screenshot must show the video and the person's box
+drawn where the window says it drew them."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,31 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, skip_or_fail
+from tests.helpers import ROOT, x_app_env
+from tests.helpers import xvfb_display as xvfb_display_at
 
 
 @pytest.fixture
 def xvfb_display() -> Iterator[str]:
-    if shutil.which("Xvfb") is None:
-        skip_or_fail("Xvfb is not installed (packaging/install.sh installs it)")
-    read_fd, write_fd = os.pipe()
-    # -displayfd: Xvfb picks a free display number itself and writes it when ready.
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as ready:
-            number = ready.readline().strip()
-        if not number:
-            pytest.fail("Xvfb did not start")
-        yield f":{number}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with xvfb_display_at(1280, 720) as display:
+        yield display
 
 
 def _near(pixel: np.ndarray, rgb: list[int], tol: int = 40) -> bool:
@@ -52,12 +34,7 @@ def test_real_x_window_shows_video_and_face_box(
 ) -> None:
     import cv2
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR", "WAYLAND_DISPLAY")
-    }
-    env.update(DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb")
+    env = x_app_env(xvfb_display)
     done = subprocess.run(
         [
             sys.executable,
@@ -80,6 +57,20 @@ def test_real_x_window_shows_video_and_face_box(
     assert "cv2" in report["cv2_set"]["QT_QPA_PLATFORM_PLUGIN_PATH"]
     assert report["left_in_env"]["QT_QPA_PLATFORM_PLUGIN_PATH"] is None
     assert report["fullscreen"] and report["window"] == [0, 0, 1280, 720]
+
+    # The door screen: the welcome in words on the green band, the door open, no numbers.
+    door = report["door"]
+    assert door["texts"] == ["Welcome, Ada Lovelace", "Door open"]
+    assert door["answer"] == "welcome" and door["door_open"] and door["fits"]
+    public = cv2.imread(str(tmp_path / "door.png"))
+    band_y, band_h = door["band"]
+    assert band_y + band_h == 720
+    band = public[band_y + 4 : band_y + band_h - 4, ::16].reshape(-1, 3)
+    assert np.mean([_near(p, [23, 117, 58]) for p in band]) > 0.6  # mostly the band's green
+    assert (band.min(axis=1) > 200).sum() > 20  # with white letters on it
+    sx, sy, sw, sh = door["sign"]
+    sign = public[sy + 2 : sy + sh - 2, sx + sw // 2 : sx + sw - sh // 2].reshape(-1, 3)
+    assert np.mean([_near(p, [0, 170, 70]) for p in sign]) > 0.3  # the lit door sign
 
     screen = cv2.imread(str(tmp_path / "screen.png"))
     assert screen.shape == (720, 1280, 3)
@@ -108,7 +99,7 @@ def test_real_x_window_shows_video_and_face_box(
     face = screen[by + bh // 4 : by + bh * 3 // 4, bx + bw // 4 : bx + bw * 3 // 4]
     assert np.mean([_near(p, colour, 20) for p in face.reshape(-1, 3)[::5]]) < 0.2
 
-    # The status line has text drawn on it.
+    # The status lines have text drawn on them.
     sx, sy, sw, sh = report["status_rect"]
     assert sy + sh == 720 and "FPS" in report["status_text"]
     assert "liveness" in report["status_text"] and report["label"] == "Ada Lovelace"

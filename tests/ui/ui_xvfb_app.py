@@ -1,9 +1,10 @@
 """Run by tests/ui/test_ui_xvfb.py in a subprocess on a real X server (Xvfb): imports cv2
 first, as the product does, enrolls the video's person into a fresh people store, opens
 the full-screen kiosk window on the real live pipeline (`kiosk run`'s own
-`start_pipeline`: detection, liveness, the store's gallery, tracking) playing the video,
-waits until the person is named, grabs the X screen to a PNG and writes what the test
-needs to check it.
+`start_pipeline`: detection, liveness, the store's gallery, tracking, the door event log)
+playing the video, waits until the person is welcomed and the door opens, grabs the X
+screen to door.png, then opens the operator view and grabs it to screen.png, and writes
+what the test needs to check both.
 
     python -m tests.ui.ui_xvfb_app OUT_DIR VIDEO MODEL_DIR
 """
@@ -59,13 +60,35 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (
-        window.isFullScreen() and named() and window.isActiveWindow()
+        window.isFullScreen() and named() and window.isActiveWindow() and window.door.door_is_open
     ):
         QTest.qWait(20)
     window.poll_timer.stop()  # freeze the picture that is grabbed
     published = window.video.result
     assert published is not None and named(), "the enrolled person was never named"
     QTest.qWait(300)  # let the X server show the last paint
+    app.primaryScreen().grabWindow(0).save(str(out_dir / "door.png"))
+    door = window.door
+    door_report = {
+        "texts": door.texts()[2:],  # after the clock and the date
+        "answer": door.answer.kind,
+        "door_open": door.door_is_open,
+        "fits": all(
+            label.text_fits() and not label.elided for label in (door.headline, door.clock)
+        ),
+        "band": [
+            door.band.mapToGlobal(QPoint(0, 0)).y(),
+            door.band.height(),
+        ],
+        "sign": [
+            door.door_sign.mapToGlobal(QPoint(0, 0)).x(),
+            door.door_sign.mapToGlobal(QPoint(0, 0)).y(),
+            door.door_sign.width(),
+            door.door_sign.height(),
+        ],
+    }
+    window.show_operator_view()  # what the operator sees behind the PIN
+    QTest.qWait(300)
     shot = app.primaryScreen().grabWindow(0)
     shot.save(str(out_dir / "screen.png"))
 
@@ -93,8 +116,9 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
             window.status.width(),
             window.status.height(),
         ],
-        "status_text": window.status.text(),
+        "status_text": window.status.full_text(),
         "label": track.label,
+        "door": door_report,
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     window.shutdown()
