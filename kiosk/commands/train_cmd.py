@@ -82,8 +82,8 @@ def _from_store(args: argparse.Namespace, config: KioskConfig) -> int:
             print(line, flush=True)
 
     with open_store(config.enroll) as store:
+        complete_erasures(config, store)  # whoever its opening purged: gone everywhere first
         done = train_from_store(config, store, out=args.out, progress=progress, log=log)
-        complete_erasures(config, store)  # whoever its opening purged: gone everywhere
     if args.progress:
         print(progress_line(progress=1.0, message=done.message, version=done.version), flush=True)
     if args.json and done.report:

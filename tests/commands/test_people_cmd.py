@@ -24,6 +24,31 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def test_an_erasure_that_cannot_finish_stays_pending_and_the_next_command_finishes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_dir = tmp_path / "store"
+    with PeopleStore(store_dir) as store:
+        ada = store.add_person("Ada Lovelace", photos(2), consent())
+        store.add_person("Bob", photos(2, seed=1), consent())
+    base = ["people", "--store", str(store_dir)]
+    drive = tmp_path / "drive"
+    assert run(capsys, *base, "export", str(drive))[0] == 0
+    drive.rename(tmp_path / "unplugged")
+    code, out, err = run(capsys, *base, "delete", "Ada Lovelace", "--yes")
+    assert code == 0 and "deleted 'Ada Lovelace'" in out
+    assert f"person {ada.uid} is not erased from the exports" in err and "not reachable" in err
+    with PeopleStore(store_dir) as store:
+        assert [e.uid for e in store.pending_erasures()] == [ada.uid]
+    (tmp_path / "unplugged").rename(drive)
+    code, out, err = run(capsys, *base, "list")
+    assert code == 0 and f"erased person {ada.uid}: removed" in err and "1 export folders" in err
+    assert sorted(p.name for p in drive.iterdir()) == ["Bob", EXPORT_MARKER]
+    with PeopleStore(store_dir) as store:
+        assert store.pending_erasures() == []
+    assert "erased person" not in run(capsys, *base, "list")[2]  # done once, for good
+
+
 def test_people_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store_dir = tmp_path / "store"
     with PeopleStore(store_dir) as store:
