@@ -7,6 +7,7 @@ Layout under the store's root::
                           exports (where each person was exported), erasures (journal)
     photos/<uid>/         one folder per person, named by an opaque id, never by the name
     staging/              files being written; emptied on every open
+    exports/              the exports in progress (`kiosk people export`), to clean up
 
 Encryption (``encrypt``, with the operator's key) is per person: each person has their own
 random data key (Fernet), kept in their row wrapped by the operator's key, and their
@@ -28,6 +29,18 @@ and the transaction commits. A crash before the commit leaves a staging folder o
 ``photos/`` folder that no row points to; both are removed when the store opens again,
 so no half-written person ever becomes visible. Deletion commits first and removes the
 folder after; a crash in between leaves an orphan folder that the next open removes.
+While a process stages a person it holds a lock on ``staging/<uid>.lock``, and the
+clean-up runs holding the database's write lock, so a store opened by a second process
+(the kiosk while `kiosk people import` runs) never removes a save in progress.
+
+An import (:meth:`PeopleStore.import_folder`) checks the whole folder first, stages
+every person, then commits them all in one transaction: a failure or a ``kill -9``
+leaves nobody imported, and a rerun starts clean. An export is written to a temporary
+folder beside its target and renamed at the end; one a killed run left is removed the
+next time the store opens.
+
+Everything is the owner's alone: folders 0700, files 0600 (an older store opened with
+wider modes is fixed on open).
 """
 
 from __future__ import annotations
@@ -55,14 +68,25 @@ from numpy.typing import NDArray
 from enroll.keys import KEY_ENV, NEW_KEY_HINT, cipher, operator_key
 from models.errors import UserError
 from models.io import (
+    PERSON,
+    PRIVATE_DIR,
+    PRIVATE_FILE,
+    TEMP_PREFIX,
     ImageRefused,
     Skipped,
     decode_image,
     fsync_dir,
+    held_by_another,
+    held_lock,
+    private_db,
+    private_dir,
+    private_tree,
     read_image,
+    remove_stale_temps,
     scan_people,
     split_images,
     write_bytes_atomic,
+    write_json_atomic,
 )
 from models.names import name_digest, name_key, validate_name
 
@@ -78,6 +102,9 @@ DB_NAME = "people.db"
 EXPORT_MARKER = "kiosk-export.txt"  # marks an export whose images are already aligned crops
 _KEY_CHECK = b"clip-face-kiosk people store"
 _UID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: the only names the store creates
+_LOCK = ".lock"  # staging/<uid>.lock, exports/<token>.lock: held while the work is going on
+EXPORT_TEMP = ".tmp-export-"  # <target's folder>/.tmp-export-<token>: an export being written
+MAX_IMPORT_PHOTOS = 200  # photos imported per person (the wizard takes about 10)
 
 # Each entry upgrades the schema from version i to i + 1; entry 0 creates it.
 MIGRATIONS: tuple[str, ...] = (
@@ -363,15 +390,56 @@ def _disk_error(error: OSError | sqlite3.Error, what: str) -> UserError:
         isinstance(error, sqlite3.Error) and "full" in str(error)
     )
     if full:
-        return UserError(f"the disk is full: {what} was not saved and nothing was lost; free space")
+        return UserError(
+            f"the disk is full: {what} failed and nothing was changed; free some space and "
+            "try again"
+        )
     return UserError(f"{what} failed: {error}; nothing was changed")
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "xb") as handle:
+    """A new file (never one that exists), owner-only (0600, whatever the umask), fsynced."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a folder tree; one already gone (another process cleaned it) is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@dataclass(frozen=True)
+class StagedPerson:
+    """A person whose files are written in ``staging/<uid>`` (and locked), waiting for
+    the commit that makes them enrolled (:meth:`PeopleStore.commit_staged`)."""
+
+    uid: str
+    name: str
+    external_id: str | None
+    consent: Consent
+    rows: tuple[tuple[str, str, str, str], ...]  # (file, kind, pose, PNG digest) per file
+    stage: Path
+    data_key: bytes | None = None  # theirs, wrapped by the operator's key (encrypted stores)
+
+    def aligned_files(self) -> list[tuple[str, Path]]:
+        """(pose, file) of each aligned crop, as stored (sealed when the store encrypts)."""
+        return [(pose, self.stage / file) for file, kind, pose, _ in self.rows if kind == "aligned"]
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """What an import will read: each person's photo files, and what is left out."""
+
+    aligned: bool  # the folder is an export: its images are crops already
+    people: dict[str, list[Path]]
+    skipped: list[Skipped]
 
 
 def encode_png(image: NDArray[np.uint8]) -> bytes:
@@ -405,13 +473,16 @@ class PeopleStore:
         self.root = Path(root)
         self.photos_dir = self.root / "photos"
         self.staging_dir = self.root / "staging"
+        self.exports_dir = self.root / "exports"
         self.retention_days = retention_days
         try:
-            self.photos_dir.mkdir(parents=True, exist_ok=True)
-            self.staging_dir.mkdir(exist_ok=True)
+            self._make_private()
             # One user at a time, but the wizard saves from a worker thread.
             self._db = sqlite3.connect(
-                self.root / DB_NAME, isolation_level=None, check_same_thread=False
+                private_db(self.root / DB_NAME),
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=30.0,  # another process's commit (an import's) can take a while
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -424,16 +495,36 @@ class PeopleStore:
             ) from error
         except OSError as error:
             raise UserError(f"cannot create the people store in {self.root}: {error}") from error
+        self.unreadable: dict[int, str] = {}  # stored photo id -> why it could not be read
         self._ciphers: dict[str, Fernet] = {}  # uid -> the person's unwrapped data key
         self._sealed = False  # encrypted, whether or not the key was given
-        self._fernet = self._setup_encryption(key, encrypt, keyless)
-        self._legacy = self._sealed and self._meta(_PER_PERSON_KEYS) is None
-        self.unreadable: dict[int, str] = {}  # stored photo id -> why it could not be read
-        self.recover()
-        self._upgrade()
-        self.purged_on_open = self.purge_expired()  # uids purged because their time ran out
+        try:
+            self._fernet = self._setup_encryption(key, encrypt, keyless)
+            self._legacy = self._sealed and self._meta(_PER_PERSON_KEYS) is None
+            self.recover()
+            self._upgrade()
+            self.purged_on_open = self.purge_expired()  # uids purged: their time ran out
+        except sqlite3.OperationalError as error:
+            self._db.close()
+            raise UserError(
+                f"the people store {self.root} is busy or cannot be written ({error}): "
+                "another command may be writing to it; try again"
+            ) from error
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- lifecycle -------------------------------------------------------------------
+
+    def _make_private(self) -> None:
+        """The store's folders, 0700; a store an older version wrote (0755 folders, 0644
+        files) is made the owner's alone, every file of it."""
+        wide = self.root.is_dir() and bool(self.root.stat().st_mode & 0o077)
+        for folder in (self.root, self.photos_dir, self.staging_dir, self.exports_dir):
+            private_dir(folder)
+        if wide:
+            changed = private_tree(self.root)
+            log.info("people store %s: %d files and folders made private", self.root, changed)
 
     def close(self) -> None:
         self._db.close()
@@ -649,18 +740,51 @@ class PeopleStore:
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def recover(self) -> list[str]:
-        """Remove what an interrupted save or delete left behind; the removed paths."""
-        removed = []
-        known = {row[0] for row in self._db.execute("SELECT uid FROM people")}
-        for folder in (self.staging_dir, self.photos_dir):
-            for path in sorted(folder.iterdir()):
-                if path.name in known or not _UID.fullmatch(path.name):
-                    continue  # a person's, or not ours: never removed
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
+        """Remove what an interrupted save, import, delete or export left behind; the
+        removed paths.
+
+        Runs holding the database's write lock: a save in another process renames its
+        folder and commits under that lock, so it is never caught in between; a person
+        still being staged elsewhere holds ``staging/<uid>.lock`` and is left alone."""
+        removed: list[str] = []
+        with self._transaction() as db:
+            known = {row[0] for row in db.execute("SELECT uid FROM people")}
+            for path in sorted(self.photos_dir.iterdir()):
+                if _UID.fullmatch(path.name) and path.name not in known:
+                    _remove(path)  # renamed, then the commit never came (or a deletion's)
+                    removed.append(str(path))
+            for path in sorted(self.staging_dir.iterdir()):
+                uid = path.name.removesuffix(_LOCK)
+                if not _UID.fullmatch(uid) or (uid in known and path.name == uid):
+                    continue  # not ours: never removed
+                lock = self.staging_dir / f"{uid}{_LOCK}"
+                if held_by_another(lock):
+                    continue  # being staged by a live process
+                if path.exists() or path.is_symlink():
+                    _remove(path)
+                    removed.append(str(path))
+        removed += self._remove_dead_exports()
+        return removed
+
+    def _remove_dead_exports(self) -> list[str]:
+        """The temporary folders of exports whose process is gone (``kill -9``)."""
+        removed = [str(path) for path in remove_stale_temps(self.exports_dir)]
+        for journal in sorted(self.exports_dir.glob("*.json")):
+            if journal.name.startswith(TEMP_PREFIX):
+                continue  # a journal being written: remove_stale_temps' to judge
+            lock = journal.with_suffix(_LOCK)
+            if held_by_another(lock):
+                continue  # an export in progress
+            try:
+                temp = Path(json.loads(journal.read_text(encoding="utf-8"))["temp"])
+            except (OSError, ValueError, KeyError, TypeError):
+                temp = None  # a journal torn by a crash: its export never began writing
+            if temp is not None and temp.name.startswith(EXPORT_TEMP) and temp.exists():
+                shutil.rmtree(temp, ignore_errors=True)
+                removed.append(str(temp))
+            for path in (journal, lock):
+                with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-                removed.append(str(path))
         return removed
 
     # -- reading ---------------------------------------------------------------------
@@ -772,13 +896,26 @@ class PeopleStore:
 
         ``uid`` keeps an id given elsewhere (a site registry's); else a new one is made.
         """
+        with contextlib.ExitStack() as locks:
+            staged = self._stage(locks, name, photos, consent, external_id, uid)
+            self._commit([staged])
+        return self.get(staged.name)
+
+    def _stage(
+        self,
+        locks: contextlib.ExitStack,
+        name: str,
+        photos: Sequence[PhotoToStore],
+        consent: Consent,
+        external_id: str | None = None,
+        uid: str | None = None,
+    ) -> StagedPerson:
+        """Write a person's files in ``staging/<uid>`` (fsynced), holding its lock until
+        ``locks`` closes; nothing is enrolled until :meth:`_commit`."""
         name = validate_name(name)
         if not photos:
             raise UserError(f"no photos to store for {name!r}")
-        if self._db.execute(
-            "SELECT 1 FROM people WHERE name_key = ?", (name_key(name),)
-        ).fetchone():
-            raise UserError(f"a person named {name!r} is already enrolled; choose another name")
+        self._refuse_enrolled(name)
         if uid is None:
             uid = new_uid()
         elif not _UID.fullmatch(uid):
@@ -786,12 +923,13 @@ class PeopleStore:
         elif self.by_uid(uid) is not None:
             raise UserError(f"a person with id {uid} is already enrolled")
         stage = self.staging_dir / uid
-        final = self.photos_dir / uid
-        now = utc_now().isoformat()
+        lock = self.staging_dir / f"{uid}{_LOCK}"
         wrapped, seal = self._new_data_key()
         rows: list[tuple[str, str, str, str]] = []
         try:
-            stage.mkdir()
+            locks.enter_context(held_lock(lock))
+            locks.callback(_remove, lock)  # runs before the lock is let go
+            stage.mkdir(mode=PRIVATE_DIR)
             for index, photo in enumerate(photos):
                 file = f"{index:03d}.png"
                 png = encode_png(photo.crop)
@@ -806,36 +944,84 @@ class PeopleStore:
         except OSError as error:
             shutil.rmtree(stage, ignore_errors=True)
             raise _disk_error(error, f"saving {name!r}") from error
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        return StagedPerson(uid, name, external_id or None, consent, tuple(rows), stage, wrapped)
+
+    def staged_png(self, person: StagedPerson, file: Path) -> bytes:
+        """A staged file's PNG bytes, decrypted with the person's data key (not yet in
+        the database) when the store encrypts."""
+        data = file.read_bytes()
+        if person.data_key is None:
+            return data
+        from cryptography.fernet import Fernet
+
+        return Fernet(self._operator().decrypt(person.data_key)).decrypt(data)
+
+    def _refuse_enrolled(self, name: str) -> None:
+        if self._db.execute(
+            "SELECT 1 FROM people WHERE name_key = ?", (name_key(name),)
+        ).fetchone():
+            raise UserError(f"a person named {name!r} is already enrolled; choose another name")
+
+    def commit_staged(self, staged: Sequence[StagedPerson]) -> None:
+        """Enroll every staged person in one transaction (an import): all, or none."""
+        self._commit(staged)
+
+    def _commit(self, staged: Sequence[StagedPerson]) -> None:
+        now = utc_now().isoformat()
+        moved: list[StagedPerson] = []
+        what = (
+            f"saving {staged[0].name!r}" if len(staged) == 1 else f"importing {len(staged)} people"
+        )
         try:
             with self._transaction() as db:
-                cursor = db.execute(
-                    "INSERT INTO people (uid, name, name_key, external_id, created_at, "
-                    "consent_version, consent_at, data_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        uid,
-                        name,
-                        name_key(name),
-                        external_id or None,
-                        now,
-                        consent.version,
-                        consent.at.isoformat(),
-                        wrapped,
-                    ),
-                )
-                db.executemany(
-                    "INSERT INTO photos (person_id, file, kind, pose, created_at, digest) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(cursor.lastrowid, f, k, p, now, d) for f, k, p, d in rows],
-                )
-                os.rename(stage, final)
+                for person in staged:
+                    cursor = db.execute(
+                        "INSERT INTO people (uid, name, name_key, external_id, created_at, "
+                        "consent_version, consent_at, data_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            person.uid,
+                            person.name,
+                            name_key(person.name),
+                            person.external_id,
+                            now,
+                            person.consent.version,
+                            person.consent.at.isoformat(),
+                            person.data_key,
+                        ),
+                    )
+                    db.executemany(
+                        "INSERT INTO photos (person_id, file, kind, pose, created_at, digest) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [(cursor.lastrowid, f, k, p, now, d) for f, k, p, d in person.rows],
+                    )
+                for person in staged:
+                    os.rename(person.stage, self.photos_dir / person.uid)
+                    moved.append(person)
                 fsync_dir(self.photos_dir)
+        except sqlite3.IntegrityError as error:
+            self._undo(staged, moved)
+            if "name_key" in str(error):
+                raise UserError(
+                    f"{what} failed: a person of the same name was enrolled meanwhile "
+                    "(by another window or command); nothing was changed"
+                ) from error
+            raise _disk_error(error, what) from error
         except (OSError, sqlite3.Error) as error:
-            if final.exists() and not stage.exists():
-                with contextlib.suppress(OSError):
-                    os.rename(final, stage)
-            shutil.rmtree(stage, ignore_errors=True)
-            raise _disk_error(error, f"saving {name!r}") from error
-        return self.get(name)
+            self._undo(staged, moved)
+            raise _disk_error(error, what) from error
+        except BaseException:
+            self._undo(staged, moved)
+            raise
+
+    def _undo(self, staged: Sequence[StagedPerson], moved: Sequence[StagedPerson]) -> None:
+        """After a failed commit (rolled back): no folder of these people is left."""
+        for person in moved:
+            _remove(self.photos_dir / person.uid)
+        for person in staged:
+            _remove(person.stage)
 
     def _new_data_key(self) -> tuple[bytes | None, Callable[[bytes], bytes]]:
         """A new person's data key, wrapped by the operator's key, and what seals with it
@@ -1103,40 +1289,162 @@ class PeopleStore:
 
     # -- folder-per-person exchange -----------------------------------------------------
 
-    def export(self, target: Path) -> int:
-        """Write ``<target>/<name>/<image>.png`` (decrypted aligned crops); the photo count."""
-        import cv2
+    def export(self, target: Path, skipped: list[Skipped] | None = None) -> int:
+        """Write ``<target>/<name>/<image>.png`` (decrypted aligned crops); the photo count.
 
+        All or nothing: the export is written to a temporary folder beside ``target``
+        (0700, files 0600: they are biometric data) and renamed to ``target`` once
+        complete, so a failure (a full disk, ``kill -9``) leaves no partial export; what
+        a killed run left is removed the next time the store opens. ``target`` must not
+        exist, or be an empty folder. A stored photo that cannot be read is left out and
+        added to ``skipped``.
+        """
+        people = self.people()
+        refused = []
+        for person in people:
+            try:
+                validate_name(person.name)
+            except UserError as error:  # stored by an older version, under looser rules
+                refused.append(f"person {person.uid}: {error}")
+        if refused:
+            raise UserError(
+                "nothing was exported: rename these people first (`kiosk people rename "
+                "OLD NEW`): " + "; ".join(refused)
+            )
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise UserError(f"{target} exists and is not a folder: export into a new folder")
+        if target.is_dir() and any(target.iterdir()):
+            raise UserError(
+                f"{target} is not empty: export into a new folder (an export never mixes "
+                "with other files)"
+            )
+        token = uuid.uuid4().hex
+        temp = target.parent / f"{EXPORT_TEMP}{token}"
+        journal = self.exports_dir / f"{token}.json"
+        lock = self.exports_dir / f"{token}{_LOCK}"
         count = 0
         try:
-            target.mkdir(parents=True, exist_ok=True)
-            (target / EXPORT_MARKER).write_text(
-                "Aligned face crops exported by `kiosk people export`.\n", encoding="utf-8"
-            )
-            for person in self.people():
-                self._record_export(person, target)
-                folder = target / person.name
-                folder.mkdir(exist_ok=True)
-                for index, record in enumerate(self.photos(person.name)):
-                    image = self.read_image(record)
-                    if not cv2.imwrite(str(folder / f"{index:03d}.png"), image):
-                        raise OSError(f"cannot write {folder / f'{index:03d}.png'}")
-                    count += 1
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with held_lock(lock):
+                write_json_atomic(journal, {"temp": str(temp.absolute()), "pid": os.getpid()})
+                try:
+                    temp.mkdir(mode=PRIVATE_DIR)
+                    _write_file(
+                        temp / EXPORT_MARKER,
+                        b"Aligned face crops exported by `kiosk people export`.\n",
+                    )
+                    for person in people:
+                        self._record_export(person, target)  # before a file is written
+                        count += self._export_person(person, temp / person.name, skipped)
+                    fsync_dir(temp)
+                    if target.is_dir():
+                        target.rmdir()  # empty: checked above
+                    os.rename(temp, target)
+                    fsync_dir(target.parent)
+                except BaseException:
+                    shutil.rmtree(temp, ignore_errors=True)
+                    self._record_export(None, target)  # nothing was exported there
+                    raise
+                finally:
+                    for path in (journal, lock):
+                        with contextlib.suppress(FileNotFoundError):
+                            path.unlink()
         except OSError as error:
             raise _disk_error(error, f"the export to {target}") from error
         return count
 
-    def _record_export(self, person: Person, target: Path) -> None:
+    def _record_export(self, person: Person | None, target: Path) -> None:
         """Remember that ``person`` is exported to ``target`` (before a file is written),
-        so that their erasure finds the folder: by a digest of its name, never the name."""
+        so that their erasure finds the folder: by a digest of its name, never the name.
+        ``person`` None: forget every record of ``target`` (an export that failed)."""
+        root = str(target.resolve())
         try:
             with self._transaction() as db:
-                db.execute(
-                    "INSERT OR IGNORE INTO exports SELECT id, ?, ? FROM people WHERE uid = ?",
-                    (str(target.resolve()), name_digest(person.name), person.uid),
-                )
+                if person is None:
+                    db.execute("DELETE FROM exports WHERE root = ?", (root,))
+                else:
+                    db.execute(
+                        "INSERT OR IGNORE INTO exports SELECT id, ?, ? FROM people WHERE uid = ?",
+                        (root, name_digest(person.name), person.uid),
+                    )
         except sqlite3.Error as error:
             raise _disk_error(error, f"the export to {target}") from error
+
+    def _export_person(self, person: Person, folder: Path, skipped: list[Skipped] | None) -> int:
+        folder.mkdir(mode=PRIVATE_DIR)
+        count = 0
+        for index, record in enumerate(self.photos(person.name)):
+            try:
+                data = self.read_png(record)
+                decode_image(data, f"the stored photo {record.file}")  # damaged: left out
+            except UserError as error:
+                log.warning("not exported: %s", error)
+                self.unreadable[record.id] = str(error)
+                if skipped is not None:
+                    skipped.append(Skipped(f"{person.uid}/{record.file.name}", str(error)))
+                continue
+            _write_file(folder / f"{index:03d}.png", data)
+            count += 1
+        fsync_dir(folder)
+        return count
+
+    def plan_import(self, source: Path) -> ImportPlan:
+        """Check a folder for :meth:`import_folder` before anything is read or written:
+        a :class:`UserError` lists every person folder that cannot be imported (an
+        unsafe or too long name, two folders of one person under case or Unicode
+        normalisation, an unreadable folder, a person already enrolled), so the folder
+        is fixed once and imported whole. Files are only sorted here (photos, others)."""
+        if not source.is_dir():
+            raise UserError(
+                f"{source} is not a folder of per-person folders (<dir>/<name>/<image>)"
+            )
+        aligned = (source / EXPORT_MARKER).exists()
+        try:
+            people, left_out = scan_people(source)
+        except OSError as error:
+            raise UserError(f"{source} cannot be read: {error.strerror or error}") from error
+        problems = [f"{item.path}: {item.reason}" for item in left_out if item.kind == PERSON]
+        enrolled = [name for name in people if self.find(name) is not None]
+        if enrolled:
+            shown = ", ".join(repr(n) for n in enrolled[:10])
+            more = f" and {len(enrolled) - 10} more" if len(enrolled) > 10 else ""
+            everyone = (
+                " (all of them: this folder was imported already)"
+                if len(enrolled) == len(people)
+                else ""
+            )
+            problems.append(
+                f"already enrolled{everyone}: {shown}{more}; remove their folders, or rename "
+                "or delete them in the store (`kiosk people rename|delete`)"
+            )
+        if problems:
+            raise UserError(
+                f"nothing was imported from {source}: {len(problems)} problem(s) to fix "
+                "first: " + "; ".join(problems)
+            )
+        if not people:
+            raise UserError(f"{source} has no per-person folders (<dir>/<name>/<image>)")
+        skipped = [item for item in left_out if item.kind != PERSON]
+        inside = source.resolve()
+        photos: dict[str, list[Path]] = {}
+        for name, files in people.items():
+            images, others = split_images(files)
+            skipped += others
+            kept: list[Path] = []
+            for path in images:
+                real = path.resolve()
+                if real != inside and inside not in real.parents:
+                    skipped.append(
+                        Skipped(str(path), f"a link to {real}, outside {source}: copy it in")
+                    )
+                elif len(kept) >= MAX_IMPORT_PHOTOS:
+                    skipped.append(
+                        Skipped(str(path), f"over the {MAX_IMPORT_PHOTOS} photos kept per person")
+                    )
+                else:
+                    kept.append(path)
+            photos[name] = kept
+        return ImportPlan(aligned, photos, skipped)
 
     def import_folder(
         self,
@@ -1147,49 +1455,112 @@ class PeopleStore:
     ) -> dict[str, int]:
         """Add each ``<source>/<name>/`` as a person; the photos stored per name.
 
+        All or nothing. The folder is checked first (:meth:`plan_import`: any person who
+        cannot be imported refuses the whole import, before a photo is read); then every
+        person is staged and all are committed in one transaction, so a failure or a
+        ``kill -9`` leaves nobody imported and a rerun starts clean.
+
         The folders are read by the one folder-per-person rule (:func:`scan_people`).
         A folder written by :meth:`export` holds aligned crops, stored as they are; any
         other folder's images go through ``align`` (detect and align the largest face;
-        None when there is none). People already enrolled are refused before anything
-        is written. What is left out (unsafe or duplicate names, files that are not
-        images or are refused by :func:`read_image`, photos without a face, people
-        without a usable photo) is added to ``skipped``, each with its reason.
+        None when there is none). What is left out (files that are not images, are
+        refused by :func:`read_image` or link outside ``source``, photos without a face,
+        people without a usable photo) is added to ``skipped``, each with its reason.
         """
-        if not source.is_dir():
-            raise UserError(f"{source} is not a folder of per-person folders")
-        aligned = (source / EXPORT_MARKER).exists()
-        if not aligned and align is None:
+        plan = self.plan_import(source)
+        if not plan.aligned and align is None:
             raise UserError(f"{source} holds photos, not aligned crops: a face aligner is needed")
-        people, left_out = scan_people(source)
-        if not people:
-            reasons = "".join(f"; skipped {item.path}: {item.reason}" for item in left_out)
-            raise UserError(f"{source} has no per-person folders (<dir>/<name>/<image>){reasons}")
-        for name in people:
-            if self._db.execute(
-                "SELECT 1 FROM people WHERE name_key = ?", (name_key(name),)
-            ).fetchone():
-                raise UserError(f"{name!r} is already enrolled; nothing was imported")
+        left_out = list(plan.skipped)
         imported: dict[str, int] = {}
-        for name, files in people.items():
-            paths, others = split_images(files)
-            left_out.extend(others)
-            photos = []
-            for path in paths:
-                try:
-                    image = read_image(path, where=path.name)
-                except ImageRefused as refused:
-                    left_out.append(Skipped(str(path), str(refused)))
-                    continue
-                crop = image if aligned or align is None else align(image)
-                if crop is None:
-                    left_out.append(Skipped(str(path), "no face found"))
-                    continue
-                photos.append(NewPhoto(crop=np.asarray(crop, dtype=np.uint8)))
-            if photos:
-                self.add_person(name, photos, consent)
-                imported[name] = len(photos)
-            else:
-                left_out.append(Skipped(name, "no usable photo: not imported"))
+        with contextlib.ExitStack() as locks:
+            staged: list[StagedPerson] = []
+            try:
+                for name, paths in plan.people.items():
+                    photos = []
+                    for path in paths:
+                        try:
+                            image = read_image(path, where="the file")  # path: beside
+                        except ImageRefused as refused:
+                            left_out.append(Skipped(str(path), str(refused)))
+                            continue
+                        crop = image if plan.aligned or align is None else align(image)
+                        if crop is None:
+                            left_out.append(Skipped(str(path), "no face found"))
+                            continue
+                        photos.append(NewPhoto(crop=np.asarray(crop, dtype=np.uint8)))
+                    if not photos:
+                        left_out.append(
+                            Skipped(
+                                str(source / name),
+                                "no usable photo: not imported (import it on its own once "
+                                "it has photos)",
+                                PERSON,
+                            )
+                        )
+                        continue
+                    staged.append(self._stage(locks, name, photos, consent))
+                    imported[name] = len(photos)
+                if staged:
+                    self.commit_staged(staged)
+            except BaseException:
+                for person in staged:
+                    _remove(person.stage)
+                raise
         if skipped is not None:
             skipped.extend(left_out)
         return imported
+
+    # -- consistency -------------------------------------------------------------------
+
+    def damaged_photos(self) -> dict[str, list[str]]:
+        """Every stored photo that cannot be read back (missing, not decryptable, not an
+        image), by person id: what `kiosk doctor` lists. Reads every photo."""
+        damaged: dict[str, list[str]] = {}
+        for person in self.people():
+            for kind in ("aligned", "original"):
+                for record in self.photos(person.name, kind):
+                    try:
+                        decode_image(self.read_png(record), f"stored photo {record.file.name}")
+                    except UserError as error:
+                        damaged.setdefault(person.uid, []).append(str(error))
+        return damaged
+
+    def check(self) -> list[str]:
+        """What is inconsistent in the store (empty when all is well): the database's
+        own check, people without their folder or photo files, folders or staging left
+        behind, damaged photos. For tests, benchmarks and `kiosk doctor`."""
+        problems = [
+            f"database: {row[0]}"
+            for row in self._db.execute("PRAGMA integrity_check")
+            if row[0] != "ok"
+        ]
+        problems += [
+            f"database: dangling row {row}" for row in self._db.execute("PRAGMA foreign_key_check")
+        ]
+        known = set()
+        for person in self.people():
+            known.add(person.uid)
+            folder = self.photos_dir / person.uid
+            if not folder.is_dir():
+                problems.append(f"person {person.uid}: no photo folder")
+                continue
+            files = {
+                f
+                for (f,) in self._db.execute(
+                    "SELECT ph.file FROM photos ph JOIN people p ON p.id = ph.person_id "
+                    "WHERE p.uid = ?",
+                    (person.uid,),
+                )
+            }
+            on_disk = {p.name for p in folder.iterdir()}
+            problems += [f"person {person.uid}: {f} is missing" for f in sorted(files - on_disk)]
+            problems += [f"person {person.uid}: stray file {f}" for f in sorted(on_disk - files)]
+        for path in sorted(self.photos_dir.iterdir()):
+            if path.name not in known:
+                problems.append(f"photos/{path.name}: belongs to nobody")
+        for folder in (self.staging_dir, self.exports_dir):
+            for path in sorted(folder.iterdir()):
+                problems.append(f"{folder.name}/{path.name}: left behind")
+        for uid, reasons in self.damaged_photos().items():
+            problems += [f"person {uid}: {reason}" for reason in reasons]
+        return problems

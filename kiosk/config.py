@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -421,10 +422,35 @@ def load_config(path: Path | None = None) -> KioskConfig:
         raise UserError(f"cannot read config file {path}: {error}") from error
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"config file {path} is not valid TOML: {error}") from error
+    nul = _nul_key(data)
+    if nul is not None:
+        raise UserError(
+            f"config file {path}: '{nul}' contains a NUL character (\\u0000), which no path, "
+            "name or command may hold: remove it"
+        )
     try:
         return KioskConfig.model_validate(data)
     except ValidationError as error:
         raise UserError(f"config file {path}: {format_validation_error(error)}") from error
+
+
+def _nul_key(value: object, where: str = "") -> str | None:
+    """The dotted key of the first string in ``value`` holding a NUL, if any (a NUL in
+    a path ends in Python's "embedded null byte" deep inside whatever opens it)."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    items: Iterable[tuple[object, object]]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _nul_key(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 SECRET_KEYS = {("operator_pin",), ("site",)}  # ("site",): its errors may hold a password

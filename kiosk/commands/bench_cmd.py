@@ -5,6 +5,7 @@
 - ``live``: the live pipeline's fps, latency and memory (kiosk/bench/live.py).
 - ``liveness``: the anti-spoofing check's cost and refusals (kiosk/bench/liveness.py).
 - ``ui``: the window's drawing cost per frame (kiosk/ui/bench.py).
+- ``abuse``: random kill -9s across the writes, and hostile inputs (kiosk/bench/abuse.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from kiosk.bench.core import TRAIN_RUNS, run_core, train_one
 from kiosk.bench.data import shared_folder
-from kiosk.commands import bench_live, liveness_cmd, site_bench_cmd, ui_bench_cmd
+from kiosk.commands import abuse_bench_cmd, bench_live, liveness_cmd, site_bench_cmd, ui_bench_cmd
 from kiosk.config import load_config
 from models.io import write_json_atomic
 
@@ -59,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     liveness_cmd.register_bench_verb(verbs)
     ui_bench_cmd.register_verb(verbs)
     site_bench_cmd.register_verb(verbs)
+    abuse_bench_cmd.register_verb(verbs)
 
 
 def _train_one(args: argparse.Namespace) -> int:

@@ -33,6 +33,10 @@ def _enroll(args: argparse.Namespace) -> int:
 
     if args.report is not None and args.auto is None:
         raise UserError("--report needs --auto NAME")
+    if args.auto is not None:
+        from models.names import validate_name
+
+        validate_name(args.auto)  # refused now, not after the models load
     config = load_config(args.config)
     finish_erasures(build.with_store(config, args.store))  # the purged: gone everywhere
     run = run_enrollment(config, args.source, store_dir=args.store, auto=args.auto)
@@ -41,5 +45,6 @@ def _enroll(args: argparse.Namespace) -> int:
         if args.report is not None:
             write_json_atomic(args.report, run.report)
         if not run.enrolled:
-            raise UserError("the automatic enrollment did not finish (see the report)")
+            why = run.report.get("error") or "see the report"
+            raise UserError(f"the automatic enrollment did not finish: {why}")
     return 0 if run.result == 0 or run.enrolled else 1

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from models.errors import UserError
 if TYPE_CHECKING:
     from enroll.store import PeopleStore
     from kiosk.config import KioskConfig
+    from models.io import Skipped
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,11 +107,33 @@ def _purge(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    skipped: list[Skipped] = []
     with _open(args) as store:
-        count = store.export(args.dir)
+        count = store.export(args.dir, skipped=skipped)
         people = len(store.people())
+    if args.json:
+        report = {"dir": str(args.dir), "people": people, "photos": count}
+        print(json.dumps({**report, "skipped": [s.as_dict() for s in skipped]}, indent=2))
+        return 0
+    print_skipped(skipped, "left out (damaged in the store: see `kiosk doctor`)")
     print(f"exported {count} photos of {people} people to {args.dir}")
     return 0
+
+
+def print_skipped(skipped: list[Skipped], what: str, shown: int = 20) -> None:
+    """Each skipped input with its reason on stderr (the first ``shown``), then how many
+    there were of each reason (the most frequent eight)."""
+    if not skipped:
+        return
+    for item in skipped[:shown]:
+        print(f"kiosk: {what}: {item.path}: {item.reason}", file=sys.stderr)
+    if len(skipped) > shown:
+        print(f"kiosk: ... and {len(skipped) - shown} more", file=sys.stderr)
+    counts = Counter(item.reason for item in skipped).most_common()
+    summary = "; ".join(f"{n} x {reason}" for reason, n in counts[:8])
+    others = sum(n for _, n in counts[8:])
+    summary += f"; {others} for other reasons" if others else ""
+    print(f"kiosk: {len(skipped)} {what}: {summary}", file=sys.stderr)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -120,11 +144,20 @@ def _import(args: argparse.Namespace) -> int:
     consent = import_consent(config.enroll.consent_version, args.consent_obtained)
     if not args.dir.is_dir():
         raise UserError(f"{args.dir} is not a folder of per-person folders (<dir>/<name>/<image>)")
+    skipped: list[Skipped] = []
     with _open(args) as store:
-        imported = store.import_folder(args.dir, consent, align=photo_aligner(config))
+        imported = store.import_folder(
+            args.dir, consent, align=photo_aligner(config), skipped=skipped
+        )
+    if args.json:
+        report = {"imported": imported, "skipped": [item.as_dict() for item in skipped]}
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
     for name, count in imported.items():
         print(f"imported {name!r}: {count} photos")
-    print(f"{len(imported)} people imported")
+    print_skipped(skipped, "skipped")
+    photos = sum(imported.values())
+    print(f"{len(imported)} people imported ({photos} photos, {len(skipped)} skipped)")
     return 0
 
 

@@ -3,7 +3,8 @@
 The log is ``events.jsonl`` (one JSON object a line, each appended with a single
 ``O_APPEND`` write and fsync) beside a ``thumbnails/`` folder whose files are written
 atomically (:func:`models.io.write_bytes_atomic`), so a crash never leaves half an event;
-opening the log removes the temporary file a killed run left.
+opening the log removes the temporary file a killed run left. The folder, the log and
+the thumbnails are the owner's alone (0700 and 0600).
 
 A line names the person by their opaque id (``person_uid``, the people store's), never
 by name: the name is resolved when an event is shown (:meth:`EventLog.read` with the
@@ -45,7 +46,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.errors import UserError
-from models.io import remove_stale_temps, write_bytes_atomic
+from models.io import (
+    PRIVATE_FILE,
+    make_private,
+    private_dir,
+    remove_stale_temps,
+    write_bytes_atomic,
+)
 from models.names import name_digest
 
 log = logging.getLogger(__name__)
@@ -127,7 +134,11 @@ class EventLog:
         self.retention_days = retention_days
         self.sealer = sealer
         try:
-            (directory / THUMBNAILS).mkdir(parents=True, exist_ok=True)
+            # Faces and names: the owner's alone (0700; thumbnails and the log are 0600).
+            private_dir(directory)
+            private_dir(directory / THUMBNAILS)
+            if self.path.exists():
+                make_private(self.path, PRIVATE_FILE)
         except OSError as error:
             raise UserError(
                 f"cannot create the event log folder {directory}: {error}; "
@@ -142,7 +153,10 @@ class EventLog:
         from filelock import FileLock, Timeout
 
         try:
-            with FileLock(str(self.directory / f"{EVENT_LOG}.lock"), timeout=_LOCK_TIMEOUT_S):
+            lock = FileLock(
+                str(self.directory / f"{EVENT_LOG}.lock"), _LOCK_TIMEOUT_S, mode=PRIVATE_FILE
+            )
+            with lock:
                 yield
         except Timeout:
             raise UserError(
@@ -182,7 +196,7 @@ class EventLog:
         line = (json.dumps(event.line(), ensure_ascii=False) + "\n").encode("utf-8")
         with self._locked():
             write_bytes_atomic(self.directory / relative, data)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
             try:
                 os.write(fd, line)
                 os.fsync(fd)

@@ -16,7 +16,7 @@ from pathlib import Path
 from kiosk.trials.rules import FrameDecision, Outcome, Participant, TrialResult
 from kiosk.trials.session import TrialSession
 from models.errors import UserError
-from models.io import remove_stale_temps
+from models.io import private_db, remove_stale_temps
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -86,8 +86,13 @@ class TrialStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # TrialSession serialises writes with its lock; the pipeline thread may add frames.
+            # 0600: names and scores of the people tried (SQLite's journals follow its mode).
+            memory = str(path) == ":memory:"
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
+                self.path if memory else private_db(self.path),
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=busy_timeout_s,
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")

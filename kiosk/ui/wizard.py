@@ -426,6 +426,7 @@ class SavePage(QWizardPage):
         layout.addWidget(self.retry)
         self.saved = False
         self.done = False
+        self.error: str | None = None  # why the last save failed (the retry button shows)
         self.worker_thread: QThread | None = None
         self.worker: SaveWorker | None = None
 
@@ -433,6 +434,7 @@ class SavePage(QWizardPage):
         self.retry.hide()
         self.cancel.setEnabled(True)
         self.done = False
+        self.error = None
         self.bar.setRange(0, 0)
         self.status.setText("saving…")
         thread = QThread(self)
@@ -466,6 +468,7 @@ class SavePage(QWizardPage):
         self._end(f"{self.owner.person_name} is enrolled; {message}.")
 
     def _failed(self, message: str) -> None:
+        self.error = message
         self.status.setText(f"{message}\nThe photos are kept here: try again.")
         self.bar.setRange(0, 1)
         self.cancel.setEnabled(False)
@@ -558,15 +561,41 @@ class EnrollWizard(QWizard):
         super().done(result)
 
 
+class AutoRun:
+    """How a run of :func:`drive_automatically` ended: ``error`` says why it stopped
+    before the person was enrolled (None while it runs, or once it succeeded)."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+
 def drive_automatically(
     wizard: EnrollWizard, name: str, source: FrameSource, timings: dict[str, float]
-) -> None:
+) -> AutoRun:
     """Answer every page as a cooperative volunteer and operator would, timing each step
-    (`kiosk enroll --auto NAME`, the enrollment benchmark)."""
+    (`kiosk enroll --auto NAME`, the enrollment benchmark). Whatever stops it (a name
+    the wizard refuses, a video that ends too early, a save that fails, such as on a full
+    disk) closes the wizard and is said in the returned :class:`AutoRun`: it never waits
+    for a person who is not there."""
     steps = ["consent", "name", "capture", "review", "save_and_train"]
     entered = {"page": -1, "at": time.monotonic()}
+    run = AutoRun()
+
+    def stop(error: str | None = None) -> None:
+        timer.stop()
+        run.error = error
+        wizard.close()
 
     def step() -> None:
+        try:
+            advance()
+        except UserError as error:
+            stop(str(error))
+        except Exception as error:  # a bug: said, logged with its traceback, and stopped
+            log.exception("the automatic enrollment failed")
+            stop(f"the automatic enrollment failed: {error!r}")
+
+    def advance() -> None:
         page = wizard.currentId()
         now = time.monotonic()
         if page != entered["page"]:
@@ -581,24 +610,27 @@ def drive_automatically(
             wizard.name_page.name_edit.setText(name)
             wizard.next()
             if wizard.currentPage() is wizard.name_page:
-                timer.stop()
-                wizard.close()
-                raise UserError(wizard.name_page.error.text())
+                stop(wizard.name_page.error.text() or f"the name {name!r} was refused")
         elif current is wizard.capture_page:
             session = wizard.capture_page.session
             if session.done or (source.finished and wizard.capture_page.isComplete()):
                 wizard.next()
             elif source.finished:
-                timer.stop()
-                wizard.close()
+                stop(
+                    f"the video ended after {len(session.photos)} usable photos, fewer than "
+                    "the wizard needs: use a longer video"
+                )
         elif current is wizard.review_page:
             wizard.next()
         elif current is wizard.save_page and wizard.save_page.isComplete():
             timings["save_and_train_s"] = now - entered["at"]
             timer.stop()
             wizard.accept()
+        elif current is wizard.save_page and wizard.save_page.error and not wizard.save_page.saved:
+            stop(wizard.save_page.error)  # a person at the screen would press "Try again"
 
     timer = QTimer(wizard)
     timer.setInterval(20)
     timer.timeout.connect(step)
     timer.start()
+    return run

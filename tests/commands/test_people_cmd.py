@@ -119,7 +119,7 @@ def test_gallery_rebuilt_from_the_store_recognizes_and_can_be_cancelled(
         images = sorted((source / name).iterdir())
         (folder / name).mkdir(parents=True)
         for image in images[:4]:
-            (folder / name / image.name).symlink_to(image)
+            shutil.copy(image, folder / name / image.name)
         held_out[name] = images[-1]
     align = photo_aligner(KioskConfig())
     embedder = ArcFaceEmbedder(model_path("mobilefacenet_128d", model_dir))

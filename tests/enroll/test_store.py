@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from enroll import store as store_module
 from enroll.keys import new_key
 from enroll.store import PeopleStore
 from models.errors import UserError
-from models.io import NOT_AN_IMAGE, Skipped
+from models.io import NESTED_FOLDER, NOT_A_FILE, NOT_AN_IMAGE, Skipped
 from models.names import validate_name
 from tests.helpers import BOMB_REASON, ROOT, consent, photos, png_header_only, tree
 
@@ -224,21 +225,35 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
         assert all(np.array_equal(a, b) for a, b in zip(crops, back[name], strict=True))
 
 
-def test_import_skips_bombs_and_bad_folders_with_reasons_and_carries_on(
-    tmp_path: Path,
-) -> None:
-    """An image bomb, a corrupt file, a note, an unsafe or duplicate folder name: each is
-    left out with its reason and the rest is imported (the bomb used to end the import in
-    a cv2.error traceback after 5.4 GB)."""
+def files(root: Path) -> list[str]:
+    """The store's tree, less SQLite's -wal and -shm files (there while it is open)."""
+    return [p for p in tree(root) if not p.startswith(f"{store_module.DB_NAME}-")]
+
+
+def _exported(tmp_path: Path) -> Path:
+    """An export of Ada (2 crops) and Łukasz (3 crops)."""
     with PeopleStore(tmp_path / "a") as store:
         store.add_person("Ada", photos(2, seed=1), consent())
         store.add_person("Łukasz", photos(3, seed=2), consent())
         store.export(tmp_path / "out")
-    out = tmp_path / "out"
+    return tmp_path / "out"
+
+
+def test_import_skips_bombs_and_bad_files_with_reasons_and_carries_on(tmp_path: Path) -> None:
+    """An image bomb, a corrupt file, a note, a folder named like a photo, a link out of
+    the folder, a device: each photo is left out with its reason and the rest imported
+    (the bomb used to end the import in a cv2.error traceback after 5.4 GB)."""
+    out = _exported(tmp_path)
     (out / "Ada" / "bomb.png").write_bytes(png_header_only(30_000, 30_000))
     (out / "Ada" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (out / "Ada" / "empty.png").write_bytes(b"")
     (out / "Ada" / "notes.txt").write_text("a note", encoding="utf-8")
-    for folder in ("ada", "bad\x01name", "Only bombs", "_unknown", ".Trashes"):
+    (out / "Ada" / "dir.png").mkdir()
+    secret = tmp_path / "secret.png"
+    secret.write_bytes((out / "Ada" / "000.png").read_bytes())
+    (out / "Łukasz" / "outside.png").symlink_to(secret)
+    (out / "Łukasz" / "zero.png").symlink_to("/dev/zero")
+    for folder in ("Only bombs", "_unknown", ".Trashes"):
         (out / folder).mkdir()
         (out / folder / "0.png").write_bytes(png_header_only(30_000, 30_000))
     skipped: list[Skipped] = []
@@ -246,24 +261,163 @@ def test_import_skips_bombs_and_bad_folders_with_reasons_and_carries_on(
         imported = store.import_folder(out, consent(), skipped=skipped)
         assert imported == {"Ada": 2, "Łukasz": 3}
         assert [p.name for p in store.people()] == ["Ada", "Łukasz"]
+        assert store.check() == []
     reasons = {Path(item.path).name: item.reason for item in skipped}
     assert set(reasons) == {
         "bomb.png",
         "cut.png",
+        "empty.png",
         "notes.txt",
-        "ada",
-        "bad\x01name",
+        "dir.png",
+        "outside.png",
+        "zero.png",
         "0.png",
         "Only bombs",
     }
     assert re.search(BOMB_REASON, reasons["bomb.png"])
     assert re.search(BOMB_REASON, reasons["0.png"])  # Only bombs' photo
-    assert "corrupt" in reasons["cut.png"] and reasons["notes.txt"] == NOT_AN_IMAGE
-    assert reasons["ada"].startswith("duplicate name") and "control" in reasons["bad\x01name"]
-    assert reasons["Only bombs"] == "no usable photo: not imported"
-    (tmp_path / "bad" / "a..b").mkdir(parents=True)
-    with PeopleStore(tmp_path / "c") as store, pytest.raises(UserError, match=r"skipped .*'\.\.'"):
-        store.import_folder(tmp_path / "bad", consent(), align=lambda image: image)
+    assert "corrupt" in reasons["cut.png"] and "empty" in reasons["empty.png"]
+    assert reasons["notes.txt"] == NOT_AN_IMAGE and reasons["dir.png"] == NESTED_FOLDER
+    assert "outside" in reasons["outside.png"] and reasons["zero.png"] == NOT_A_FILE
+    assert reasons["Only bombs"].startswith("no usable photo: not imported")
+
+
+@pytest.mark.parametrize(
+    ("folders", "expected"),
+    [
+        (["Bill Gates", "bill gates"], "same person as 'Bill Gates'"),
+        (["Zo\u00eb", "Zoe\u0308"], "same person as 'Zoë'"),  # NFC and NFD
+        (["bad\x01name"], "control"),
+        (["a\u202eb"], "control"),
+        (["\U0001f600" * 31], "124 bytes"),
+        (["Ada"], "already enrolled"),
+    ],
+)
+def test_an_import_with_a_bad_person_folder_imports_nobody(
+    tmp_path: Path, folders: list[str], expected: str
+) -> None:
+    """Every problem with a person folder is found before anything is written, and the
+    import refuses whole: no partial import, and the fixed folder imports in one go."""
+    out = _exported(tmp_path)
+    with PeopleStore(tmp_path / "b") as store:
+        if "Ada" in folders:
+            store.add_person("Ada", photos(1), consent())
+        before = tree(tmp_path / "b")
+        for folder in set(folders) - {"Ada"}:
+            (out / folder).mkdir()
+            (out / folder / "0.png").write_bytes((out / "Ada" / "000.png").read_bytes())
+        with pytest.raises(UserError, match="nothing was imported") as refused:
+            store.import_folder(out, consent())
+        assert expected in str(refused.value)
+        assert tree(tmp_path / "b") == before
+        for folder in folders:
+            if folder != "Ada":
+                shutil.rmtree(out / folder)
+        if "Ada" in folders:
+            store.delete("Ada")
+        assert store.import_folder(out, consent()) == {"Ada": 2, "Łukasz": 3}
+
+
+def test_an_import_that_fails_midway_imports_nobody(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _exported(tmp_path)
+    for name in ("Cleo", "Dan", "Eve"):
+        shutil.copytree(out / "Ada", out / name)
+    with PeopleStore(tmp_path / "b") as store:
+        store.add_person("Zed", photos(1), consent())
+        before = tree(tmp_path / "b")
+        real_write = store_module._write_file
+        calls = []
+
+        def full_disk(path: Path, data: bytes) -> None:
+            calls.append(path)
+            if len(calls) == 9:  # while staging the fourth person
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_write(path, data)
+
+        monkeypatch.setattr(store_module, "_write_file", full_disk)
+        with pytest.raises(UserError, match="disk is full"):
+            store.import_folder(out, consent())
+        assert tree(tmp_path / "b") == before
+        assert [p.name for p in store.people()] == ["Zed"]
+        monkeypatch.setattr(store_module, "_write_file", real_write)
+
+        def broken_rename(src: str, dst: str) -> None:
+            if len(list((tmp_path / "b" / "photos").iterdir())) == 3:
+                raise OSError(errno.EIO, "Input/output error")
+            real_rename(src, dst)
+
+        real_rename = os.rename
+        monkeypatch.setattr(store_module.os, "rename", broken_rename)
+        with pytest.raises(UserError, match="importing 5 people failed"):
+            store.import_folder(out, consent())
+        monkeypatch.setattr(store_module.os, "rename", real_rename)
+        assert tree(tmp_path / "b") == before
+        assert store.import_folder(out, consent()) == {
+            n: 2 if n != "Łukasz" else 3 for n in ("Ada", "Cleo", "Dan", "Eve", "Łukasz")
+        }
+        assert store.check() == []
+
+
+_KILLED_IMPORT = textwrap.dedent(
+    """
+    import os, sys, time
+    from datetime import UTC, datetime
+    from enroll import store as s
+
+    stage, count = sys.argv[3], 0
+    real_write, real_rename = s._write_file, os.rename
+
+    def slow_write(path, data):
+        global count
+        real_write(path, data)
+        count += 1
+        if stage == "staging" and count == 5:
+            print("READY", flush=True)
+            time.sleep(60)
+
+    def rename_then_hang(src, dst):
+        real_rename(src, dst)
+        if stage == "committing":
+            print("READY", flush=True)
+            time.sleep(60)
+
+    s._write_file = slow_write
+    s.os.rename = rename_then_hang
+    with s.PeopleStore(s.Path(sys.argv[1])) as store:
+        store.import_folder(s.Path(sys.argv[2]), s.Consent("v", datetime.now(UTC)))
+    """
+)
+
+
+@pytest.mark.parametrize("stage", ["staging", "committing"])
+def test_a_killed_import_leaves_nobody_and_a_rerun_imports_everyone(
+    tmp_path: Path, stage: str
+) -> None:
+    out = _exported(tmp_path)
+    shutil.copytree(out / "Ada", out / "Cleo")
+    with PeopleStore(tmp_path / "b") as store:
+        store.add_person("Zed", photos(1), consent())
+    before = files(tmp_path / "b")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_IMPORT, str(tmp_path / "b"), str(out), stage],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "READY"
+    if stage == "staging":  # a second process's open spares the import in progress
+        with PeopleStore(tmp_path / "b") as other:
+            assert [p.name for p in other.people()] == ["Zed"]
+    assert files(tmp_path / "b") != before
+    child.kill()
+    child.wait()
+    with PeopleStore(tmp_path / "b") as store:
+        assert [p.name for p in store.people()] == ["Zed"]
+        assert files(tmp_path / "b") == before and store.check() == []
+        assert store.import_folder(out, consent()) == {"Ada": 2, "Cleo": 2, "Łukasz": 3}
 
 
 def test_import_of_raw_photos_detects_and_aligns(tmp_path: Path, shared, detector) -> None:  # type: ignore[no-untyped-def]
@@ -278,7 +432,7 @@ def test_import_of_raw_photos_detects_and_aligns(tmp_path: Path, shared, detecto
     for name in sorted(p.name for p in source.iterdir() if not p.name.startswith("_"))[:2]:
         (folder / name).mkdir(parents=True)
         for image in sorted((source / name).iterdir())[:2]:
-            os.symlink(image, folder / name / image.name)
+            shutil.copy(image, folder / name / image.name)
     (folder / "empty").mkdir()
     with PeopleStore(tmp_path / "store") as store:
         imported = store.import_folder(folder, consent(), align=align)

@@ -76,28 +76,46 @@ def test_scratch_path_is_removed_whatever_happens(tmp_path: Path) -> None:
 
 
 def test_a_killed_write_leaves_a_temp_that_the_next_open_removes(tmp_path: Path) -> None:
-    """kill -9 runs no cleanup: the temporary file stays until remove_stale_temps."""
+    """kill -9 runs no cleanup: the temporary file stays until remove_stale_temps, which
+    removes it at once (its writer is gone), but never a live writer's, however old."""
     script = textwrap.dedent(
         """
-        import os, signal, sys
+        import os, signal, sys, time
         from pathlib import Path
         from models.io import atomic_writer
         with atomic_writer(Path(sys.argv[1])) as stream:
             stream.write(b"half of a bund")
             stream.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+            if sys.argv[2] == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            print("WRITING", flush=True)
+            time.sleep(60)
         """
     )
     target = tmp_path / "people.bundle"
-    run = subprocess.run([sys.executable, "-c", script, str(target)], cwd=ROOT, check=False)
+    run = subprocess.run([sys.executable, "-c", script, str(target), "kill"], cwd=ROOT, check=False)
     assert run.returncode == -9
     (left,) = tmp_path.iterdir()
     assert left.name.startswith(TEMP_PREFIX) and left.suffix == ".bundle"
     assert not target.exists()
-    assert remove_stale_temps(tmp_path) == []  # it may be another process's write in progress
-    os.utime(left, (left.stat().st_atime, left.stat().st_mtime - 7200))
-    assert remove_stale_temps(tmp_path) == [left]
+    assert remove_stale_temps(tmp_path) == [left]  # its writer is dead: removed at once
     assert list(tmp_path.iterdir()) == []
+    live = subprocess.Popen(
+        [sys.executable, "-c", script, str(target), "live"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert live.stdout is not None and live.stdout.readline().strip() == "WRITING"
+        (writing,) = tmp_path.iterdir()
+        assert writing.name.startswith(f"{TEMP_PREFIX}{live.pid}-")
+        os.utime(writing, (0, 0))  # old, but its writer is alive and holds its lock
+        assert remove_stale_temps(tmp_path) == [] and writing.exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert remove_stale_temps(tmp_path) == [writing]
 
 
 def test_stale_temp_cleanup_matches_only_our_names(tmp_path: Path) -> None:
