@@ -152,6 +152,7 @@ MIGRATIONS: tuple[str, ...] = (
         person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
         root TEXT NOT NULL,
         folder_digest TEXT NOT NULL,
+        device INTEGER NOT NULL,
         PRIMARY KEY (person_id, root, folder_digest)
     );
     CREATE TABLE erasures (
@@ -247,7 +248,8 @@ class Erasure:
     name_digest: str  # models.names.name_digest of their name: matches it, never shows it
     at: datetime
     photo_digests: tuple[str, ...]  # sha256 of each stored PNG: cached features are named so
-    exports: tuple[tuple[Path, str], ...]  # (export folder, digest of the name it was under)
+    # (export folder, digest of the name it was under, st_dev of the folder it is in)
+    exports: tuple[tuple[Path, str, int], ...]
 
     def matches(self, name: str) -> bool:
         return name_digest(name) == self.name_digest
@@ -1082,7 +1084,8 @@ class PeopleStore:
                     )
                 ]
                 exports = db.execute(
-                    "SELECT root, folder_digest FROM exports WHERE person_id = ? ORDER BY root",
+                    "SELECT root, folder_digest, device FROM exports WHERE person_id = ? "
+                    "ORDER BY root",
                     (person_id,),
                 ).fetchall()
                 now = utc_now().isoformat()
@@ -1115,7 +1118,7 @@ class PeopleStore:
                 digest,
                 datetime.fromisoformat(at),
                 tuple(json.loads(photos)),
-                tuple((Path(root), folder) for root, folder in json.loads(exports)),
+                tuple((Path(root), folder, int(dev)) for root, folder, dev in json.loads(exports)),
             )
             for uid, digest, at, photos, exports in rows
         ]
@@ -1359,15 +1362,17 @@ class PeopleStore:
         ``person`` None: forget every record of ``target`` (an export that failed)."""
         root = str(target.resolve())
         try:
+            device = target.parent.stat().st_dev if person is not None else 0
             with self._transaction() as db:
                 if person is None:
                     db.execute("DELETE FROM exports WHERE root = ?", (root,))
                 else:
                     db.execute(
-                        "INSERT OR IGNORE INTO exports SELECT id, ?, ? FROM people WHERE uid = ?",
-                        (root, name_digest(person.name), person.uid),
+                        "INSERT OR IGNORE INTO exports SELECT id, ?, ?, ? FROM people "
+                        "WHERE uid = ?",
+                        (root, name_digest(person.name), device, person.uid),
                     )
-        except sqlite3.Error as error:
+        except (OSError, sqlite3.Error) as error:
             raise _disk_error(error, f"the export to {target}") from error
 
     def _export_person(self, person: Person, folder: Path, skipped: list[Skipped] | None) -> int:

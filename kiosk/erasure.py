@@ -163,7 +163,9 @@ def _trials(config: KioskConfig, erasure: Erasure, erased: Erased) -> None:
 def _exports(erasure: Erasure, erased: Erased) -> None:
     from enroll.store import EXPORT_MARKER
 
-    for root, folder_digest in erasure.exports:
+    for root, folder_digest, device in erasure.exports:
+        if not root.exists() and _same_drive(root.parent, device):
+            continue  # the drive is there and the export is not: deleted by hand
         if not (root / EXPORT_MARKER).is_file():
             if root.exists():
                 continue  # no longer an export of the kiosk's: not ours to touch
@@ -177,6 +179,15 @@ def _exports(erasure: Erasure, erased: Erased) -> None:
                 erased.exported_digests.update(_digests(folder))
                 shutil.rmtree(folder)
                 erased.exports += 1
+
+
+def _same_drive(folder: Path, device: int) -> bool:
+    """Whether ``folder`` exists on the filesystem (``st_dev``) an export was made on: a
+    drive's mount point without the drive is another filesystem, or no folder at all."""
+    try:
+        return folder.is_dir() and folder.stat().st_dev == device
+    except OSError:
+        return False
 
 
 def _digests(folder: Path) -> set[str]:

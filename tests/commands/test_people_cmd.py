@@ -32,18 +32,21 @@ def test_an_erasure_that_cannot_finish_stays_pending_and_the_next_command_finish
         ada = store.add_person("Ada Lovelace", photos(2), consent())
         store.add_person("Bob", photos(2, seed=1), consent())
     base = ["people", "--store", str(store_dir)]
-    drive = tmp_path / "drive"
-    assert run(capsys, *base, "export", str(drive))[0] == 0
-    drive.rename(tmp_path / "unplugged")
+    drive = tmp_path / "media" / "usb"  # a drive's mount point: gone when it is unplugged
+    by_hand = tmp_path / "scratch" / "export"  # an export its operator deleted
+    for target in (drive / "export", by_hand):
+        assert run(capsys, *base, "export", str(target))[0] == 0
+    shutil.rmtree(by_hand)
+    drive.rename(tmp_path / "media" / "unplugged")
     code, out, err = run(capsys, *base, "delete", "Ada Lovelace", "--yes")
     assert code == 0 and "deleted 'Ada Lovelace'" in out
     assert f"person {ada.uid} is not erased from the exports" in err and "not reachable" in err
     with PeopleStore(store_dir) as store:
         assert [e.uid for e in store.pending_erasures()] == [ada.uid]
-    (tmp_path / "unplugged").rename(drive)
+    (tmp_path / "media" / "unplugged").rename(drive)
     code, out, err = run(capsys, *base, "list")
     assert code == 0 and f"erased person {ada.uid}: removed" in err and "1 export folders" in err
-    assert sorted(p.name for p in drive.iterdir()) == ["Bob", EXPORT_MARKER]
+    assert sorted(p.name for p in (drive / "export").iterdir()) == ["Bob", EXPORT_MARKER]
     with PeopleStore(store_dir) as store:
         assert store.pending_erasures() == []
     assert "erased person" not in run(capsys, *base, "list")[2]  # done once, for good

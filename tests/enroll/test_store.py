@@ -586,4 +586,4 @@ def test_an_unencrypted_store_keeps_working_and_gets_its_photos_digests(tmp_path
         store.delete("Ada")
         [erasure] = store.pending_erasures()
     assert erasure.photo_digests == tuple(digests)
-    assert [root for root, _ in erasure.exports] == [(tmp_path / "out").resolve()]
+    assert [root for root, _, _ in erasure.exports] == [(tmp_path / "out").resolve()]
