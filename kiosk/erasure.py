@@ -87,15 +87,18 @@ def complete_erasures(config: KioskConfig, store: PeopleStore) -> list[Erased]:
 
 
 def finish_erasures(config: KioskConfig) -> list[Erased]:
-    """Open the people store (when there is one: without its key, which nothing here
-    needs), which purges whoever's retention period ended, and finish every erasure its
-    journal holds: what a command that runs for long (the door, the wizard) does first."""
-    from enroll.store import DB_NAME, default_store_dir, open_store
+    """Open the people store (when there is one; on a single kiosk without its key,
+    which nothing here needs), which purges whoever's retention period ended, and finish
+    every erasure its journal holds: what a command that runs for long (the door, the
+    wizard) does first."""
+    from enroll.store import DB_NAME, default_store_dir
+    from kiosk.site.replica import open_people
 
     root = (config.enroll.store_dir or default_store_dir()).expanduser()
     if not (root / DB_NAME).exists():
         return []
-    with open_store(config.enroll, keyless=True) as store:
+    # On a site, the replica: whoever its opening purges is queued for the registry too.
+    with open_people(config, keyless=True) as store:
         done = complete_erasures(config, store)
     for erased in done:
         for problem in erased.problems:

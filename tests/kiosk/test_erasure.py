@@ -174,3 +174,32 @@ def test_a_deleted_person_leaves_nothing_anywhere(
         (outcome, wrong) for outcome, wrong, _ in before
     ]  # the metrics survive, under an opaque label
     assert {event.person_uid for event in EventLog(events_dir).read()} == {other}
+
+
+def test_retention_erases_a_person_from_the_door_events_too(tmp_path: Path) -> None:
+    """A purge (the retention period ended) is an erasure like a deletion: the door's
+    start (`kiosk run`, `kiosk enroll`) finishes it."""
+    import numpy as np
+
+    from enroll.store import PeopleStore
+    from kiosk.config import KioskConfig
+    from kiosk.erasure import finish_erasures
+    from tests.helpers import consent, photos
+
+    config = KioskConfig.model_validate(
+        {"enroll": {"store_dir": str(tmp_path / "store"), "retention_days": 30}}
+    )
+    assert finish_erasures(config) == []  # no store yet: nothing to do, none made
+    assert not (tmp_path / "store").exists()
+    with PeopleStore(tmp_path / "store") as store:
+        old = store.add_person(NAME, photos(2), consent(days_ago=31)).uid
+        kept = store.add_person(OTHER, photos(2, seed=1), consent()).uid
+    events = build.event_log(config)
+    for uid, name in ((old, NAME), (kept, OTHER)):
+        events.append(uid, name, 0.9, 1, np.zeros((8, 8, 3), np.uint8))
+    [erased] = finish_erasures(config)
+    assert erased.uid == old and erased.events == 1 and erased.complete
+    assert [event.person_uid for event in events.read()] == [kept]
+    with PeopleStore(tmp_path / "store") as store:
+        assert [p.uid for p in store.people()] == [kept] and store.pending_erasures() == []
+    assert finish_erasures(config) == []
