@@ -27,11 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kiosk.config import load_config
-    from kiosk.erasure import finish_erasures
     from kiosk.ui.door import run_door
-
-    finish_erasures(load_config(args.config))  # the purged and the erased, gone everywhere
 
     return run_door(
         args.config,
