@@ -787,6 +787,12 @@ class PeopleStore:
             for path in (journal, lock):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+        for lock in sorted(self.exports_dir.glob(f"*{_LOCK}")):
+            # A lock without its journal: the export was killed before it wrote one.
+            if not lock.with_suffix(".json").exists() and not held_by_another(lock):
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                removed.append(str(lock))
         return removed
 
     # -- reading ---------------------------------------------------------------------

@@ -126,12 +126,32 @@ def held_by_another(path: Path) -> bool:
 def held_lock(path: Path) -> Iterator[int]:
     """Create ``path`` (0600) and hold :func:`lock_fd`'s lock on it for the block: what
     :func:`held_by_another` asks about. The file stays; its owner removes it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), PRIVATE_FILE)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), PRIVATE_FILE)
+        try:
+            lock_fd(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if fcntl is None or _is_file_at(fd, path):
+            break
+        # A clean-up in another process removed the file between its creation and the
+        # lock (it found it unlocked): this lock is on a file nobody can ask about.
+        os.close(fd)
     try:
-        lock_fd(fd)
         yield fd
     finally:
         os.close(fd)
+
+
+def _is_file_at(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def make_private(path: Path, mode: int = PRIVATE_DIR) -> bool:

@@ -8,9 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import struct
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -362,18 +360,9 @@ def rewrite_to(base: str) -> Callable[[str], object]:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims ``width`` x ``height`` pixels in a few bytes: an image bomb."""
+    from kiosk.bench.abuse import png_bomb
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
-        + chunk(b"IEND", b"")
-    )
+    return png_bomb(width, height)
 
 
 BOMB_REASON = r"30000 x 30000 pixels|too large \(900\.0 megapixels\)"  # how a bomb is refused

@@ -39,6 +39,9 @@ def register_verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--shared", type=Path, default=None, help=f"shared data (default: ${SHARED_ENV})"
     )
     abuse.add_argument("--work", type=Path, default=None, help="keep the drill's files here")
+    abuse.add_argument(
+        "--note", default=None, help="recorded in the JSON (such as: the machine was shared)"
+    )
     abuse.set_defaults(handler=run)
 
 
@@ -61,13 +64,19 @@ def run(args: argparse.Namespace) -> int:
     video = shared / "videos" / "solo_07.mp4" if shared is not None else None
     if video is not None and not video.is_file():
         video = None
+    if shared is not None and (shared / "models").is_dir():
+        # The cases that run the models (enroll --auto) find them where the tests do.
+        os.environ.setdefault("KIOSK_MODEL_DIR", str(shared / "models"))
     started = load_average()
     with tempfile.TemporaryDirectory(prefix="kiosk-abuse-") as scratch:
         root = args.work or Path(scratch)
         results: dict[str, object] = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "load_average_before": started,
+            "command": "kiosk " + " ".join(sys.argv[1:]),
         }
+        if args.note:
+            results["note"] = args.note
         if args.kills:
             work = prepare(root / "kills", clip_model)
             results["kills"] = run_kills(work, args.kills, ops=ops, seed=args.seed, log=log)

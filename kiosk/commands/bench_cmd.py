@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     core.add_argument("--pretrained", choices=["openai", "none"], default=None)
     core.set_defaults(handler=_core)
-    one = verbs.add_parser("train-one", help=argparse.SUPPRESS)
+    one = verbs.add_parser("train-one", help="(internal) one of bench core's training runs")
     one.add_argument("people_count", type=int, choices=sorted(TRAIN_RUNS))
     one.add_argument("out", type=Path)
     one.add_argument("--shared", type=Path, required=True)

@@ -208,8 +208,8 @@ class PinGate:
     folder's ``pin-lockout.json``; None: in memory only), so neither closing the PIN
     dialog nor restarting the kiosk resets them. ``clock`` is wall-clock seconds (a lock
     must end at the same time after a restart); a clock set back cannot lengthen a lock
-    beyond ``max_lockout_s``. A state file that cannot be read counts as a lockout: a
-    damaged file never hands out fresh attempts.
+    beyond ``max_lockout_s``. A state file that cannot be read counts as a lockout (and is
+    replaced by a sound one): a damaged file never hands out fresh attempts.
     """
 
     def __init__(
@@ -254,6 +254,7 @@ class PinGate:
             log.warning("the PIN lockout file %s is unreadable (%s): locking", self._state, error)
             self.failures = max(self.failures, self._free)
             self._locked_until = self._clock() + self._lockout()
+            self._save()  # replaced by a sound one: one lockout, not one at every load
             return
         self.failures = max(self.failures, failures)
         # A clock set back must not lock the operator out for longer than the cap.

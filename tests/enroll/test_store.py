@@ -107,41 +107,48 @@ def test_disk_full_is_a_clear_error_and_loses_nothing(
         assert len(store.crops("Ada")) == 2
 
 
-_KILLED_SAVE = textwrap.dedent(
+# A child process that stops (until killed) just after the N-th photo file is written
+# ("write:N") or just after a folder is renamed into photos/ ("rename"), then runs the
+# operation appended to it with ``store`` and ``consent``.
+_HANG_IN_STORE = textwrap.dedent(
     """
     import os, sys, time
     from datetime import UTC, datetime
     import numpy as np
     from enroll import store as s
 
-    stage = sys.argv[2]
+    hang_at, count = sys.argv[2], 0
     real_write, real_rename = s._write_file, os.rename
-    count = 0
+
+    def hang(point):
+        if point == hang_at:
+            print("READY", flush=True)
+            time.sleep(60)
 
     def slow_write(path, data):
         global count
         real_write(path, data)
         count += 1
-        if stage == "writing" and count == 3:
-            print("READY", flush=True)
-            time.sleep(60)
+        hang(f"write:{count}")
 
     def rename_then_hang(src, dst):
         real_rename(src, dst)
-        if stage == "renamed":
-            print("READY", flush=True)
-            time.sleep(60)
+        hang("rename")
 
     s._write_file = slow_write
     s.os.rename = rename_then_hang
+    consent = s.Consent("v", datetime.now(UTC))
     with s.PeopleStore(s.Path(sys.argv[1])) as store:
-        crops = [s.NewPhoto(np.full((224, 224, 3), i, np.uint8)) for i in range(6)]
-        store.add_person("Killed", crops, s.Consent("v", datetime.now(UTC)))
     """
 )
+_KILLED_SAVE = _HANG_IN_STORE + (
+    "    crops = [s.NewPhoto(np.full((224, 224, 3), i, np.uint8)) for i in range(6)]\n"
+    '    store.add_person("Killed", crops, consent)\n'
+)
+_KILLED_IMPORT = _HANG_IN_STORE + "    store.import_folder(s.Path(sys.argv[3]), consent)\n"
 
 
-@pytest.mark.parametrize("stage", ["writing", "renamed"])
+@pytest.mark.parametrize("stage", ["write:3", "rename"])
 def test_store_is_consistent_after_a_kill_mid_save(tmp_path: Path, stage: str) -> None:
     with PeopleStore(tmp_path) as store:
         store.add_person("Ada", photos(2), consent())
@@ -360,38 +367,7 @@ def test_an_import_that_fails_midway_imports_nobody(
         assert store.check() == []
 
 
-_KILLED_IMPORT = textwrap.dedent(
-    """
-    import os, sys, time
-    from datetime import UTC, datetime
-    from enroll import store as s
-
-    stage, count = sys.argv[3], 0
-    real_write, real_rename = s._write_file, os.rename
-
-    def slow_write(path, data):
-        global count
-        real_write(path, data)
-        count += 1
-        if stage == "staging" and count == 5:
-            print("READY", flush=True)
-            time.sleep(60)
-
-    def rename_then_hang(src, dst):
-        real_rename(src, dst)
-        if stage == "committing":
-            print("READY", flush=True)
-            time.sleep(60)
-
-    s._write_file = slow_write
-    s.os.rename = rename_then_hang
-    with s.PeopleStore(s.Path(sys.argv[1])) as store:
-        store.import_folder(s.Path(sys.argv[2]), s.Consent("v", datetime.now(UTC)))
-    """
-)
-
-
-@pytest.mark.parametrize("stage", ["staging", "committing"])
+@pytest.mark.parametrize("stage", ["write:5", "rename"])
 def test_a_killed_import_leaves_nobody_and_a_rerun_imports_everyone(
     tmp_path: Path, stage: str
 ) -> None:
@@ -401,14 +377,14 @@ def test_a_killed_import_leaves_nobody_and_a_rerun_imports_everyone(
         store.add_person("Zed", photos(1), consent())
     before = files(tmp_path / "b")
     child = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_IMPORT, str(tmp_path / "b"), str(out), stage],
+        [sys.executable, "-c", _KILLED_IMPORT, str(tmp_path / "b"), stage, str(out)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "READY"
-    if stage == "staging":  # a second process's open spares the import in progress
+    if stage == "write:5":  # a second process's open spares the import in progress
         with PeopleStore(tmp_path / "b") as other:
             assert [p.name for p in other.people()] == ["Zed"]
     assert files(tmp_path / "b") != before

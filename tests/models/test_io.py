@@ -226,3 +226,26 @@ def test_scanner_reports_nested_folders_and_split_keeps_photos(tmp_path: Path) -
     photos, others = split_images(people["Ana"])
     assert [p.name for p in photos] == ["a.png", "b.JPG"]
     assert [(Path(s.path).name, s.reason) for s in others] == [("notes.txt", NOT_AN_IMAGE)]
+
+
+def test_held_lock_retries_when_a_clean_up_removed_its_file_before_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's clean-up may find the file created but not yet locked and
+    remove it: the lock must then be taken on a file that is still there."""
+    import models.io as io
+
+    path = tmp_path / "staging.lock"
+    real_lock, locked = io.lock_fd, []
+
+    def racing_lock(fd: int) -> None:
+        if not locked:
+            path.unlink()  # the clean-up, between os.open and the lock
+        real_lock(fd)
+        locked.append(fd)
+
+    monkeypatch.setattr(io, "lock_fd", racing_lock)
+    with io.held_lock(path):
+        assert len(locked) == 2 and path.exists()
+        assert io.held_by_another(path)  # a second open file: sees the lock
+    assert not io.held_by_another(path)
