@@ -3,11 +3,25 @@ plus one folder of image files per person.
 
 Layout under the store's root::
 
-    people.db             schema version, people, photos, embeddings, audit, meta
+    people.db             schema version, people, photos, embeddings, audit, meta,
+                          exports (where each person was exported), erasures (journal)
     photos/<uid>/         one folder per person, named by an opaque id, never by the name
     staging/              files being written; emptied on every open
-
     exports/              the exports in progress (`kiosk people export`), to clean up
+
+Encryption (``encrypt``, with the operator's key) is per person: each person has their own
+random data key (Fernet), kept in their row wrapped by the operator's key, and their
+photos and embeddings (and, in the kiosk, their door-event thumbnails) are sealed with
+it. Deleting the row destroys the key, so whatever copy of their files survives anywhere
+(a backup, a disk block) can no longer be read, even with the operator's key: deletion
+needs no key at all (``keyless``). Stores made before per-person keys are re-sealed the
+first time they are opened with the key.
+
+A deletion or purge also writes an entry in the erasure journal (the person's id, a
+one-way digest of their name, their photos' content digests, where they were exported):
+what the kiosk needs to remove the person from everything outside the store (door
+events, trial records, exports, feature caches). The kiosk clears the entry once that is
+done (``kiosk/erasure.py``); the journal never holds the name.
 
 A person is written in three steps: their files are written and fsynced in
 ``staging/<uid>``, the folder is renamed to ``photos/<uid>`` inside an open transaction,
@@ -33,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -70,9 +85,10 @@ from models.io import (
     remove_stale_temps,
     scan_people,
     split_images,
+    write_bytes_atomic,
     write_json_atomic,
 )
-from models.names import name_key, validate_name
+from models.names import name_digest, name_key, validate_name
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -81,7 +97,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "people.db"
 EXPORT_MARKER = "kiosk-export.txt"  # marks an export whose images are already aligned crops
 _KEY_CHECK = b"clip-face-kiosk people store"
@@ -127,7 +143,28 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
     """,
+    # 2: per-person data keys (wrapped by the operator's key; NULL when not encrypted),
+    # photos' content digests, the export record and the erasure journal.
+    """
+    ALTER TABLE people ADD COLUMN data_key BLOB;
+    ALTER TABLE photos ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+    CREATE TABLE exports (
+        person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+        root TEXT NOT NULL,
+        folder_digest TEXT NOT NULL,
+        device INTEGER NOT NULL,
+        PRIMARY KEY (person_id, root, folder_digest)
+    );
+    CREATE TABLE erasures (
+        uid TEXT PRIMARY KEY,
+        name_digest TEXT NOT NULL,
+        at TEXT NOT NULL,
+        photo_digests TEXT NOT NULL,
+        exports TEXT NOT NULL
+    );
+    """,
 )
+_PER_PERSON_KEYS = "per_person_keys"  # meta: every photo and embedding has its person's key
 
 
 def utc_now() -> datetime:
@@ -203,6 +240,22 @@ class StoreState:
 
 
 @dataclass(frozen=True)
+class Erasure:
+    """An entry of the erasure journal: a person deleted or purged from the store whose
+    traces outside it the kiosk has yet to remove (see the module's docstring)."""
+
+    uid: str
+    name_digest: str  # models.names.name_digest of their name: matches it, never shows it
+    at: datetime
+    photo_digests: tuple[str, ...]  # sha256 of each stored PNG: cached features are named so
+    # (export folder, digest of the name it was under, st_dev of the folder it is in)
+    exports: tuple[tuple[Path, str, int], ...]
+
+    def matches(self, name: str) -> bool:
+        return name_digest(name) == self.name_digest
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     at: datetime
     action: str
@@ -241,6 +294,78 @@ class StoreWatcher:
         self._db.close()
 
 
+class PersonSealer:
+    """Seals data with each person's data key, for a process that keeps the store open
+    elsewhere (the door's event log): its own read-only connection, and the operator's
+    key to unwrap the data keys. Thread-safe.
+
+    A person the store does not hold (erased, or never enrolled) has no key: their data
+    is not sealed at all (:meth:`seal` returns None) and never opened again. Names that
+    are not store ids (a recognizer trained from a folder) are sealed with the
+    operator's key itself.
+    """
+
+    def __init__(self, root: Path | None, key: bytes) -> None:
+        self._operator = cipher(key)
+        self._db = None
+        if root is not None:
+            self._db = sqlite3.connect(
+                f"file:{root / DB_NAME}?mode=ro", uri=True, check_same_thread=False
+            )
+        self._lock = threading.Lock()
+
+    def _key_of(self, uid: str) -> Fernet | None:
+        if self._db is None or not _UID.fullmatch(uid):
+            return self._operator
+        with self._lock:
+            row = self._db.execute("SELECT data_key FROM people WHERE uid = ?", (uid,)).fetchone()
+        if row is None:
+            return None
+        if row[0] is None:  # a store not yet upgraded to per-person keys
+            return self._operator
+        from cryptography.fernet import Fernet
+
+        return Fernet(self._operator.decrypt(bytes(row[0])))
+
+    def seal(self, uid: str, data: bytes) -> bytes | None:
+        found = self._key_of(uid)
+        return found.encrypt(data) if found is not None else None
+
+    def unseal(self, uid: str, data: bytes) -> bytes:
+        from cryptography.fernet import InvalidToken
+
+        found = self._key_of(uid)
+        if found is None:
+            raise UserError(f"person {uid} was erased: their data can no longer be read")
+        try:
+            return found.decrypt(data)
+        except InvalidToken:
+            raise UserError(f"data of person {uid} cannot be decrypted") from None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def person_sealer(root: Path, key: bytes | None, encrypt: bool) -> PersonSealer | None:
+    """The sealer of the people store at ``root`` when it is encrypted (or, without a
+    store yet, when ``encrypt`` asks for it); None when nothing is to be sealed. An
+    encrypted store without ``key`` is the store's own clear error."""
+    db = root / DB_NAME
+    sealed = encrypt
+    if db.exists():
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            try:
+                sealed = bool(conn.execute("SELECT 1 FROM meta WHERE key = 'key_check'").fetchone())
+            except sqlite3.DatabaseError:
+                sealed = encrypt  # not created yet, or damaged: the store says which
+    if not sealed:
+        return None
+    if key is None:
+        raise UserError(f"encryption is on but no key is set: set ${KEY_ENV}; {NEW_KEY_HINT}")
+    return PersonSealer(root if db.exists() else None, key)
+
+
 def default_store_dir() -> Path:
 
     from models.paths import user_data_dir
@@ -248,13 +373,17 @@ def default_store_dir() -> Path:
     return user_data_dir() / "people"
 
 
-def open_store(config: EnrollConfig) -> PeopleStore:
-    """The store the configuration names, with the operator's key; expired people purged."""
+def open_store(config: EnrollConfig, *, keyless: bool = False) -> PeopleStore:
+    """The store the configuration names, with the operator's key; expired people purged.
+
+    ``keyless``: an encrypted store opens without the key too, for what needs none
+    (listing, renaming, deleting, purging, the audit log)."""
     return PeopleStore(
         config.store_dir or default_store_dir(),
         key=operator_key(),
         encrypt=config.encrypt,
         retention_days=config.retention_days,
+        keyless=keyless,
     )
 
 
@@ -297,12 +426,13 @@ class StagedPerson:
     name: str
     external_id: str | None
     consent: Consent
-    rows: tuple[tuple[str, str, str], ...]  # (file, kind, pose) per stored file
+    rows: tuple[tuple[str, str, str, str], ...]  # (file, kind, pose, PNG digest) per file
     stage: Path
+    data_key: bytes | None = None  # theirs, wrapped by the operator's key (encrypted stores)
 
     def aligned_files(self) -> list[tuple[str, Path]]:
         """(pose, file) of each aligned crop, as stored (sealed when the store encrypts)."""
-        return [(pose, self.stage / file) for file, kind, pose in self.rows if kind == "aligned"]
+        return [(pose, self.stage / file) for file, kind, pose, _ in self.rows if kind == "aligned"]
 
 
 @dataclass(frozen=True)
@@ -326,8 +456,11 @@ def encode_png(image: NDArray[np.uint8]) -> bytes:
 class PeopleStore:
     """People, their consent and photos. Open it with ``with PeopleStore(root) as store``.
 
-    ``key`` (a Fernet key) encrypts photos and embeddings; a store created encrypted
-    always needs it. ``retention_days`` purges expired people when the store opens.
+    ``key`` (the operator's Fernet key) wraps each person's data key, which encrypts
+    their photos and embeddings; a store created encrypted needs it to read or add
+    anyone, and refuses to open without it unless ``keyless`` (then it can list, rename,
+    delete and purge, which decrypt nothing). ``retention_days`` purges expired people
+    when the store opens.
     """
 
     def __init__(
@@ -337,6 +470,7 @@ class PeopleStore:
         key: bytes | None = None,
         encrypt: bool = False,
         retention_days: int | None = None,
+        keyless: bool = False,
     ) -> None:
         self.root = Path(root)
         self.photos_dir = self.root / "photos"
@@ -364,9 +498,13 @@ class PeopleStore:
         except OSError as error:
             raise UserError(f"cannot create the people store in {self.root}: {error}") from error
         self.unreadable: dict[int, str] = {}  # stored photo id -> why it could not be read
+        self._ciphers: dict[str, Fernet] = {}  # uid -> the person's unwrapped data key
+        self._sealed = False  # encrypted, whether or not the key was given
         try:
-            self._fernet = self._setup_encryption(key, encrypt)
+            self._fernet = self._setup_encryption(key, encrypt, keyless)
+            self._legacy = self._sealed and self._meta(_PER_PERSON_KEYS) is None
             self.recover()
+            self._upgrade()
             self.purged_on_open = self.purge_expired()  # uids purged: their time ran out
         except sqlite3.OperationalError as error:
             self._db.close()
@@ -429,16 +567,26 @@ class PeopleStore:
 
     @property
     def encrypted(self) -> bool:
-        return self._fernet is not None
+        return self._sealed
 
-    def _setup_encryption(self, key: bytes | None, encrypt: bool) -> Fernet | None:
+    def _meta(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def _no_key(self) -> UserError:
+        return UserError(
+            f"the people store {self.root} is encrypted: set ${KEY_ENV} (or the OS "
+            "keyring) to the key it was created with"
+        )
+
+    def _setup_encryption(self, key: bytes | None, encrypt: bool, keyless: bool) -> Fernet | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
         if row is not None:
+            self._sealed = True
             if key is None:
-                raise UserError(
-                    f"the people store {self.root} is encrypted: set ${KEY_ENV} (or the OS "
-                    "keyring) to the key it was created with"
-                )
+                if keyless:
+                    return None
+                raise self._no_key()
             fernet = cipher(key)
             from cryptography.fernet import InvalidToken
 
@@ -462,7 +610,136 @@ class PeopleStore:
         fernet = cipher(key)
         with self._transaction() as db:
             db.execute("INSERT INTO meta VALUES ('key_check', ?)", (fernet.encrypt(_KEY_CHECK),))
+            db.execute("INSERT INTO meta VALUES (?, X'31')", (_PER_PERSON_KEYS,))
+        self._sealed = True
         return fernet
+
+    # -- per-person keys -------------------------------------------------------------
+
+    def _operator(self) -> Fernet:
+        if self._fernet is None:
+            raise self._no_key()
+        return self._fernet
+
+    def _cipher(self, uid: str) -> Fernet | None:
+        """The person's data key (None: the store is not encrypted, or the person's files
+        predate per-person keys and are sealed with the operator's key)."""
+        if not self._sealed:
+            return None
+        if uid in self._ciphers:
+            return self._ciphers[uid]
+        operator = self._operator()
+        row = self._db.execute("SELECT data_key FROM people WHERE uid = ?", (uid,)).fetchone()
+        if row is None:
+            raise UserError(f"no enrolled person has the id {uid}")
+        if row[0] is None:
+            return None
+        from cryptography.fernet import Fernet
+
+        found = Fernet(operator.decrypt(bytes(row[0])))
+        self._ciphers[uid] = found
+        return found
+
+    def _seal_for(self, uid: str, data: bytes) -> bytes:
+        if not self._sealed:
+            return data
+        found = self._cipher(uid)
+        return (found or self._operator()).encrypt(data)
+
+    def _open_for(self, uid: str, data: bytes, what: str) -> bytes:
+        """``data`` of the person ``uid`` decrypted; a :class:`UserError` naming ``what``
+        when it cannot be."""
+        if not self._sealed:
+            return data
+        from cryptography.fernet import InvalidToken
+
+        keys = [self._cipher(uid)]
+        if self._legacy or keys[0] is None:
+            keys.append(self._operator())  # sealed before per-person keys
+        for found in keys:
+            if found is None:
+                continue
+            with contextlib.suppress(InvalidToken):
+                return found.decrypt(data)
+        raise UserError(f"{what} cannot be decrypted")
+
+    def seal(self, uid: str, data: bytes) -> bytes:
+        """``data`` sealed with the person's data key (unchanged when the store is not
+        encrypted): a door-event thumbnail, which their erasure shreds with them."""
+        return self._seal_for(uid, data)
+
+    def unseal(self, uid: str, data: bytes) -> bytes:
+        return self._open_for(uid, data, f"data of person {uid}")
+
+    def _upgrade(self) -> None:
+        """Fill in what schema 2 added to older rows: photos' content digests, and (with
+        the key) a data key per person, re-sealing their files and embeddings with it.
+
+        Each file is replaced atomically; a person's key is committed before the first
+        file is re-sealed, and a file already under it is left alone, so an upgrade that
+        is killed resumes where it stopped the next time the store opens with the key."""
+        pending = self._db.execute(
+            "SELECT ph.id, p.uid, ph.file FROM photos ph JOIN people p ON p.id = ph.person_id "
+            "WHERE ph.digest = ''"
+        ).fetchall()
+        if not self._sealed and pending:
+            digests = []
+            for photo_id, uid, file in pending:
+                with contextlib.suppress(OSError):
+                    data = (self.photos_dir / uid / file).read_bytes()
+                    digests.append((hashlib.sha256(data).hexdigest(), photo_id))
+            with self._transaction() as db:
+                db.executemany("UPDATE photos SET digest = ? WHERE id = ?", digests)
+        if not self._legacy or self._fernet is None:
+            return
+        from cryptography.fernet import Fernet, InvalidToken
+
+        operator = self._fernet
+        for person_id, uid in self._db.execute("SELECT id, uid FROM people").fetchall():
+            with self._transaction() as db:
+                db.execute(
+                    "UPDATE people SET data_key = ? WHERE id = ? AND data_key IS NULL",
+                    (operator.encrypt(Fernet.generate_key()), person_id),
+                )
+            own = self._cipher(uid)
+            assert own is not None
+            digests = []
+            for photo_id, file in self._db.execute(
+                "SELECT id, file FROM photos WHERE person_id = ?", (person_id,)
+            ).fetchall():
+                path = self.photos_dir / uid / file
+                try:
+                    data = path.read_bytes()
+                    try:
+                        plain = own.decrypt(data)
+                    except InvalidToken:
+                        plain = operator.decrypt(data)
+                        write_bytes_atomic(path, own.encrypt(plain))
+                except (OSError, InvalidToken) as error:
+                    log.warning("cannot re-seal the stored photo %s: %s", path, error)
+                    continue
+                digests.append((hashlib.sha256(plain).hexdigest(), photo_id))
+            vectors = []
+            for photo_id, model, vector in self._db.execute(
+                "SELECT e.photo_id, e.model, e.vector FROM embeddings e JOIN photos ph "
+                "ON ph.id = e.photo_id WHERE ph.person_id = ?",
+                (person_id,),
+            ).fetchall():
+                try:
+                    own.decrypt(bytes(vector))
+                except InvalidToken:
+                    with contextlib.suppress(InvalidToken):
+                        plain = operator.decrypt(bytes(vector))
+                        vectors.append((own.encrypt(plain), photo_id, model))
+            with self._transaction() as db:
+                db.executemany("UPDATE photos SET digest = ? WHERE id = ?", digests)
+                db.executemany(
+                    "UPDATE embeddings SET vector = ? WHERE photo_id = ? AND model = ?", vectors
+                )
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, X'31')", (_PER_PERSON_KEYS,))
+        self._legacy = False
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def recover(self) -> list[str]:
         """Remove what an interrupted save, import, delete or export left behind; the
@@ -595,18 +872,7 @@ class PeopleStore:
         return [PhotoRecord(int(i), self.photos_dir / uid / f, k, p) for i, f, k, p in rows]
 
     def read_image(self, record: PhotoRecord) -> NDArray[np.uint8]:
-        try:
-            data = record.file.read_bytes()
-        except OSError as error:
-            raise UserError(f"cannot read the stored photo {record.file}: {error}") from error
-        if self._fernet is not None:
-            from cryptography.fernet import InvalidToken
-
-            try:
-                data = self._fernet.decrypt(data)
-            except InvalidToken:
-                raise UserError(f"the stored photo {record.file} cannot be decrypted") from None
-        return decode_image(data, f"the stored photo {record.file}")
+        return decode_image(self.read_png(record), f"the stored photo {record.file}")
 
     def read_png(self, record: PhotoRecord) -> bytes:
         """A stored photo's PNG bytes, decrypted (to copy it elsewhere without re-encoding)."""
@@ -614,12 +880,8 @@ class PeopleStore:
             data = record.file.read_bytes()
         except OSError as error:
             raise UserError(f"cannot read the stored photo {record.file}: {error}") from error
-        from cryptography.fernet import InvalidToken
-
-        try:
-            return self._open(data)
-        except InvalidToken:
-            raise UserError(f"the stored photo {record.file} cannot be decrypted") from None
+        uid = record.file.parent.name  # photos/<uid>/<file>
+        return self._open_for(uid, data, f"the stored photo {record.file}")
 
     def crops(self, name: str) -> list[NDArray[np.uint8]]:
         return [self.read_image(record) for record in self.photos(name)]
@@ -628,12 +890,6 @@ class PeopleStore:
         return {person.name: self.crops(person.name) for person in self.people()}
 
     # -- writing ---------------------------------------------------------------------
-
-    def _seal(self, data: bytes) -> bytes:
-        return self._fernet.encrypt(data) if self._fernet is not None else data
-
-    def _open(self, data: bytes) -> bytes:
-        return self._fernet.decrypt(data) if self._fernet is not None else data
 
     def add_person(
         self,
@@ -676,19 +932,22 @@ class PeopleStore:
             raise UserError(f"a person with id {uid} is already enrolled")
         stage = self.staging_dir / uid
         lock = self.staging_dir / f"{uid}{_LOCK}"
-        rows: list[tuple[str, str, str]] = []
+        wrapped, seal = self._new_data_key()
+        rows: list[tuple[str, str, str, str]] = []
         try:
             locks.enter_context(held_lock(lock))
             locks.callback(_remove, lock)  # runs before the lock is let go
             stage.mkdir(mode=PRIVATE_DIR)
             for index, photo in enumerate(photos):
                 file = f"{index:03d}.png"
-                _write_file(stage / file, self._seal(encode_png(photo.crop)))
-                rows.append((file, "aligned", photo.pose))
+                png = encode_png(photo.crop)
+                _write_file(stage / file, seal(png))
+                rows.append((file, "aligned", photo.pose, hashlib.sha256(png).hexdigest()))
                 if photo.original is not None:
                     file = f"{index:03d}-original.png"
-                    _write_file(stage / file, self._seal(encode_png(photo.original)))
-                    rows.append((file, "original", photo.pose))
+                    png = encode_png(photo.original)
+                    _write_file(stage / file, seal(png))
+                    rows.append((file, "original", photo.pose, hashlib.sha256(png).hexdigest()))
             fsync_dir(stage)
         except OSError as error:
             shutil.rmtree(stage, ignore_errors=True)
@@ -696,7 +955,17 @@ class PeopleStore:
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
-        return StagedPerson(uid, name, external_id or None, consent, tuple(rows), stage)
+        return StagedPerson(uid, name, external_id or None, consent, tuple(rows), stage, wrapped)
+
+    def staged_png(self, person: StagedPerson, file: Path) -> bytes:
+        """A staged file's PNG bytes, decrypted with the person's data key (not yet in
+        the database) when the store encrypts."""
+        data = file.read_bytes()
+        if person.data_key is None:
+            return data
+        from cryptography.fernet import Fernet
+
+        return Fernet(self._operator().decrypt(person.data_key)).decrypt(data)
 
     def _refuse_enrolled(self, name: str) -> None:
         if self._db.execute(
@@ -719,7 +988,7 @@ class PeopleStore:
                 for person in staged:
                     cursor = db.execute(
                         "INSERT INTO people (uid, name, name_key, external_id, created_at, "
-                        "consent_version, consent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "consent_version, consent_at, data_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             person.uid,
                             person.name,
@@ -728,12 +997,13 @@ class PeopleStore:
                             now,
                             person.consent.version,
                             person.consent.at.isoformat(),
+                            person.data_key,
                         ),
                     )
                     db.executemany(
-                        "INSERT INTO photos (person_id, file, kind, pose, created_at) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        [(cursor.lastrowid, f, k, p, now) for f, k, p in person.rows],
+                        "INSERT INTO photos (person_id, file, kind, pose, created_at, digest) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [(cursor.lastrowid, f, k, p, now, d) for f, k, p, d in person.rows],
                     )
                 for person in staged:
                     os.rename(person.stage, self.photos_dir / person.uid)
@@ -760,6 +1030,16 @@ class PeopleStore:
             _remove(self.photos_dir / person.uid)
         for person in staged:
             _remove(person.stage)
+
+    def _new_data_key(self) -> tuple[bytes | None, Callable[[bytes], bytes]]:
+        """A new person's data key, wrapped by the operator's key, and what seals with it
+        (no key, and no sealing, when the store is not encrypted)."""
+        if not self._sealed:
+            return None, lambda data: data
+        from cryptography.fernet import Fernet
+
+        key = Fernet.generate_key()
+        return self._operator().encrypt(key), Fernet(key).encrypt
 
     def rename(self, old: str, new: str) -> Person:
         person_id, _ = self._person_id(old)
@@ -794,18 +1074,69 @@ class PeopleStore:
         return True
 
     def _remove(self, person_id: int, uid: str, action: str, reason: str) -> None:
+        """Delete the person's row (and with it, their data key), photos' rows and
+        embeddings; journal what the kiosk must still remove; then their files. Nothing
+        here decrypts, so it needs no key."""
         try:
             with self._transaction() as db:
+                row = db.execute("SELECT name FROM people WHERE id = ?", (person_id,)).fetchone()
+                name = str(row[0])
+                digests = [
+                    row[0]
+                    for row in db.execute(
+                        "SELECT digest FROM photos WHERE person_id = ? AND digest != '' "
+                        "ORDER BY id",
+                        (person_id,),
+                    )
+                ]
+                exports = db.execute(
+                    "SELECT root, folder_digest, device FROM exports WHERE person_id = ? "
+                    "ORDER BY root",
+                    (person_id,),
+                ).fetchall()
+                now = utc_now().isoformat()
+                db.execute(
+                    "INSERT OR REPLACE INTO erasures VALUES (?, ?, ?, ?, ?)",
+                    (uid, name_digest(name), now, json.dumps(digests), json.dumps(exports)),
+                )
                 db.execute("DELETE FROM people WHERE id = ?", (person_id,))
                 db.execute(
                     "INSERT INTO audit (at, action, subject, reason) VALUES (?, ?, ?, ?)",
-                    (utc_now().isoformat(), action, uid, reason),
+                    (now, action, uid, reason),
                 )
         except sqlite3.Error as error:
             raise _disk_error(error, "the deletion") from error
+        self._ciphers.pop(uid, None)
         # After the commit: a crash here leaves an orphan folder that recover() removes.
         shutil.rmtree(self.photos_dir / uid, ignore_errors=True)
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no deleted rows linger in the WAL
+
+    # -- the erasure journal -----------------------------------------------------------
+
+    def pending_erasures(self) -> list[Erasure]:
+        """People deleted or purged whose traces outside the store are still to remove."""
+        rows = self._db.execute(
+            "SELECT uid, name_digest, at, photo_digests, exports FROM erasures ORDER BY at, uid"
+        ).fetchall()
+        return [
+            Erasure(
+                uid,
+                digest,
+                datetime.fromisoformat(at),
+                tuple(json.loads(photos)),
+                tuple((Path(root), folder, int(dev)) for root, folder, dev in json.loads(exports)),
+            )
+            for uid, digest, at, photos, exports in rows
+        ]
+
+    def erasure_done(self, uid: str) -> None:
+        """The kiosk removed everything of ``uid`` outside the store: forget the entry."""
+        try:
+            with self._transaction() as db:
+                db.execute("DELETE FROM erasures WHERE uid = ?", (uid,))
+        except sqlite3.Error as error:
+            raise _disk_error(error, "the erasure journal") from error
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- retention -------------------------------------------------------------------
 
@@ -878,28 +1209,31 @@ class PeopleStore:
             )
         }
         found: dict[int, NDArray[np.float32]] = {
-            record.id: np.frombuffer(self._open(bytes(cached[record.id])), dtype=np.float32)
-            for _, record in records
+            record.id: np.frombuffer(
+                self._open_for(uid, bytes(cached[record.id]), "a cached embedding"),
+                dtype=np.float32,
+            )
+            for uid, record in records
             if record.id in cached
         }
-        missing = [record for _, record in records if record.id not in cached]
+        missing = [(uid, record) for uid, record in records if record.id not in cached]
         for start in range(0, len(missing), batch_size):
             crops: list[NDArray[np.uint8]] = []
-            readable: list[PhotoRecord] = []
-            for record in missing[start : start + batch_size]:
+            readable: list[tuple[str, PhotoRecord]] = []
+            for uid, record in missing[start : start + batch_size]:
                 try:
                     crops.append(self.read_image(record))
                 except UserError as error:
                     self.unreadable[record.id] = str(error)
                     log.warning("skipping a stored photo: %s", error)
                     continue
-                readable.append(record)
+                readable.append((uid, record))
             if not readable:
                 continue
             vectors = np.asarray(embed(crops), dtype=np.float32)
             rows = [
-                (record.id, model, self._seal(vector.tobytes()))
-                for record, vector in zip(readable, vectors, strict=True)
+                (record.id, model, self._seal_for(uid, vector.tobytes()))
+                for (uid, record), vector in zip(readable, vectors, strict=True)
             ]
             try:
                 with self._transaction() as db:
@@ -907,7 +1241,7 @@ class PeopleStore:
                     db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)", rows)
             except sqlite3.Error as error:
                 raise _disk_error(error, "caching embeddings") from error
-            found.update(dict(zip((r.id for r in readable), vectors, strict=True)))
+            found.update(dict(zip((r.id for _, r in readable), vectors, strict=True)))
         grouped: dict[str, list[NDArray[np.float32]]] = {}
         for uid, record in records:
             if record.id in found:
@@ -930,7 +1264,9 @@ class PeopleStore:
         ).fetchone()[0]
         found: dict[str, list[bytes]] = {}
         for model, vector, _ in rows:
-            found.setdefault(model, []).append(self._open(bytes(vector)))
+            found.setdefault(model, []).append(
+                self._open_for(uid, bytes(vector), "a cached embedding")
+            )
         return {model: vectors for model, vectors in found.items() if len(vectors) == count}
 
     def embedding_count(self) -> int:
@@ -953,7 +1289,10 @@ class PeopleStore:
         with self._transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
-                [(i, model, self._seal(bytes(v))) for i, v in zip(ids, vectors, strict=True)],
+                [
+                    (i, model, self._seal_for(uid, bytes(v)))
+                    for i, v in zip(ids, vectors, strict=True)
+                ],
             )
         return True
 
@@ -1004,6 +1343,7 @@ class PeopleStore:
                         b"Aligned face crops exported by `kiosk people export`.\n",
                     )
                     for person in people:
+                        self._record_export(person, target)  # before a file is written
                         count += self._export_person(person, temp / person.name, skipped)
                     fsync_dir(temp)
                     if target.is_dir():
@@ -1012,6 +1352,7 @@ class PeopleStore:
                     fsync_dir(target.parent)
                 except BaseException:
                     shutil.rmtree(temp, ignore_errors=True)
+                    self._record_export(None, target)  # nothing was exported there
                     raise
                 finally:
                     for path in (journal, lock):
@@ -1020,6 +1361,25 @@ class PeopleStore:
         except OSError as error:
             raise _disk_error(error, f"the export to {target}") from error
         return count
+
+    def _record_export(self, person: Person | None, target: Path) -> None:
+        """Remember that ``person`` is exported to ``target`` (before a file is written),
+        so that their erasure finds the folder: by a digest of its name, never the name.
+        ``person`` None: forget every record of ``target`` (an export that failed)."""
+        root = str(target.resolve())
+        try:
+            device = target.parent.stat().st_dev if person is not None else 0
+            with self._transaction() as db:
+                if person is None:
+                    db.execute("DELETE FROM exports WHERE root = ?", (root,))
+                else:
+                    db.execute(
+                        "INSERT OR IGNORE INTO exports SELECT id, ?, ?, ? FROM people "
+                        "WHERE uid = ?",
+                        (root, name_digest(person.name), device, person.uid),
+                    )
+        except (OSError, sqlite3.Error) as error:
+            raise _disk_error(error, f"the export to {target}") from error
 
     def _export_person(self, person: Person, folder: Path, skipped: list[Skipped] | None) -> int:
         folder.mkdir(mode=PRIVATE_DIR)

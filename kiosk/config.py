@@ -249,6 +249,11 @@ class EventsConfig(_Section):
     url: str | None = Field(default=None, description="HTTP(S) endpoint that gets a JSON POST")
     cooldown_s: float = Field(default=10.0, ge=0.0, description="per person, between hooks")
     hook_timeout_s: float = Field(default=5.0, gt=0.0)
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="events and their thumbnails are removed after (on start and daily)",
+    )
 
     @field_validator("url")
     @classmethod

@@ -73,3 +73,14 @@ def validate_name(name: str) -> str:
 def name_key(name: str) -> str:
     """What two names must differ in to be different people ("Ana" and "ana" do not)."""
     return unicodedata.normalize("NFC", name).strip().casefold()
+
+
+def name_digest(name: str) -> str:
+    """A one-way stand-in for a name (of its :func:`name_key`: "Ana" and "ana" match),
+    for records that must find a person's traces by name without holding the name: the
+    people store's erasure journal, and door events of a recognizer that knows people
+    only by their folder's name."""
+    import hashlib
+
+    data = b"clip-face-kiosk name\x00" + name_key(name).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()

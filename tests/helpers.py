@@ -140,9 +140,15 @@ def video_frames(video: Path, count: int, step: int = 1) -> Iterator[NDArray[np.
 
 
 def enroll_from_video(
-    store_dir: Path, name: str, video: Path, detector: FaceDetector, photos: int = 6
-) -> None:
-    """What the wizard saves: aligned 224 crops of the largest face, through the store API."""
+    store_dir: Path,
+    name: str,
+    video: Path,
+    detector: FaceDetector,
+    photos: int = 6,
+    **store: Any,
+) -> str:
+    """What the wizard saves: aligned 224 crops of the largest face, through the store API
+    (``store``: PeopleStore's options, a key); the person's opaque id."""
     from models.align import CLIP_SIZE, align_face
 
     crops = []
@@ -153,8 +159,8 @@ def enroll_from_video(
         if len(crops) == photos:
             break
     assert len(crops) == photos, f"{video}: a face in only {len(crops)} sampled frames"
-    with PeopleStore(store_dir) as store:
-        store.add_person(name, crops, Consent("test", utc_now()))
+    with PeopleStore(store_dir, **store) as opened:
+        return opened.add_person(name, crops, Consent("test", utc_now())).uid
 
 
 # -- a throwaway PostgreSQL cluster (the `postgres` fixture) ----------------------------

@@ -160,7 +160,8 @@ def child(op: str, work_root: str, trial: str) -> int:
         log = EventLog(work.events)
         print(READY, flush=True)
         for index in range(EVENTS_PER_RUN):
-            log.append(f"Person {index % 3}", 0.9, index, thumbnail)
+            person = f"Person {index % 3}"  # a folder gallery's: logged by a name digest
+            log.append(person, person, 0.9, index, thumbnail)
         return 0
     raise ValueError(f"{op} runs through the CLI (CLI_CHILD), not child()")
 

@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    from kiosk import build
+    from kiosk.erasure import finish_erasures
     from kiosk.ui.enroll_app import run_enrollment
 
     if args.report is not None and args.auto is None:
@@ -36,6 +38,7 @@ def _enroll(args: argparse.Namespace) -> int:
 
         validate_name(args.auto)  # refused now, not after the models load
     config = load_config(args.config)
+    finish_erasures(build.with_store(config, args.store))  # the purged: gone everywhere
     run = run_enrollment(config, args.source, store_dir=args.store, auto=args.auto)
     if run.report is not None:
         print(json.dumps(run.report, indent=2, ensure_ascii=False))

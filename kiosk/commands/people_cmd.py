@@ -18,6 +18,7 @@ from models.errors import UserError
 
 if TYPE_CHECKING:
     from enroll.store import PeopleStore
+    from kiosk.config import KioskConfig
     from models.io import Skipped
 
 
@@ -29,22 +30,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 @contextlib.contextmanager
-def _open(args: argparse.Namespace) -> Iterator[PeopleStore]:
-    """The store (on a site: the replica, whose changes reach the registry at the end)."""
+def _open(args: argparse.Namespace, *, keyless: bool = False) -> Iterator[PeopleStore]:
+    """The store (on a site: the replica, whose changes reach the registry at the end).
+
+    Whoever was purged on opening it, deleted or purged meanwhile, or erased earlier
+    without everything being removed, is removed from everything else when the block
+    ends (kiosk/erasure.py). ``keyless``: the command decrypts nothing, so an encrypted
+    store opens without its key (an erasure must never wait for one)."""
     from kiosk.build import with_store
     from kiosk.setup.site import people_store
 
     config = with_store(load_config(args.config), args.store)
-    with people_store(config, config.enroll.store_dir) as store:
+    with people_store(config, config.enroll.store_dir, keyless=keyless) as store:
         for uid in store.purged_on_open:
             print(f"purged person {uid}: retention period ended", file=sys.stderr)
         yield store
+        _finish_erasures(config, store)  # after an error in the block: the next command
+
+
+def _finish_erasures(config: KioskConfig, store: PeopleStore) -> None:
+    from kiosk.erasure import complete_erasures
+
+    for erased in complete_erasures(config, store):
+        print(f"erased person {erased.uid}: {erased.summary()}", file=sys.stderr)
+        for problem in erased.problems:
+            print(
+                f"kiosk: warning: person {erased.uid} is not erased from {problem}; "
+                "any `kiosk people` command tries again",
+                file=sys.stderr,
+            )
 
 
 def _list(args: argparse.Namespace) -> int:
     from enroll.records import person_line, person_row
 
-    with _open(args) as store:
+    with _open(args, keyless=True) as store:
         rows = [person_row(person, store.retention_days) for person in store.people()]
     if args.json:
         print(json.dumps({"store": str(store.root), "people": rows}, indent=2, ensure_ascii=False))
@@ -56,24 +76,24 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _rename(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with _open(args, keyless=True) as store:
         person = store.rename(args.old, args.new)
     print(f"renamed {args.old!r} to {person.name!r}")
     return 0
 
 
 def _delete(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with _open(args, keyless=True) as store:
         person = store.get(args.name)
         question = f"Delete {person.name!r} and their {person.photo_count} photos for good?"
         confirm(question, args.yes)
         uid = store.delete(person.name, reason=args.reason, action=args.action)
-    print(f"deleted {person.name!r} (audit id {uid}); rebuild or restart the recognizer")
+        print(f"deleted {person.name!r} (audit id {uid})")
     return 0
 
 
 def _purge(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with _open(args, keyless=True) as store:
         if not args.names:
             purged = store.purge_expired()
             print(f"{len(store.purged_on_open) + len(purged)} expired people purged")
@@ -144,7 +164,7 @@ def _import(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from enroll.records import audit_line, audit_row
 
-    with _open(args) as store:
+    with _open(args, keyless=True) as store:
         rows = [audit_row(entry) for entry in store.audit()]
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -50,6 +50,7 @@ from kiosk.live.slot import NewestSlot
 from kiosk.live.sources import Frame, FrameSource, LiveCaptureSource
 from kiosk.live.tracking import UNKNOWN_LABEL, Tracker, TrackUpdate, TrackVeto
 from models.detector import Face, FaceDetector
+from models.errors import UserError
 from models.recognition import Prediction, Recognizer
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ class LivePipeline:
             updates = [_only_names(update, allowed) for update in updates]
         for update in updates:
             if update.announce:
-                self._record(update, frame.image)
+                self._record(update, frame.image, recognizer)
         lap("events")
         stages["total"] = sum(v for k, v in stages.items() if k != "decode")
         published_at = time.monotonic()
@@ -256,18 +257,30 @@ class LivePipeline:
             door_event_at=self._door_event_at,
         )
 
-    def _record(self, update: TrackUpdate, image: NDArray[np.uint8]) -> None:
-        """Log a door event (fast, local) here; hooks go to their own worker."""
+    def _record(
+        self, update: TrackUpdate, image: NDArray[np.uint8], recognizer: Recognizer
+    ) -> None:
+        """Log a door event (fast, local) here, by the person's opaque id; hooks go to
+        their own worker."""
         if self.events is None:
             return
         view = update.view
+        inner = getattr(recognizer, "inner", recognizer)  # a naming policy's gate
+        ids = getattr(inner, "person_ids", None) or recognizer.people
+        person = dict(zip(recognizer.people, ids, strict=False)).get(view.label, view.label)
         try:
             event = self.events.append(
-                view.label, view.confidence, view.track_id, face_thumbnail(image, update.face)
+                person,
+                view.label,
+                view.confidence,
+                view.track_id,
+                face_thumbnail(image, update.face),
             )
-        except OSError as error:
+        except (OSError, UserError) as error:
             self._notice = f"cannot write the event log {self.events.path}: {error}"
             log.error(self._notice)
+            return
+        if event is None:  # the person was erased meanwhile: nothing is kept
             return
         self._door_event_at = time.monotonic()
         if self.hooks is not None:

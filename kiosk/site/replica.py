@@ -99,7 +99,7 @@ class ReplicaStore(PeopleStore):
     def commit_staged(self, staged: Sequence[StagedPerson]) -> None:
         """An import: everyone queued for the registry first, then all committed here."""
         for person in staged:
-            pngs = [(pose, self._open(file.read_bytes())) for pose, file in person.aligned_files()]
+            pngs = [(pose, self.staged_png(person, file)) for pose, file in person.aligned_files()]
             self._enqueue_person(person.uid, person.name, person.external_id, person.consent, pngs)
         try:
             super().commit_staged(staged)
@@ -278,9 +278,13 @@ class ReplicaGate:
         self.cursor = cursor
 
 
-def open_people(config: KioskConfig, store_dir: Path | None = None) -> PeopleStore:
+def open_people(
+    config: KioskConfig, store_dir: Path | None = None, *, keyless: bool = False
+) -> PeopleStore:
     """The people store the config names: a :class:`ReplicaStore` on a site, else the
-    plain store (exactly what a single kiosk has always opened)."""
+    plain store (exactly what a single kiosk has always opened). ``keyless``: a plain
+    encrypted store opens without the key, for what needs none (deleting, listing); a
+    replica always needs it, since a sync may bring people to seal."""
     from enroll.keys import operator_key
     from enroll.store import default_store_dir, open_store
 
@@ -288,7 +292,7 @@ def open_people(config: KioskConfig, store_dir: Path | None = None) -> PeopleSto
     if store_dir is not None:
         enroll = enroll.model_copy(update={"store_dir": store_dir})
     if config.site is None:
-        return open_store(enroll)
+        return open_store(enroll, keyless=keyless)
     root = enroll.store_dir or default_store_dir()
     state = SiteState(root)
     try:

@@ -85,7 +85,8 @@ class SessionInfo:
 class TrialStore:
     """One SQLite file holding any number of trial sessions. Single writer."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
+        """``busy_timeout_s``: how long to wait for another process's trial in progress."""
         self.path = Path(path)
         if str(path) != ":memory:":
             remove_stale_temps(self.path.parent)  # exports a killed run was writing
@@ -98,6 +99,7 @@ class TrialStore:
                 self.path if memory else private_db(self.path),
                 isolation_level=None,
                 check_same_thread=False,
+                timeout=busy_timeout_s,
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -219,6 +221,40 @@ class TrialStore:
             ),
         )
         self._db.commit()
+
+    def anonymise(self, name_digest: str, label: str) -> int:
+        """Replace a person's name everywhere in the trials (roster, answers, frames) by
+        ``label`` and drop the face thumbnails of their trials: an erasure that keeps the
+        metrics. The person is known by :func:`models.names.name_digest`; how many trials
+        were theirs or answered with them. Waits for a trial in progress to end."""
+        from models.names import name_digest as digest_of
+
+        self._db.create_function(
+            "erased", 1, lambda n: n is not None and digest_of(n) == name_digest
+        )
+        self._db.execute("PRAGMA secure_delete = ON")  # the old names are zeroed on disk
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                touched = self._db.execute(
+                    "SELECT COUNT(*) FROM trials WHERE erased(participant) OR erased(answer)"
+                    " OR id IN (SELECT trial_id FROM frames WHERE erased(best) OR erased(accepted))"
+                ).fetchone()[0]
+                self._db.execute("UPDATE trials SET thumbnail = NULL WHERE erased(participant)")
+                for table, column in (
+                    ("participants", "name"),
+                    ("trials", "participant"),
+                    ("trials", "answer"),
+                    ("frames", "best"),
+                    ("frames", "accepted"),
+                ):
+                    self._db.execute(
+                        f"UPDATE {table} SET {column} = ? WHERE erased({column})", (label,)
+                    )
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nor in the write-ahead log
+        except sqlite3.Error as error:
+            raise UserError(f"cannot anonymise the trials in {self.path}: {error}") from error
+        return int(touched)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ def run_enrollment(
             lambda: frame_reader(source),
             detector,
             recognizer_update(config, store),
+            event_days=config.events.retention_days if config.events.enabled else None,
         )
         driven = drive_automatically(wizard, auto, source, timings) if auto is not None else None
         wizard.show()

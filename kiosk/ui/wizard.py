@@ -56,12 +56,22 @@ CONSENT_TEXT = """<h3>Before we take your photos</h3>
 it needs about {photos} photos of your face from a few angles.</p>
 <p><b>What is stored.</b> Your name, an optional id, the aligned face crops{originals},
 numbers computed from them, and this consent record (text version {version}, date and
-time). Nothing is sent anywhere else.{encrypted}</p>
+time).{events} Nothing is sent anywhere else.{encrypted}</p>
 <p><b>How long.</b> Your photos and records are deleted automatically after
 {days} days.</p>
-<p><b>How to withdraw.</b> Ask the operator at any time: your photos and records are
-deleted at once, leaving no copy (<code>kiosk people delete "your name"</code>).</p>
+<p><b>How to withdraw.</b> Ask the operator at any time: your photos, records and door
+pictures are deleted at once, with every copy the kiosk made (exports, caches, the
+recognizer's training), and your name is taken out of test results, which keep only
+anonymous counts (<code>kiosk people delete "your name"</code>).{shredded}</p>
 """
+EVENTS_TEXT = (
+    " Each time the door recognizes you, the time and a small picture of your face,"
+    " kept {days} days."
+)
+SHREDDED_TEXT = (
+    " Each person's photos are locked with a key of their own, destroyed with them: any"
+    " copy left anywhere (a backup) can no longer be opened."
+)
 
 
 def to_pixmap(image: NDArray[np.uint8], size: int | None = None) -> QPixmap:
@@ -80,7 +90,9 @@ def to_pixmap(image: NDArray[np.uint8], size: int | None = None) -> QPixmap:
 
 
 class ConsentPage(QWizardPage):
-    def __init__(self, config: EnrollConfig, encrypted: bool) -> None:
+    def __init__(
+        self, config: EnrollConfig, encrypted: bool, event_days: int | None = None
+    ) -> None:
         super().__init__()
         self.config = config
         self.consent: Consent | None = None
@@ -93,6 +105,8 @@ class ConsentPage(QWizardPage):
                 version=config.consent_version,
                 encrypted=" Photos are stored encrypted." if encrypted else "",
                 days=config.retention_days,
+                events=EVENTS_TEXT.format(days=event_days) if event_days is not None else "",
+                shredded=SHREDDED_TEXT if encrypted else "",
             )
         )
         self.agree = QCheckBox(
@@ -502,14 +516,16 @@ class EnrollWizard(QWizard):
         update: RecognizerUpdate,
         *,
         refresh_ms: int = 33,
+        event_days: int | None = None,
     ) -> None:
+        """``event_days``: how long door events keep a face picture (None: no event log)."""
         super().__init__()
         self.setWindowTitle("Enroll a volunteer")
         self.store = store
         self.config = config
         self.recognizer_update = update
         self.saved_person: str | None = None  # once saved and the recognizer updated
-        self.consent_page = ConsentPage(config, store.encrypted)
+        self.consent_page = ConsentPage(config, store.encrypted, event_days)
         self.name_page = NamePage(store)
         self.capture_page = CapturePage(config, reader, detector, refresh_ms)
         self.review_page = ReviewPage(self.capture_page, config.min_photos)

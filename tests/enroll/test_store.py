@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -425,3 +426,140 @@ def test_recovery_removes_only_what_the_store_wrote(tmp_path: Path) -> None:
         assert store.recover() == []  # the stray folder went when the store opened
         assert [p.name for p in store.people()] == ["Ada"]
     assert not stray.exists() and (tmp_path / "photos" / "notes.txt").exists()
+
+
+def test_each_person_has_a_key_of_their_own_and_an_erasure_needs_no_key(tmp_path: Path) -> None:
+    """Crypto-shredding: a person's files are sealed with their own data key, kept only
+    wrapped in their row; deleting the row (which needs no key) leaves any copy of their
+    files unreadable, even with the operator's key."""
+    from cryptography.fernet import Fernet, InvalidToken
+
+    from models.names import name_digest
+
+    key = new_key().encode()
+    with PeopleStore(tmp_path / "s", key=key, encrypt=True) as store:
+        ada = store.add_person("Ada Lovelace", photos(2), consent())
+        bob = store.add_person("Bob", photos(2, seed=1), consent())
+        store.embeddings("m", lambda crops: np.full((len(crops), 4), 0.5, np.float32))
+        [ada_file, *_] = store.photos("Ada Lovelace")
+        pngs = [store.read_png(record) for record in store.photos("Ada Lovelace")]
+    backup = tmp_path / "backup.png"
+    backup.write_bytes(ada_file.file.read_bytes())  # a copy the store knows nothing of
+    with pytest.raises(InvalidToken):
+        Fernet(key).decrypt(backup.read_bytes())  # not sealed with the operator's key
+    with PeopleStore(tmp_path / "s", keyless=True) as locked:
+        assert locked.encrypted and [p.name for p in locked.people()] == ["Ada Lovelace", "Bob"]
+        with pytest.raises(UserError, match="is encrypted"):
+            locked.crops("Ada Lovelace")
+        with pytest.raises(UserError, match="is encrypted"):
+            locked.add_person("Cy", photos(1), consent())
+        assert locked.delete("Ada Lovelace") == ada.uid  # no key needed to erase
+        [erasure] = locked.pending_erasures()
+    assert erasure.uid == ada.uid and erasure.name_digest == name_digest("ada lovelace")
+    assert erasure.photo_digests == tuple(hashlib.sha256(png).hexdigest() for png in pngs)
+    with PeopleStore(tmp_path / "s", key=key) as store:
+        assert [p.name for p in store.people()] == ["Bob"]
+        assert len(store.crops("Bob")) == 2
+        with pytest.raises(UserError):
+            store.unseal(ada.uid, backup.read_bytes())  # her key is gone with her row
+        with pytest.raises(UserError, match="cannot be decrypted"):
+            store.unseal(bob.uid, backup.read_bytes())  # and nobody else's opens it
+        store.erasure_done(ada.uid)
+        assert store.pending_erasures() == []
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file())
+    # A name with a space: never found by chance in the base64 of the sealed files.
+    assert b"Ada Lovelace" not in raw and ada.uid.encode() in raw  # the audit log keeps the id
+
+
+def write_v1_store(root: Path, key: bytes, people: dict[str, list[np.ndarray]]) -> None:
+    """An encrypted store as schema 1 wrote it: every file sealed with the operator's key."""
+    import sqlite3
+
+    from cryptography.fernet import Fernet
+
+    fernet = Fernet(key)
+    db = sqlite3.connect(root / "people.db")
+    for statement in store_module.MIGRATIONS[0].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.execute(
+        "INSERT INTO meta VALUES ('key_check', ?)", (fernet.encrypt(store_module._KEY_CHECK),)
+    )
+    for index, (name, crops) in enumerate(people.items()):
+        uid = f"{index:032x}"
+        (root / "photos" / uid).mkdir(parents=True)
+        db.execute(
+            "INSERT INTO people VALUES (?, ?, ?, ?, NULL, '2026-01-01T00:00:00+00:00', 'v1', ?)",
+            (index + 1, uid, name, name.casefold(), consent().at.isoformat()),
+        )
+        for number, crop in enumerate(crops):
+            file = f"{number:03d}.png"
+            (root / "photos" / uid / file).write_bytes(
+                fernet.encrypt(store_module.encode_png(crop))
+            )
+            cursor = db.execute(
+                "INSERT INTO photos (person_id, file, kind, pose, created_at) VALUES"
+                " (?, ?, 'aligned', '', '2026-01-01')",
+                (index + 1, file),
+            )
+            vector = np.full(4, number, np.float32).tobytes()
+            db.execute(
+                "INSERT INTO embeddings VALUES (?, 'm', ?)",
+                (cursor.lastrowid, fernet.encrypt(vector)),
+            )
+    db.commit()
+    db.close()
+
+
+def test_a_store_encrypted_before_per_person_keys_is_resealed_when_opened_with_the_key(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from cryptography.fernet import Fernet, InvalidToken
+
+    key = new_key().encode()
+    crops = {name: [p.crop for p in photos(2, seed=i)] for i, name in enumerate(["Ada", "Bob"])}
+    write_v1_store(tmp_path, key, crops)
+    with PeopleStore(tmp_path, keyless=True) as locked:  # schema 2, but nothing to re-seal with
+        assert [p.name for p in locked.people()] == ["Ada", "Bob"]
+    with PeopleStore(tmp_path, key=key) as store:  # re-sealed, each with their own key
+        for name, originals in crops.items():
+            assert all(
+                np.array_equal(a, b) for a, b in zip(originals, store.crops(name), strict=True)
+            )
+            for record in store.photos(name):
+                with pytest.raises(InvalidToken):
+                    Fernet(key).decrypt(record.file.read_bytes())
+        vectors = store.cached_embeddings(store.get("Bob").uid)["m"]
+        assert [np.frombuffer(v, np.float32)[0] for v in vectors] == [0.0, 1.0]
+        digests = [row[0] for row in store._db.execute("SELECT digest FROM photos ORDER BY id")]
+    expected = [
+        hashlib.sha256(store_module.encode_png(c)).hexdigest() for v in crops.values() for c in v
+    ]
+    assert digests == expected
+    db = sqlite3.connect(tmp_path / "people.db")
+    assert db.execute("SELECT version FROM schema_version").fetchone() == (2,)
+    wrapped = [row[0] for row in db.execute("SELECT data_key FROM people")]
+    db.close()
+    assert len(set(wrapped)) == 2 and all(wrapped)
+    with PeopleStore(tmp_path, key=key) as store:  # opening again changes nothing
+        assert len(store.crops("Ada")) == 2
+
+
+def test_an_unencrypted_store_keeps_working_and_gets_its_photos_digests(tmp_path: Path) -> None:
+    with PeopleStore(tmp_path) as store:
+        store.add_person("Ada", photos(2), consent())
+        store._db.execute("UPDATE photos SET digest = ''")  # as schema 1 left them
+    with PeopleStore(tmp_path) as store:
+        files = [r.file.read_bytes() for r in store.photos("Ada")]
+        assert all(data.startswith(b"\x89PNG") for data in files)  # plain PNGs, as ever
+        digests = [row[0] for row in store._db.execute("SELECT digest FROM photos ORDER BY id")]
+        assert digests == [hashlib.sha256(data).hexdigest() for data in files]
+        store.export(tmp_path / "out")
+        store.delete("Ada")
+        [erasure] = store.pending_erasures()
+    assert erasure.photo_digests == tuple(digests)
+    assert [root for root, _, _ in erasure.exports] == [(tmp_path / "out").resolve()]

@@ -116,8 +116,12 @@ def test_an_older_stores_wide_modes_are_fixed_on_open(tmp_path: Path) -> None:
 def test_event_log_and_thumbnails_are_private(tmp_path: Path) -> None:
     import numpy as np
 
+    from models.names import name_digest
+
     log = EventLog(tmp_path / "events")
-    log.append("Ada", 0.9, 1, np.zeros((16, 16, 3), np.uint8))
+    log.append("Ada", "Ada", 0.9, 1, np.zeros((16, 16, 3), np.uint8))
+    log.append("Bob", "Bob", 0.9, 2, np.zeros((16, 16, 3), np.uint8))
+    assert log.forget((), {name_digest("Ada")}) == 1  # an erasure's rewrite stays private
     assert _mode(tmp_path / "events") == _mode(tmp_path / "events" / "thumbnails") == 0o700
     assert {_mode(p) for p in (tmp_path / "events").rglob("*") if p.is_file()} == {0o600}
 

@@ -14,7 +14,7 @@ import pytest
 
 from kiosk.build import live_pipeline, recognizer_factory
 from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig, RecognizerConfig
-from kiosk.live.events import EventLog
+from kiosk.live.events import EventLog, folder_names
 from kiosk.live.holder import RecognizerHolder
 from kiosk.live.pipeline import LivePipeline
 from models.recognition import Recognizer
@@ -77,8 +77,9 @@ def test_replay_gives_one_stable_identity_per_track(
         assert all(label == "solo_01" for label in labels[named:])  # once named, stays named
     assert main[: settings.kiosk.min_frames - 1] == ["-"] * (settings.kiosk.min_frames - 1)
     assert main.count("solo_01") >= len(main) - 10
-    events = EventLog(tmp_path / "events").read()
+    events = EventLog(tmp_path / "events").read(folder_names(ENROLLED))
     assert [event.name for event in events] == ["solo_01"]
+    assert b"solo_01" not in (tmp_path / "events" / "events.jsonl").read_bytes()
     assert (tmp_path / "events" / events[0].thumbnail).is_file()
 
 

@@ -289,6 +289,36 @@ def test_corrupt_database_is_a_user_error(tmp_path: Path) -> None:
         TrialStore(bad)
 
 
+def test_anonymising_a_person_keeps_the_metrics_and_drops_their_thumbnails(
+    tmp_path: Path,
+) -> None:
+    from models.names import name_digest
+
+    db = tmp_path / "t.sqlite"
+    with TrialStore(db) as store:
+        session = store.create_session(label="s", duration=5.0, threshold=0.8, min_share=0.5)
+        session.add_participant("Alice Smith", enrolled=True)
+        session.add_participant("bob", enrolled=True)
+        crop = np.full((32, 32, 3), 90, np.uint8)
+        for who, answer in (("Alice Smith", "Alice Smith"), ("bob", "Alice Smith"), ("bob", "bob")):
+            session.start(who, now=0.0, wall_clock=1000.0)
+            for i in range(3):
+                session.add_frame(0.1 * i, Prediction(answer, answer, 0.9), face_crop=crop)
+            session.finish()
+        before = store.load_session()
+        # by the digest of her name's key: any case matches
+        assert store.anonymise(name_digest("alice smith"), "erased person 0a1b2c3d") == 2
+        after = store.load_session()
+    assert [p.name for p in after.participants] == ["erased person 0a1b2c3d", "bob"]
+    assert [(r.outcome, r.misidentified) for r in after.results] == [
+        (r.outcome, r.misidentified) for r in before.results
+    ]
+    assert [r.answer for r in after.results] == ["erased person 0a1b2c3d"] * 2 + ["bob"]
+    assert {f.best for r in after.results[:2] for f in r.frames} == {"erased person 0a1b2c3d"}
+    assert [r.thumbnail is not None for r in after.results] == [False, True, True]
+    assert b"Alice Smith" not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
+
+
 def test_exports(tmp_path: Path) -> None:
     session = TrialSession(duration=5.0, threshold=0.8)
     session.results.extend(sample_results())
