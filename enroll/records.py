@@ -19,6 +19,7 @@ def purge_after(person: Person, retention_days: int | None) -> datetime:
 def person_row(person: Person, retention_days: int | None) -> dict[str, object]:
     return {
         "name": person.name,
+        "id": person.uid,  # the opaque id the audit log and `kiosk doctor` name people by
         "external_id": person.external_id,
         "photos": person.photo_count,
         "enrolled": person.created_at.isoformat(timespec="seconds"),

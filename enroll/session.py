@@ -405,14 +405,18 @@ def capture_from_frames(
     detect: Callable[[NDArray[np.uint8]], Sequence[Face]],
     config: EnrollConfig,
     keep_originals: bool = False,
+    on_event: Callable[[CaptureEvent], None] | None = None,
 ) -> CaptureSession:
     """Run a whole capture over a stream of frames (a video, a camera), stopping when done.
 
-    The same capture and quality logic as the wizard's, for enrolling from recordings.
+    The same capture and quality logic as the wizard's, for enrolling from recordings;
+    ``on_event`` sees every frame's event (its ``gate`` says which gate refused it).
     """
     session = CaptureSession(config, keep_originals=keep_originals)
     for frame in frames:
-        session.offer(frame, [] if frame is None else detect(frame))
+        event = session.offer(frame, [] if frame is None else detect(frame))
+        if on_event is not None:
+            on_event(event)
         if session.done:
             break
     return session

@@ -195,7 +195,8 @@ def current_bundle(path: Path) -> RecognizerBundle | None:
 
 def forget_in_bundle(path: Path, person_ids: set[str]) -> bool:
     """Drop people from the bundle file at once (an erasure, before any retrain): the file
-    no longer holds their names or text embeddings. True when it changed."""
+    no longer holds their names or text embeddings, nor the tuned text weights learnt
+    from them (the next training starts cold). True when it changed."""
     from models.clip.bundle import save_bundle
 
     if not path.exists():
@@ -309,7 +310,7 @@ def site_sync(config: KioskConfig) -> SiteSync | None:
     store = open_people(config)
     assert isinstance(store, ReplicaStore)
     bundle = bundle_path(config) if config.recognizer.kind != "embedding_gallery" else None
-    events = (config.events.dir or user_data_dir() / "events") if config.events.enabled else None
+    events = events_dir(config) if config.events.enabled else None
     try:
         sync = SiteSync(
             config.site, store, bundle_path=bundle, events_dir=events, sealer_key=operator_key()
@@ -585,6 +586,22 @@ def recognizer_factory(config: KioskConfig) -> RecognizerFactory:
     return build
 
 
+def events_dir(config: KioskConfig) -> Path:
+    """``[events] dir``, else ``<data dir>/events``."""
+    return (config.events.dir or user_data_dir() / "events").expanduser()
+
+
+def event_log(config: KioskConfig) -> EventLog:
+    """The door's event log: ``[events] retention_days``, thumbnails sealed with each
+    person's data key when the people store is encrypted."""
+    from enroll.keys import operator_key
+    from enroll.store import default_store_dir, person_sealer
+
+    store = (config.enroll.store_dir or default_store_dir()).expanduser()
+    sealer = person_sealer(store, operator_key(), config.enroll.encrypt)
+    return EventLog(events_dir(config), retention_days=config.events.retention_days, sealer=sealer)
+
+
 def live_pipeline(
     config: KioskConfig,
     *,
@@ -610,13 +627,19 @@ def live_pipeline(
     )
     tracker = Tracker(
         TrackerSettings(
-            live.min_frames, live.window, live.iou_threshold, live.max_missed, live.reclassify_every
+            live.min_frames,
+            live.window,
+            live.iou_threshold,
+            live.max_missed,
+            live.reclassify_every,
+            live.pending_every,
+            live.max_classify,
         ),
         veto=veto,
     )
     events = hooks = None
     if config.events.enabled:
-        events = EventLog(config.events.dir or user_data_dir() / "events")
+        events = event_log(config)
         hooks = DoorHooks(
             HookSettings(
                 tuple(config.events.command),

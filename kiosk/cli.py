@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[HOME_ENV] = str(args.home.expanduser().absolute())
     # The prefix of the commands messages suggest: they must act on the same files.
     args.kiosk = kiosk_command(args.home, args.config)
+    from models.paths import make_user_dirs_private
+
+    make_user_dirs_private()  # after --home: the folders it names
     try:
         return int(args.handler(args))
     except (UserError, ModelError) as error:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -74,7 +75,7 @@ class ClipConfig(_Section):
     precision: Literal["fp32", "int8"] = Field(
         default="fp32",
         description="the image tower's arithmetic: int8 is onnxruntime static quantization "
-        "calibrated on the enrolled crops (about 1.7x faster on a CPU)",
+        "calibrated on the enrolled crops (faster on a CPU: `kiosk bench quantize` measures it)",
     )
     align_margin: float = Field(
         default=0.0,
@@ -217,6 +218,14 @@ class LiveConfig(_Section):
     reclassify_every: int = Field(
         default=3, ge=1, description="a decided track's face is classified every n-th frame"
     )
+    pending_every: int = Field(
+        default=1,
+        ge=1,
+        description="an undecided track's face is classified every n-th frame (and on its first)",
+    )
+    max_classify: int = Field(
+        default=0, ge=0, description="faces classified in one frame at most (0: every face due)"
+    )
     retry_initial_s: float = Field(default=1.0, gt=0.0, description="first camera reconnect")
     retry_max_s: float = Field(default=30.0, gt=0.0, description="longest reconnect delay")
 
@@ -240,6 +249,11 @@ class EventsConfig(_Section):
     url: str | None = Field(default=None, description="HTTP(S) endpoint that gets a JSON POST")
     cooldown_s: float = Field(default=10.0, ge=0.0, description="per person, between hooks")
     hook_timeout_s: float = Field(default=5.0, gt=0.0)
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="events and their thumbnails are removed after (on start and daily)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -416,10 +430,35 @@ def load_config(path: Path | None = None) -> KioskConfig:
         raise UserError(f"cannot read config file {path}: {error}") from error
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"config file {path} is not valid TOML: {error}") from error
+    nul = _nul_key(data)
+    if nul is not None:
+        raise UserError(
+            f"config file {path}: '{nul}' contains a NUL character (\\u0000), which no path, "
+            "name or command may hold: remove it"
+        )
     try:
         return KioskConfig.model_validate(data)
     except ValidationError as error:
         raise UserError(f"config file {path}: {format_validation_error(error)}") from error
+
+
+def _nul_key(value: object, where: str = "") -> str | None:
+    """The dotted key of the first string in ``value`` holding a NUL, if any (a NUL in
+    a path ends in Python's "embedded null byte" deep inside whatever opens it)."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    items: Iterable[tuple[object, object]]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _nul_key(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 SECRET_KEYS = {("operator_pin",), ("site",)}  # ("site",): its errors may hold a password

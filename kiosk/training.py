@@ -199,6 +199,7 @@ def train_from_store(
         warm = None
         if (
             previous is not None
+            and previous.text_state  # none after an erasure: it was learnt from them too
             and previous.identity == identity
             and previous.settings.trainable_layers == settings.trainable_layers
         ):

@@ -31,6 +31,15 @@ class FaceEmbedder(Protocol):
     def embed(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]: ...
 
 
+def arcface_blob(crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
+    """BGR 112x112 crops -> the (N, 3, 112, 112) input of an ArcFace-style model."""
+    batch = np.stack(crops).astype(np.float32)
+    if batch.shape[1:] != (ARCFACE_SIZE, ARCFACE_SIZE, 3):
+        raise ValueError(f"expected 112x112 BGR crops, got {batch.shape[1:]}")
+    blob = (batch[..., ::-1] - 127.5) / 128.0  # BGR -> RGB, then normalise
+    return np.ascontiguousarray(blob.transpose(0, 3, 1, 2))
+
+
 class ArcFaceEmbedder:
     """Embeds faces aligned to the ArcFace 112 template; RGB, (x - 127.5) / 128, L2-normed."""
 
@@ -58,11 +67,7 @@ class ArcFaceEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = []
         for start in range(0, len(crops), batch_size):
-            batch = np.stack(crops[start : start + batch_size]).astype(np.float32)
-            if batch.shape[1:] != (ARCFACE_SIZE, ARCFACE_SIZE, 3):
-                raise ValueError(f"expected 112x112 BGR crops, got {batch.shape[1:]}")
-            blob = (batch[..., ::-1] - 127.5) / 128.0  # BGR -> RGB, then normalise
-            blob = np.ascontiguousarray(blob.transpose(0, 3, 1, 2))
+            blob = arcface_blob(crops[start : start + batch_size])
             out.append(self._session.run(None, {self._input: blob})[0])
         embeddings = np.concatenate(out).astype(np.float32)
         return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(1e-12)

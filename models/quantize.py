@@ -7,9 +7,17 @@ One recipe for every image model here (CLIP's image tower, MobileFaceNet):
    ``axis``; MobileFaceNet's file is older), then ``quant_pre_process`` (shape inference
    and graph optimisation); without it the quantizer stops on a Conv whose weight is not
    an initializer in the exported RN50.
-2. ``quantize_static`` in QDQ format, weights int8 per output channel, activations int8,
-   ranges from the calibration blobs (the enrolled people's own aligned crops, so the
-   ranges are those of the faces the model will see).
+2. ``quantize_static`` in QDQ format, weights int8 per output channel, activations
+   uint8 (asymmetric), ranges from the calibration blobs (the enrolled people's own
+   aligned crops, so the ranges are those of the faces the model will see).
+
+uint8 activations with int8 weights (U8S8) is the pairing onnxruntime's x86 kernels are
+fast at: on the development machine's AMD EPYC (AVX-512 VNNI) the RN50 tower ran about
+2.5x faster than fp32 with it, while int8 activations (S8S8) ran slower than fp32 (a
+trial on the shared machine, not a benchmark: ``kiosk bench quantize`` measures it).
+An x86 CPU without VNNI multiplies U8S8 pairs into saturating 16-bit sums; there the
+weights are quantized to 7 bits (``reduce_range``), which cannot saturate
+(:func:`int8_recipe`).
 
 The quality of int8 cannot be judged on an untrained tower (its features are nearly
 identical, any noise swamps them), so :func:`agreement` is measured on a trained
@@ -19,6 +27,8 @@ network with real crops: MobileFaceNet always, RN50 wherever RN50.pt exists
 
 from __future__ import annotations
 
+import platform
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -49,9 +59,30 @@ def _save_at_opset(source: Path, target: Path, opset: int) -> None:
     onnx.save(model, str(target))
 
 
-def quantize_int8(fp32: Path, out: Path, calibration: Sequence[Blob]) -> Path:
+def saturating_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this is an x86 CPU whose int8 kernels may saturate (no VNNI); a CPU whose
+    flags cannot be read (not Linux) is assumed to."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False  # ARM's int8 dot products accumulate in 32 bits
+    try:
+        flags = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    return re.search(r"\b(avx512_vnni|avx_vnni)\b", flags) is None
+
+
+def int8_recipe(reduce_range: bool | None = None) -> str:
+    """The name of the quantization :func:`quantize_int8` applies on this machine (part
+    of a cached int8 file's name, so a file made another way is not taken for it)."""
+    return "u8s8-r7" if (saturating_cpu() if reduce_range is None else reduce_range) else "u8s8"
+
+
+def quantize_int8(
+    fp32: Path, out: Path, calibration: Sequence[Blob], *, reduce_range: bool | None = None
+) -> Path:
     """``fp32`` quantized to int8 into ``out`` (atomically), calibrated on ``calibration``:
-    input blobs of the model (a batch each), e.g. its preprocessed aligned crops."""
+    input blobs of the model (a batch each), e.g. its preprocessed aligned crops.
+    ``reduce_range`` (7-bit weights) defaults to :func:`saturating_cpu`."""
     if not calibration:
         raise ValueError("int8 calibration needs at least one blob (an enrolled crop)")
     from onnxruntime.quantization import (
@@ -88,8 +119,9 @@ def quantize_int8(fp32: Path, out: Path, calibration: Sequence[Blob]) -> Path:
             reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            reduce_range=saturating_cpu() if reduce_range is None else reduce_range,
             weight_type=QuantType.QInt8,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )
         write_bytes_atomic(out, quantized.read_bytes())

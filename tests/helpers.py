@@ -8,9 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import struct
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,9 +140,15 @@ def video_frames(video: Path, count: int, step: int = 1) -> Iterator[NDArray[np.
 
 
 def enroll_from_video(
-    store_dir: Path, name: str, video: Path, detector: FaceDetector, photos: int = 6
-) -> None:
-    """What the wizard saves: aligned 224 crops of the largest face, through the store API."""
+    store_dir: Path,
+    name: str,
+    video: Path,
+    detector: FaceDetector,
+    photos: int = 6,
+    **store: Any,
+) -> str:
+    """What the wizard saves: aligned 224 crops of the largest face, through the store API
+    (``store``: PeopleStore's options, a key); the person's opaque id."""
     from models.align import CLIP_SIZE, align_face
 
     crops = []
@@ -155,8 +159,8 @@ def enroll_from_video(
         if len(crops) == photos:
             break
     assert len(crops) == photos, f"{video}: a face in only {len(crops)} sampled frames"
-    with PeopleStore(store_dir) as store:
-        store.add_person(name, crops, Consent("test", utc_now()))
+    with PeopleStore(store_dir, **store) as opened:
+        return opened.add_person(name, crops, Consent("test", utc_now())).uid
 
 
 # -- a throwaway PostgreSQL cluster (the `postgres` fixture) ----------------------------
@@ -356,18 +360,9 @@ def rewrite_to(base: str) -> Callable[[str], object]:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims ``width`` x ``height`` pixels in a few bytes: an image bomb."""
+    from kiosk.bench.abuse import png_bomb
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
-        + chunk(b"IEND", b"")
-    )
+    return png_bomb(width, height)
 
 
 BOMB_REASON = r"30000 x 30000 pixels|too large \(900\.0 megapixels\)"  # how a bomb is refused

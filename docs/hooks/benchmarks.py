@@ -72,7 +72,7 @@ def render_file(path: Path, link: str) -> str:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         return f"{source} It could not be read: {error}.\n"
-    for shape in (core_tables, live_tables):
+    for shape in (core_tables, live_tables, quantize_tables):
         try:
             body = shape(data)
         except (KeyError, TypeError, AttributeError, ValueError, IndexError) as error:
@@ -167,12 +167,8 @@ def live_tables(data: Any) -> str | None:
     machine = data.get("machine", {})
     videos = data.get("videos") or []
     out = [
-        machine_line(
-            cpus=machine.get("cpus"),
-            threads=None,
-            load_start=machine.get("load_average_at_start"),
-            load_end=machine.get("load_average_at_end"),
-            extra=[("platform", machine.get("platform")), ("detector", data.get("detector"))],
+        command_machine_line(
+            machine, [("platform", machine.get("platform")), ("detector", data.get("detector"))]
         ),
         "",
         f"Clips: {', '.join(f'`{v}`' for v in videos) or 'not recorded'}; "
@@ -183,6 +179,9 @@ def live_tables(data: Any) -> str | None:
     clip = data.get("clip")
     if isinstance(clip, dict):
         recognizers.append(("CLIP", "CLIP", clip))
+    clip_int8 = data.get("clip_int8")
+    if isinstance(clip_int8, dict):
+        recognizers.append(("CLIP int8", "CLIP int8", clip_int8))
     rows, columns, stages = [], [], []
     for label, short, measured in recognizers:
         for mode, mode_label in LIVE_MODES:
@@ -223,6 +222,8 @@ def live_tables(data: Any) -> str | None:
     notes = []
     if isinstance(clip, dict) and clip.get("recognizer"):
         notes.append(f"CLIP is {clip['recognizer']}.")
+    if isinstance(clip_int8, dict) and clip_int8.get("recognizer"):
+        notes.append(f"CLIP int8 is {clip_int8['recognizer']}.")
     if data.get("reference_fps") is not None and reference.get("loop"):
         notes.append(f"The reference is the face_recognition library's loop: {reference['loop']}.")
     providers = sorted(
@@ -263,19 +264,122 @@ def live_tables(data: Any) -> str | None:
     soak = data.get("soak")
     if isinstance(soak, dict):
         out += ["", soak_text(soak)]
-    goals = data.get("goals")
-    if isinstance(goals, dict) and goals:
-        names = sorted({g for checks in goals.values() for g in checks})
-        out += [
-            "",
-            "Goals, as the command checked them:",
-            "",
-            table(
-                ["recognizer", *(f"`{n}`" for n in names)],
-                [[who, *(yes_no(checks.get(n)) for n in names)] for who, checks in goals.items()],
-            ),
-        ]
+    if isinstance(data.get("save_to_named"), dict):
+        out += ["", lifecycle_text(data["save_to_named"], data.get("delete") or {})]
+    out += goals_table("recognizer", data.get("goals"))
     return "\n".join(out)
+
+
+def lifecycle_text(saved: dict[str, Any], deleted: dict[str, Any]) -> str:
+    """``kiosk bench live``'s lifecycle figures (kiosk/bench/lifecycle.py)."""
+    out = [
+        f"From Save to named, {fmt(saved.get('people'))} people "
+        f"({fmt(saved.get('photos_of_newcomer'))} photos of the newcomer "
+        f"`{fmt(saved.get('newcomer'))}`, pretrained {fmt(saved.get('pretrained'))}): the "
+        f"retrain began {fmt(saved.get('save_to_retrain_start_s'))} s after Save and took "
+        f"{fmt(saved.get('retrain_s'))} s; the first frame with the new bundle "
+        f"{fmt(saved.get('save_to_bundle_live_s'))} s after Save, the first naming them "
+        f"{fmt(saved.get('save_to_named_s'))} s."
+    ]
+    if saved.get("named_reason"):
+        out.append(f"Not named: {saved['named_reason']}.")
+    during = saved.get("door_during_retrain") or {}
+    if during.get("fps") is not None:
+        out.append(
+            f"The door during the retrain: {fmt(during['fps'])} FPS, latency p95 "
+            f"{fmt(during.get('latency_p95_ms'))} ms."
+        )
+    rows = [
+        [
+            f"`{kind}`",
+            fmt(check.get("deleted")),
+            fmt(check.get("frames_after_delete")),
+            fmt(check.get("frames_after_delete_naming_them")),
+            fmt(check.get("of_which_begun_before_delete_returned")),
+        ]
+        if check.get("measured")
+        else [f"`{kind}`", f"not measured: {fmt(check.get('reason'))}", "", "", ""]
+        for kind, check in deleted.items()
+        if isinstance(check, dict)
+    ]
+    text = " ".join(out)
+    if rows:
+        header = ["recognizer", "deleted", "frames after", "naming them", "begun before"]
+        text += "\n\nAfter a delete returned:\n\n" + table(header, rows)
+    return text
+
+
+def quantize_tables(data: Any) -> str | None:
+    """``kiosk bench quantize``: int8 against fp32, quality and speed per model."""
+    if not (isinstance(data, dict) and isinstance(data.get("mobilefacenet"), dict)):
+        return None
+    out = [
+        command_machine_line(data.get("machine", {}), []),
+        "",
+        f"Faces: `{fmt(data.get('faces'))}`, {fmt(data.get('people'))} people, "
+        f"{fmt(data.get('images'))} photos ({fmt(data.get('gallery_images'))} gallery, "
+        "the others probes).",
+        "",
+    ]
+    models = [("MobileFaceNet", data["mobilefacenet"])]
+    if isinstance(data.get("clip"), dict):
+        models.append((f"CLIP {fmt(data['clip'].get('model'))}", data["clip"]))
+    quality_rows, speed_rows, skipped = [], [], []
+    for name, model in models:
+        quality = model.get("quality")
+        if isinstance(quality, dict):
+            quality_rows.append(
+                [
+                    name,
+                    pct(quality.get("top1_agreement")),
+                    pct(quality.get("top1_fp32")),
+                    pct(quality.get("top1_int8")),
+                    " / ".join(
+                        f"{value:.3f}" if isinstance(value, float) else fmt(value)
+                        for value in (quality.get("cosine_mean"), quality.get("cosine_min"))
+                    ),
+                    fmt(quality.get("probes")),
+                ]
+            )
+        elif model.get("quality_reason"):
+            skipped.append(f"{name}: {model['quality_reason']}")
+        for speed in model.get("speed") or []:
+            speed_rows.append(
+                [
+                    name,
+                    fmt(model.get("recipe")),
+                    fmt(speed.get("threads")),
+                    fmt(speed.get("fp32_ms")),
+                    fmt(speed.get("int8_ms")),
+                    fmt(speed.get("speedup")),
+                    f"{fmt(model.get('fp32_mb'))} / {fmt(model.get('int8_mb'))}",
+                ]
+            )
+    if quality_rows:
+        header = ["model", "top-1 agreement", "top-1 fp32", "top-1 int8", "cosine mean / min"]
+        out += [table([*header, "probes"], quality_rows), ""]
+    if skipped:
+        out += ["Quality not measured: " + "; ".join(skipped), ""]
+    header = ["model", "recipe", "threads", "fp32 ms", "int8 ms", "speed-up", "MB fp32 / int8"]
+    out.append(table(header, speed_rows))
+    out += goals_table("model", data.get("goals"))
+    return "\n".join(out)
+
+
+def goals_table(first: str, goals: Any) -> list[str]:
+    """The lines of a command's ``goals`` (who -> goal -> met), headed by ``first``."""
+    if not (isinstance(goals, dict) and goals):
+        return []
+    names = sorted({g for checks in goals.values() for g in checks})
+    return [
+        "",
+        "Goals, as the command checked them:",
+        "",
+        table(
+            [first, *(f"`{n}`" for n in names)],
+            [[who, *(yes_no(checks.get(n)) for n in names)] for who, checks in goals.items()],
+        ),
+    ]
 
 
 def soak_text(soak: dict[str, Any]) -> str:
@@ -350,6 +454,17 @@ def machine_line(
     if load_end:
         parts.append(f"at the end {load(load_end)}")
     return "Machine: " + "; ".join(parts) + "." if parts else "Machine: not recorded."
+
+
+def command_machine_line(machine: dict[str, Any], extra: list[tuple[str, Any]]) -> str:
+    """The machine line of a command's ``machine`` record (CPUs, load at start and end)."""
+    return machine_line(
+        cpus=machine.get("cpus"),
+        threads=None,
+        load_start=machine.get("load_average_at_start"),
+        load_end=machine.get("load_average_at_end"),
+        extra=extra,
+    )
 
 
 def load(values: Any) -> str:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from models.errors import UserError
+
+if TYPE_CHECKING:
+    from kiosk.config import KioskConfig
 
 SHARED_ENV = "KIOSK_SHARED"
 
@@ -26,3 +30,20 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:  # not on every system
         return None
+
+
+def clip_weights(config: KioskConfig) -> tuple[Literal["openai", "none"], str]:
+    """``openai`` when the config asks for CLIP's weights and RN50.pt is in the model
+    directory; else ``none`` (an untrained tower: real cost, meaningless answers) and why."""
+    from kiosk.build import model_dir
+    from models import registry
+    from models.clip.identity import OPENAI_WEIGHTS
+    from models.errors import ModelError
+
+    if config.clip.pretrained == "none":
+        return "none", '[clip] pretrained = "none"'
+    try:
+        registry.model_path(OPENAI_WEIGHTS, model_dir(config))
+    except ModelError as error:
+        return "none", str(error)
+    return "openai", ""

@@ -64,7 +64,7 @@ def run(spec: dict[str, Any]) -> int:
                 person = rng.choice(people)
                 if sync.gate.may_name(person.name):
                     track += 1
-                    log.append(person.name, 0.9, track, thumb)
+                    log.append(person.uid, person.name, 0.9, track, thumb)
             if trial_every and tick % trial_every == 0:
                 visitors += 1
                 name = f"visitor {visitors}"

@@ -2,9 +2,12 @@
 
 - ``core``: per-stage latency and training cost of the CLIP recognizer
   (kiosk/bench/core.py); each training run is a child process (``train-one``).
-- ``live``: the live pipeline's fps, latency and memory (kiosk/bench/live.py).
+- ``live``: the live pipeline's fps, latency and memory, CLIP in fp32 and int8, and the
+  door's lifecycle: from Save to named, and after a delete (kiosk/bench/live.py).
+- ``quantize``: int8 against fp32, agreement and speed (kiosk/bench/quantize.py).
 - ``liveness``: the anti-spoofing check's cost and refusals (kiosk/bench/liveness.py).
 - ``ui``: the window's drawing cost per frame (kiosk/ui/bench.py).
+- ``abuse``: random kill -9s across the writes, and hostile inputs (kiosk/bench/abuse.py).
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from pathlib import Path
 
 from kiosk.bench.core import TRAIN_RUNS, run_core, train_one
 from kiosk.bench.data import shared_folder
-from kiosk.commands import bench_live, liveness_cmd, site_bench_cmd, ui_bench_cmd
+from kiosk.commands import (
+    abuse_bench_cmd,
+    bench_live,
+    bench_quantize,
+    liveness_cmd,
+    site_bench_cmd,
+    ui_bench_cmd,
+)
 from kiosk.config import load_config
 from models.io import write_json_atomic
 
@@ -47,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     core.add_argument("--pretrained", choices=["openai", "none"], default=None)
     core.set_defaults(handler=_core)
-    one = verbs.add_parser("train-one", help=argparse.SUPPRESS)
+    one = verbs.add_parser("train-one", help="(internal) one of bench core's training runs")
     one.add_argument("people_count", type=int, choices=sorted(TRAIN_RUNS))
     one.add_argument("out", type=Path)
     one.add_argument("--shared", type=Path, required=True)
@@ -56,9 +66,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     one.add_argument("--pretrained", choices=["openai", "none"], default=None)
     one.set_defaults(handler=_train_one)
     bench_live.register_verb(verbs)
+    bench_quantize.register_verb(verbs)
     liveness_cmd.register_bench_verb(verbs)
     ui_bench_cmd.register_verb(verbs)
     site_bench_cmd.register_verb(verbs)
+    abuse_bench_cmd.register_verb(verbs)
 
 
 def _train_one(args: argparse.Namespace) -> int:

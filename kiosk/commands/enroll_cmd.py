@@ -27,20 +27,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    from kiosk import build
+    from kiosk.erasure import finish_erasures
     from kiosk.ui.enroll_app import run_enrollment
 
     if args.report is not None and args.auto is None:
         raise UserError("--report needs --auto NAME")
+    if args.auto is not None:
+        from models.names import validate_name
+
+        validate_name(args.auto)  # refused now, not after the models load
     config = load_config(args.config)
+    finish_erasures(build.with_store(config, args.store))  # the purged: gone everywhere
     run = run_enrollment(config, args.source, store_dir=args.store, auto=args.auto)
     if run.report is not None:
         print(json.dumps(run.report, indent=2, ensure_ascii=False))
         if args.report is not None:
             write_json_atomic(args.report, run.report)
         if not run.enrolled:
-            why = run.report["capture"]["held_most_by"]
-            raise UserError(
-                "the automatic enrollment did not finish: "
-                + (f"{why} (see the report)" if why else "see the report")
-            )
+            why = run.report.get("error") or "see the report"
+            raise UserError(f"the automatic enrollment did not finish: {why}")
     return 0 if run.result == 0 or run.enrolled else 1

@@ -32,8 +32,11 @@ def register(
     purge_p.add_argument("names", nargs="*", metavar="NAME")
     purge_p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
-    export_p = verbs.add_parser("export", help="write <DIR>/<name>/<image>.png aligned crops")
+    export_p = verbs.add_parser(
+        "export", help="write <DIR>/<name>/<image>.png aligned crops (a new or empty DIR)"
+    )
     export_p.add_argument("dir", type=Path)
+    export_p.add_argument("--json", action="store_true", help="print JSON")
 
     import_p = verbs.add_parser("import", help="enroll everyone in <DIR>/<name>/<image>")
     import_p.add_argument("dir", type=Path)
@@ -42,6 +45,7 @@ def register(
         action="store_true",
         help="confirm that every person in DIR consented (recorded with today's date)",
     )
+    import_p.add_argument("--json", action="store_true", help="print JSON")
 
     audit_p = verbs.add_parser("audit", help="the log of deletions and purges (no biometrics)")
     audit_p.add_argument("--json", action="store_true", help="print JSON")

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _from_store(args: argparse.Namespace, config: KioskConfig) -> int:
     from enroll.store import open_store
+    from kiosk.erasure import complete_erasures
     from kiosk.live.retrain import progress_line
     from kiosk.training import train_from_store
 
@@ -82,6 +83,7 @@ def _from_store(args: argparse.Namespace, config: KioskConfig) -> int:
             print(line, flush=True)
 
     with open_store(config.enroll) as store:
+        complete_erasures(config, store)  # whoever its opening purged: gone everywhere first
         done = train_from_store(config, store, out=args.out, progress=progress, log=log)
     if args.progress:
         print(progress_line(progress=1.0, message=done.message, version=done.version), flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-RECOGNIZERS = ("gallery",)  # "clip" joins once the CLIP recognizer bundle exists
+RECOGNIZERS = ("clip", "gallery", "fusion")  # kiosk.trials.runs.RECOGNIZERS
 
 
 def register(
@@ -62,14 +62,35 @@ def register(
     sim.add_argument(
         "--leave-one-out",
         action="store_true",
-        help="also run each enrolled clip as a stranger against a gallery without them",
+        help="also run each enrolled clip as a stranger against a recognizer built without them",
     )
-    sim.add_argument("--recognizer", choices=RECOGNIZERS, default="gallery")
+    sim.add_argument(
+        "--recognizer",
+        choices=RECOGNIZERS,
+        action="append",
+        default=None,
+        help="clip: CLIP finetuned on the enrollment photos ([train], [clip]); gallery: the "
+        "MobileFaceNet embedding gallery; fusion: CLIP confirmed by the gallery. Repeat it "
+        "to compare recognizers over the same trials in one JSON and one report "
+        "(default: gallery)",
+    )
+    sim.add_argument(
+        "--pretrained",
+        choices=("openai", "none", "auto"),
+        default=None,
+        help="CLIP weights: openai (RN50.pt in the model directory), none (untrained: every "
+        "output is labelled UNTRAINED), auto (openai when RN50.pt is there, else none); "
+        "default: [clip] pretrained",
+    )
+    sim.add_argument(
+        "--epochs", type=int, default=None, help="CLIP finetuning epochs (default: [train])"
+    )
     sim.add_argument(
         "--threshold",
         type=float,
         default=None,
-        help="reject threshold (default: the recognizer's; gallery 0.5 cosine)",
+        help="reject threshold, with one --recognizer (default: the recognizer's; clip and "
+        "fusion [clip] threshold 0.8 softmax, gallery [recognizer] gallery_threshold 0.5 cosine)",
     )
     sim.add_argument("--detector-size", type=int, default=320, help="detector input size")
     sim.add_argument(

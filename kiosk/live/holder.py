@@ -128,6 +128,21 @@ def path_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(signature)
 
 
+def recognizer_info(recognizer: Recognizer, version: int, update: str = "") -> RecognizerInfo:
+    """What a recognizer is: its kind, and its own version (a CLIP bundle's, a fusion's
+    CLIP part's) or else ``version`` (a gallery's rebuild count)."""
+    bundle = getattr(recognizer, "bundle", None)
+    clip = getattr(recognizer, "clip", None)  # a fusion's CLIP part
+    bundle = bundle if bundle is not None else getattr(clip, "bundle", None)
+    return RecognizerInfo(
+        kind=str(getattr(recognizer, "kind", "")),
+        version=int(getattr(recognizer, "version", version)),
+        trained_at=str(getattr(bundle, "trained_at", "")),
+        people=len(recognizer.people),
+        update=update,
+    )
+
+
 class RecognizerHolder:
     """The recognizer in use; ``watch`` rebuilds it off the inference thread when it changes.
 
@@ -220,17 +235,8 @@ class RecognizerHolder:
 
     def info(self) -> RecognizerInfo:
         """Which recognizer is in use, for the operator's view and the trials' records."""
-        recognizer = self._recognizer
-        bundle = getattr(recognizer, "bundle", None)
-        clip = getattr(recognizer, "clip", None)  # a fusion's CLIP part
-        bundle = bundle if bundle is not None else getattr(clip, "bundle", None)
-        return RecognizerInfo(
-            kind=str(getattr(recognizer, "kind", "")),
-            version=int(getattr(recognizer, "version", self.version)),
-            trained_at=str(getattr(bundle, "trained_at", "")),
-            people=len(recognizer.people),
-            update=self._update() if self._update is not None else "",
-        )
+        update = self._update() if self._update is not None else ""
+        return recognizer_info(self._recognizer, self.version, update)
 
     @property
     def last_error(self) -> str:

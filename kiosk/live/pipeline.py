@@ -48,8 +48,9 @@ from kiosk.live.results import FrameResult
 from kiosk.live.retrain import Retrainer
 from kiosk.live.slot import NewestSlot
 from kiosk.live.sources import Frame, FrameSource, LiveCaptureSource
-from kiosk.live.tracking import Tracker, TrackUpdate, TrackVeto
+from kiosk.live.tracking import UNKNOWN_LABEL, Tracker, TrackUpdate, TrackVeto
 from models.detector import Face, FaceDetector
+from models.errors import UserError
 from models.recognition import Prediction, Recognizer
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,20 @@ class LivenessVeto:
             self.vetoed.add(track_id)
             return True
         return not verdict.is_live
+
+
+def _only_names(update: TrackUpdate, allowed: set[str]) -> TrackUpdate:
+    """``update`` showing no name outside ``allowed``: such a track is pending again."""
+    view = update.view
+    named = view.state == "recognized" and view.label not in allowed
+    raw_gone = view.raw_best is not None and view.raw_best not in allowed
+    if not (named or raw_gone):
+        return update
+    if raw_gone:
+        view = replace(view, raw_best=None, raw_confidence=None)
+    if named:
+        view = replace(view, label=UNKNOWN_LABEL, state="pending")
+    return replace(update, view=view, announce=update.announce and not named)
 
 
 class LivePipeline:
@@ -209,9 +224,17 @@ class LivePipeline:
             stages["liveness"] = self._veto.elapsed_ms
         lap("track")
         stages["track"] -= stages["align"] + stages["classify"] + stages.get("liveness", 0.0)
+        latest = self.recognizers.current()
+        if latest is not recognizer:
+            # Someone was erased while this frame was classified: it shows nobody the
+            # store no longer holds, and opens no door for them.
+            allowed = set(latest.people)
+            self.tracker.retain_names(allowed)
+            self._last_recognizer = latest
+            updates = [_only_names(update, allowed) for update in updates]
         for update in updates:
             if update.announce:
-                self._record(update, frame.image)
+                self._record(update, frame.image, recognizer)
         lap("events")
         stages["total"] = sum(v for k, v in stages.items() if k != "decode")
         published_at = time.monotonic()
@@ -235,18 +258,30 @@ class LivePipeline:
             door_event_at=self._door_event_at,
         )
 
-    def _record(self, update: TrackUpdate, image: NDArray[np.uint8]) -> None:
-        """Log a door event (fast, local) here; hooks go to their own worker."""
+    def _record(
+        self, update: TrackUpdate, image: NDArray[np.uint8], recognizer: Recognizer
+    ) -> None:
+        """Log a door event (fast, local) here, by the person's opaque id; hooks go to
+        their own worker."""
         if self.events is None:
             return
         view = update.view
+        inner = getattr(recognizer, "inner", recognizer)  # a naming policy's gate
+        ids = getattr(inner, "person_ids", None) or recognizer.people
+        person = dict(zip(recognizer.people, ids, strict=False)).get(view.label, view.label)
         try:
             event = self.events.append(
-                view.label, view.confidence, view.track_id, face_thumbnail(image, update.face)
+                person,
+                view.label,
+                view.confidence,
+                view.track_id,
+                face_thumbnail(image, update.face),
             )
-        except OSError as error:
+        except (OSError, UserError) as error:
             self._notice = f"cannot write the event log {self.events.path}: {error}"
             log.error(self._notice)
+            return
+        if event is None:  # the person was erased meanwhile: nothing is kept
             return
         self._door_event_at = time.monotonic()
         if self.hooks is not None:

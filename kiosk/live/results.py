@@ -24,6 +24,9 @@ class TrackView:
     # the best name and its confidence, None before the first prediction.
     raw_best: str | None = None
     raw_confidence: float | None = None
+    # True when the recognizer refused that name (under its threshold, or vetoed: a
+    # fusion's gallery disagreeing with CLIP).
+    raw_refused: bool = False
     prompt: str = ""  # what the person is asked to do, e.g. "Please turn your head slightly"
 
 

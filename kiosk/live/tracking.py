@@ -10,8 +10,13 @@ Votes are weighted by how decisive each frame was: an accepted frame by its conf
 a rejected frame by one minus its confidence (clipped to [0.05, 1]).
 
 Once a track is decided, its face is classified only every ``reclassify_every`` frames
-(the costly step, 34 ms a face for CLIP RN50 on 2 cores); detection and tracking still
-run on every frame. A change of mind then needs ``min_frames`` fresh votes as before.
+(the costly step: CLIP RN50's image tower, 30 to 70 ms a face on 2 cores); detection
+and tracking still run on every frame. A change of mind then needs ``min_frames`` fresh
+votes as before. An undecided track is classified on its first frame and then every
+``pending_every`` frames (every frame by default), and ``max_classify`` caps the faces
+classified in one frame (undecided tracks first, then those waiting longest): both trade
+a later decision for frames that never wait on several tower passes. Neither changes
+what a decision needs, so one frame still never names anyone.
 
 A ``veto`` (for liveness, say) is asked about every track on every frame; a vetoed track
 is shown as ``not_live`` and is never named while the veto holds.
@@ -51,12 +56,16 @@ class TrackerSettings:
     iou_threshold: float = 0.3
     max_missed: int = 10  # frames a track survives without a matching face
     reclassify_every: int = 1  # a decided track's face is classified every n-th frame
+    pending_every: int = 1  # an undecided track's face is classified every n-th frame
+    max_classify: int = 0  # faces classified in one frame at most; 0: every face due
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_frames <= self.window:  # one frame must never name anyone
             raise ValueError(f"need 2 <= min_frames <= window, got {self}")
-        if self.reclassify_every < 1:
-            raise ValueError(f"reclassify_every must be at least 1, got {self}")
+        if self.reclassify_every < 1 or self.pending_every < 1:
+            raise ValueError(f"reclassify_every and pending_every must be at least 1, got {self}")
+        if self.max_classify < 0:
+            raise ValueError(f"max_classify must be 0 (no cap) or more, got {self}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,7 @@ class _Track:
     confidence: float = 0.0  # of the decided name
     last_confidence: float = 0.0  # of the newest prediction
     last_best: str | None = None  # the newest prediction's best name
+    last_refused: bool = False  # whether the newest prediction refused that name
     missed: int = 0
     since_vote: int = 0  # frames since the last prediction
     announced: set[str] = field(default_factory=set)
@@ -156,8 +166,9 @@ class Tracker:
         """Match faces to tracks, vote, and return the tracks seen in this frame.
 
         ``classify(indices)`` must return one prediction for each face at ``indices``.
-        The tracker asks for every face of an undecided track, and for a decided track's
-        face only every ``reclassify_every`` frames: the decision stands in between.
+        The tracker asks for an undecided track's face every ``pending_every`` frames
+        (and on its first), for a decided track's only every ``reclassify_every`` frames
+        (the decision stands in between), and for ``max_classify`` faces at most.
         """
         matches = self._match(faces)
         matched_tracks = {id(track) for track in matches.values()}
@@ -166,7 +177,7 @@ class Tracker:
                 track.missed += 1
         self._tracks = [t for t in self._tracks if t.missed <= self.settings.max_missed]
         tracks = [matches.get(i) or self._new_track(face) for i, face in enumerate(faces)]
-        due = [i for i, track in enumerate(tracks) if self._due(track)]
+        due = self._within_budget([i for i, track in enumerate(tracks) if self._due(track)], tracks)
         predictions: dict[int, Prediction] = {}
         if due:
             answers = list(classify(due))
@@ -183,14 +194,26 @@ class Tracker:
                 track.votes.append((prediction.name, vote_weight(prediction)))
                 track.last_confidence = prediction.confidence
                 track.last_best = prediction.best
+                track.last_refused = prediction.name is None
                 track.since_vote = 0
             updates.append(self._decide(track, frame, face))
         return updates
 
     def _due(self, track: _Track) -> bool:
         if track.decision is None:
-            return True
+            return not track.votes or track.since_vote + 1 >= self.settings.pending_every
         return track.since_vote + 1 >= self.settings.reclassify_every
+
+    def _within_budget(self, due: list[int], tracks: Sequence[_Track]) -> list[int]:
+        """At most ``max_classify`` of the faces due: undecided tracks first, then the
+        longest since their last vote, then the larger face (the detector's order)."""
+        cap = self.settings.max_classify
+        if not cap or len(due) <= cap:
+            return due
+        ranked = sorted(
+            due, key=lambda i: (tracks[i].decision is not None, -tracks[i].since_vote, i)
+        )
+        return sorted(ranked[:cap])
 
     def _new_track(self, face: Face) -> _Track:
         track = _Track(self._next_id, face.box, deque(maxlen=self.settings.window))
@@ -206,7 +229,11 @@ class Tracker:
     def _decide(self, track: _Track, frame: NDArray[np.uint8], face: Face) -> TrackUpdate:
         x1, y1, x2, y2 = (float(v) for v in face.box)
         box = (x1, y1, x2, y2)
-        raw = (track.last_best, None if track.last_best is None else track.last_confidence)
+        raw = (
+            track.last_best,
+            None if track.last_best is None else track.last_confidence,
+            track.last_refused,
+        )
         if self.veto is not None and self.veto(track.track_id, frame, face):
             track.decision = None
             view = TrackView(
@@ -218,9 +245,11 @@ class Tracker:
         for name, weight in track.votes:
             totals[name] = totals.get(name, 0.0) + weight
             counts[name] = counts.get(name, 0) + 1
-        winner = max(totals, key=lambda name: totals[name])
         announce = False
-        if counts[winner] >= self.settings.min_frames:
+        # No votes yet (not classified this frame for want of budget, or all of them were
+        # for an erased name): nothing to decide on, the decision stands.
+        winner = max(totals, key=lambda name: totals[name]) if totals else None
+        if totals and counts[winner] >= self.settings.min_frames:
             decided = UNKNOWN_LABEL if winner is None else winner
             if winner is not None and decided != track.decision:
                 announce = winner not in track.announced

@@ -26,7 +26,7 @@ from models.paths import HOME_ENV, kiosk_home, user_cache_dir, user_config_dir, 
 Severity = Literal["error", "warning"]
 State = Literal["ok", "warning", "error", "info"]
 MIN_FREE_BYTES = 2 * 1024**3
-SECTIONS = ("python", "qt", "cameras", "models", "onnxruntime", "paths", "site")
+SECTIONS = ("python", "qt", "cameras", "models", "onnxruntime", "paths", "people", "site")
 
 
 @dataclass(frozen=True)
@@ -293,6 +293,42 @@ def _check_paths(report: DoctorReport, config_file: Path, model_dir: Path) -> No
     report.add("paths", "ok", "config", f"{config_file}{state}")
 
 
+def _check_people(report: DoctorReport, config: KioskConfig) -> None:
+    """Stored photos that cannot be read back, by person id (never by name): such a
+    photo is left out of the gallery and the bundle while the others serve."""
+    from enroll.keys import operator_key
+    from enroll.store import DB_NAME, PeopleStore, default_store_dir
+    from models.errors import UserError
+
+    root = config.enroll.store_dir or default_store_dir()
+    info: dict[str, Any] = {"dir": str(root), "exists": (root / DB_NAME).exists()}
+    report.checks["people"] = info
+    if not info["exists"]:
+        report.add("people", "info", "store", f"{root} (none yet)")
+        return
+    try:
+        # No retention: the doctor looks, it never purges anyone.
+        with PeopleStore(root, key=operator_key(), retention_days=None) as store:
+            info["people"] = len(store.people())
+            damaged = store.damaged_photos()
+    except UserError as error:
+        report.add("people", "error", "store", f"{root} cannot be read: {error}")
+        return
+    info["damaged_photos"] = damaged
+    if not damaged:
+        report.add("people", "ok", "store", f"{root} ({info['people']} people)")
+    for uid, reasons in damaged.items():
+        report.add(
+            "people",
+            "warning",
+            uid,
+            f"{len(reasons)} stored photo(s) cannot be read and are left out of recognition "
+            f"({reasons[0]})",
+            "enroll the person again (`kiosk people list --json` shows who has this id), "
+            "or restore the store's folder from a backup",
+        )
+
+
 def run_doctor(
     config: KioskConfig, *, config_file: Path | None = None, kiosk: str = "kiosk"
 ) -> DoctorReport:
@@ -307,6 +343,7 @@ def run_doctor(
     _check_models(report, config, model_dir, kiosk)
     _check_runtime(report, config, model_dir)
     _check_paths(report, config_file or config_path(), model_dir)
+    _check_people(report, config)
     from kiosk.setup.site import check_site
 
     check_site(report, config)

@@ -66,13 +66,16 @@ def site_session(config: KioskConfig, store_dir: Path | None = None) -> Iterator
 
 
 @contextmanager
-def people_store(config: KioskConfig, store_dir: Path | None = None) -> Iterator[PeopleStore]:
+def people_store(
+    config: KioskConfig, store_dir: Path | None = None, *, keyless: bool = False
+) -> Iterator[PeopleStore]:
     """The people store for a command. On a site, the replica, brought up to date first
     (when the registry is reachable) so the command sees the site's people, and whose
-    changes are pushed (or left queued, when it is not) when the block ends."""
+    changes are pushed (or left queued, when it is not) when the block ends.
+    ``keyless``: see :func:`kiosk.site.replica.open_people`."""
     from enroll.keys import operator_key
 
-    store = open_people(config, store_dir)
+    store = open_people(config, store_dir, keyless=keyless)
     try:
         site = config.site
         if not isinstance(store, ReplicaStore) or site is None:

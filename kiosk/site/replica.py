@@ -29,7 +29,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from enroll.store import Consent, NewPhoto, PeopleStore, Person, PhotoToStore, encode_png, new_uid
+from enroll.store import (
+    Consent,
+    NewPhoto,
+    PeopleStore,
+    Person,
+    PhotoToStore,
+    StagedPerson,
+    encode_png,
+    new_uid,
+)
 from kiosk.site.registry import PersonRecord
 from kiosk.site.state import SiteState
 from models.errors import UserError
@@ -77,6 +86,37 @@ class ReplicaStore(PeopleStore):
         uid: str | None = None,
     ) -> Person:
         uid = uid or new_uid()
+        pngs = [(photo.pose, encode_png(photo.crop)) for photo in photos]
+        self._enqueue_person(uid, name, external_id, consent, pngs)
+        try:
+            person = super().add_person(name, photos, consent, external_id, uid=uid)
+        except BaseException:
+            self.site_state.drop_person_writes(uid)
+            raise
+        self.wake()
+        return person
+
+    def commit_staged(self, staged: Sequence[StagedPerson]) -> None:
+        """An import: everyone queued for the registry first, then all committed here."""
+        for person in staged:
+            pngs = [(pose, self.staged_png(person, file)) for pose, file in person.aligned_files()]
+            self._enqueue_person(person.uid, person.name, person.external_id, person.consent, pngs)
+        try:
+            super().commit_staged(staged)
+        except BaseException:
+            for person in staged:
+                self.site_state.drop_person_writes(person.uid)
+            raise
+        self.wake()
+
+    def _enqueue_person(
+        self,
+        uid: str,
+        name: str,
+        external_id: str | None,
+        consent: Consent,
+        pngs: list[tuple[str, bytes]],
+    ) -> None:
         record = PersonRecord(
             uid=uid,
             name=name.strip(),
@@ -85,16 +125,9 @@ class ReplicaStore(PeopleStore):
             consent_version=consent.version,
             consent_at=consent.at.isoformat(),
             retain_until=retain_until(consent, self.retention_days).isoformat(),
-            photos=[(photo.pose, encode_png(photo.crop)) for photo in photos],
+            photos=pngs,
         )
         self.site_state.enqueue(f"person:{uid}", "person", record.to_json(), uid)
-        try:
-            person = super().add_person(name, photos, consent, external_id, uid=uid)
-        except BaseException:
-            self.site_state.drop_person_writes(uid)
-            raise
-        self.wake()
-        return person
 
     def rename(self, old: str, new: str) -> Person:
         uid = self.get(old).uid
@@ -245,9 +278,13 @@ class ReplicaGate:
         self.cursor = cursor
 
 
-def open_people(config: KioskConfig, store_dir: Path | None = None) -> PeopleStore:
+def open_people(
+    config: KioskConfig, store_dir: Path | None = None, *, keyless: bool = False
+) -> PeopleStore:
     """The people store the config names: a :class:`ReplicaStore` on a site, else the
-    plain store (exactly what a single kiosk has always opened)."""
+    plain store (exactly what a single kiosk has always opened). ``keyless``: a plain
+    encrypted store opens without the key, for what needs none (deleting, listing); a
+    replica always needs it, since a sync may bring people to seal."""
     from enroll.keys import operator_key
     from enroll.store import default_store_dir, open_store
 
@@ -255,7 +292,7 @@ def open_people(config: KioskConfig, store_dir: Path | None = None) -> PeopleSto
     if store_dir is not None:
         enroll = enroll.model_copy(update={"store_dir": store_dir})
     if config.site is None:
-        return open_store(enroll)
+        return open_store(enroll, keyless=keyless)
     root = enroll.store_dir or default_store_dir()
     state = SiteState(root)
     try:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from models.errors import UserError
+from models.io import private_db
 
 STATE_FILE = "site.db"
 
@@ -96,8 +97,8 @@ class SiteState:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            self._db = sqlite3.connect(  # 0600: the outbox holds people's crops
+                private_db(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from kiosk.trials.recognizers import UNTRAINED
 from kiosk.trials.rules import (
     RESEARCH_THRESHOLD,
     ConfusionMatrix,
@@ -27,6 +28,7 @@ from kiosk.trials.rules import (
     sweep_thresholds,
 )
 from kiosk.trials.session import TrialSession
+from models.clip.identity import UNTRAINED_WARNING
 from models.errors import UserError
 from models.io import atomic_writer
 
@@ -47,6 +49,7 @@ CSV_COLUMNS = [
     "not_live_frames",
     "time_to_name",
     "source",
+    "recognizer",
 ]
 
 
@@ -78,7 +81,13 @@ def trial_row(result: TrialResult) -> dict[str, Any]:
         "not_live_frames": result.live_frames[1],
         "time_to_name": None if result.time_to_name is None else round(result.time_to_name, 3),
         "source": result.source,
+        "recognizer": " ".join(dict.fromkeys(f.recognizer for f in result.frames if f.recognizer)),
     }
+
+
+def is_untrained(session: TrialSession) -> bool:
+    """Whether the session ran on an untrained CLIP tower: its figures mean nothing."""
+    return UNTRAINED in session.recognizer
 
 
 def session_summary(
@@ -97,9 +106,13 @@ def session_summary(
         if frames:
             row["frame_decisions"] = [asdict(frame) for frame in result.frames]
         trials.append(row)
+    untrained = is_untrained(session)
     return {
         **session.metrics().as_dict(),
         "session_id": session.session_id,
+        "description": session.recognizer,
+        "untrained": untrained,
+        **({"warning": UNTRAINED_WARNING} if untrained else {}),
         "duration": session.duration,
         "threshold": session.threshold,
         "min_share": session.min_share,
@@ -131,16 +144,22 @@ def export_json(
     session: TrialSession, path: Path, *, target_fpr: float = 0.02, **extra: Any
 ) -> dict[str, Any]:
     summary = {**session_summary(session, target_fpr=target_fpr), **extra}
-    _write_export(path, json.dumps(summary, indent=2).encode())
+    export_json_data(path, summary)
     return summary
 
 
-def export_csv(session: TrialSession, path: Path) -> None:
+def export_json_data(path: Path, data: dict[str, Any]) -> None:
+    _write_export(path, json.dumps(data, indent=2).encode())
+
+
+def export_csv(sessions: TrialSession | Sequence[TrialSession], path: Path) -> None:
+    """One row per trial of the session (or of each session, in turn)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
     writer.writeheader()
-    for result in session.results:
-        writer.writerow(trial_row(result))
+    for session in [sessions] if isinstance(sessions, TrialSession) else sessions:
+        for result in session.results:
+            writer.writerow(trial_row(result))
     _write_export(path, buffer.getvalue().encode())
 
 
@@ -261,10 +280,94 @@ def _metrics_rows(metrics: Metrics) -> list[list[object]]:
     ]
 
 
-def write_html_report(
-    session: TrialSession, path: Path, *, title: str = "Deployment trials", target_fpr: float = 0.02
-) -> None:
-    """A self-contained HTML page: metrics, per-participant results, plots, the trial log."""
+STYLE = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}img{margin:4px}
+.warning{background:#fdd;border:2px solid #c00;padding:1em;font-weight:bold}"""
+
+RULES_TEXT = """Outcomes: enrolled + own name = TP;
+enrolled + another name = FP and a misidentification; enrolled + rejected = FN;
+not enrolled + rejected = TN; not enrolled + any name = FP; a presentation attack (a photo
+of an enrolled person) rejected or found not live = attack_refused, named = FP and an
+accepted attack; no face in the window = no_face (counted in N, left out of FPR and FNR).
+A frame the liveness check found not live votes "rejected"."""
+
+
+def _page(title: str, body: str) -> bytes:
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{STYLE}</style>
+</head><body>
+<h1>{html.escape(title)}</h1>
+{body}
+</body></html>
+""".encode()
+
+
+def _warning(untrained: bool) -> str:
+    return f'<p class="warning">{html.escape(UNTRAINED_WARNING)}</p>' if untrained else ""
+
+
+def _notes_html(notes: dict[str, Any] | None) -> str:
+    """What a simulation adds: the clips it skipped (and why), the recognizers it built."""
+    if not notes:
+        return ""
+    parts = []
+    skipped = notes.get("skipped_clips") or []
+    if skipped:
+        rows = [
+            [
+                item["name"],
+                item["frames"],
+                item["blocked_by"] or "",
+                ", ".join(f"{gate} {count}" for gate, count in item["gates"].items()),
+            ]
+            for item in skipped
+        ]
+        parts.append(
+            "<h2>Clips skipped: no enrollment photo</h2><p>No frame of their first"
+            f" {skipped[0]['enroll_seconds']:g} s passed the enrollment capture's gates;"
+            " they take no part in the trials.</p>"
+            + _table(["clip", "frames", "gate that blocked most", "frames refused per gate"], rows)
+        )
+    return "".join(parts)
+
+
+def _bundles_html(notes: dict[str, Any] | None) -> str:
+    builds = (notes or {}).get("bundles") or []
+    if not builds:
+        return ""
+    rows = [
+        [
+            b["label"],
+            b["held_out"] or "(everyone)",
+            len(b.get("people", [])),
+            sum(b.get("photos", {}).values()),
+            ", ".join(f"{s['path']}: {s['reason']}" for s in b.get("skipped", [])),
+            _fmt(b.get("test_accuracy")) if "test_accuracy" in b else "",
+            b.get("build_s", ""),
+        ]
+        for b in builds
+    ]
+    held = (notes or {}).get("held_out_skipped") or []
+    extra = "".join(
+        f"<p>No run without {html.escape(h['held_out'])}: {html.escape(h['reason'])}</p>"
+        for h in held
+    )
+    return (
+        "<h3>Recognizers built</h3>"
+        + _table(
+            ["label", "held out", "people", "photos", "left out", "held-out accuracy", "build s"],
+            rows,
+        )
+        + extra
+    )
+
+
+def _session_body(
+    session: TrialSession, *, target_fpr: float, level: int = 2, notes: dict[str, Any] | None
+) -> str:
+    """A session's part of a report: metrics, per participant, plots, the trial log."""
+    h = f"h{level}"
     results = session.results
     metrics = session.metrics()
     sweep = sweep_thresholds(
@@ -293,6 +396,7 @@ def write_html_report(
             result.answer_label,
             result.outcome.value,
             f"{result.face_frames}/{len(result.frames)}",
+            trial_row(result)["recognizer"],
             result.source,
         ]
         log_rows.append(
@@ -318,25 +422,84 @@ def write_html_report(
                 plot_confusion(session.confusion()),
             )
         )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{margin:4px}}</style>
-</head><body>
-<h1>{html.escape(title)}</h1>
+    recognizer = (
+        f"<p>Recognizer: {html.escape(session.recognizer)}.</p>" if session.recognizer else ""
+    )
+    return f"""{_warning(is_untrained(session))}{recognizer}
 <p>Window {session.duration:g} s; reject threshold {session.threshold:g}; a name must hold
-at least {session.min_share:.0%} of the frames with a face. Outcomes: enrolled + own name = TP;
-enrolled + another name = FP and a misidentification; enrolled + rejected = FN;
-not enrolled + rejected = TN; not enrolled + any name = FP; a presentation attack (a photo
-of an enrolled person) rejected or found not live = attack_refused, named = FP and an
-accepted attack; no face in the window = no_face (counted in N, left out of FPR and FNR).
-A frame the liveness check found not live votes "rejected".</p>
-<h2>Metrics</h2>{_table(["", ""], _metrics_rows(metrics))}
-<h2>Per participant</h2>
+at least {session.min_share:.0%} of the frames with a face.</p>
+<{h}>Metrics</{h}>{_table(["", ""], _metrics_rows(metrics))}
+{_bundles_html(notes)}
+<{h}>Per participant</{h}>
 {_table(["participant", "kind", "trials", "TP/FP/FN/TN/no face", "answers"], people)}
-<h2>Threshold analysis</h2><p>{target_text}.</p>{images}
-<h2>Trial log</h2><table><tr><th></th><th>trial</th><th>participant</th><th>kind</th>
-<th>answer</th><th>outcome</th><th>face frames</th><th>source</th></tr>{"".join(log_rows)}</table>
-</body></html>
-"""
-    _write_export(path, page.encode())
+<{h}>Threshold analysis</{h}><p>{target_text}.</p>{images}
+<{h}>Trial log</{h}><table><tr><th></th><th>trial</th><th>participant</th><th>kind</th>
+<th>answer</th><th>outcome</th><th>face frames</th><th>recognizer</th><th>source</th></tr>
+{"".join(log_rows)}</table>"""
+
+
+def write_html_report(
+    session: TrialSession,
+    path: Path,
+    *,
+    title: str = "Deployment trials",
+    target_fpr: float = 0.02,
+    notes: dict[str, Any] | None = None,
+) -> None:
+    """A self-contained HTML page: metrics, per-participant results, plots, the trial log
+    (and, from a simulation's ``notes``, the clips skipped and the recognizers built)."""
+    if is_untrained(session):
+        title += f" ({UNTRAINED} CLIP)"
+    body = f"<p>{RULES_TEXT}</p>{_notes_html(notes)}" + _session_body(
+        session, target_fpr=target_fpr, notes=notes
+    )
+    _write_export(path, _page(title, body))
+
+
+def write_comparison_report(
+    sessions: Sequence[TrialSession],
+    path: Path,
+    *,
+    title: str = "Deployment trials: recognizers compared",
+    target_fpr: float = 0.02,
+    notes: dict[str, Any],
+) -> None:
+    """One page comparing recognizers run over the same trials: a table of their figures,
+    then each one's full report. ``notes`` is the simulation's summary (``comparison``,
+    ``runs`` by recognizer, ``skipped_clips``)."""
+    rows = [
+        [
+            row["label"],
+            row["description"],
+            row["trials"],
+            f"{row['tp']} / {row['fp']} ({row['misidentified']}) / {row['fn']} / {row['tn']}",
+            row["no_face"],
+            _fmt(row["accuracy"]),
+            _fmt(row["fpr"]),
+            _fmt(row["fnr"]),
+            row["ms_per_frame"],
+        ]
+        for row in notes["comparison"]
+    ]
+    header = ["recognizer", "what", "trials", "TP / FP (misid.) / FN / TN", "no face"]
+    header += ["accuracy", "FPR", "FNR", "ms a frame"]
+    runs = notes["runs"]
+    sections = "".join(
+        f"<h2>{html.escape(str(row['label']))}: {html.escape(str(row['description']))}</h2>"
+        + _session_body(session, target_fpr=target_fpr, level=3, notes=runs[row["recognizer"]])
+        for row, session in zip(notes["comparison"], sessions, strict=True)
+    )
+    untrained = any(is_untrained(session) for session in sessions)
+    if untrained:
+        title += f" ({UNTRAINED} CLIP)"
+    body = (
+        _warning(untrained)
+        + "<p>Every recognizer saw the same frames of the same clips, enrolled from the same"
+        " photos; detection and liveness ran once for all. The first recognizer's time a"
+        " frame includes detection and liveness.</p>"
+        + _table(header, rows)
+        + f"<p>{RULES_TEXT}</p>"
+        + _notes_html(notes)
+        + sections
+    )
+    _write_export(path, _page(title, body))

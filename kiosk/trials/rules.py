@@ -47,15 +47,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.recognition import Prediction
-
-if TYPE_CHECKING:
-    pass
-
 
 REJECTED = "rejected"
 
@@ -113,7 +108,12 @@ class Participant:
 
 @dataclass(frozen=True)
 class FrameDecision:
-    """One frame inside a trial's window. ``t`` is seconds since the trial started."""
+    """One frame inside a trial's window. ``t`` is seconds since the trial started.
+
+    ``recognizer`` names the recognizer in use and its version (``clip v3``, a
+    :attr:`kiosk.live.results.RecognizerInfo.label`): the one that decided a face frame;
+    "" in records made before it was kept.
+    """
 
     t: float
     face: bool
@@ -122,6 +122,7 @@ class FrameDecision:
     threshold: float = RESEARCH_THRESHOLD
     accepted: str | None = None
     live: bool | None = None  # the track's liveness: None while unknown or not checked
+    recognizer: str = ""
 
     @property
     def named(self) -> str | None:
@@ -130,10 +131,15 @@ class FrameDecision:
 
     @classmethod
     def from_prediction(
-        cls, t: float, prediction: Prediction | None, threshold: float, live: bool | None = None
+        cls,
+        t: float,
+        prediction: Prediction | None,
+        threshold: float,
+        live: bool | None = None,
+        recognizer: str = "",
     ) -> FrameDecision:
         if prediction is None:
-            return cls(t=t, face=False, threshold=threshold, live=live)
+            return cls(t=t, face=False, threshold=threshold, live=live, recognizer=recognizer)
         return cls(
             t=t,
             face=True,
@@ -142,11 +148,24 @@ class FrameDecision:
             threshold=threshold,
             accepted=prediction.name,
             live=live,
+            recognizer=recognizer,
+        )
+
+    @property
+    def vetoed(self) -> bool:
+        """Refused although its confidence reached its threshold: something besides the
+        threshold said no (a fusion's gallery disagreeing, a naming policy)."""
+        return (
+            self.face
+            and self.accepted is None
+            and self.confidence is not None
+            and self.confidence >= self.threshold
         )
 
     def at_threshold(self, threshold: float) -> FrameDecision:
-        """The same frame judged with another reject threshold."""
-        if not self.face or self.confidence is None:
+        """The same frame judged with another reject threshold; a vetoed frame stays
+        refused at every threshold."""
+        if not self.face or self.confidence is None or self.vetoed:
             return replace(self, threshold=threshold)
         accepted = self.best if self.confidence >= threshold else None
         return replace(self, threshold=threshold, accepted=accepted)

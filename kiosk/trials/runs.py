@@ -8,19 +8,21 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kiosk import build
 from kiosk.config import KioskConfig
 from models import registry
-from models.errors import UserError
+from models.errors import ModelError, UserError
 from models.paths import user_data_dir
 
 if TYPE_CHECKING:
     from kiosk.live.pipeline import LivePipeline
+    from kiosk.trials.recognizers import ClipFactory, RecognizerFactory
     from kiosk.trials.session import TrialSession
-    from kiosk.trials.simulation import Clip
+    from kiosk.trials.simulation import Clip, Contender
     from kiosk.trials.store import SessionInfo
+    from models.train.bundle import DetectorInfo
 
 
 def default_database(config: KioskConfig) -> Path:
@@ -53,6 +55,19 @@ def trials_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
     return build.live_pipeline(config.model_copy(update={"kiosk": live}), source=source)
 
 
+def configured_recognizer(config: KioskConfig) -> str:
+    """What the live pipeline recognizes with, as a session records it: ``[recognizer]
+    kind`` (each frame also records the recognizer's label and version), with CLIP's
+    model and weights, :data:`~kiosk.trials.recognizers.UNTRAINED` for an untrained tower."""
+    from kiosk.trials.recognizers import UNTRAINED
+
+    kind = config.recognizer.kind
+    if kind == "embedding_gallery":
+        return f"{kind} ({config.recognizer.embedder})"
+    what = f"{kind} {config.clip.model}, pretrained {config.clip.pretrained}"
+    return f"{what}: {UNTRAINED}" if config.clip.pretrained == "none" else what
+
+
 @dataclass(frozen=True)
 class Outputs:
     """What to write of a session; ``target_fpr`` None means the config's."""
@@ -81,16 +96,45 @@ def write_outputs(
     if outputs.csv is not None:
         export_csv(session, outputs.csv)
     if outputs.report is not None:
-        write_html_report(session, outputs.report, target_fpr=target)
+        write_html_report(session, outputs.report, target_fpr=target, notes=extra)
     return summary
 
 
+def _pct(value: object) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"  # type: ignore[arg-type]
+
+
 def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """A session's summary for a terminal: outcomes, rates, attacks, liveness."""
+    """A summary for a terminal: a session's (outcomes, rates, attacks, liveness), or a
+    comparison's (a line per recognizer, then each one's); the UNTRAINED warning first
+    and the clips skipped at enrollment."""
+    lines: list[str] = []
+    if summary.get("warning"):
+        lines.append(str(summary["warning"]))
+    for item in summary.get("skipped_clips") or []:
+        gates = ", ".join(f"{gate} {count}" for gate, count in item["gates"].items())
+        lines.append(
+            f"skipped {item['name']}: no enrollment photo in its first"
+            f" {item['enroll_seconds']:g} s; blocked most by {item['blocked_by']}"
+            f" ({gates} of {item['frames']} frames)"
+        )
+    if "runs" not in summary:
+        return lines + _session_lines(summary)
+    for row in summary["comparison"]:
+        lines.append(
+            f"{row['label']:<22} trials {row['trials']}  TP {row['tp']}  FP {row['fp']}"
+            f" (misid. {row['misidentified']})  FN {row['fn']}  TN {row['tn']}"
+            f"  accuracy {_pct(row['accuracy'])}  FPR {_pct(row['fpr'])}"
+            f"  FNR {_pct(row['fnr'])}" + ("  UNTRAINED" if row["untrained"] else "")
+        )
+    for run in summary["runs"].values():
+        lines.append(f"-- {run['recognizer_label']}: {run['description']}")
+        lines += ["   " + line for line in _session_lines(run)]
+    return lines
 
-    def pct(value: object) -> str:
-        return "n/a" if value is None else f"{100 * float(value):.1f}%"  # type: ignore[arg-type]
 
+def _session_lines(summary: dict[str, Any]) -> list[str]:
+    pct = _pct
     lines = [
         f"trials {summary['trials']}: TP {summary['tp']}  FP {summary['fp']}"
         f" (misidentified {summary['misidentified']})  FN {summary['fn']}  TN {summary['tn']}"
@@ -111,6 +155,25 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             f" {liveness['ended_not_live']} tracks ended not live,"
             f" {liveness['ended_undecided']} undecided"
         )
+    builds = summary.get("bundles") or []
+    if builds and "test_accuracy" in builds[0]:
+        first = builds[0]
+        left_out = ", ".join(f"{s['path']} ({s['reason']})" for s in first["skipped"])
+        lines.append(
+            f"{first['label']}: {len(first['people'])} people, held-out accuracy"
+            f" {_pct(first['test_accuracy'])} (before finetuning"
+            f" {_pct(first['test_accuracy_before'])}, chance {_pct(first['chance'])}),"
+            f" {first['epochs']} epochs in {first['build_s']} s"
+            + (f"; left out: {left_out}" if left_out else "")
+        )
+        if len(builds) > 1:
+            seconds = sum(float(b["build_s"]) for b in builds[1:])
+            lines.append(
+                f"{len(builds) - 1} leave-one-out bundles trained in {seconds:.1f} s"
+                " (the enrollment features computed once)"
+            )
+    for held in summary.get("held_out_skipped") or []:
+        lines.append(f"no run without {held['held_out']}: {held['reason']}")
     return lines
 
 
@@ -159,22 +222,140 @@ def simulation_clips(
     return clips
 
 
+RECOGNIZERS = ("clip", "gallery", "fusion")
+
+
 @dataclass(frozen=True)
 class SimulationOptions:
     """How `kiosk trials simulate` runs (:func:`simulation_clips` says what ``videos``,
-    ``enrolled`` and ``visitors`` default to); None means the config's, for
-    ``threshold`` the gallery's 0.5."""
+    ``enrolled`` and ``visitors`` default to). ``recognizers``: each runs over the same
+    frames into its own session (two or more: a comparison). None means the config's:
+    ``threshold`` (one recognizer only) is CLIP's ``[clip] threshold``, the gallery's 0.5
+    cosine; ``pretrained`` (``openai``, ``none`` or ``auto``: openai when RN50.pt is in
+    the model directory, else none) is ``[clip] pretrained``; ``epochs`` ``[train] epochs``."""
 
     videos: Path | None = None
     enrolled: Sequence[str] | None = None
     visitors: Sequence[str] | None = None
-    recognizer: str = "gallery"
+    recognizers: Sequence[str] = ("gallery",)
     threshold: float | None = None
     detector_size: int = 320
     duration: float | None = None
     enroll_seconds: float = 1.0
     stride: int = 1
     leave_one_out: bool = False
+    pretrained: str | None = None
+    epochs: int | None = None
+
+
+def clip_pretrained(config: KioskConfig, requested: str | None) -> Literal["openai", "none"]:
+    """``openai`` or ``none``: ``requested`` (``auto``: openai when RN50.pt is in the
+    model directory), else ``[clip] pretrained``."""
+    from models.clip.identity import OPENAI_WEIGHTS
+
+    if requested is None:
+        return config.clip.pretrained
+    if requested == "auto":
+        weights = build.model_dir(config) / registry.spec(OPENAI_WEIGHTS).file
+        return "openai" if weights.is_file() else "none"
+    if requested not in ("openai", "none"):
+        raise UserError(f"--pretrained must be openai, none or auto, got {requested!r}")
+    return "openai" if requested == "openai" else "none"
+
+
+def simulation_factories(
+    config: KioskConfig,
+    options: SimulationOptions,
+    detector: DetectorInfo,
+    progress: Callable[[str], None] = lambda line: None,
+) -> list[RecognizerFactory]:
+    """The recognizers to compare, in the order asked, each built once per run."""
+    from kiosk.trials.recognizers import FusionFactory, GalleryFactory
+
+    names = list(dict.fromkeys(options.recognizers))
+    unknown = [name for name in names if name not in RECOGNIZERS]
+    if unknown or not names:
+        raise UserError(f"--recognizer must be one of {', '.join(RECOGNIZERS)}, got {unknown}")
+    if options.threshold is not None and len(names) > 1:
+        raise UserError("--threshold sets one recognizer's: give it with one --recognizer only")
+    given = options.threshold
+    # The simulation's gallery is MobileFaceNet's: [recognizer] gallery_threshold is its
+    # cosine threshold, unless that was set for a CLIP-embedding gallery.
+    mobilefacenet = config.recognizer.embedder == "mobilefacenet"
+    configured = config.recognizer.gallery_threshold if mobilefacenet else 0.5
+    model = registry.model_path(build.MOBILEFACENET, build.model_dir(config))
+    gallery = GalleryFactory(
+        model, given if given is not None and names == ["gallery"] else configured
+    )
+    clip = None
+    if {"clip", "fusion"} & set(names):
+        threshold = given if given is not None else config.clip.threshold
+        clip = clip_factory(config, options, detector, threshold, progress)
+    factories: list[RecognizerFactory] = []
+    for name in names:
+        if name == "gallery":
+            factories.append(gallery)
+        elif name == "clip":
+            assert clip is not None
+            factories.append(clip)
+        else:
+            assert clip is not None
+            factories.append(FusionFactory(clip, GalleryFactory(model, configured)))
+    return factories
+
+
+def clip_factory(
+    config: KioskConfig,
+    options: SimulationOptions,
+    detector: DetectorInfo,
+    threshold: float,
+    progress: Callable[[str], None] = lambda line: None,
+) -> ClipFactory:
+    """The CLIP recognizer's trainer: the open_clip model, its ONNX image tower (exported
+    once into the training cache, where `kiosk train` keeps it too) and the ``[train]``
+    settings. Without RN50.pt (``pretrained = "openai"``) a :class:`ModelError` says how
+    to fetch it, or to run untrained."""
+    import dataclasses
+
+    from kiosk.training import feature_cache_dir
+    from kiosk.trials.recognizers import ClipFactory
+    from models.clip.identity import OPENAI_WEIGHTS, warn_untrained
+    from models.clip.towers import OnnxImageTower, build_clip, export_image_tower
+
+    pretrained = clip_pretrained(config, options.pretrained)
+    try:
+        if pretrained == "openai":  # before torch is imported: the answer comes at once
+            registry.model_path(OPENAI_WEIGHTS, build.model_dir(config))
+        model, identity = build_clip(config.clip.model, pretrained, build.model_dir(config))
+    except ModelError as error:
+        if pretrained != "openai":
+            raise
+        raise ModelError(
+            f'the CLIP recognizer ([clip] pretrained = "openai") needs the RN50 weights: '
+            f"{error} To try the pipeline without them, run with --pretrained none (an "
+            "untrained RN50: every figure is then labelled UNTRAINED and means nothing)."
+        ) from None
+    if pretrained == "none":
+        warn_untrained()
+    tower_file = feature_cache_dir() / identity.key / "image_tower.onnx"
+    if not tower_file.is_file():
+        progress(f"clip: exporting the {config.clip.model} image tower to ONNX (once)")
+        export_image_tower(model.visual, tower_file)
+    tower = OnnxImageTower(tower_file, device=config.models.device, threads=config.models.threads)
+    settings = build.train_settings(config)
+    if options.epochs is not None:
+        if options.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {options.epochs}")
+        settings = dataclasses.replace(settings, epochs=options.epochs)
+    return ClipFactory(
+        model,
+        identity,
+        tower,
+        settings,
+        detector,
+        threshold=threshold,
+        rejection=config.clip.rejection,
+    )
 
 
 def simulate(
@@ -185,19 +366,21 @@ def simulate(
     db: Path | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict[str, object]:
-    """Enroll from the enrolled clips, run every clip's trials (saved in ``db`` if given,
-    else in memory only), write ``outputs``; the summary (:func:`summary_lines`)."""
+    """Enroll from the enrolled clips, run every clip's trials with each recognizer (saved
+    in ``db`` if given, else in memory only), write ``outputs``; the summary
+    (:func:`summary_lines`): one recognizer's, or with several a comparison
+    (``recognizers``, ``comparison`` and each one's summary under ``runs``)."""
     from kiosk.trials.rules import liveness_refusals
-    from kiosk.trials.simulation import gallery_factory, run_simulation
+    from kiosk.trials.simulation import Contender, run_simulation
     from kiosk.trials.store import TrialStore
+    from models.train.bundle import DetectorRecord
 
     if options.stride < 1:
         raise UserError(f"--stride must be at least 1, got {options.stride}")
     clips = simulation_clips(options.videos, options.enrolled, options.visitors)
     detector = build.detector(config, input_size=options.detector_size)
-    threshold = 0.5 if options.threshold is None else options.threshold
-    model = registry.model_path(build.MOBILEFACENET, build.model_dir(config))
-    factory = gallery_factory(model, threshold)
+    record = DetectorRecord(detector.name, options.detector_size)
+    factories = simulation_factories(config, options, record, progress)
     duration = options.duration if options.duration is not None else config.trials.duration
     monitor = None
     if config.liveness.enabled:
@@ -206,19 +389,25 @@ def simulate(
         monitor = LivenessMonitor(config.liveness, build.liveness_checker(config))
     else:
         progress("liveness: skipped ([liveness] enabled = false)")
+    names = " ".join(clip.name for clip in clips)
     with TrialStore(db if db is not None else Path(":memory:")) as store:
-        session = store.create_session(
-            label="simulate " + " ".join(clip.name for clip in clips),
-            duration=duration,
-            threshold=threshold,
-            min_share=config.trials.min_share,
-            recognizer=options.recognizer,
-        )
-        timings = run_simulation(
+        contenders = [
+            Contender(
+                factory,
+                store.create_session(
+                    label=f"simulate {names} [{factory.name}]",
+                    duration=duration,
+                    threshold=factory.threshold,
+                    min_share=config.trials.min_share,
+                    recognizer=factory.description,
+                ),
+            )
+            for factory in factories
+        ]
+        result = run_simulation(
             clips,
             detector,
-            factory,
-            session,
+            contenders,
             enroll_seconds=options.enroll_seconds,
             stride=options.stride,
             enroll_config=config.enroll,
@@ -226,22 +415,119 @@ def simulate(
             leave_one_out=options.leave_one_out,
             progress=progress,
         )
-        liveness: dict[str, object] = {"enabled": monitor is not None}
-        if monitor is not None:
-            liveness |= liveness_refusals(session.results, session.min_share)
-            liveness["checks"] = timings.liveness_checks
-        extra = {
-            "recognizer": options.recognizer,
+        skipped = {item.clip.name for item in result.skipped}
+        shared: dict[str, object] = {
             "detector": f"{detector.name}@{options.detector_size}",
             "providers": detector.providers,
             "enroll_seconds": options.enroll_seconds,
             "stride": options.stride,
             "leave_one_out": options.leave_one_out,
-            "clips": [{"name": c.name, "file": c.path.name, "enrolled": c.enrolled} for c in clips],
-            "frames": timings.frames,
-            "enroll_s": round(timings.enroll_s, 2),
-            "trials_s": round(timings.trials_s, 2),
-            "ms_per_frame": round(1000 * timings.trials_s / max(timings.frames, 1), 1),
-            "liveness": liveness,
+            "clips": [
+                {
+                    "name": c.name,
+                    "file": c.path.name,
+                    "enrolled": c.enrolled,
+                    "photos": len(result.enrollments[c.name].photos)
+                    if c.name in result.enrollments
+                    else 0,
+                }
+                for c in clips
+                if c.name not in skipped
+            ],
+            "skipped_clips": [item.as_dict() for item in result.skipped],
+            "enroll_s": round(result.enroll_s, 2),
         }
-        return write_outputs(outputs, config, session, extra)
+        runs: dict[str, dict[str, object]] = {}
+        for contender in result.contenders:
+            liveness: dict[str, object] = {"enabled": monitor is not None}
+            if monitor is not None:
+                session = contender.session
+                liveness |= liveness_refusals(session.results, session.min_share)
+                liveness["checks"] = result.liveness_checks
+            runs[contender.name] = _contender_summary(contender, liveness)
+        return write_simulation_outputs(outputs, config, result.contenders, runs, shared)
+
+
+def _contender_summary(contender: Contender, liveness: dict[str, object]) -> dict[str, object]:
+    factory = contender.factory
+    summary: dict[str, object] = {
+        "recognizer": factory.name,
+        "recognizer_label": contender.label,
+        "description": factory.description,
+        "untrained": factory.untrained,
+        "settings": factory.settings(),
+        "bundles": contender.builds,
+        "held_out_skipped": contender.held_out_skipped,
+        "frames": contender.frames,
+        "build_s": round(contender.build_s, 2),
+        "trials_s": round(contender.trials_s, 2),
+        "ms_per_frame": round(1000 * contender.trials_s / max(contender.frames, 1), 1),
+        "liveness": liveness,
+    }
+    if factory.untrained:
+        from models.clip.identity import UNTRAINED_WARNING
+
+        summary["warning"] = UNTRAINED_WARNING
+    return summary
+
+
+COMPARED = ("trials", "tp", "fp", "misidentified", "fn", "tn", "no_face", "accuracy", "fpr", "fnr")
+
+
+def write_simulation_outputs(
+    outputs: Outputs,
+    config: KioskConfig,
+    contenders: Sequence[Contender],
+    runs: dict[str, dict[str, object]],
+    shared: dict[str, object],
+) -> dict[str, object]:
+    """One recognizer: its session's exports (with ``runs``' and ``shared`` facts). Several:
+    one JSON and one HTML report comparing them (and a CSV of every trial, a column
+    naming the recognizer)."""
+    from kiosk.trials.report import (
+        export_csv,
+        export_json_data,
+        session_summary,
+        write_comparison_report,
+    )
+
+    if len(contenders) == 1:
+        name = contenders[0].name
+        return write_outputs(outputs, config, contenders[0].session, {**runs[name], **shared})
+    target = outputs.target_fpr if outputs.target_fpr is not None else config.trials.target_fpr
+    full = outputs.json is not None
+    summaries = {
+        c.name: {**session_summary(c.session, target_fpr=target, frames=full), **runs[c.name]}
+        for c in contenders
+    }
+    untrained = [c.name for c in contenders if c.factory.untrained]
+    summary: dict[str, object] = {
+        "recognizers": [c.name for c in contenders],
+        "comparison": [
+            {
+                "recognizer": name,
+                "label": s["recognizer_label"],
+                "description": s["description"],
+                "untrained": s["untrained"],
+                **{key: s[key] for key in COMPARED},
+                "ms_per_frame": s["ms_per_frame"],
+            }
+            for name, s in summaries.items()
+        ],
+        "untrained": untrained,
+        **shared,
+        "runs": summaries,
+    }
+    if untrained:
+        from models.clip.identity import UNTRAINED_WARNING
+
+        summary["warning"] = UNTRAINED_WARNING
+    if outputs.json is not None:
+        export_json_data(outputs.json, summary)
+    if outputs.csv is not None:
+        export_csv([c.session for c in contenders], outputs.csv)
+    if outputs.report is not None:
+        write_comparison_report(
+            [c.session for c in contenders], outputs.report, target_fpr=target, notes=summary
+        )
+    return summary

@@ -66,6 +66,7 @@ class TrialSession:
         session_id: int | None = None,
         participants: Sequence[Participant] = (),
         results: Sequence[TrialResult] = (),
+        recognizer: str = "",
     ) -> None:
         if duration <= 0:
             raise UserError(f"trial duration must be positive, got {duration}")
@@ -74,6 +75,7 @@ class TrialSession:
         self.duration = duration
         self.threshold = threshold
         self.min_share = min_share
+        self.recognizer = recognizer  # what the session ran with, e.g. "clip RN50 (openai)"
         self.store = store
         self.session_id = session_id
         self.participants: list[Participant] = list(participants)
@@ -135,14 +137,16 @@ class TrialSession:
         prediction: Prediction | None,
         face_crop: np.ndarray | None = None,
         live: bool | None = None,
+        recognizer: str = "",
     ) -> FrameDecision | None:
-        """Record one frame of the active trial; frames outside its window are ignored."""
+        """Record one frame of the active trial; frames outside its window are ignored.
+        ``recognizer`` names what decided it (a ``RecognizerInfo.label``, ``clip v3``)."""
         with self._lock:
             active = self.active
             if active is None or not active.start <= now < active.start + active.duration:
                 return None
             frame = FrameDecision.from_prediction(
-                now - active.start, prediction, self.threshold, live
+                now - active.start, prediction, self.threshold, live, recognizer
             )
             active.frames.append(frame)
             if self.store is not None and active.trial_id is not None:
@@ -203,15 +207,20 @@ def record_live_result(
 
     The largest face stands for the participant; its newest single-frame prediction
     (``TrackView.raw_best``/``raw_confidence``, not the track's voted label) is judged
-    with the session's threshold. A frame without a face is a "no face" frame.
+    with the session's threshold, and a name the recognizer itself refused
+    (``raw_refused``: a fusion whose gallery disagreed) stays refused. A frame without a
+    face is a "no face" frame. Every frame records the recognizer in use
+    (``result.recognizer.label``).
     """
+    label = result.recognizer.label
     if not result.tracks:
-        return session.add_frame(result.captured_at, None)
+        return session.add_frame(result.captured_at, None, recognizer=label)
     track = max(result.tracks, key=lambda t: (t.box[2] - t.box[0]) * (t.box[3] - t.box[1]))
     if track.raw_best is None or track.raw_confidence is None:
         return None  # a face the recognizer has not answered for: it adds no evidence
     confidence = track.raw_confidence
-    name = track.raw_best if confidence >= session.threshold else None
+    accepted = confidence >= session.threshold and not track.raw_refused
+    name = track.raw_best if accepted else None
     x1, y1, x2, y2 = (max(0, int(v)) for v in track.box)
     crop = result.frame[y1:y2, x1:x2]
     return session.add_frame(
@@ -219,6 +228,7 @@ def record_live_result(
         Prediction(name, track.raw_best, confidence),
         face_crop=crop if crop.size else None,
         live=track_live(track, liveness),
+        recognizer=label,
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from kiosk.trials.rules import FrameDecision, Outcome, Participant, TrialResult
 from kiosk.trials.session import TrialSession
 from models.errors import UserError
-from models.io import remove_stale_temps
+from models.io import private_db, remove_stale_temps
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -57,10 +57,17 @@ CREATE TABLE IF NOT EXISTS frames (
     confidence REAL,
     threshold REAL NOT NULL,
     accepted TEXT,
-    live INTEGER
+    live INTEGER,
+    recognizer TEXT NOT NULL DEFAULT ''  -- e.g. "clip v3": what decided the frame
 );
 CREATE INDEX IF NOT EXISTS frames_by_trial ON frames (trial_id);
 """
+
+# Columns added after a table was first released: a database made before gets them on
+# opening (ALTER TABLE ... ADD COLUMN), its existing rows reading back the default.
+ADDED_COLUMNS = {
+    ("frames", "recognizer"): "TEXT NOT NULL DEFAULT ''",
+}
 
 
 @dataclass(frozen=True)
@@ -78,22 +85,38 @@ class SessionInfo:
 class TrialStore:
     """One SQLite file holding any number of trial sessions. Single writer."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
+        """``busy_timeout_s``: how long to wait for another process's trial in progress."""
         self.path = Path(path)
         if str(path) != ":memory:":
             remove_stale_temps(self.path.parent)  # exports a killed run was writing
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # TrialSession serialises writes with its lock; the pipeline thread may add frames.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # 0600: names and scores of the people tried (SQLite's journals follow its mode).
+            memory = str(path) == ":memory:"
+            self._db = sqlite3.connect(
+                self.path if memory else private_db(self.path),
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=busy_timeout_s,
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            self._migrate()
             # Never committed, so never present; kept as a guard against older files.
             self._db.execute("DELETE FROM trials WHERE finished = 0")
         except sqlite3.DatabaseError as error:
             raise UserError(f"cannot open the trials database {self.path}: {error}") from error
+
+    def _migrate(self) -> None:
+        """Bring a database made by an earlier version up to :data:`SCHEMA`."""
+        for (table, column), definition in ADDED_COLUMNS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         """Close; a trial still in progress is rolled back (lost, as a crash would lose it)."""
@@ -138,6 +161,7 @@ class TrialStore:
             min_share=min_share,
             store=self,
             session_id=session_id,
+            recognizer=recognizer,
         )
         for participant in participants or []:
             session.add_participant(participant.name, participant.enrolled, participant.attack)
@@ -168,8 +192,8 @@ class TrialStore:
 
     def add_frame(self, trial_id: int, frame: FrameDecision) -> None:
         self._db.execute(
-            "INSERT INTO frames (trial_id, t, face, best, confidence, threshold, accepted, live)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO frames (trial_id, t, face, best, confidence, threshold, accepted, live,"
+            " recognizer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 trial_id,
                 frame.t,
@@ -179,6 +203,7 @@ class TrialStore:
                 frame.threshold,
                 frame.accepted,
                 None if frame.live is None else int(frame.live),
+                frame.recognizer,
             ),
         )
 
@@ -196,6 +221,40 @@ class TrialStore:
             ),
         )
         self._db.commit()
+
+    def anonymise(self, name_digest: str, label: str) -> int:
+        """Replace a person's name everywhere in the trials (roster, answers, frames) by
+        ``label`` and drop the face thumbnails of their trials: an erasure that keeps the
+        metrics. The person is known by :func:`models.names.name_digest`; how many trials
+        were theirs or answered with them. Waits for a trial in progress to end."""
+        from models.names import name_digest as digest_of
+
+        self._db.create_function(
+            "erased", 1, lambda n: n is not None and digest_of(n) == name_digest
+        )
+        self._db.execute("PRAGMA secure_delete = ON")  # the old names are zeroed on disk
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                touched = self._db.execute(
+                    "SELECT COUNT(*) FROM trials WHERE erased(participant) OR erased(answer)"
+                    " OR id IN (SELECT trial_id FROM frames WHERE erased(best) OR erased(accepted))"
+                ).fetchone()[0]
+                self._db.execute("UPDATE trials SET thumbnail = NULL WHERE erased(participant)")
+                for table, column in (
+                    ("participants", "name"),
+                    ("trials", "participant"),
+                    ("trials", "answer"),
+                    ("frames", "best"),
+                    ("frames", "accepted"),
+                ):
+                    self._db.execute(
+                        f"UPDATE {table} SET {column} = ? WHERE erased({column})", (label,)
+                    )
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nor in the write-ahead log
+        except sqlite3.Error as error:
+            raise UserError(f"cannot anonymise the trials in {self.path}: {error}") from error
+        return int(touched)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -233,15 +292,26 @@ class TrialStore:
             min_share=info.min_share,
             store=self,
             session_id=info.id,
+            recognizer=info.recognizer,
             participants=participants,
             results=self._results(info.id),
         )
 
     def _results(self, session_id: int) -> list[TrialResult]:
         frames: dict[int, list[FrameDecision]] = {}
-        for trial_id, t, face, best, confidence, threshold, accepted, live in self._db.execute(
+        for (
+            trial_id,
+            t,
+            face,
+            best,
+            confidence,
+            threshold,
+            accepted,
+            live,
+            recognizer,
+        ) in self._db.execute(
             "SELECT f.trial_id, f.t, f.face, f.best, f.confidence, f.threshold, f.accepted,"
-            " f.live FROM frames f JOIN trials t ON t.id = f.trial_id"
+            " f.live, f.recognizer FROM frames f JOIN trials t ON t.id = f.trial_id"
             " WHERE t.session_id = ? AND t.finished ORDER BY f.rowid",
             (session_id,),
         ):
@@ -254,6 +324,7 @@ class TrialStore:
                     threshold=threshold,
                     accepted=accepted,
                     live=None if live is None else bool(live),
+                    recognizer=recognizer,
                 )
             )
         rows = self._db.execute(

@@ -54,6 +54,7 @@ def run_door(
     """The locked full-screen kiosk (a normal window when ``windowed``) until it closes:
     by the operator (PIN), SIGTERM from the service manager, or Ctrl+C. ``kiosk`` is the
     command prefix (with the user's ``--home``, ``--config``) of the commands suggested."""
+    from kiosk.erasure import finish_erasures
     from kiosk.setup.first_run import rerun_command
     from kiosk.ui import application, has_display, show_error_dialog
     from kiosk.ui.enrollment import KioskEnrollment
@@ -65,6 +66,7 @@ def run_door(
             raise UserError(NO_PIN_MESSAGE)
         again = rerun_command(kiosk, windowed=windowed, source=source)
         first_run(config, assume_yes=assume_yes, command=again, kiosk=kiosk)
+        finish_erasures(config)  # the purged and the erased: gone everywhere first
         app = application()
         pipeline = start_pipeline(config, source)
     except (UserError, ModelError) as error:

@@ -66,14 +66,14 @@ def run_enrollment(
             lambda: frame_reader(source),
             detector,
             recognizer_update(config, store),
+            event_days=config.events.retention_days if config.events.enabled else None,
         )
-        if auto:
-            drive_automatically(wizard, auto, source, timings)
+        driven = drive_automatically(wizard, auto, source, timings) if auto is not None else None
         wizard.show()
         result = app.exec()
         source.close()
         enrolled = wizard.saved_person is not None
-        photos = store.get(auto).photo_count if auto and enrolled else 0
+        photos = store.get(auto).photo_count if auto is not None and enrolled else 0
         capture = wizard.capture_page.session
         held = {
             "photos_taken": len(capture.photos),
@@ -84,9 +84,10 @@ def run_enrollment(
         wizard.deleteLater()
         app.processEvents()
         del wizard
-    if not auto:
+    if driven is None:
         return EnrollmentRun(result, enrolled, None)
     report = {
+        "error": driven.error,
         "source": source_spec,
         "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
         "photos_target": enroll_config.photos,

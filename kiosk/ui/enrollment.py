@@ -105,6 +105,7 @@ class KioskEnrollment:
             lambda: frame_reader(source),
             detector,
             update,
+            event_days=config.events.retention_days if config.events.enabled else None,
         )
         # A child dialog of the (full-screen, on-top) kiosk window, so it shows above it.
         wizard.setParent(self.parent, Qt.WindowType.Dialog)

@@ -6,7 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from kiosk.config import KioskConfig
-from kiosk.trials.runs import default_database, enrolled_roster, trials_pipeline
+from kiosk.trials.runs import (
+    configured_recognizer,
+    default_database,
+    enrolled_roster,
+    trials_pipeline,
+)
 
 
 def run_console(config: KioskConfig, source: str | None, db: Path | None) -> int:
@@ -27,7 +32,9 @@ def run_console(config: KioskConfig, source: str | None, db: Path | None) -> int
             duration=config.trials.duration,
             threshold=pipeline.recognizers.current().threshold,
             min_share=config.trials.min_share,
-            recognizer=config.recognizer.kind,
+            # The pipeline's recognizer is the configured one (kiosk.build); every frame
+            # records its label and version (record_live_result).
+            recognizer=configured_recognizer(config),
             participants=[Participant(name, enrolled=True) for name in roster],
         )
         # Liveness reaches the tracks through the tracker's veto; without one no check

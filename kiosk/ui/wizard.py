@@ -57,12 +57,22 @@ CONSENT_TEXT = """<h3>Before we take your photos</h3>
 it needs about {photos} photos of your face from a few angles.</p>
 <p><b>What is stored.</b> Your name, an optional id, the aligned face crops{originals},
 numbers computed from them, and this consent record (text version {version}, date and
-time). Nothing is sent anywhere else.{encrypted}</p>
+time).{events} Nothing is sent anywhere else.{encrypted}</p>
 <p><b>How long.</b> Your photos and records are deleted automatically after
 {days} days.</p>
-<p><b>How to withdraw.</b> Ask the operator at any time: your photos and records are
-deleted at once, leaving no copy (<code>kiosk people delete "your name"</code>).</p>
+<p><b>How to withdraw.</b> Ask the operator at any time: your photos, records and door
+pictures are deleted at once, with every copy the kiosk made (exports, caches, the
+recognizer's training), and your name is taken out of test results, which keep only
+anonymous counts (<code>kiosk people delete "your name"</code>).{shredded}</p>
 """
+EVENTS_TEXT = (
+    " Each time the door recognizes you, the time and a small picture of your face,"
+    " kept {days} days."
+)
+SHREDDED_TEXT = (
+    " Each person's photos are locked with a key of their own, destroyed with them: any"
+    " copy left anywhere (a backup) can no longer be opened."
+)
 
 
 def to_pixmap(image: NDArray[np.uint8], size: int | None = None) -> QPixmap:
@@ -81,7 +91,9 @@ def to_pixmap(image: NDArray[np.uint8], size: int | None = None) -> QPixmap:
 
 
 class ConsentPage(QWizardPage):
-    def __init__(self, config: EnrollConfig, encrypted: bool) -> None:
+    def __init__(
+        self, config: EnrollConfig, encrypted: bool, event_days: int | None = None
+    ) -> None:
         super().__init__()
         self.config = config
         self.consent: Consent | None = None
@@ -94,6 +106,8 @@ class ConsentPage(QWizardPage):
                 version=config.consent_version,
                 encrypted=" Photos are stored encrypted." if encrypted else "",
                 days=config.retention_days,
+                events=EVENTS_TEXT.format(days=event_days) if event_days is not None else "",
+                shredded=SHREDDED_TEXT if encrypted else "",
             )
         )
         self.agree = QCheckBox(
@@ -435,6 +449,7 @@ class SavePage(QWizardPage):
         layout.addWidget(self.retry)
         self.saved = False
         self.done = False
+        self.error: str | None = None  # why the last save failed (the retry button shows)
         self.worker_thread: QThread | None = None
         self.worker: SaveWorker | None = None
 
@@ -442,6 +457,7 @@ class SavePage(QWizardPage):
         self.retry.hide()
         self.cancel.setEnabled(True)
         self.done = False
+        self.error = None
         self.bar.setRange(0, 0)
         self.status.setText("saving…")
         thread = QThread(self)
@@ -475,6 +491,7 @@ class SavePage(QWizardPage):
         self._end(f"{self.owner.person_name} is enrolled; {message}.")
 
     def _failed(self, message: str) -> None:
+        self.error = message
         self.status.setText(f"{message}\nThe photos are kept here: try again.")
         self.bar.setRange(0, 1)
         self.cancel.setEnabled(False)
@@ -522,14 +539,16 @@ class EnrollWizard(QWizard):
         update: RecognizerUpdate,
         *,
         refresh_ms: int = 33,
+        event_days: int | None = None,
     ) -> None:
+        """``event_days``: how long door events keep a face picture (None: no event log)."""
         super().__init__()
         self.setWindowTitle("Enroll a volunteer")
         self.store = store
         self.config = config
         self.recognizer_update = update
         self.saved_person: str | None = None  # once saved and the recognizer updated
-        self.consent_page = ConsentPage(config, store.encrypted)
+        self.consent_page = ConsentPage(config, store.encrypted, event_days)
         self.name_page = NamePage(store)
         self.capture_page = CapturePage(config, reader, detector, refresh_ms)
         self.review_page = ReviewPage(self.capture_page, config.min_photos)
@@ -565,15 +584,41 @@ class EnrollWizard(QWizard):
         super().done(result)
 
 
+class AutoRun:
+    """How a run of :func:`drive_automatically` ended: ``error`` says why it stopped
+    before the person was enrolled (None while it runs, or once it succeeded)."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+
 def drive_automatically(
     wizard: EnrollWizard, name: str, source: FrameSource, timings: dict[str, float]
-) -> None:
+) -> AutoRun:
     """Answer every page as a cooperative volunteer and operator would, timing each step
-    (`kiosk enroll --auto NAME`, the enrollment benchmark)."""
+    (`kiosk enroll --auto NAME`, the enrollment benchmark). Whatever stops it (a name
+    the wizard refuses, a video that ends too early, a save that fails, such as on a full
+    disk) closes the wizard and is said in the returned :class:`AutoRun`: it never waits
+    for a person who is not there."""
     steps = ["consent", "name", "capture", "review", "save_and_train"]
     entered = {"page": -1, "at": time.monotonic()}
+    run = AutoRun()
+
+    def stop(error: str | None = None) -> None:
+        timer.stop()
+        run.error = error
+        wizard.close()
 
     def step() -> None:
+        try:
+            advance()
+        except UserError as error:
+            stop(str(error))
+        except Exception as error:  # a bug: said, logged with its traceback, and stopped
+            log.exception("the automatic enrollment failed")
+            stop(f"the automatic enrollment failed: {error!r}")
+
+    def advance() -> None:
         page = wizard.currentId()
         now = time.monotonic()
         if page != entered["page"]:
@@ -588,24 +633,29 @@ def drive_automatically(
             wizard.name_page.name_edit.setText(name)
             wizard.next()
             if wizard.currentPage() is wizard.name_page:
-                timer.stop()
-                wizard.close()
-                raise UserError(wizard.name_page.error.text())
+                stop(wizard.name_page.error.text() or f"the name {name!r} was refused")
         elif current is wizard.capture_page:
             session = wizard.capture_page.session
             if session.done or (source.finished and wizard.capture_page.isComplete()):
                 wizard.next()
             elif source.finished:
-                timer.stop()
-                wizard.close()
+                held = session.blocking()
+                stop(
+                    f"the video ended after {counted(len(session.photos), 'usable photo')}, "
+                    "fewer than the wizard needs: use a longer video"
+                    + (f"; {held}" if held else "")
+                )
         elif current is wizard.review_page:
             wizard.next()
         elif current is wizard.save_page and wizard.save_page.isComplete():
             timings["save_and_train_s"] = now - entered["at"]
             timer.stop()
             wizard.accept()
+        elif current is wizard.save_page and wizard.save_page.error and not wizard.save_page.saved:
+            stop(wizard.save_page.error)  # a person at the screen would press "Try again"
 
     timer = QTimer(wizard)
     timer.setInterval(20)
     timer.timeout.connect(step)
     timer.start()
+    return run

@@ -86,13 +86,21 @@ class RecognizerBundle:
             raise ValueError("one person id per person is needed")
 
     def without(self, person_ids: set[str]) -> RecognizerBundle:
-        """This bundle with those people's rows dropped (an erasure, before any retrain)."""
+        """This bundle with those people's rows dropped (an erasure, before any retrain).
+
+        The tuned text-encoder weights go too when anyone is dropped: they were learnt
+        from the erased people's photos, so the next training starts from CLIP's own
+        weights (cold), never from weights that still carry them. Recognition needs only
+        the rows kept here."""
         keep = [i for i, key in enumerate(self.person_ids) if key not in person_ids]
+        if len(keep) == len(self.person_ids):
+            return self
         return dataclasses.replace(
             self,
             people=[self.people[i] for i in keep],
             person_ids=[self.person_ids[i] for i in keep],
             text_embeddings=self.text_embeddings[keep],
+            text_state={},
         )
 
     def renamed(self, names: dict[str, str]) -> RecognizerBundle:

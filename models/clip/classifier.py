@@ -125,8 +125,12 @@ class ClipRecognizer:
         if backend == "torch":
             tower = TorchImageTower(rebuild_image_tower(bundle.identity, model_dir))
         elif precision == "int8":
+            path = int8_tower(onnx_path, calibration)
             tower = OnnxImageTower(
-                int8_tower(onnx_path, calibration), device=device, threads=threads
+                path,
+                device=device,
+                threads=threads,
+                precision="int8" if path != onnx_path else "fp32",
             )
         else:
             tower = OnnxImageTower(onnx_path, device=device, threads=threads)
@@ -165,6 +169,12 @@ class ClipRecognizer:
     def providers(self) -> list[str]:
         return self.tower.providers
 
+    @property
+    def precision(self) -> str:
+        """The image tower's arithmetic in use: ``int8`` only once the quantized tower
+        could be made (``[clip] precision = "int8"`` without calibration crops runs fp32)."""
+        return self.tower.precision
+
     def align(self, image: NDArray[np.uint8], face: Face) -> NDArray[np.uint8]:
         return align_for_clip(image, face.kps, self.bundle.settings.align_margin)
 
@@ -185,13 +195,14 @@ class ClipRecognizer:
 
 
 def int8_tower(fp32: Path, calibration: Callable[[], Sequence[NDArray[np.uint8]]] | None) -> Path:
-    """The int8 tower beside ``fp32`` (made on first use from the calibration crops), or
-    ``fp32`` itself when no crop is there to calibrate on."""
+    """The int8 tower beside ``fp32`` (made on first use from the calibration crops, named
+    after this machine's :func:`models.quantize.int8_recipe`), or ``fp32`` itself when no
+    crop is there to calibrate on."""
     import logging
 
     from models.quantize import quantize_int8
 
-    path = fp32.with_name(fp32.name.removesuffix(".onnx") + ".int8.onnx")
+    path = int8_tower_path(fp32)
     if path.is_file():
         return path
     crops = list(calibration()) if calibration is not None else []
@@ -201,6 +212,13 @@ def int8_tower(fp32: Path, calibration: Callable[[], Sequence[NDArray[np.uint8]]
         )
         return fp32
     return quantize_int8(fp32, path, [to_blob([crop]) for crop in crops[:INT8_CALIBRATION]])
+
+
+def int8_tower_path(fp32: Path) -> Path:
+    """Where :func:`int8_tower` keeps the int8 tower of the fp32 tower ``fp32``."""
+    from models.quantize import int8_recipe
+
+    return fp32.with_name(f"{fp32.name.removesuffix('.onnx')}.int8-{int8_recipe()}.onnx")
 
 
 def onnx_tower_path(bundle_path: Path, identity: ClipIdentity) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -115,6 +115,8 @@ class TorchImageTower:
 
     backend: Backend = "torch"
 
+    precision: str = "fp32"
+
     def __init__(self, visual: Any) -> None:
         self.visual = visual.eval()
         self.providers = ["torch-cpu"]
@@ -128,12 +130,16 @@ class TorchImageTower:
 
 
 class OnnxImageTower:
-    """The image tower exported to ONNX, run by onnxruntime (no torch needed)."""
+    """The image tower exported to ONNX, run by onnxruntime (no torch needed);
+    ``precision`` says whether ``path`` is the fp32 export or its int8 quantization."""
 
     backend: Backend = "onnx"
 
-    def __init__(self, path: Path, device: str = "auto", threads: int = 0) -> None:
+    def __init__(
+        self, path: Path, device: str = "auto", threads: int = 0, precision: str = "fp32"
+    ) -> None:
         self.path = path
+        self.precision = precision
         self._session = create_session(path, device=device, threads=threads)
         self._input = self._session.get_inputs()[0].name
         self.providers = list(self._session.get_providers())
@@ -143,7 +149,20 @@ class OnnxImageTower:
         return np.asarray(self._session.run(None, {self._input: blob})[0], dtype=np.float32)
 
 
-ImageTower = TorchImageTower | OnnxImageTower
+class ImageTower(Protocol):
+    """What encodes CLIP's image input: :class:`TorchImageTower`, :class:`OnnxImageTower`,
+    or a wrapper of one (e.g. one that remembers the features of crops it has seen)."""
+
+    @property
+    def providers(self) -> list[str]: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def precision(self) -> str: ...
+
+    def encode(self, blob: NDArray[np.float32]) -> NDArray[np.float32]: ...
 
 
 def export_image_tower(visual: Any, path: Path) -> Path:

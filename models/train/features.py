@@ -4,8 +4,11 @@ image tower once, and cached on disk by file content and tower identity.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +60,26 @@ class FeatureCache:
     def put(self, digest: str, feature: NDArray[np.float32]) -> None:
         with atomic_writer(self.folder / f"{digest}.npy") as stream:
             np.save(stream, feature)
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def forget_features(root: Path, digests: Iterable[str]) -> int:
+    """Remove every cached feature of these photos (by content digest, as
+    :class:`FeatureCache` names them) under ``root``, whatever tower or detection setup
+    made it: an erasure. The number of files removed."""
+    wanted = {digest for digest in digests if _DIGEST.fullmatch(digest)}
+    if not wanted or not root.is_dir():
+        return 0
+    removed = 0
+    for folder, _, files in os.walk(root):
+        for file in files:
+            if file.endswith(".npy") and file[: -len(".npy")] in wanted:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, file))
+                    removed += 1
+    return removed
 
 
 def extract_features(

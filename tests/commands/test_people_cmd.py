@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from enroll.store import PeopleStore
+from enroll.store import EXPORT_MARKER, PeopleStore
 from enroll.training import TrainingCancelled, rebuild_gallery
 from kiosk.cli import main
 from tests.helpers import consent, photos, tree
@@ -21,6 +22,34 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_an_erasure_that_cannot_finish_stays_pending_and_the_next_command_finishes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_dir = tmp_path / "store"
+    with PeopleStore(store_dir) as store:
+        ada = store.add_person("Ada Lovelace", photos(2), consent())
+        store.add_person("Bob", photos(2, seed=1), consent())
+    base = ["people", "--store", str(store_dir)]
+    drive = tmp_path / "media" / "usb"  # a drive's mount point: gone when it is unplugged
+    by_hand = tmp_path / "scratch" / "export"  # an export its operator deleted
+    for target in (drive / "export", by_hand):
+        assert run(capsys, *base, "export", str(target))[0] == 0
+    shutil.rmtree(by_hand)
+    drive.rename(tmp_path / "media" / "unplugged")
+    code, out, err = run(capsys, *base, "delete", "Ada Lovelace", "--yes")
+    assert code == 0 and "deleted 'Ada Lovelace'" in out
+    assert f"person {ada.uid} is not erased from the exports" in err and "not reachable" in err
+    with PeopleStore(store_dir) as store:
+        assert [e.uid for e in store.pending_erasures()] == [ada.uid]
+    (tmp_path / "media" / "unplugged").rename(drive)
+    code, out, err = run(capsys, *base, "list")
+    assert code == 0 and f"erased person {ada.uid}: removed" in err and "1 export folders" in err
+    assert sorted(p.name for p in (drive / "export").iterdir()) == ["Bob", EXPORT_MARKER]
+    with PeopleStore(store_dir) as store:
+        assert store.pending_erasures() == []
+    assert "erased person" not in run(capsys, *base, "list")[2]  # done once, for good
 
 
 def test_people_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,19 +70,23 @@ def test_people_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert code == 2 and "no enrolled person" in err
     assert run(capsys, *base, "export", str(tmp_path / "out"))[0] == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["Ada", "Bérénice"]
-    assert run(capsys, *base, "delete", "Ada", "--yes")[0] == 0
+    shutil.copytree(tmp_path / "out", tmp_path / "copy")  # a copy the kiosk knows nothing of
+    code, _, err = run(capsys, *base, "delete", "Ada", "--yes")
+    assert code == 0 and "1 export folders" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["Bérénice", EXPORT_MARKER]
     code, out, _ = run(capsys, *base, "list")  # one person: singular, not "1 people"
     assert "(1 person)" in out and " 3 photos  enrolled" in out and "people)" not in out
     assert run(capsys, *base, "purge", "Bérénice", "--yes")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [EXPORT_MARKER]
     code, out, _ = run(capsys, *base, "list")
     assert "(0 people)" in out
     assert tree(store_dir / "photos") == []
     code, out, _ = run(capsys, *base, "audit", "--json")
     assert [e["action"] for e in json.loads(out)] == ["delete", "purge"]
     assert "Ada" not in out and "Bérénice" not in out  # the audit keeps no names
-    code, _, err = run(capsys, *base, "import", str(tmp_path / "out"))
+    code, _, err = run(capsys, *base, "import", str(tmp_path / "copy"))
     assert code == 2 and "--consent-obtained" in err
-    code, out, _ = run(capsys, *base, "import", str(tmp_path / "out"), "--consent-obtained")
+    code, out, _ = run(capsys, *base, "import", str(tmp_path / "copy"), "--consent-obtained")
     assert code == 0 and "2 people imported" in out
     code, out, _ = run(capsys, *base, "list", "--json")
     assert [p["photos"] for p in json.loads(out)["people"]] == [2, 3]
@@ -91,7 +124,7 @@ def test_gallery_rebuilt_from_the_store_recognizes_and_can_be_cancelled(
         images = sorted((source / name).iterdir())
         (folder / name).mkdir(parents=True)
         for image in images[:4]:
-            (folder / name / image.name).symlink_to(image)
+            shutil.copy(image, folder / name / image.name)
         held_out[name] = images[-1]
     align = photo_aligner(KioskConfig())
     embedder = ArcFaceEmbedder(model_path("mobilefacenet_128d", model_dir))

@@ -126,7 +126,16 @@ def test_doctor_prints_a_table_and_json_only_when_asked(
     assert "{" not in table  # no JSON
     lines = table.splitlines()
     headings = [line for line in lines if line and not line.startswith(" ")]
-    assert headings[:-1] == ["python", "qt", "cameras", "models", "onnxruntime", "paths", "site"]
+    assert headings[:-1] == [
+        "python",
+        "qt",
+        "cameras",
+        "models",
+        "onnxruntime",
+        "paths",
+        "people",
+        "site",
+    ]
     assert headings[-1].startswith("the kiosk cannot run (1 error(s)")
     rows = {
         line.split()[1]: line.split()[0]
@@ -156,3 +165,29 @@ def test_a_problem_without_a_row_is_still_shown() -> None:
     assert table[at + 1].split()[:2] == ["error", "something"]
     assert table[at + 2].split() == ["fix:", "kiosk", "doctor"]
     assert table[-1].startswith("the kiosk cannot run (1 error(s), 0 warning(s))")
+
+
+def test_doctor_names_a_damaged_stored_photo_by_the_persons_id(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from enroll.store import PeopleStore
+    from tests.helpers import consent, photos
+
+    store_dir = tmp_path / "store"
+    with PeopleStore(store_dir) as store:
+        ada = store.add_person("Ada Lovelace", photos(2), consent())
+        store.add_person("Bob", photos(2), consent())
+    damaged = sorted((store_dir / "photos" / ada.uid).iterdir())[0]
+    damaged.write_bytes(damaged.read_bytes()[:40])  # truncated
+    config = tmp_path / "store.toml"
+    config.write_text(
+        f'[recognizer]\nkind = "embedding_gallery"\n[enroll]\nstore_dir = "{store_dir}"\n',
+        encoding="utf-8",
+    )
+    code, report = _doctor_json(capsys, "--config", str(config))
+    people = report["checks"]["people"]
+    assert people["people"] == 2 and list(people["damaged_photos"]) == [ada.uid]
+    (problem,) = [p for p in report["problems"] if p["section"] == "people"]
+    assert problem["severity"] == "warning" and ada.uid in problem["what"]
+    assert "Ada" not in json.dumps(report)  # by id, never by name
+    assert code == 0  # a warning: the rest of the gallery serves

@@ -13,9 +13,10 @@ import pytest
 from numpy.typing import NDArray
 
 from enroll.config import EnrollConfig
+from enroll.store import PeopleStore
 from kiosk.build import live_pipeline
 from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig, RecognizerConfig
-from kiosk.live.events import EventLog
+from kiosk.live.events import EventLog, folder_names
 from kiosk.live.liveness import LivenessMonitor
 from kiosk.live.pipeline import LivePipeline
 from models.antispoof import LivenessScore
@@ -23,9 +24,11 @@ from models.detector import Face
 from tests.helpers import enroll_from_video
 
 
-def events_of(folder: Path) -> list[str]:
+def events_of(folder: Path, names: dict[str, str] | None = None) -> list[str]:
+    """The names of the logged events: a folder gallery's, or ``names`` (uid -> name)."""
     log = EventLog(folder)
-    return [event.name for event in log.read()] if log.path.exists() else []
+    resolve = names or folder_names(["Printed Person"])
+    return [event.name for event in log.read(resolve)] if log.path.exists() else []
 
 
 @pytest.fixture
@@ -147,7 +150,9 @@ def test_a_person_saved_to_the_store_is_named_by_the_running_pipeline(
         assert not pipeline.latest().notice  # type: ignore[union-attr]
     finally:
         pipeline.stop()
-    assert events_of(tmp_path / "events") == ["Grace Hopper"]
+    with PeopleStore(store_dir) as store:
+        names = store.state().names
+    assert events_of(tmp_path / "events", names) == ["Grace Hopper"]
 
 
 def test_check_now_reloads_without_waiting_for_the_poll(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -17,13 +18,21 @@ import pytest
 
 from kiosk.live.events import DoorEvent, DoorHooks, EventLog, HookSettings
 from models.errors import UserError
+from models.names import name_digest
 from tests.helpers import stale_temp
 
 THUMB = np.full((64, 48, 3), 128, np.uint8)
 
 
+def uid_of(name: str) -> str:
+    """A made-up store id (32 hex digits) for a name."""
+    import hashlib
+
+    return hashlib.md5(name.encode()).hexdigest()
+
+
 def event(name: str = "ada") -> DoorEvent:
-    return DoorEvent(name, 0.93, "2026-01-01T00:00:00+00:00", 1, "thumbnails/x.jpg")
+    return DoorEvent(uid_of(name), 0.93, "2026-01-01T00:00:00+00:00", 1, "thumbnails/x.jpg", name)
 
 
 def wait_for(condition: object, timeout: float = 10.0) -> None:
@@ -35,17 +44,22 @@ def wait_for(condition: object, timeout: float = 10.0) -> None:
 
 def test_event_log_appends_events_with_thumbnails(tmp_path: Path) -> None:
     log = EventLog(tmp_path / "events")
-    first = log.append("ada", 0.912345, 3, THUMB)
-    log.append("bob", 0.85, 4, THUMB)
-    events = log.read()
+    first = log.append(uid_of("ada"), "ada", 0.912345, 3, THUMB)
+    log.append(uid_of("bob"), "bob", 0.85, 4, THUMB)
+    names = {uid_of(n): n for n in ("ada", "bob")}
+    events = log.read(names)
     assert [e.name for e in events] == ["ada", "bob"]
     assert events[0] == first and first.confidence == 0.9123 and first.track_id == 3
+    assert first.person_uid == uid_of("ada")
+    lines = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert [line["person_uid"] for line in lines] == [uid_of("ada"), uid_of("bob")]
+    assert all("name" not in line for line in lines)  # ids only: names are shown from them
     thumbnail = cv2.imread(str(log.directory / first.thumbnail))
     assert thumbnail is not None and thumbnail.shape == THUMB.shape
     assert not list((log.directory / "thumbnails").glob(".tmp-*"))
     with log.path.open("a") as stream:  # a write torn by a power cut
-        stream.write('{"name": "car')
-    assert [e.name for e in EventLog(tmp_path / "events").read()] == ["ada", "bob"]
+        stream.write('{"person_uid": "car')
+    assert [e.name for e in EventLog(tmp_path / "events").read(names)] == ["ada", "bob"]
 
 
 def test_opening_the_log_removes_a_killed_runs_thumbnail_temp(tmp_path: Path) -> None:
@@ -60,6 +74,83 @@ def test_unwritable_event_folder_is_a_user_error(tmp_path: Path) -> None:
     blocker.write_text("a file where the folder should be")
     with pytest.raises(UserError, match="cannot create the event log folder"):
         EventLog(blocker / "events")
+
+
+def test_forget_removes_a_persons_events_and_thumbnails_and_keeps_the_others(
+    tmp_path: Path,
+) -> None:
+    log = EventLog(tmp_path / "events")
+    ada = log.append(uid_of("ada"), "ada", 0.9, 1, THUMB)
+    bob = log.append(uid_of("bob"), "bob", 0.9, 2, THUMB)
+    folder = log.append("Carol", "Carol", 0.9, 3, THUMB)  # a folder gallery: by name digest
+    assert ada is not None and bob is not None and folder is not None
+    with log.path.open("ab") as stream:  # written before ids were logged: the name only
+        stream.write(
+            b'{"name": "Ada", "confidence": 0.8, "time": "2026-01-01T00:00:00+00:00",'
+            b' "track_id": 9, "thumbnail": "thumbnails/old.jpg"}\n'
+        )
+    (log.directory / "thumbnails" / "old.jpg").write_bytes(b"jpeg")
+    assert log.forget({uid_of("ada")}, {name_digest("ada")}) == 2
+    assert log.forget((), {name_digest("carol")}) == 1
+    assert [event.person_uid for event in log.read()] == [uid_of("bob")]
+    assert sorted(p.name for p in (log.directory / "thumbnails").iterdir()) == [
+        Path(bob.thumbnail).name
+    ]
+    assert b"Carol" not in log.path.read_bytes() and b"Ada" not in log.path.read_bytes()
+    assert log.forget({uid_of("nobody")}) == 0
+
+
+def test_events_past_their_retention_go_with_their_thumbnails(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events", retention_days=30)
+    old = log.append(uid_of("ada"), "ada", 0.9, 1, THUMB)
+    new = log.append(uid_of("bob"), "bob", 0.9, 2, THUMB)
+    assert old is not None and new is not None
+    assert log.purge_expired(datetime.now(UTC) + timedelta(days=1)) == 0
+    lines = log.path.read_text().splitlines()
+    aged = json.loads(lines[0]) | {"time": (datetime.now(UTC) - timedelta(days=31)).isoformat()}
+    log.path.write_text(json.dumps(aged) + "\n" + lines[1] + "\n")
+    EventLog(tmp_path / "events", retention_days=30)  # opening the log purges
+    assert [event.person_uid for event in log.read()] == [uid_of("bob")]
+    assert not (log.directory / old.thumbnail).exists()
+    assert (log.directory / new.thumbnail).exists()
+
+
+class _Keys:
+    """A sealer with one data key per person; a person without one was erased."""
+
+    def __init__(self, *uids: str) -> None:
+        from cryptography.fernet import Fernet
+
+        self.keys = {uid: Fernet(Fernet.generate_key()) for uid in uids}
+
+    def seal(self, uid: str, data: bytes) -> bytes | None:
+        return self.keys[uid].encrypt(data) if uid in self.keys else None
+
+    def unseal(self, uid: str, data: bytes) -> bytes:
+        if uid not in self.keys:
+            raise UserError(f"person {uid} was erased")
+        return self.keys[uid].decrypt(data)
+
+
+def test_thumbnails_are_sealed_with_the_persons_key_and_an_erased_person_is_not_logged(
+    tmp_path: Path,
+) -> None:
+    keys = _Keys(uid_of("ada"))
+    log = EventLog(tmp_path / "events", sealer=keys)
+    event = log.append(uid_of("ada"), "ada", 0.9, 1, THUMB)
+    assert event is not None and event.thumbnail.endswith(".jpg.sealed")
+    sealed = (log.directory / event.thumbnail).read_bytes()
+    assert not sealed.startswith(b"\xff\xd8")  # not a JPEG on disk
+    picture = cv2.imdecode(np.frombuffer(log.thumbnail(event), np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None and picture.shape == THUMB.shape
+    assert log.append(uid_of("bob"), "bob", 0.9, 2, THUMB) is None  # erased meanwhile
+    assert [e.person_uid for e in log.read()] == [uid_of("ada")]
+    assert len(list((log.directory / "thumbnails").iterdir())) == 1
+    del keys.keys[uid_of("ada")]  # her data key destroyed: the file is noise
+    with pytest.raises(UserError, match="erased"):
+        log.thumbnail(event)
+    with pytest.raises(UserError, match="sealed"):
+        EventLog(tmp_path / "events").thumbnail(event)
 
 
 def script(tmp_path: Path, body: str) -> tuple[str, ...]:
@@ -120,11 +211,12 @@ def test_http_hook_posts_the_event(door_url: str) -> None:
     hooks.stop()
     assert _Door.received == [
         {
-            "name": "ada",
+            "person_uid": uid_of("ada"),
             "confidence": 0.93,
             "time": "2026-01-01T00:00:00+00:00",
             "track_id": 1,
             "thumbnail": "thumbnails/x.jpg",
+            "name": "ada",  # the door controller's interface has the name; the log has not
         }
     ]
     assert hooks.failures == 0

@@ -7,13 +7,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pytest
 
 from kiosk.build import live_pipeline, recognizer_factory
 from kiosk.config import EventsConfig, KioskConfig, LiveConfig, LivenessConfig, RecognizerConfig
-from kiosk.live.events import EventLog
+from kiosk.live.events import EventLog, folder_names
 from kiosk.live.holder import RecognizerHolder
 from kiosk.live.pipeline import LivePipeline
 from models.recognition import Recognizer
@@ -76,8 +77,9 @@ def test_replay_gives_one_stable_identity_per_track(
         assert all(label == "solo_01" for label in labels[named:])  # once named, stays named
     assert main[: settings.kiosk.min_frames - 1] == ["-"] * (settings.kiosk.min_frames - 1)
     assert main.count("solo_01") >= len(main) - 10
-    events = EventLog(tmp_path / "events").read()
+    events = EventLog(tmp_path / "events").read(folder_names(ENROLLED))
     assert [event.name for event in events] == ["solo_01"]
+    assert b"solo_01" not in (tmp_path / "events" / "events.jsonl").read_bytes()
     assert (tmp_path / "events" / events[0].thumbnail).is_file()
 
 
@@ -231,3 +233,63 @@ def test_a_video_that_ends_says_so_and_one_that_loops_goes_on(
         looping.stop()
     assert len(indices) == 100 and not looping.source.finished
     assert "ended" not in looping.status() and "lost" not in looping.status()
+
+
+def test_the_configured_cadence_reaches_the_door(
+    gallery: Path, shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`[kiosk] pending_every` and `max_classify` from the config drive the door's tracker."""
+    settings = config(gallery, tmp_path, pending_every=2, max_classify=1)
+    pipeline = live_pipeline(settings, source=str(shared("videos", "solo_01.mp4")))
+    assert (pipeline.tracker.settings.pending_every, pipeline.tracker.settings.max_classify) == (
+        2,
+        1,
+    )
+    results = list(pipeline.run(max_frames=8))
+    classified = [result.stage_ms["classify"] > 0 for result in results]
+    # undecided: its first frame, then every second; decided on the 3rd vote (frame 5),
+    # then every third frame (reclassify_every)
+    assert classified == [True, False, True, False, True, False, False, True]
+    states = [result.tracks[0].state for result in results]
+    assert states[:4] == ["pending"] * 4 and states[4:] == ["recognized"] * 4
+
+
+def test_someone_erased_while_a_frame_is_classified_is_not_named_by_it(
+    gallery: Path, shared: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The door asks who is enrolled again before it publishes a frame: erased between
+    its classification and its result, a person is not shown by it, nor let in."""
+    pipeline = live_pipeline(config(gallery, tmp_path), source=str(shared("videos", "solo_01.mp4")))
+    real = pipeline.recognizers
+    everyone = real.current()
+    assert "solo_01" in everyone.people
+    erased = everyone.without({"solo_01"})  # type: ignore[attr-defined]
+
+    class Holder:
+        """The real holder, whose recognizer loses solo_01 once frame 3 is classified."""
+
+        now = everyone
+
+        def current(self) -> object:
+            return self.now
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+    holder = Holder()
+    pipeline.recognizers = holder  # type: ignore[assignment]
+    update, frames = pipeline.tracker.update, []
+
+    def update_then_erase(*args: Any) -> Any:
+        updates = update(*args)
+        frames.append(1)
+        if len(frames) == 3:  # the frame whose third vote decides solo_01
+            holder.now = erased
+        return updates
+
+    pipeline.tracker.update = update_then_erase  # type: ignore[method-assign]
+    results = list(pipeline.run(max_frames=6))
+    assert [r.tracks[0].state for r in results[:2]] == ["pending", "pending"]
+    assert not any(t.label == "solo_01" for r in results for t in r.tracks)
+    assert not any(t.raw_best == "solo_01" for r in results[2:] for t in r.tracks)
+    assert EventLog(tmp_path / "events").read() == []  # no door opened for them

@@ -365,8 +365,8 @@ def test_door_events_are_pushed_once_by_person_id(
         door.sync_once()
         log = EventLog(events)
         thumb = np.zeros((8, 8, 3), dtype=np.uint8)
-        log.append("Ada", 0.93, 1, thumb)
-        log.append("Ada", 0.91, 2, thumb)
+        log.append(ada.uid, "Ada", 0.93, 1, thumb)
+        log.append(ada.uid, "Ada", 0.91, 2, thumb)
         with open(log.path, "ab") as handle:  # a line still being written
             handle.write(b'{"name": "Ada", "confidence": 0.9')
         assert door.sync_once().events == 2

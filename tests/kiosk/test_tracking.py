@@ -132,9 +132,44 @@ def test_a_decided_track_is_reclassified_every_nth_frame() -> None:
         Tracker(TrackerSettings()).update(FRAME, [face(100)], lambda indices: [])
 
 
+def test_an_undecided_track_is_classified_every_nth_frame_and_still_needs_min_frames() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=3, window=8, reclassify_every=4, pending_every=2))
+    asked: list[int] = []
+
+    def classify(indices: Sequence[int]) -> list[Prediction]:
+        asked.append(len(indices))
+        return [named("ada")] * len(indices)
+
+    updates = [tracker.update(FRAME, [face(100)], classify)[0] for _ in range(6)]
+    assert asked == [1, 1, 1]  # frames 1 (its first), 3 and 5; then decided (every 4th)
+    assert [u.view.state for u in updates] == ["pending"] * 4 + ["recognized"] * 2
+    assert [u.announce for u in updates] == [False] * 4 + [True, False]  # on the 3rd vote
+
+
+def test_at_most_max_classify_faces_a_frame_undecided_and_longest_waiting_first() -> None:
+    tracker = Tracker(TrackerSettings(min_frames=2, window=4, reclassify_every=2, max_classify=1))
+    asked: list[list[int]] = []
+
+    def classify(indices: Sequence[int]) -> list[Prediction]:
+        asked.append(list(indices))
+        return [named("ada" if i == 0 else "bo") for i in indices]
+
+    faces = [face(100), face(400)]
+    views = [[u.view for u in tracker.update(FRAME, faces, classify)] for _ in range(6)]
+    # one face a frame: the two undecided tracks take turns, the one waiting longer first
+    assert asked[:4] == [[0], [1], [0], [1]]
+    assert all(len(a) == 1 for a in asked)
+    assert [v.state for v in views[3]] == ["recognized", "recognized"]
+    assert [v.label for v in views[3]] == ["ada", "bo"]
+    assert [v.state for v in views[2]] == ["recognized", "pending"]  # bo has 1 vote only
+
+
 def test_settings_are_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         TrackerSettings(min_frames=5, window=3)
+    for wrong in ({"pending_every": 0}, {"max_classify": -1}, {"reclassify_every": 0}):
+        with pytest.raises(ValueError):
+            TrackerSettings(**wrong)  # type: ignore[arg-type]
     config = tmp_path / "config.toml"
     config.write_text("[kiosk]\nmin_frames = 9\nwindow = 4\n")
     with pytest.raises(UserError, match="min_frames"):

@@ -289,6 +289,36 @@ def test_corrupt_database_is_a_user_error(tmp_path: Path) -> None:
         TrialStore(bad)
 
 
+def test_anonymising_a_person_keeps_the_metrics_and_drops_their_thumbnails(
+    tmp_path: Path,
+) -> None:
+    from models.names import name_digest
+
+    db = tmp_path / "t.sqlite"
+    with TrialStore(db) as store:
+        session = store.create_session(label="s", duration=5.0, threshold=0.8, min_share=0.5)
+        session.add_participant("Alice Smith", enrolled=True)
+        session.add_participant("bob", enrolled=True)
+        crop = np.full((32, 32, 3), 90, np.uint8)
+        for who, answer in (("Alice Smith", "Alice Smith"), ("bob", "Alice Smith"), ("bob", "bob")):
+            session.start(who, now=0.0, wall_clock=1000.0)
+            for i in range(3):
+                session.add_frame(0.1 * i, Prediction(answer, answer, 0.9), face_crop=crop)
+            session.finish()
+        before = store.load_session()
+        # by the digest of her name's key: any case matches
+        assert store.anonymise(name_digest("alice smith"), "erased person 0a1b2c3d") == 2
+        after = store.load_session()
+    assert [p.name for p in after.participants] == ["erased person 0a1b2c3d", "bob"]
+    assert [(r.outcome, r.misidentified) for r in after.results] == [
+        (r.outcome, r.misidentified) for r in before.results
+    ]
+    assert [r.answer for r in after.results] == ["erased person 0a1b2c3d"] * 2 + ["bob"]
+    assert {f.best for r in after.results[:2] for f in r.frames} == {"erased person 0a1b2c3d"}
+    assert [r.thumbnail is not None for r in after.results] == [False, True, True]
+    assert b"Alice Smith" not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
+
+
 def test_exports(tmp_path: Path) -> None:
     session = TrialSession(duration=5.0, threshold=0.8)
     session.results.extend(sample_results())
@@ -553,3 +583,135 @@ def test_live_results_record_the_largest_face_raw_prediction_and_liveness() -> N
     assert [f.live for f in recorded[:4]] == [None, None, True, False]
     assert recorded[3].named is None
     assert not recorded[4].face
+
+
+def test_every_frame_names_its_recognizer_in_the_store_and_the_exports(tmp_path: Path) -> None:
+    db = tmp_path / "t.sqlite"
+    with TrialStore(db) as store:
+        session = store.create_session(
+            label="s", duration=5.0, threshold=0.8, min_share=0.5, recognizer="clip RN50"
+        )
+        session.add_participant("alice", enrolled=True)
+        session.start("alice", now=0.0, wall_clock=0.0)
+        session.add_frame(0.0, Prediction("alice", "alice", 0.9), recognizer="clip v3")
+        session.add_frame(0.1, None, recognizer="clip v3")
+        session.add_frame(0.2, Prediction("alice", "alice", 0.95), recognizer="clip v4")
+        session.finish()
+    with TrialStore(db) as store:
+        loaded = store.load_session()
+    assert loaded.recognizer == "clip RN50"
+    assert [f.recognizer for f in loaded.results[0].frames] == ["clip v3", "clip v3", "clip v4"]
+    summary = export_json(loaded, tmp_path / "s.json")
+    assert summary["description"] == "clip RN50" and not summary["untrained"]
+    frames_out = json.loads((tmp_path / "s.json").read_text())["trial_log"][0]["frame_decisions"]
+    assert [f["recognizer"] for f in frames_out] == ["clip v3", "clip v3", "clip v4"]
+    export_csv(loaded, tmp_path / "s.csv")
+    (row,) = csv.DictReader((tmp_path / "s.csv").open())
+    assert row["recognizer"] == "clip v3 clip v4"  # a retrain swapped in mid-trial
+    write_html_report(loaded, tmp_path / "r.html")
+    assert "<td>clip v3 clip v4</td>" in (tmp_path / "r.html").read_text()
+
+
+OLD_SCHEMA = """
+CREATE TABLE sessions (id INTEGER PRIMARY KEY, label TEXT NOT NULL, created_at REAL NOT NULL,
+    duration REAL NOT NULL, threshold REAL NOT NULL, min_share REAL NOT NULL,
+    recognizer TEXT NOT NULL DEFAULT '');
+CREATE TABLE participants (session_id INTEGER NOT NULL REFERENCES sessions(id),
+    position INTEGER NOT NULL, name TEXT NOT NULL, enrolled INTEGER NOT NULL,
+    PRIMARY KEY (session_id, name));
+CREATE TABLE trials (id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id),
+    participant TEXT NOT NULL, enrolled INTEGER NOT NULL, started_at REAL NOT NULL,
+    duration REAL NOT NULL, finished INTEGER NOT NULL DEFAULT 0, answer TEXT, outcome TEXT,
+    misidentified INTEGER NOT NULL DEFAULT 0, thumbnail BLOB, source TEXT NOT NULL DEFAULT '');
+CREATE TABLE frames (trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    t REAL NOT NULL, face INTEGER NOT NULL, best TEXT, confidence REAL, threshold REAL NOT NULL,
+    accepted TEXT, live INTEGER);
+INSERT INTO sessions VALUES (1, 'old', 1000.0, 5.0, 0.8, 0.5, 'embedding_gallery');
+INSERT INTO participants VALUES (1, 0, 'alice', 1);
+INSERT INTO trials VALUES (1, 1, 'alice', 1, 1000.0, 5.0, 1, 'alice', 'TP', 0, NULL, 'cam');
+INSERT INTO frames VALUES (1, 0.0, 1, 'alice', 0.9, 0.8, 'alice', 1);
+INSERT INTO frames VALUES (1, 0.1, 0, NULL, NULL, 0.8, NULL, NULL);
+"""
+
+
+def test_a_trials_database_from_before_the_recognizer_label_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as old:
+        old.executescript(OLD_SCHEMA)
+    for _ in range(2):  # the migration runs once; opening again finds the column there
+        with TrialStore(db) as store:
+            session = store.load_session()
+            (trial,) = session.results
+            assert [(f.face, f.accepted, f.recognizer) for f in trial.frames] == [
+                (True, "alice", ""),
+                (False, None, ""),
+            ]
+            assert trial.outcome is Outcome.TP and session.recognizer == "embedding_gallery"
+    with TrialStore(db) as store:  # and new trials in the old file keep their label
+        session = store.load_session()
+        session.start("alice", now=0.0, wall_clock=2000.0)
+        session.add_frame(0.0, Prediction("alice", "alice", 0.9), recognizer="clip v1")
+        session.finish()
+    with TrialStore(db) as store:
+        old_trial, new_trial = store.load_session().results
+    assert [f.recognizer for f in new_trial.frames] == ["clip v1"]
+    assert [f.recognizer for f in old_trial.frames] == ["", ""]
+    export_csv(TrialStore(db).load_session(), tmp_path / "o.csv")
+    assert [r["recognizer"] for r in csv.DictReader((tmp_path / "o.csv").open())] == ["", "clip v1"]
+
+
+def test_a_vetoed_frame_stays_refused_at_every_threshold() -> None:
+    # A fusion refused CLIP's 0.95 (the gallery disagreed); a plain 0.7 was under 0.8.
+    vetoed = FrameDecision.from_prediction(0.0, Prediction(None, "alice", 0.95), 0.8)
+    low = FrameDecision.from_prediction(0.1, Prediction(None, "alice", 0.7), 0.8)
+    assert vetoed.vetoed and not low.vetoed
+    assert vetoed.at_threshold(0.5).accepted is None
+    assert low.at_threshold(0.5).accepted == "alice"
+    result = judge(ALICE, [vetoed, vetoed, vetoed], started_at=0.0, duration=5.0)
+    sweep = sweep_thresholds([result], current=0.8)
+    assert all(point.metrics.tp == 0 for point in sweep.points)  # the door never opened
+
+
+def test_live_results_record_the_recognizer_and_a_refused_name() -> None:
+    from kiosk.live.results import FrameResult, RecognizerInfo
+    from kiosk.live.tracking import Tracker, TrackerSettings
+    from kiosk.trials.session import record_live_result
+    from models.detector import Face
+
+    box = np.array([100, 100, 250, 250], dtype=np.float32)
+    face = Face(box=box, score=0.9, kps=np.zeros((5, 2), dtype=np.float32))
+    tracker = Tracker(TrackerSettings(min_frames=2, window=4))
+    image = np.full((400, 600, 3), 90, dtype=np.uint8)
+    session = TrialSession(duration=5.0, threshold=0.8)
+    session.add_participant("visitor", enrolled=False)
+    session.start("visitor", now=0.0, wall_clock=0.0)
+    fusion = RecognizerInfo(kind="fusion", version=4)
+    # CLIP is sure (0.95) but the gallery disagrees: the fusion refuses the name.
+    for i, prediction in enumerate(
+        [Prediction(None, "alice", 0.95), Prediction("alice", "alice", 0.9)]
+    ):
+        updates = tracker.update(image, [face], lambda _, p=prediction: [p])
+        result = FrameResult(i, image, 0.1 * i, tuple(u.view for u in updates), recognizer=fusion)
+        record_live_result(session, result, liveness=False)
+    record_live_result(
+        session, FrameResult(2, image, 0.2, (), recognizer=RecognizerInfo()), liveness=False
+    )
+    frames = session.finish().frames
+    assert [(f.best, f.accepted) for f in frames[:2]] == [("alice", None), ("alice", "alice")]
+    assert frames[0].vetoed
+    assert [f.recognizer for f in frames] == ["fusion v4", "fusion v4", "nobody enrolled"]
+
+
+def test_a_console_session_records_the_configured_recognizer() -> None:
+    from kiosk.config import KioskConfig
+    from kiosk.trials.runs import configured_recognizer
+
+    assert configured_recognizer(KioskConfig()) == "clip RN50, pretrained openai"
+    untrained = KioskConfig.model_validate({"clip": {"pretrained": "none"}})
+    assert configured_recognizer(untrained) == "clip RN50, pretrained none: UNTRAINED"
+    fusion = KioskConfig.model_validate({"recognizer": {"kind": "fusion"}})
+    assert configured_recognizer(fusion).startswith("fusion RN50")
+    gallery = KioskConfig.model_validate({"recognizer": {"kind": "embedding_gallery"}})
+    assert configured_recognizer(gallery) == "embedding_gallery (mobilefacenet)"

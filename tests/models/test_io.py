@@ -76,28 +76,46 @@ def test_scratch_path_is_removed_whatever_happens(tmp_path: Path) -> None:
 
 
 def test_a_killed_write_leaves_a_temp_that_the_next_open_removes(tmp_path: Path) -> None:
-    """kill -9 runs no cleanup: the temporary file stays until remove_stale_temps."""
+    """kill -9 runs no cleanup: the temporary file stays until remove_stale_temps, which
+    removes it at once (its writer is gone), but never a live writer's, however old."""
     script = textwrap.dedent(
         """
-        import os, signal, sys
+        import os, signal, sys, time
         from pathlib import Path
         from models.io import atomic_writer
         with atomic_writer(Path(sys.argv[1])) as stream:
             stream.write(b"half of a bund")
             stream.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+            if sys.argv[2] == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            print("WRITING", flush=True)
+            time.sleep(60)
         """
     )
     target = tmp_path / "people.bundle"
-    run = subprocess.run([sys.executable, "-c", script, str(target)], cwd=ROOT, check=False)
+    run = subprocess.run([sys.executable, "-c", script, str(target), "kill"], cwd=ROOT, check=False)
     assert run.returncode == -9
     (left,) = tmp_path.iterdir()
     assert left.name.startswith(TEMP_PREFIX) and left.suffix == ".bundle"
     assert not target.exists()
-    assert remove_stale_temps(tmp_path) == []  # it may be another process's write in progress
-    os.utime(left, (left.stat().st_atime, left.stat().st_mtime - 7200))
-    assert remove_stale_temps(tmp_path) == [left]
+    assert remove_stale_temps(tmp_path) == [left]  # its writer is dead: removed at once
     assert list(tmp_path.iterdir()) == []
+    live = subprocess.Popen(
+        [sys.executable, "-c", script, str(target), "live"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert live.stdout is not None and live.stdout.readline().strip() == "WRITING"
+        (writing,) = tmp_path.iterdir()
+        assert writing.name.startswith(f"{TEMP_PREFIX}{live.pid}-")
+        os.utime(writing, (0, 0))  # old, but its writer is alive and holds its lock
+        assert remove_stale_temps(tmp_path) == [] and writing.exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert remove_stale_temps(tmp_path) == [writing]
 
 
 def test_stale_temp_cleanup_matches_only_our_names(tmp_path: Path) -> None:
@@ -208,3 +226,26 @@ def test_scanner_reports_nested_folders_and_split_keeps_photos(tmp_path: Path) -
     photos, others = split_images(people["Ana"])
     assert [p.name for p in photos] == ["a.png", "b.JPG"]
     assert [(Path(s.path).name, s.reason) for s in others] == [("notes.txt", NOT_AN_IMAGE)]
+
+
+def test_held_lock_retries_when_a_clean_up_removed_its_file_before_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's clean-up may find the file created but not yet locked and
+    remove it: the lock must then be taken on a file that is still there."""
+    import models.io as io
+
+    path = tmp_path / "staging.lock"
+    real_lock, locked = io.lock_fd, []
+
+    def racing_lock(fd: int) -> None:
+        if not locked:
+            path.unlink()  # the clean-up, between os.open and the lock
+        real_lock(fd)
+        locked.append(fd)
+
+    monkeypatch.setattr(io, "lock_fd", racing_lock)
+    with io.held_lock(path):
+        assert len(locked) == 2 and path.exists()
+        assert io.held_by_another(path)  # a second open file: sees the lock
+    assert not io.held_by_another(path)

@@ -184,7 +184,7 @@ def test_enroll_shortcut_asks_the_pin_in_kiosk_mode_and_the_wizard_pauses_captur
     settings = _config(shared, tmp_path)
     pipeline = live_pipeline(settings)
     pipeline.start()
-    window = KioskWindow(pipeline, kiosk_mode=True, pin_hash=hash_pin("4711"), poll_ms=10)
+    window = KioskWindow(pipeline, kiosk_mode=True, pin_hash=hash_pin("480259"), poll_ms=10)
     qtbot.addWidget(window)
     enrollment = KioskEnrollment(window, settings, settings.kiosk.source, pipeline)
     window.on_enroll = enrollment.open
@@ -199,7 +199,7 @@ def test_enroll_shortcut_asks_the_pin_in_kiosk_mode_and_the_wizard_pauses_captur
         dialog = window.pin_dialog
         assert dialog is not None and enrollment.wizard is None  # nothing without the PIN
         assert dialog.message.text() == "Enter the operator PIN to enroll a volunteer."
-        qtbot.keyClicks(dialog.pin_edit, "4711")
+        qtbot.keyClicks(dialog.pin_edit, "480259")
         qtbot.keyClick(dialog.pin_edit, Qt.Key.Key_Return)
         wizard = enrollment.wizard
         assert wizard is not None and wizard.isVisible() and window.isVisible()

@@ -22,12 +22,12 @@ from tests.helpers import skip_or_fail
 
 
 def test_pin_hash_verifies_only_the_right_pin() -> None:
-    stored = hash_pin("4711")
-    assert "4711" not in stored
-    assert verify_pin("4711", stored)
+    stored = hash_pin("480259")
+    assert "480259" not in stored
+    assert verify_pin("480259", stored)
     assert not verify_pin("4712", stored)
     assert not verify_pin("", stored)
-    assert hash_pin("4711") != stored  # salted
+    assert hash_pin("480259") != stored  # salted
 
 
 @pytest.mark.parametrize("pin", ["123", "12 34", "x" * 65])
@@ -39,7 +39,7 @@ def test_unacceptable_pins_are_refused(pin: str) -> None:
 @pytest.mark.parametrize(
     ("stored", "problem"),
     [
-        ("4711", "never the PIN itself"),
+        ("480259", "never the PIN itself"),
         ("scrypt$16384$8$1$!!$!!", "damaged"),
         ("scrypt$1000$8$1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "damaged"),  # n not 2**k
     ],
@@ -51,22 +51,22 @@ def test_bad_stored_hashes_are_explained(stored: str, problem: str) -> None:
 
 def test_gate_locks_out_a_guesser_with_growing_delays() -> None:
     now = [100.0]
-    gate = PinGate(hash_pin("4711"), free_attempts=3, first_lockout_s=5, clock=lambda: now[0])
+    gate = PinGate(hash_pin("480259"), free_attempts=3, first_lockout_s=5, clock=lambda: now[0])
     assert not gate.attempt("0000") and not gate.attempt("0001")
     assert gate.locked_for() == 0
     assert not gate.attempt("0002")  # third wrong: locked 5 s
     assert gate.locked_for() == pytest.approx(5)
-    assert not gate.attempt("4711")  # refused unchecked while locked
+    assert not gate.attempt("480259")  # refused unchecked while locked
     now[0] += 5
     assert not gate.attempt("0003")  # fourth wrong: locked 10 s
     assert gate.locked_for() == pytest.approx(10)
     now[0] += 10
-    assert gate.attempt("4711")
+    assert gate.attempt("480259")
     assert gate.failures == 0
 
 
 def test_config_takes_a_pin_hash_and_never_echoes_a_plain_pin(tmp_path: Path) -> None:
-    stored = hash_pin("4711")
+    stored = hash_pin("480259")
     good = tmp_path / "good.toml"
     good.write_text(f'[ui]\noperator_pin = "{stored}"\npoll_ms = 20\n')
     config = load_config(good)
@@ -89,14 +89,14 @@ def test_pin_command_prints_a_config_line_the_config_accepts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config_file = tmp_path / "config.toml"
-    monkeypatch.setattr("sys.stdin", io.StringIO("2468\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("582046\n"))
     assert main(["pin", "--stdin", "--print", "--config", str(config_file)]) == 0
     captured = capsys.readouterr()
-    assert "2468" not in captured.out and not config_file.exists()  # printed, not written
+    assert "582046" not in captured.out and not config_file.exists()  # printed, not written
     assert f"put these lines in {config_file} " in captured.err and "under [ui]" in captured.err
     config_file.write_text(captured.out)
     stored = load_config(config_file).ui.operator_pin
-    assert stored is not None and verify_pin("2468", stored)
+    assert stored is not None and verify_pin("582046", stored)
 
 
 def test_pin_command_writes_the_hash_into_the_config_it_names(
@@ -105,28 +105,28 @@ def test_pin_command_writes_the_hash_into_the_config_it_names(
     """Into the file `kiosk run` reads: made if missing; [ui] added, or its operator_pin
     replaced, every other line (comments too) kept."""
     config_file = tmp_path / "conf" / "kiosk.toml"
-    monkeypatch.setattr("sys.stdin", io.StringIO("2468\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("582046\n"))
     assert main(["--config", str(config_file), "pin", "--stdin"]) == 0
     err = capsys.readouterr().err
-    assert f"added [ui] operator_pin in {config_file} " in err and "2468" not in err
+    assert f"added [ui] operator_pin in {config_file} " in err and "582046" not in err
     first = load_config(config_file).ui.operator_pin
-    assert first is not None and verify_pin("2468", first)
+    assert first is not None and verify_pin("582046", first)
     body = (
         "# the lobby kiosk\n[ui]\npoll_ms = 20  # fast\n"
         f'operator_pin = "{first}"\n\n[kiosk]\nloop = true\n'
     )
     config_file.write_text(body)
-    monkeypatch.setattr("sys.stdin", io.StringIO("97531\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("730519\n"))
     assert main(["pin", "--stdin", "--config", str(config_file)]) == 0
     assert f"replaced [ui] operator_pin in {config_file} " in capsys.readouterr().err
     config = load_config(config_file)
-    assert config.ui.operator_pin is not None and verify_pin("97531", config.ui.operator_pin)
+    assert config.ui.operator_pin is not None and verify_pin("730519", config.ui.operator_pin)
     assert config.ui.poll_ms == 20 and config.kiosk.loop
     text = config_file.read_text()
     assert text.startswith("# the lobby kiosk\n[ui]\npoll_ms = 20  # fast\n") and first not in text
     # An inline [ui] table is not rewritten: the message names the file and the key.
     config_file.write_text("ui = { poll_ms = 20 }\n")
-    monkeypatch.setattr("sys.stdin", io.StringIO("97531\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("730519\n"))
     assert main(["pin", "--stdin", "--config", str(config_file)]) == 2
     err = capsys.readouterr().err
     assert f"put this line under [ui] in {config_file} by hand: operator_pin = " in err

@@ -23,7 +23,7 @@ from kiosk.ui.video_view import BANNER_TEXT, STATE_COLOURS
 from models.detector import FaceDetector
 from models.errors import UserError
 
-PIN = "4711"
+PIN = "480259"
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     )
     app = application()
     pipeline = start_pipeline(config, str(video))
-    window = KioskWindow(pipeline, kiosk_mode=True, pin_hash=hash_pin("2580"), poll_ms=10)
+    window = KioskWindow(pipeline, kiosk_mode=True, pin_hash=hash_pin("258014"), poll_ms=10)
     window.start()
 
     def named() -> bool:
