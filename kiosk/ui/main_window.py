@@ -211,7 +211,7 @@ class KioskWindow(QWidget):
         # arrives to carry it. Else say that the picture has stopped moving.
         notice = self._source.status()
         if self._last is None:  # no result yet: the status lines say why, not "waiting"
-            self.status.setText(status_text(None, notice))
+            self.status.setText(status_text(None, notice=notice))
         stale = now - self._last_new_at
         if not notice and self._last is not None and stale >= STALE_AFTER_S:
             notice = f"no new frame for {stale:.0f} s"

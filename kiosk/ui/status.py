@@ -1,14 +1,15 @@
 """The text of the operator view's status lines, from a `FrameResult` alone (no Qt).
 
-Two lines: the rate, the provider in use, dropped frames, the recognizer and its version
-("clip v7") with what is being done about it ("retraining: about 20 s left"), and any
-notice of the result ("nobody is enrolled"); then the per-stage latency. The label
-shrinks its font until both fit (kiosk/ui/fit_text.py), so neither is cut at the
-window's edge."""
+Two lines: the rate, the provider in use, dropped frames, the recognizer, its version and
+age ("clip v7, trained 4 min ago") with what is being done about it ("retraining: about
+20 s left"), and any notice of the result ("nobody is enrolled"); then the per-stage
+latency. The label shrinks its font until both fit (kiosk/ui/fit_text.py), so neither is
+cut at the window's edge."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from kiosk.live.results import FrameResult
 
@@ -32,10 +33,29 @@ def provider_label(providers: Sequence[str]) -> str:
     return _PROVIDER_NAMES.get(first, first.removesuffix("ExecutionProvider"))
 
 
+def age_text(trained_at: str, now: datetime | None = None) -> str:
+    """``trained 4 min ago`` from an ISO 8601 time; "" when the time is absent or unreadable."""
+    try:
+        trained = datetime.fromisoformat(trained_at)
+    except ValueError:
+        return ""
+    if trained.tzinfo is None:
+        trained = trained.replace(tzinfo=UTC)
+    seconds = max(0.0, ((now or datetime.now(UTC)) - trained).total_seconds())
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            plural = "s" if unit == "day" and count != 1 else ""
+            return f"trained {count} {unit}{plural} ago"
+    return f"trained {int(seconds)} s ago"
+
+
 WAITING = "waiting for the first frame"
 
 
-def status_text(result: FrameResult | None, notice: str = "") -> str:
+def status_text(
+    result: FrameResult | None, now: datetime | None = None, *, notice: str = ""
+) -> str:
     """The status lines; before the first result, the source's own word (``notice``:
     "Starting… loading the models", or why the kiosk cannot start) when it has one."""
     if result is None:
@@ -43,8 +63,9 @@ def status_text(result: FrameResult | None, notice: str = "") -> str:
     summary = [f"{result.fps:.1f} FPS", provider_label(result.providers)]
     summary.append(f"dropped {result.dropped_frames}")
     recognizer = result.recognizer
-    if recognizer.kind:  # "clip v7"; with nobody enrolled the notice says so
-        summary.append(recognizer.label)
+    if recognizer.kind:  # "clip v7, trained 4 min ago"; with nobody enrolled the notice says so
+        age = age_text(recognizer.trained_at, now)
+        summary.append(f"{recognizer.label}, {age}" if age else recognizer.label)
     if recognizer.update:  # "retraining: about 20 s left"
         summary.append(recognizer.update)
     if result.notice:

@@ -85,7 +85,7 @@ def test_train_skips_bad_input_and_recognize_prints_json_lines(
     reasons = " | ".join(item["reason"] for item in report["skipped_items"])
     for expected in (
         "duplicate name",
-        "control character",
+        "control or invisible",
         "'..'",
         "not an image, or is corrupt",
         "not an image file",

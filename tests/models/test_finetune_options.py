@@ -65,6 +65,7 @@ def test_a_warm_start_from_other_blocks_is_refused(six: FaceSet) -> None:
         )
 
 
+@pytest.mark.torch
 def test_angular_margin_moves_only_the_true_logit() -> None:
     import torch
 

@@ -23,7 +23,7 @@ from kiosk.ui.main_window import OVERLAY_SHORTCUT, KioskWindow
 from kiosk.ui.video_view import PUBLIC_COLOURS, STATE_COLOURS
 from models.detector import FaceDetector
 
-PIN = "4711"
+PIN = "471108"
 NAME = "Ada Lovelace"
 CTRL_SHIFT = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from kiosk.config import load_config
 from kiosk.live.results import FrameResult, RecognizerInfo
 from kiosk.setup.pin import PinGate, hash_pin, parse_pin_hash, verify_pin
 from kiosk.ui import CV2_QT_VARIABLES, drop_cv2_qt_paths, has_display
-from kiosk.ui.status import provider_label, status_text
+from kiosk.ui.status import age_text, provider_label, status_text
 from models.errors import UserError
 from tests.helpers import skip_or_fail
 
@@ -206,10 +207,23 @@ def test_status_text_lists_fps_drops_stages_and_provider() -> None:
     assert status_text(trained).split("\n")[0] == (
         "17.2 FPS · GPU (CUDA) · dropped 3 · clip v7 · retraining: about 20 s left"
     )
+    bundle = RecognizerInfo("clip", 8, trained_at="2026-12-02T10:00:00+00:00", people=3)
+    at = datetime(2026, 12, 2, 10, 4, 30, tzinfo=UTC)
+    assert status_text(replace(result, recognizer=bundle), at).split("\n")[0] == (
+        "17.2 FPS · GPU (CUDA) · dropped 3 · clip v8, trained 4 min ago"
+    )
+    assert age_text("2026-12-02T10:00:00", datetime(2026, 12, 4, 11, tzinfo=UTC)) == (
+        "trained 2 days ago"
+    )
+    assert age_text("2026-12-02T10:00:00+00:00", datetime(2026, 12, 2, 10, 0, 9, tzinfo=UTC)) == (
+        "trained 9 s ago"
+    )
+    assert age_text("") == age_text("not a time") == ""
     assert status_text(None) == "waiting for the first frame"
-    assert status_text(None, "Starting… loading the models") == "Starting… loading the models"
+    starting = "Starting… loading the models"
+    assert status_text(None, notice=starting) == starting
     why = "The kiosk cannot start: there is no file or folder /x.mp4: give --source a camera"
-    assert status_text(None, why) == why.replace("file or", "file\nor")  # near the middle
+    assert status_text(None, notice=why) == why.replace("file or", "file\nor")  # near the middle
     assert provider_label(("CPUExecutionProvider",)) == "CPU"
     assert provider_label(("FooExecutionProvider",)) == "Foo"
     assert provider_label(()) == "provider ?"

@@ -188,7 +188,7 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
 
     # --- the door screen ----------------------------------------------------------------
     source = Source()
-    window = KioskWindow(source, kiosk_mode=True, pin_hash=hash_pin("2580"), poll_ms=10)
+    window = KioskWindow(source, kiosk_mode=True, pin_hash=hash_pin("258046"), poll_ms=10)
     window.door_state.hold_s = window.door_state.welcome_hold_s = 0.0
     window.start()
     QTest.qWait(300)
