@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kiosk.trials.recognizers import UNTRAINED
 from kiosk.trials.rules import (
@@ -384,11 +384,11 @@ def _band(sweep: ThresholdSweep, rate: str) -> tuple[list[float], list[float]]:
     return low, high
 
 
-def _legend(axes: Any, **options: Any) -> None:
-    """A legend only when something is labelled (else matplotlib warns "No artists with
-    labels found to put in legend")."""
+def _legend(axes: Any) -> None:
+    """A legend below the plot, where it hides no curve; only when something is labelled
+    (else matplotlib warns "No artists with labels found to put in legend")."""
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(**options)
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8)
 
 
 def _marks(sweep: ThresholdSweep) -> list[tuple[float, str, str]]:
@@ -434,7 +434,7 @@ def sweep_figure(sweep: ThresholdSweep) -> Any:
     axes.set_xlabel("reject threshold")
     axes.set_ylabel("rate")
     axes.set_ylim(-0.02, 1.02)
-    _legend(axes, loc="center right", fontsize=8)
+    _legend(axes)
     axes.set_title("FPR and FNR against the reject threshold")
     return figure
 
@@ -502,7 +502,7 @@ def tradeoff_figure(sweep: ThresholdSweep) -> Any:
     axes.set_ylabel("FNR")
     axes.set_xlim(-0.05, 1.05)
     axes.set_ylim(-0.05, 1.05)
-    _legend(axes, loc="upper right", fontsize=8)
+    _legend(axes)
     axes.set_title("FNR against FPR")
     return figure
 
@@ -684,10 +684,11 @@ def _session_body(
     target_fpr: float,
     level: int = 2,
     notes: dict[str, Any] | None,
-    header: ReportHeader | None = None,
+    header: ReportHeader | Literal[False] | None = None,
     min_per_class: int = MIN_TRIALS_PER_CLASS,
 ) -> str:
-    """A session's part of a report: header, metrics, per participant, plots, the log."""
+    """A session's part of a report: header (False: none, the page has it), metrics, per
+    participant, plots, the log."""
     h = f"h{level}"
     results = session.results
     metrics = session.metrics()
@@ -737,11 +738,8 @@ def _session_body(
                 plot_confusion(session.confusion()),
             )
         )
-    recognizer = (
-        f"<p>Recognizer: {html.escape(session.recognizer)}.</p>" if session.recognizer else ""
-    )
-    return f"""{_header_html(header or report_header(session))}
-{_warning(is_untrained(session))}{recognizer}
+    top = "" if header is False else _header_html(header or report_header(session))
+    return f"""{top}{_warning(is_untrained(session))}
 <p>Window {session.duration:g} s; reject threshold {session.threshold:g}; a name must hold
 at least {session.min_share:.0%} of the frames with a face.</p>
 <{h}>Metrics</{h}><p>{CI_TEXT}</p>{_table(["", ""], _metrics_rows(metrics))}
@@ -769,11 +767,12 @@ def write_html_report(
     log (and, from a simulation's ``notes``, the clips skipped and the recognizers built)."""
     if is_untrained(session):
         title += f" ({UNTRAINED} CLIP)"
-    body = f"<p>{RULES_TEXT}</p>{_notes_html(notes)}" + _session_body(
+    top = _header_html(header or report_header(session))
+    body = f"{top}<p>{RULES_TEXT}</p>{_notes_html(notes)}" + _session_body(
         session,
         target_fpr=target_fpr,
         notes=notes,
-        header=header,
+        header=False,
         min_per_class=min_per_class,
     )
     _write_export(path, _page(title, body))
