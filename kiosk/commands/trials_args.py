@@ -25,6 +25,11 @@ def register(
     parser.add_argument(
         "--db", type=Path, default=None, help="trials SQLite file (default: the user's data dir)"
     )
+    parser.add_argument(
+        "--operator",
+        default=None,
+        help="who runs the trials, for the reports' header (default: your login name)",
+    )
     verbs = parser.add_subparsers(dest="verb", required=False, metavar="VERB")
 
     sim = verbs.add_parser(
@@ -99,10 +104,20 @@ def register(
         default=argparse.SUPPRESS,  # keeps a --db given before the verb
         help="save the session in this SQLite file (default: in memory only)",
     )
+    sim.add_argument(
+        "--operator",
+        default=argparse.SUPPRESS,  # keeps an --operator given before the verb
+        help="who runs the trials, for the reports' header (default: your login name)",
+    )
     _add_outputs(sim)
 
-    sessions = verbs.add_parser("sessions", help="list the sessions in a trials database")
+    sessions = verbs.add_parser(
+        "sessions", help="list the sessions in a trials database (a table, dates in local time)"
+    )
     sessions.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="trials SQLite file")
+    sessions.add_argument(
+        "--json", action="store_true", help="print JSON (epoch seconds and local dates)"
+    )
 
     export = verbs.add_parser("export", help="export a saved session (CSV, JSON, HTML report)")
     export.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="trials SQLite file")

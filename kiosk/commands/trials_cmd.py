@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from kiosk.commands import trials_args
@@ -45,7 +44,7 @@ def _print_summary(summary: dict[str, object]) -> None:
 def _console(args: argparse.Namespace) -> int:
     from kiosk.ui.trials_console import run_console
 
-    return run_console(load_config(args.config), args.source, args.db)
+    return run_console(load_config(args.config), args.source, args.db, args.operator)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -70,6 +69,7 @@ def _simulate(args: argparse.Namespace) -> int:
         options,
         _outputs(args),
         db=args.db,
+        operator=args.operator,
         progress=lambda line: print(line, file=sys.stderr),
     )
     _print_summary(summary)
@@ -77,10 +77,14 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _sessions(args: argparse.Namespace) -> int:
-    from kiosk.trials.runs import sessions
+    from kiosk.trials.runs import session_record, sessions, sessions_table
 
     infos = sessions(load_config(args.config), args.db)
-    print(json.dumps([asdict(info) for info in infos], indent=2))
+    if args.json:
+        print(json.dumps([session_record(info) for info in infos], indent=2))
+    else:
+        for line in sessions_table(infos):
+            print(line)
     return 0
 
 

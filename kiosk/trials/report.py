@@ -10,17 +10,20 @@ import csv
 import html
 import io
 import json
+import math
 import statistics
+import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kiosk.trials.recognizers import UNTRAINED
 from kiosk.trials.rules import (
     RESEARCH_THRESHOLD,
     ConfusionMatrix,
     Metrics,
+    Outcome,
     ThresholdSweep,
     TrialResult,
     frame_rates,
@@ -51,6 +54,175 @@ CSV_COLUMNS = [
     "source",
     "recognizer",
 ]
+CSV_SESSION_COLUMNS = ["session", "session_date", "site", "kiosk", "operator"]
+
+
+Z95 = 1.959963984540054  # the standard normal's 97.5th percentile: a two-sided 95% interval
+
+MIN_TRIALS_PER_CLASS = 10  # trials with a face of enrolled people, and of strangers, to recommend
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """The Wilson score interval of ``successes`` out of ``n`` (95% by default); None
+    when ``n`` is 0. Unlike the normal approximation it stays inside [0, 1] and is not
+    zero-width at 0 or n successes: 0 of 2 is 0% to 66%."""
+    if n <= 0:
+        return None
+    if not 0 <= successes <= n:
+        raise ValueError(f"{successes} successes out of {n}")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the ends
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
+def rate_interval(k: int, n: int) -> dict[str, Any] | None:
+    """``k`` of ``n`` with its Wilson 95% interval, ``{"k": 1, "n": 3, "low": .., "high":
+    ..}``; None when ``n`` is 0 (the rate is undefined)."""
+    interval = wilson_interval(k, n)
+    if interval is None:
+        return None
+    return {"k": k, "n": n, "low": round(interval[0], 4), "high": round(interval[1], 4)}
+
+
+def rate_intervals(metrics: Metrics) -> dict[str, dict[str, Any] | None]:
+    """Each of the metrics' rates (accuracy, FPR, FNR, APCER) as :func:`rate_interval`."""
+    return {name: rate_interval(k, n) for name, (k, n) in metrics.fractions.items()}
+
+
+def format_rate(interval: dict[str, Any] | None) -> str:
+    """``33.3% (1/3; 95% CI 6.2-79.2%)``, or ``n/a`` for an undefined rate."""
+    if interval is None:
+        return "n/a"
+    k, n = interval["k"], interval["n"]
+    return (
+        f"{100 * k / n:.1f}% ({k}/{n}; 95% CI {100 * interval['low']:.1f}"
+        f"-{100 * interval['high']:.1f}%)"
+    )
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The threshold the analysis recommends (the lowest meeting the target FPR), or why
+    it recommends none: fewer than ``min_per_class`` trials with a face of enrolled people
+    or of strangers (people not enrolled; attacks are counted apart)."""
+
+    threshold: float | None
+    enrolled: int
+    strangers: int
+    min_per_class: int
+    target_fpr: float
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def recommend(
+    results: Sequence[TrialResult],
+    sweep: ThresholdSweep,
+    min_per_class: int = MIN_TRIALS_PER_CLASS,
+) -> Recommendation:
+    faced = [r for r in results if r.outcome is not Outcome.NO_FACE]
+    enrolled = sum(r.participant.enrolled for r in faced)
+    strangers = sum(not r.participant.enrolled and not r.participant.attack for r in faced)
+    target = sweep.target_fpr
+    if enrolled < min_per_class or strangers < min_per_class:
+        reason = (
+            f"not enough trials to recommend a threshold: {enrolled} enrolled,"
+            f" {strangers} strangers; need {min_per_class} of each"
+        )
+        return Recommendation(None, enrolled, strangers, min_per_class, target, reason)
+    if sweep.meets_target is None:
+        reason = f"no threshold reaches FPR <= {target:g}"
+    else:
+        reason = f"the lowest threshold with FPR <= {target:g} is {sweep.meets_target:g}"
+    return Recommendation(sweep.meets_target, enrolled, strangers, min_per_class, target, reason)
+
+
+def _analysis(
+    session: TrialSession, target_fpr: float, min_per_class: int
+) -> tuple[ThresholdSweep, Recommendation]:
+    """The threshold sweep, with its target threshold withheld (``meets_target`` None)
+    when there are too few trials to recommend it, and the recommendation."""
+    sweep = sweep_thresholds(
+        session.results,
+        current=session.threshold,
+        target_fpr=target_fpr,
+        min_share=session.min_share,
+    )
+    advice = recommend(session.results, sweep, min_per_class)
+    return (sweep if advice.threshold is not None else replace(sweep, meets_target=None)), advice
+
+
+def local_time(epoch: float | None) -> str:
+    """``2026-12-02 14:05:09 CET``: a wall-clock time in the machine's time zone."""
+    if epoch is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+
+
+@dataclass(frozen=True)
+class ReportHeader:
+    """Where, when, by whom and with what a session's trials were run, for the top of a
+    report: from the session's record in the trials store (site, kiosk and operator are
+    "" in sessions recorded before they were kept) and its frames' recognizer labels
+    (``clip v3``: the recognizer and its bundle version)."""
+
+    session_id: int | None = None
+    label: str = ""
+    created_at: float | None = None
+    site: str = ""
+    kiosk: str = ""
+    operator: str = ""
+    recognizer: str = ""
+    versions: list[str] = field(default_factory=list)
+
+    @property
+    def date(self) -> str:
+        return local_time(self.created_at)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "date": self.date}
+
+    def rows(self) -> list[list[object]]:
+        unknown = "(not recorded)"
+        session = "" if self.session_id is None else str(self.session_id)
+        return [
+            ["site", self.site or "(none: a single kiosk)"],
+            ["kiosk", self.kiosk or unknown],
+            ["session", f"{session} {self.label}".strip() or unknown],
+            ["date", self.date or unknown],
+            ["operator", self.operator or unknown],
+            ["recognizer", self.recognizer or unknown],
+            ["bundle version", ", ".join(self.versions) or unknown],
+        ]
+
+
+def report_header(session: TrialSession, **given: Any) -> ReportHeader:
+    """The session's header, from its store's record; ``given`` fields override it."""
+    info = None
+    if session.store is not None and session.session_id is not None:
+        info = session.store.session_info(session.session_id)
+    versions = list(
+        dict.fromkeys(f.recognizer for r in session.results for f in r.frames if f.recognizer)
+    )
+    found: dict[str, Any] = {
+        "session_id": session.session_id,
+        "recognizer": session.recognizer,
+        "versions": versions,
+    }
+    if info is not None:
+        found |= {
+            "label": info.label,
+            "created_at": info.created_at,
+            "site": info.site,
+            "kiosk": info.kiosk,
+            "operator": info.operator,
+        }
+    return ReportHeader(**(found | given))
 
 
 def _write_export(path: Path, data: bytes) -> None:
@@ -91,15 +263,18 @@ def is_untrained(session: TrialSession) -> bool:
 
 
 def session_summary(
-    session: TrialSession, *, target_fpr: float = 0.02, frames: bool = True
+    session: TrialSession,
+    *,
+    target_fpr: float = 0.02,
+    frames: bool = True,
+    header: ReportHeader | None = None,
+    min_per_class: int = MIN_TRIALS_PER_CLASS,
 ) -> dict[str, Any]:
-    """Everything about a session as plain JSON-able data."""
-    sweep = sweep_thresholds(
-        session.results,
-        current=session.threshold,
-        target_fpr=target_fpr,
-        min_share=session.min_share,
-    )
+    """Everything about a session as plain JSON-able data: its header, the metrics with
+    their Wilson 95% intervals (``ci95``), the threshold analysis and its recommendation
+    (none below ``min_per_class`` trials of each class), the trial log."""
+    sweep, advice = _analysis(session, target_fpr, min_per_class)
+    metrics = session.metrics()
     trials = []
     for result in session.results:
         row = trial_row(result)
@@ -108,7 +283,9 @@ def session_summary(
         trials.append(row)
     untrained = is_untrained(session)
     return {
-        **session.metrics().as_dict(),
+        "header": (header or report_header(session)).as_dict(),
+        **metrics.as_dict(),
+        "ci95": rate_intervals(metrics),
         "session_id": session.session_id,
         "description": session.recognizer,
         "untrained": untrained,
@@ -126,12 +303,14 @@ def session_summary(
                 "enrolled": s.participant.enrolled,
                 "kind": s.participant.kind,
                 **s.metrics.as_dict(),
+                "ci95": rate_intervals(s.metrics),
                 "answers": s.answers,
             }
             for s in per_participant(session.results)
         ],
         "confusion_matrix": session.confusion().as_dict(),
         "threshold_sweep": sweep.as_dict(),
+        "recommendation": advice.as_dict(),
         "trial_log": trials,
     }
 
@@ -141,9 +320,14 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def export_json(
-    session: TrialSession, path: Path, *, target_fpr: float = 0.02, **extra: Any
+    session: TrialSession,
+    path: Path,
+    *,
+    target_fpr: float = 0.02,
+    header: ReportHeader | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    summary = {**session_summary(session, target_fpr=target_fpr), **extra}
+    summary = {**session_summary(session, target_fpr=target_fpr, header=header), **extra}
     export_json_data(path, summary)
     return summary
 
@@ -152,14 +336,30 @@ def export_json_data(path: Path, data: dict[str, Any]) -> None:
     _write_export(path, json.dumps(data, indent=2).encode())
 
 
-def export_csv(sessions: TrialSession | Sequence[TrialSession], path: Path) -> None:
-    """One row per trial of the session (or of each session, in turn)."""
+def export_csv(
+    sessions: TrialSession | Sequence[TrialSession],
+    path: Path,
+    *,
+    header: ReportHeader | None = None,
+) -> None:
+    """One row per trial of the session (or of each session, in turn), each naming its
+    session, the session's date (local time), site, kiosk and operator (``header``
+    overrides the store's record of a single session)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS + CSV_SESSION_COLUMNS)
     writer.writeheader()
-    for session in [sessions] if isinstance(sessions, TrialSession) else sessions:
+    batch = [sessions] if isinstance(sessions, TrialSession) else list(sessions)
+    for session in batch:
+        about = header if header is not None and len(batch) == 1 else report_header(session)
+        where = {
+            "session": "" if about.session_id is None else about.session_id,
+            "session_date": about.date,
+            "site": about.site,
+            "kiosk": about.kiosk,
+            "operator": about.operator,
+        }
         for result in session.results:
-            writer.writerow(trial_row(result))
+            writer.writerow(trial_row(result) | where)
     _write_export(path, buffer.getvalue().encode())
 
 
@@ -174,74 +374,180 @@ def _png(figure: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def plot_sweep(sweep: ThresholdSweep) -> str:
-    """FPR and FNR against the threshold, with the current, 0.8 and target thresholds."""
+def _band(sweep: ThresholdSweep, rate: str) -> tuple[list[float], list[float]]:
+    """The Wilson 95% band of a rate along the sweep (NaN where it is undefined)."""
+    low, high = [], []
+    for point in sweep.points:
+        interval = rate_intervals(point.metrics)[rate]
+        low.append(float("nan") if interval is None else interval["low"])
+        high.append(float("nan") if interval is None else interval["high"])
+    return low, high
+
+
+def _legend(axes: Any) -> None:
+    """A legend below the plot, where it hides no curve; only when something is labelled
+    (else matplotlib warns "No artists with labels found to put in legend")."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8)
+
+
+def _marks(sweep: ThresholdSweep) -> list[tuple[float, str, str]]:
+    """The thresholds a plot marks, each once: (threshold, what it is, colour). The one
+    in use is also named as the research default when it is 0.8."""
+    research = "research default"
+    in_use = "in use" + (f" = {research}" if sweep.current == RESEARCH_THRESHOLD else "")
+    marks = [(sweep.current, in_use, "black")]
+    if sweep.current != RESEARCH_THRESHOLD:
+        marks.append((RESEARCH_THRESHOLD, research, "grey"))
+    if sweep.meets_target is not None:
+        target = f"lowest with FPR <= {sweep.target_fpr:g}"
+        if sweep.meets_target in (sweep.current, RESEARCH_THRESHOLD):
+            index = 0 if sweep.meets_target == sweep.current else 1
+            threshold, label, _ = marks[index]
+            marks[index] = (threshold, f"{label} = {target}", "green")
+        else:
+            marks.append((sweep.meets_target, target, "green"))
+    return marks
+
+
+def sweep_figure(sweep: ThresholdSweep) -> Any:
+    """FPR and FNR against the threshold, their Wilson 95% bands shaded, with the
+    current, 0.8 and target thresholds."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6.5, 4))
     axes = figure.add_subplot()
     xs = [p.threshold for p in sweep.points]
-    axes.plot(xs, _values([p.metrics.fpr for p in sweep.points]), label="FPR")
-    axes.plot(xs, _values([p.metrics.fnr for p in sweep.points]), label="FNR")
-    axes.axvline(sweep.current, color="black", linestyle="--", label=f"in use {sweep.current:g}")
-    if sweep.current != RESEARCH_THRESHOLD:
-        axes.axvline(RESEARCH_THRESHOLD, color="grey", linestyle=":", label="0.8 (research)")
-    if sweep.meets_target is not None:
+    for rate, name, who in (("fpr", "FPR", "strangers"), ("fnr", "FNR", "enrolled people")):
+        values = _values([getattr(p.metrics, rate) for p in sweep.points])
+        defined = any(not math.isnan(v) for v in values)
+        label = f"{name} (95% band)" if defined else f"{name}: undefined, no trials of {who}"
+        (line,) = axes.plot(xs, values, label=label)
+        if defined:
+            low, high = _band(sweep, rate)
+            axes.fill_between(xs, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+    styles = {"black": "--", "grey": ":", "green": "-."}
+    for threshold, label, colour in _marks(sweep):
         axes.axvline(
-            sweep.meets_target,
-            color="green",
-            linestyle="-.",
-            label=f"FPR <= {sweep.target_fpr:g} from {sweep.meets_target:g}",
+            threshold, color=colour, linestyle=styles[colour], label=f"{label}: {threshold:g}"
         )
     axes.set_xlabel("reject threshold")
     axes.set_ylabel("rate")
     axes.set_ylim(-0.02, 1.02)
-    axes.legend(loc="center right", fontsize=8)
+    _legend(axes)
     axes.set_title("FPR and FNR against the reject threshold")
-    return _png(figure)
+    return figure
 
 
-def plot_tradeoff(sweep: ThresholdSweep) -> str:
-    """FNR against FPR over the sweep (a DET-style curve), the thresholds marked."""
+def plot_sweep(sweep: ThresholdSweep) -> str:
+    return _png(sweep_figure(sweep))
+
+
+def tradeoff_figure(sweep: ThresholdSweep) -> Any:
+    """FNR against FPR over the sweep (a DET-style curve), the thresholds marked. Marks
+    that fall on the same point are drawn as concentric rings of falling size, and the
+    point is annotated with each of their thresholds, so none hides another."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(4.5, 4))
     axes = figure.add_subplot()
     points = [p for p in sweep.points if p.metrics.fpr is not None and p.metrics.fnr is not None]
-    fprs = _values([p.metrics.fpr for p in points])
-    fnrs = _values([p.metrics.fnr for p in points])
-    axes.plot(fprs, fnrs, marker=".")
-    marks = [(sweep.current, "in use", "black"), (RESEARCH_THRESHOLD, "0.8", "grey")]
-    if sweep.meets_target is not None:
-        marks.append((sweep.meets_target, f"FPR<={sweep.target_fpr:g}", "green"))
-    for threshold, label, colour in marks:
-        for p, fpr, fnr in zip(points, fprs, fnrs, strict=True):
-            if p.threshold == threshold:
-                axes.plot([fpr], [fnr], "o", color=colour, label=f"{label} ({threshold:g})")
+    axes.plot(
+        _values([p.metrics.fpr for p in points]),
+        _values([p.metrics.fnr for p in points]),
+        marker=".",
+        color="tab:blue",
+        label="thresholds swept" if points else None,
+    )
+    at: dict[tuple[float, float], list[tuple[float, str, str]]] = {}
+    for threshold, label, colour in _marks(sweep):
+        point = next((p for p in points if p.threshold == threshold), None)
+        if point is None:
+            continue  # FPR or FNR undefined there
+        assert point.metrics.fpr is not None and point.metrics.fnr is not None
+        at.setdefault((point.metrics.fpr, point.metrics.fnr), []).append((threshold, label, colour))
+    for (fpr, fnr), marks in at.items():
+        for order, (threshold, label, colour) in enumerate(marks):
+            axes.plot(
+                [fpr],
+                [fnr],
+                "o",
+                markersize=14 - 4 * order,
+                markerfacecolor="none",
+                markeredgecolor=colour,
+                markeredgewidth=2,
+                label=f"{label}: {threshold:g}",
+            )
+        # Text beside the point, pushed inwards near an edge, one line per threshold.
+        text = "\n".join(f"{threshold:g}" for threshold, _, _ in marks)
+        axes.annotate(
+            text,
+            (fpr, fnr),
+            xytext=(10 if fpr < 0.7 else -10, 10 if fnr < 0.7 else -10),
+            textcoords="offset points",
+            ha="left" if fpr < 0.7 else "right",
+            va="bottom" if fnr < 0.7 else "top",
+            fontsize=8,
+        )
+    if not points:
+        axes.text(
+            0.5,
+            0.5,
+            "FPR or FNR undefined:\nneeds trials of enrolled people and of strangers",
+            ha="center",
+            va="center",
+            transform=axes.transAxes,
+        )
     axes.set_xlabel("FPR")
     axes.set_ylabel("FNR")
-    axes.set_xlim(-0.02, 1.02)
-    axes.set_ylim(-0.02, 1.02)
-    axes.legend(loc="upper right", fontsize=8)
+    axes.set_xlim(-0.05, 1.05)
+    axes.set_ylim(-0.05, 1.05)
+    _legend(axes)
     axes.set_title("FNR against FPR")
-    return _png(figure)
+    return figure
 
 
-def plot_confusion(matrix: ConfusionMatrix) -> str:
+def plot_tradeoff(sweep: ThresholdSweep) -> str:
+    return _png(tradeoff_figure(sweep))
+
+
+def text_colour(rgb: Sequence[float]) -> str:
+    """Black or white, whichever reads better on a cell of colour ``rgb`` (0-1 sRGB):
+    white on a dark cell, by its relative luminance (WCAG's weights)."""
+
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(float(c)) for c in rgb[:3])
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    # The luminance where black and white text have the same contrast ratio.
+    return "white" if luminance < 0.179 else "black"
+
+
+def confusion_figure(matrix: ConfusionMatrix) -> Any:
+    """The confusion matrix, each count in black or white by its cell's brightness."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     size = max(4.0, 0.45 * len(matrix.columns) + 2)
     figure = Figure(figsize=(size, max(3.0, 0.45 * len(matrix.rows) + 1.5)))
     axes = figure.add_subplot()
-    axes.imshow(matrix.counts, cmap="Blues")
+    cmap = colormaps["Blues"]
+    most = max(1, int(matrix.counts.max()))
+    axes.imshow(matrix.counts, cmap=cmap, vmin=0, vmax=most)
     axes.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=45, ha="right")
     axes.set_yticks(range(len(matrix.rows)), matrix.rows)
     for (row, column), count in _nonzero(matrix):
-        axes.text(column, row, str(count), ha="center", va="center")
+        colour = text_colour(tuple(cmap(count / most)))
+        axes.text(column, row, str(count), ha="center", va="center", color=colour)
     axes.set_xlabel("answer")
     axes.set_ylabel("participant")
     axes.set_title("Confusion matrix (trials)")
-    return _png(figure)
+    return figure
+
+
+def plot_confusion(matrix: ConfusionMatrix) -> str:
+    return _png(confusion_figure(matrix))
 
 
 def _nonzero(matrix: ConfusionMatrix) -> list[tuple[tuple[int, int], int]]:
@@ -267,17 +573,22 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def _metrics_rows(metrics: Metrics) -> list[list[object]]:
+    ci = rate_intervals(metrics)
     return [
         ["trials (N)", metrics.trials],
         ["TP / FP / FN / TN", f"{metrics.tp} / {metrics.fp} / {metrics.fn} / {metrics.tn}"],
         ["no face", metrics.no_face],
         ["misidentified (enrolled, named as someone else)", metrics.misidentified],
         ["attacks refused / accepted", f"{metrics.attack_refused} / {metrics.attack_accepted}"],
-        ["accuracy = (TP+TN+refused attacks)/N", _fmt(metrics.accuracy)],
-        ["FPR = FP/(FP+TN+refused attacks)", _fmt(metrics.fpr)],
-        ["FNR = FN/(FN+TP)", _fmt(metrics.fnr)],
-        ["APCER = accepted attacks/attack trials with a face", _fmt(metrics.apcer)],
+        ["accuracy = (TP+TN+refused attacks)/N", format_rate(ci["accuracy"])],
+        ["FPR = FP/(FP+TN+refused attacks)", format_rate(ci["fpr"])],
+        ["FNR = FN/(FN+TP)", format_rate(ci["fnr"])],
+        ["APCER = accepted attacks/attack trials with a face", format_rate(ci["apcer"])],
     ]
+
+
+CI_TEXT = """Each rate is shown with its count and its Wilson 95% confidence interval: with
+few trials the interval is wide, and the rate alone says little."""
 
 
 STYLE = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}
@@ -363,16 +674,25 @@ def _bundles_html(notes: dict[str, Any] | None) -> str:
     )
 
 
+def _header_html(header: ReportHeader) -> str:
+    return f'<div class="header">{_table(["", ""], header.rows())}</div>'
+
+
 def _session_body(
-    session: TrialSession, *, target_fpr: float, level: int = 2, notes: dict[str, Any] | None
+    session: TrialSession,
+    *,
+    target_fpr: float,
+    level: int = 2,
+    notes: dict[str, Any] | None,
+    header: ReportHeader | Literal[False] | None = None,
+    min_per_class: int = MIN_TRIALS_PER_CLASS,
 ) -> str:
-    """A session's part of a report: metrics, per participant, plots, the trial log."""
+    """A session's part of a report: header (False: none, the page has it), metrics, per
+    participant, plots, the log."""
     h = f"h{level}"
     results = session.results
     metrics = session.metrics()
-    sweep = sweep_thresholds(
-        results, current=session.threshold, target_fpr=target_fpr, min_share=session.min_share
-    )
+    sweep, advice = _analysis(session, target_fpr, min_per_class)
     people = [
         [
             s.participant.name,
@@ -404,11 +724,7 @@ def _session_body(
             + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
             + "</tr>"
         )
-    target_text = (
-        f"the lowest threshold with FPR &le; {target_fpr:g} is {sweep.meets_target:g}"
-        if sweep.meets_target is not None
-        else f"no threshold reaches FPR &le; {target_fpr:g}"
-    )
+    target_text = html.escape(advice.reason).replace("&lt;=", "&le;")
     try:
         import matplotlib  # noqa: F401  (the door bundle leaves it out)
     except ImportError:
@@ -422,13 +738,11 @@ def _session_body(
                 plot_confusion(session.confusion()),
             )
         )
-    recognizer = (
-        f"<p>Recognizer: {html.escape(session.recognizer)}.</p>" if session.recognizer else ""
-    )
-    return f"""{_warning(is_untrained(session))}{recognizer}
+    top = "" if header is False else _header_html(header or report_header(session))
+    return f"""{top}{_warning(is_untrained(session))}
 <p>Window {session.duration:g} s; reject threshold {session.threshold:g}; a name must hold
 at least {session.min_share:.0%} of the frames with a face.</p>
-<{h}>Metrics</{h}>{_table(["", ""], _metrics_rows(metrics))}
+<{h}>Metrics</{h}><p>{CI_TEXT}</p>{_table(["", ""], _metrics_rows(metrics))}
 {_bundles_html(notes)}
 <{h}>Per participant</{h}>
 {_table(["participant", "kind", "trials", "TP/FP/FN/TN/no face", "answers"], people)}
@@ -445,13 +759,21 @@ def write_html_report(
     title: str = "Deployment trials",
     target_fpr: float = 0.02,
     notes: dict[str, Any] | None = None,
+    header: ReportHeader | None = None,
+    min_per_class: int = MIN_TRIALS_PER_CLASS,
 ) -> None:
-    """A self-contained HTML page: metrics, per-participant results, plots, the trial log
-    (and, from a simulation's ``notes``, the clips skipped and the recognizers built)."""
+    """A self-contained HTML page: the header (site, kiosk, session, date, operator,
+    recognizer), metrics with their intervals, per-participant results, plots, the trial
+    log (and, from a simulation's ``notes``, the clips skipped and the recognizers built)."""
     if is_untrained(session):
         title += f" ({UNTRAINED} CLIP)"
-    body = f"<p>{RULES_TEXT}</p>{_notes_html(notes)}" + _session_body(
-        session, target_fpr=target_fpr, notes=notes
+    top = _header_html(header or report_header(session))
+    body = f"{top}<p>{RULES_TEXT}</p>{_notes_html(notes)}" + _session_body(
+        session,
+        target_fpr=target_fpr,
+        notes=notes,
+        header=False,
+        min_per_class=min_per_class,
     )
     _write_export(path, _page(title, body))
 
@@ -474,12 +796,13 @@ def write_comparison_report(
             row["trials"],
             f"{row['tp']} / {row['fp']} ({row['misidentified']}) / {row['fn']} / {row['tn']}",
             row["no_face"],
-            _fmt(row["accuracy"]),
-            _fmt(row["fpr"]),
-            _fmt(row["fnr"]),
+            *(
+                format_rate(rate_intervals(session.metrics())[k])
+                for k in ("accuracy", "fpr", "fnr")
+            ),
             row["ms_per_frame"],
         ]
-        for row in notes["comparison"]
+        for row, session in zip(notes["comparison"], sessions, strict=True)
     ]
     header = ["recognizer", "what", "trials", "TP / FP (misid.) / FN / TN", "no face"]
     header += ["accuracy", "FPR", "FNR", "ms a frame"]
@@ -498,7 +821,7 @@ def write_comparison_report(
         " photos; detection and liveness ran once for all. The first recognizer's time a"
         " frame includes detection and liveness.</p>"
         + _table(header, rows)
-        + f"<p>{RULES_TEXT}</p>"
+        + f"<p>{CI_TEXT}</p><p>{RULES_TEXT}</p>"
         + _notes_html(notes)
         + sections
     )

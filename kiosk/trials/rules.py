@@ -296,12 +296,22 @@ class Metrics:
         return self.tp + self.fp + self.fn + self.tn + self.no_face + self.attack_refused
 
     @property
+    def fractions(self) -> dict[str, tuple[int, int]]:
+        """Each rate as (numerator, denominator): what its confidence interval comes from."""
+        return {
+            "accuracy": (self.tp + self.tn + self.attack_refused, self.trials),
+            "fpr": (self.fp, self.fp + self.tn + self.attack_refused),
+            "fnr": (self.fn, self.fn + self.tp),
+            "apcer": (self.attack_accepted, self.attacks),
+        }
+
+    @property
     def accuracy(self) -> float | None:
-        return _rate(self.tp + self.tn + self.attack_refused, self.trials)
+        return _rate(*self.fractions["accuracy"])
 
     @property
     def fpr(self) -> float | None:
-        return _rate(self.fp, self.fp + self.tn + self.attack_refused)
+        return _rate(*self.fractions["fpr"])
 
     @property
     def attacks(self) -> int:
@@ -311,11 +321,11 @@ class Metrics:
     @property
     def apcer(self) -> float | None:
         """Accepted attacks / attack trials with a face."""
-        return _rate(self.attack_accepted, self.attacks)
+        return _rate(*self.fractions["apcer"])
 
     @property
     def fnr(self) -> float | None:
-        return _rate(self.fn, self.fn + self.tp)
+        return _rate(*self.fractions["fnr"])
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {

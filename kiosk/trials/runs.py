@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from kiosk import build
 from kiosk.config import KioskConfig
@@ -19,6 +19,7 @@ from models.paths import user_data_dir
 if TYPE_CHECKING:
     from kiosk.live.pipeline import LivePipeline
     from kiosk.trials.recognizers import ClipFactory, RecognizerFactory
+    from kiosk.trials.report import ReportHeader
     from kiosk.trials.session import TrialSession
     from kiosk.trials.simulation import Clip, Contender
     from kiosk.trials.store import SessionInfo
@@ -68,6 +69,34 @@ def configured_recognizer(config: KioskConfig) -> str:
     return f"{what}: {UNTRAINED}" if config.clip.pretrained == "none" else what
 
 
+class Origin(TypedDict):
+    """Where and by whom a session runs (:meth:`TrialStore.create_session`'s keywords)."""
+
+    site: str
+    kiosk: str
+    operator: str
+
+
+def session_origin(config: KioskConfig, operator: str | None = None) -> Origin:
+    """Where and by whom a session is run, as the trials store records it for the
+    reports' header: the site registry (none for a single kiosk), the kiosk (its site id,
+    else this machine's host name) and the operator (``operator``, else the login name)."""
+    import getpass
+    import socket
+
+    site = ""
+    kiosk = socket.gethostname()
+    if config.site is not None:
+        site = f"{config.site.dbname} on {config.site.host or 'the local socket'}"
+        kiosk = config.site.kiosk_id
+    if operator is None:
+        try:
+            operator = getpass.getuser()
+        except (OSError, KeyError):  # no login name (a container without a passwd entry)
+            operator = ""
+    return Origin(site=site, kiosk=kiosk, operator=operator.strip())
+
+
 @dataclass(frozen=True)
 class Outputs:
     """What to write of a session; ``target_fpr`` None means the config's."""
@@ -83,25 +112,43 @@ class Outputs:
 
 
 def write_outputs(
-    outputs: Outputs, config: KioskConfig, session: TrialSession, extra: dict[str, object]
+    outputs: Outputs,
+    config: KioskConfig,
+    session: TrialSession,
+    extra: dict[str, object],
+    header: ReportHeader | None = None,
 ) -> dict[str, object]:
-    """Write the asked-for exports; the session's summary (with ``extra``)."""
+    """Write the asked-for exports; the session's summary (with ``extra``). ``header``:
+    the reports' header, when the session's store does not hold it (a site's trials)."""
     from kiosk.trials.report import export_csv, export_json, session_summary, write_html_report
 
     target = outputs.target_fpr if outputs.target_fpr is not None else config.trials.target_fpr
     if outputs.json is not None:
-        summary = export_json(session, outputs.json, target_fpr=target, **extra)
+        summary = export_json(session, outputs.json, target_fpr=target, header=header, **extra)
     else:
-        summary = {**session_summary(session, target_fpr=target, frames=False), **extra}
+        summary = {
+            **session_summary(session, target_fpr=target, frames=False, header=header),
+            **extra,
+        }
     if outputs.csv is not None:
-        export_csv(session, outputs.csv)
+        export_csv(session, outputs.csv, header=header)
     if outputs.report is not None:
-        write_html_report(session, outputs.report, target_fpr=target, notes=extra)
+        write_html_report(session, outputs.report, target_fpr=target, notes=extra, header=header)
     return summary
 
 
 def _pct(value: object) -> str:
     return "n/a" if value is None else f"{100 * float(value):.1f}%"  # type: ignore[arg-type]
+
+
+def _rate(summary: dict[str, Any], name: str) -> str:
+    """A rate with its count and Wilson 95% interval (``ci95``), else the bare rate."""
+    from kiosk.trials.report import format_rate
+
+    intervals = summary.get("ci95")
+    if isinstance(intervals, dict):
+        return format_rate(intervals.get(name))
+    return _pct(summary.get(name))
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
@@ -124,8 +171,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"{row['label']:<22} trials {row['trials']}  TP {row['tp']}  FP {row['fp']}"
             f" (misid. {row['misidentified']})  FN {row['fn']}  TN {row['tn']}"
-            f"  accuracy {_pct(row['accuracy'])}  FPR {_pct(row['fpr'])}"
-            f"  FNR {_pct(row['fnr'])}" + ("  UNTRAINED" if row["untrained"] else "")
+            f"  accuracy {_rate(row, 'accuracy')}  FPR {_rate(row, 'fpr')}"
+            f"  FNR {_rate(row, 'fnr')}" + ("  UNTRAINED" if row["untrained"] else "")
         )
     for run in summary["runs"].values():
         lines.append(f"-- {run['recognizer_label']}: {run['description']}")
@@ -134,24 +181,29 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def _session_lines(summary: dict[str, Any]) -> list[str]:
-    pct = _pct
     lines = [
         f"trials {summary['trials']}: TP {summary['tp']}  FP {summary['fp']}"
         f" (misidentified {summary['misidentified']})  FN {summary['fn']}  TN {summary['tn']}"
         f"  no face {summary['no_face']}",
-        f"accuracy {pct(summary['accuracy'])}  FPR {pct(summary['fpr'])}"
-        f"  FNR {pct(summary['fnr'])}",
+        f"accuracy {_rate(summary, 'accuracy')}",
+        f"FPR {_rate(summary, 'fpr')}  FNR {_rate(summary, 'fnr')}",
     ]
     if summary["attack_refused"] or summary["attack_accepted"]:
         lines.append(
             f"attacks refused {summary['attack_refused']}  accepted {summary['attack_accepted']}"
-            f"  APCER {pct(summary['apcer'])}"
+            f"  APCER {_rate(summary, 'apcer')}"
         )
+    advice = summary.get("recommendation")
+    if isinstance(advice, dict):
+        lines.append(f"threshold: {advice['reason']}")
     liveness = summary.get("liveness")
     if isinstance(liveness, dict) and liveness.get("enabled"):
+        from kiosk.trials.report import format_rate, rate_interval
+
+        refused = rate_interval(int(liveness["refused_by_liveness"]), int(liveness["tracks"]))
         lines.append(
-            f"liveness: {liveness['refused_by_liveness']} of {liveness['tracks']} live trials"
-            f" wrongly refused ({', '.join(liveness['participants']) or 'nobody'});"
+            f"liveness: {format_rate(refused)} of real people's trials wrongly refused"
+            f" ({', '.join(liveness['participants']) or 'nobody'});"
             f" {liveness['ended_not_live']} tracks ended not live,"
             f" {liveness['ended_undecided']} undecided"
         )
@@ -182,6 +234,40 @@ def sessions(config: KioskConfig, db: Path | None) -> list[SessionInfo]:
 
     with TrialStore(existing_database(config, db)) as store:
         return store.sessions()
+
+
+SESSION_COLUMNS = ("id", "date", "trials", "threshold", "kiosk", "operator", "recognizer", "label")
+
+
+def session_record(info: SessionInfo) -> dict[str, object]:
+    """A session as `kiosk trials sessions --json` prints it: the store's record, with
+    its date in local time beside the epoch seconds."""
+    from dataclasses import asdict
+
+    from kiosk.trials.report import local_time
+
+    return {**asdict(info), "date": local_time(info.created_at)}
+
+
+def sessions_table(infos: Sequence[SessionInfo]) -> list[str]:
+    """The sessions as a table for a terminal, dates in local time."""
+    if not infos:
+        return ["no sessions yet"]
+    rows = [
+        [str(session_record(info)[column] or "") for column in SESSION_COLUMNS] for info in infos
+    ]
+    for row, info in zip(rows, infos, strict=True):
+        row[3] = f"{info.threshold:g}"
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(SESSION_COLUMNS)]
+    numeric = {"id", "trials", "threshold"}
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if name in numeric else cell.ljust(width)
+            for name, cell, width in zip(SESSION_COLUMNS, cells, widths, strict=True)
+        ).rstrip()
+
+    return [line(SESSION_COLUMNS), line(["-" * w for w in widths]), *map(line, rows)]
 
 
 def export_session(
@@ -364,12 +450,14 @@ def simulate(
     outputs: Outputs,
     *,
     db: Path | None = None,
+    operator: str | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict[str, object]:
     """Enroll from the enrolled clips, run every clip's trials with each recognizer (saved
     in ``db`` if given, else in memory only), write ``outputs``; the summary
     (:func:`summary_lines`): one recognizer's, or with several a comparison
     (``recognizers``, ``comparison`` and each one's summary under ``runs``)."""
+    from kiosk.trials.report import rate_interval
     from kiosk.trials.rules import liveness_refusals
     from kiosk.trials.simulation import Contender, run_simulation
     from kiosk.trials.store import TrialStore
@@ -400,6 +488,7 @@ def simulate(
                     threshold=factory.threshold,
                     min_share=config.trials.min_share,
                     recognizer=factory.description,
+                    **session_origin(config, operator),
                 ),
             )
             for factory in factories
@@ -443,6 +532,10 @@ def simulate(
             if monitor is not None:
                 session = contender.session
                 liveness |= liveness_refusals(session.results, session.min_share)
+                liveness["refused_ci95"] = rate_interval(
+                    int(liveness["refused_by_liveness"]),  # type: ignore[call-overload]
+                    int(liveness["tracks"]),  # type: ignore[call-overload]
+                )
                 liveness["checks"] = result.liveness_checks
             runs[contender.name] = _contender_summary(contender, liveness)
         return write_simulation_outputs(outputs, config, result.contenders, runs, shared)
@@ -510,6 +603,7 @@ def write_simulation_outputs(
                 "description": s["description"],
                 "untrained": s["untrained"],
                 **{key: s[key] for key in COMPARED},
+                "ci95": s["ci95"],
                 "ms_per_frame": s["ms_per_frame"],
             }
             for name, s in summaries.items()

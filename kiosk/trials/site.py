@@ -182,5 +182,19 @@ def site_report(config: KioskConfig, outputs: Outputs) -> tuple[dict[str, object
         trials = Registry(conn).trials()
     if not trials:
         raise UserError("the site registry holds no trials this kiosk's role may read yet")
+    from kiosk.trials.report import ReportHeader
+    from kiosk.trials.runs import session_origin
+
     session, extra = site_session(trials)
-    return write_outputs(outputs, config, session, extra), dict(extra["trials_per_kiosk"])
+    per_kiosk = dict(extra["trials_per_kiosk"])
+    header = ReportHeader(
+        label="every kiosk's trials",
+        created_at=min(trial["started_at"] for trial in trials),
+        site=session_origin(config)["site"],
+        kiosk=", ".join(f"{kiosk} ({count})" for kiosk, count in per_kiosk.items()),
+        operator="(each kiosk's)",
+        recognizer=", ".join(
+            sorted({str((t["session"] or {}).get("recognizer", "")) for t in trials} - {""})
+        ),
+    )
+    return write_outputs(outputs, config, session, extra, header), per_kiosk

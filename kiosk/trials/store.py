@@ -8,6 +8,7 @@ resumed with :meth:`TrialStore.load_session`.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ CREATE TABLE IF NOT EXISTS sessions (
     duration REAL NOT NULL,
     threshold REAL NOT NULL,
     min_share REAL NOT NULL,
-    recognizer TEXT NOT NULL DEFAULT ''
+    recognizer TEXT NOT NULL DEFAULT '',
+    site TEXT NOT NULL DEFAULT '',  -- where the trials ran, for the reports' header
+    kiosk TEXT NOT NULL DEFAULT '',
+    operator TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS participants (
     session_id INTEGER NOT NULL REFERENCES sessions(id),
@@ -67,6 +71,9 @@ CREATE INDEX IF NOT EXISTS frames_by_trial ON frames (trial_id);
 # opening (ALTER TABLE ... ADD COLUMN), its existing rows reading back the default.
 ADDED_COLUMNS = {
     ("frames", "recognizer"): "TEXT NOT NULL DEFAULT ''",
+    ("sessions", "site"): "TEXT NOT NULL DEFAULT ''",
+    ("sessions", "kiosk"): "TEXT NOT NULL DEFAULT ''",
+    ("sessions", "operator"): "TEXT NOT NULL DEFAULT ''",
 }
 
 
@@ -80,6 +87,9 @@ class SessionInfo:
     min_share: float
     recognizer: str
     trials: int
+    site: str = ""  # "" in sessions recorded before these were kept
+    kiosk: str = ""
+    operator: str = ""
 
 
 class TrialStore:
@@ -88,6 +98,7 @@ class TrialStore:
     def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
         """``busy_timeout_s``: how long to wait for another process's trial in progress."""
         self.path = Path(path)
+        self._infos: dict[int, SessionInfo] = {}  # the sessions as last read
         if str(path) != ":memory:":
             remove_stale_temps(self.path.parent)  # exports a killed run was writing
         try:
@@ -145,16 +156,23 @@ class TrialStore:
         min_share: float,
         recognizer: str = "",
         participants: list[Participant] | None = None,
+        site: str = "",
+        kiosk: str = "",
+        operator: str = "",
     ) -> TrialSession:
+        """A new session; ``site``, ``kiosk`` and ``operator`` say where and by whom it is
+        run (the reports' header)."""
         self._require_idle()
+        where = (site, kiosk, operator)
         with self._db:
             self._db.execute("BEGIN")
             cursor = self._db.execute(
                 "INSERT INTO sessions (label, created_at, duration, threshold, min_share,"
-                " recognizer) VALUES (?, ?, ?, ?, ?, ?)",
-                (label, time.time(), duration, threshold, min_share, recognizer),
+                " recognizer, site, kiosk, operator) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (label, time.time(), duration, threshold, min_share, recognizer, *where),
             )
             session_id = int(cursor.lastrowid or 0)
+        self.sessions()  # remembers the new session's record
         session = TrialSession(
             duration=duration,
             threshold=threshold,
@@ -262,9 +280,18 @@ class TrialStore:
         rows = self._db.execute(
             "SELECT s.id, s.label, s.created_at, s.duration, s.threshold, s.min_share,"
             " s.recognizer, (SELECT COUNT(*) FROM trials t WHERE t.session_id = s.id"
-            " AND t.finished) FROM sessions s ORDER BY s.id"
+            " AND t.finished), s.site, s.kiosk, s.operator FROM sessions s ORDER BY s.id"
         ).fetchall()
-        return [SessionInfo(*row) for row in rows]
+        infos = [SessionInfo(*row) for row in rows]
+        self._infos = {info.id: info for info in infos}
+        return infos
+
+    def session_info(self, session_id: int) -> SessionInfo | None:
+        """The session's record; after :meth:`close`, as it was last read (an export of a
+        session loaded from a store since closed still has its header)."""
+        with contextlib.suppress(sqlite3.ProgrammingError):  # closed: as last read
+            self.sessions()
+        return self._infos.get(session_id)
 
     def load_session(self, session_id: int | None = None) -> TrialSession:
         """Resume a session (the latest when ``session_id`` is None) with its finished trials."""

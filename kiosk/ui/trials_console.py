@@ -10,12 +10,17 @@ from kiosk.trials.runs import (
     configured_recognizer,
     default_database,
     enrolled_roster,
+    session_origin,
     trials_pipeline,
 )
 
 
-def run_console(config: KioskConfig, source: str | None, db: Path | None) -> int:
-    """Open the console (``source`` overrides ``[kiosk] source``) until it is closed."""
+def run_console(
+    config: KioskConfig, source: str | None, db: Path | None, operator: str | None = None
+) -> int:
+    """Open the console (``source`` overrides ``[kiosk] source``) until it is closed; the
+    session records the site, kiosk and ``operator`` (default: the login name) for the
+    exports' header."""
     from kiosk.trials.rules import Participant
     from kiosk.trials.site import open_trial_store
     from kiosk.ui import application
@@ -36,6 +41,7 @@ def run_console(config: KioskConfig, source: str | None, db: Path | None) -> int
             # records its label and version (record_live_result).
             recognizer=configured_recognizer(config),
             participants=[Participant(name, enrolled=True) for name in roster],
+            **session_origin(config, operator),
         )
         # Liveness reaches the tracks through the tracker's veto; without one no check
         # runs, and a named track must not be recorded as live.

@@ -411,6 +411,17 @@ def test_trials_of_every_kiosk_make_one_site_report(
     session, extra = site_session(trials)
     assert extra["trials_per_kiosk"] == {sites["a"].user: 1, sites["b"].user: 1}
     assert session.metrics().tp == 2
+    # The site report's header names the site and every kiosk with its trials.
+    from kiosk.config import KioskConfig
+    from kiosk.trials.runs import Outputs
+    from kiosk.trials.site import site_report
+
+    config = KioskConfig.model_validate({"site": sites["officer"].model_dump(mode="json")})
+    summary, _ = site_report(config, Outputs(json=tmp_path / "site.json"))
+    header = summary["header"]
+    assert header["site"].startswith(f"{sites['officer'].dbname} on ")
+    assert header["kiosk"] == f"{sites['a'].user} (1), {sites['b'].user} (1)"
+    assert header["created_at"] == 100.0 and header["date"]
 
 
 def test_site_train_publishes_a_bundle_that_a_door_hot_swaps(

@@ -715,3 +715,242 @@ def test_a_console_session_records_the_configured_recognizer() -> None:
     assert configured_recognizer(fusion).startswith("fusion RN50")
     gallery = KioskConfig.model_validate({"recognizer": {"kind": "embedding_gallery"}})
     assert configured_recognizer(gallery) == "embedding_gallery (mobilefacenet)"
+
+
+# -- reports people can trust (issue 13, part 4) -------------------------------------------
+
+
+def test_wilson_intervals_match_known_values_and_stay_inside_zero_one() -> None:
+    from kiosk.trials.report import wilson_interval
+
+    assert wilson_interval(0, 0) is None
+    low, high = wilson_interval(0, 2) or (None, None)
+    assert low == 0.0 and high == pytest.approx(0.6576, abs=1e-3)  # not zero-width at 0 of n
+    assert wilson_interval(1, 3) == pytest.approx((0.0615, 0.7923), abs=1e-3)
+    low, high = wilson_interval(10, 10) or (None, None)
+    assert high == 1.0 and low == pytest.approx(0.7225, abs=1e-3)
+    # Symmetric: k of n's interval mirrors (n - k) of n's; it narrows as n grows.
+    a, b = wilson_interval(3, 20) or (0.0, 0.0)
+    c, d = wilson_interval(17, 20) or (0.0, 0.0)
+    assert (a, b) == pytest.approx((1 - d, 1 - c))
+    assert wilson_interval(30, 200)[1] - wilson_interval(30, 200)[0] < b - a  # type: ignore[index]
+    with pytest.raises(ValueError):
+        wilson_interval(4, 3)
+
+
+def sample_session(copies: int = 1) -> TrialSession:
+    session = TrialSession(duration=5.0, threshold=0.8)
+    for _ in range(copies):
+        session.results.extend(sample_results())
+    session.participants.extend([ALICE, BOB, VISITOR])
+    return session
+
+
+def test_every_rate_has_its_interval_in_json_html_and_the_printed_summary(
+    tmp_path: Path,
+) -> None:
+    from kiosk.trials.runs import summary_lines
+
+    session = sample_session()
+    summary = export_json(session, tmp_path / "s.json")
+    ci = json.loads((tmp_path / "s.json").read_text())["ci95"]
+    assert ci["fpr"]["k"] == 1 and ci["fpr"]["n"] == 3  # FP / (FP + TN)
+    assert (ci["fpr"]["low"], ci["fpr"]["high"]) == pytest.approx((0.0615, 0.7923), abs=1e-3)
+    assert (ci["fnr"]["k"], ci["fnr"]["n"]) == (1, 2) and (ci["accuracy"]["n"]) == 6
+    assert ci["apcer"] is None  # no attack trials: undefined, no interval
+    assert summary["participants"][0]["ci95"]["fnr"]["n"] == 2  # alice's two trials
+    write_html_report(session, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert "33.3% (1/3; 95% CI 6.2-79.2%)" in page and "Wilson 95%" in page
+    lines = "\n".join(summary_lines(summary))
+    assert "FPR 33.3% (1/3; 95% CI 6.2-79.2%)" in lines
+    assert "accuracy 50.0% (3/6; 95% CI" in lines
+
+
+def test_no_threshold_is_recommended_from_too_few_trials(tmp_path: Path) -> None:
+    from kiosk.trials.report import MIN_TRIALS_PER_CLASS, session_summary
+    from kiosk.trials.runs import summary_lines
+
+    few = sample_session()  # 3 enrolled trials with a face (bob's no-face one aside), 2 strangers
+    summary = export_json(few, tmp_path / "few.json")
+    advice = summary["recommendation"]
+    assert MIN_TRIALS_PER_CLASS == 10 and advice["threshold"] is None
+    expected = (
+        "not enough trials to recommend a threshold: 3 enrolled, 2 strangers; need 10 of each"
+    )
+    assert advice["reason"] == expected
+    assert summary["threshold_sweep"]["meets_target"] is None  # withheld, not just unsaid
+    assert f"threshold: {expected}" in summary_lines(summary)
+    write_html_report(few, tmp_path / "few.html")
+    page = (tmp_path / "few.html").read_text()
+    assert expected in page and "lowest threshold with" not in page
+    # Five copies: 15 enrolled, 10 strangers; the analysis recommends again.
+    enough = session_summary(sample_session(5), target_fpr=0.0, frames=False)
+    assert enough["recommendation"]["threshold"] == pytest.approx(0.91)
+    assert enough["threshold_sweep"]["meets_target"] == pytest.approx(0.91)
+    assert enough["recommendation"]["reason"].startswith("the lowest threshold with FPR <= 0")
+    # The minimum is a parameter: two of each suffices when asked.
+    two = session_summary(sample_session(), target_fpr=0.0, min_per_class=2)
+    assert two["recommendation"]["threshold"] == pytest.approx(0.91)
+
+
+def test_exports_carry_a_header_from_the_store_with_the_date_in_local_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # +05:30, no daylight saving
+    time.tzset()
+    try:
+        with TrialStore(tmp_path / "t.sqlite") as store:
+            session = store.create_session(
+                label="live 0",
+                duration=5.0,
+                threshold=0.8,
+                min_share=0.5,
+                recognizer="clip RN50, pretrained openai",
+                site="kiosk on db.example",
+                kiosk="door-1",
+                operator="Zoë",
+            )
+            session.add_participant("alice", enrolled=True)
+            for version in ("clip v3", "clip v4"):
+                session.start("alice", now=0.0, wall_clock=0.0)
+                session.add_frame(0.0, Prediction("alice", "alice", 0.9), recognizer=version)
+                session.finish()
+            created = store.sessions()[0].created_at
+        with TrialStore(tmp_path / "t.sqlite") as store:
+            loaded = store.load_session()
+        # Exported after its store was closed: the header is still there.
+        summary = export_json(loaded, tmp_path / "s.json")
+        export_csv(loaded, tmp_path / "s.csv")
+        write_html_report(loaded, tmp_path / "r.html")
+        expected_date = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    header = json.loads((tmp_path / "s.json").read_text())["header"]
+    assert header == summary["header"]
+    assert header["date"] == f"{expected_date} IST" and header["created_at"] == created
+    assert (header["site"], header["kiosk"], header["operator"]) == (
+        "kiosk on db.example",
+        "door-1",
+        "Zoë",
+    )
+    assert header["session_id"] == 1 and header["label"] == "live 0"
+    assert header["recognizer"] == "clip RN50, pretrained openai"
+    assert header["versions"] == ["clip v3", "clip v4"]  # a retrain between the trials
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert {(r["session"], r["session_date"], r["kiosk"], r["operator"]) for r in rows} == {
+        ("1", f"{expected_date} IST", "door-1", "Zoë")
+    }
+    page = (tmp_path / "r.html").read_text()
+    texts = ("door-1", "Zoë", "kiosk on db.example", f"{expected_date} IST", "clip v3, clip v4")
+    for text in texts:
+        assert f"<td>{text}</td>" in page
+    assert "<td>1 live 0</td>" in page
+
+
+def test_a_session_without_a_store_says_what_its_header_lacks(tmp_path: Path) -> None:
+    write_html_report(sample_session(), tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert "<td>(none: a single kiosk)</td>" in page and "<td>(not recorded)</td>" in page
+
+
+def test_sessions_from_before_the_header_read_back_empty_fields(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as old:
+        old.executescript(OLD_SCHEMA)
+    with TrialStore(db) as store:
+        (info,) = store.sessions()
+        assert (info.site, info.kiosk, info.operator) == ("", "", "")
+        store.create_session(
+            label="new", duration=5.0, threshold=0.8, min_share=0.5, kiosk="k", operator="o"
+        )
+    with TrialStore(db) as store:
+        assert [(i.label, i.kiosk, i.operator) for i in store.sessions()] == [
+            ("old", "", ""),
+            ("new", "k", "o"),
+        ]
+
+
+def test_session_origin_names_the_kiosk_and_operator() -> None:
+    import socket
+
+    from kiosk.config import KioskConfig
+    from kiosk.trials.runs import session_origin
+
+    alone = session_origin(KioskConfig(), "Ada ")
+    assert alone == {"site": "", "kiosk": socket.gethostname(), "operator": "Ada"}
+    site = KioskConfig.model_validate({"site": {"host": "db.example", "user": "door_2"}})
+    assert session_origin(site, "Ada") == {
+        "site": "kiosk on db.example",
+        "kiosk": "door_2",
+        "operator": "Ada",
+    }
+    assert session_origin(KioskConfig())["operator"]  # the login name by default
+
+
+# -- readable plots ------------------------------------------------------------------------
+
+
+def test_confusion_counts_are_white_on_dark_cells_and_black_on_light_ones() -> None:
+    from kiosk.trials.report import confusion_figure, text_colour
+    from kiosk.trials.rules import ConfusionMatrix
+
+    assert text_colour((0.03, 0.19, 0.42)) == "white"  # Blues' darkest: navy
+    assert text_colour((0.87, 0.92, 0.97)) == "black"  # Blues' palest
+    counts = np.array([[5, 1], [0, 2]])
+    figure = confusion_figure(ConfusionMatrix(["alice", "not enrolled"], ["alice", "x"], counts))
+    colours = {t.get_text(): t.get_color() for t in figure.axes[0].texts}
+    assert colours["5"] == "white" and colours["1"] == "black"  # the largest count readable
+    assert "0" not in colours  # empty cells stay blank
+
+
+def _clean_session() -> TrialSession:
+    """FPR 0 and FNR 0 at every threshold from 0.5 to 0.9: the marks all fall on (0, 0)."""
+    session = TrialSession(duration=5.0, threshold=0.5)
+    session.results.extend(
+        [
+            judge(ALICE, frames(("alice", 0.95), ("alice", 0.97)), started_at=0.0, duration=5.0),
+            judge(VISITOR, frames(("bob", 0.3), ("bob", 0.2)), started_at=1.0, duration=5.0),
+        ]
+    )
+    return session
+
+
+def test_operating_points_on_one_spot_stay_visible_and_legends_are_honest() -> None:
+    import warnings
+
+    from kiosk.trials.report import sweep_figure, tradeoff_figure
+
+    session = _clean_session()
+    sweep = sweep_thresholds(session.results, current=0.5, target_fpr=0.02)
+    assert sweep.meets_target is not None and sweep.meets_target < 0.5
+    axes = tradeoff_figure(sweep).axes[0]
+    rings = [line for line in axes.lines if line.get_label().startswith(("in use", "research"))]
+    lowest = [line for line in axes.lines if line.get_label().startswith("lowest")]
+    assert len(rings) == 2 and len(lowest) == 1
+    assert [tuple(line.get_xydata()[0]) for line in rings] == [(0.0, 0.0), (0.0, 0.0)]
+    assert len({line.get_markersize() for line in rings}) == 2  # concentric, none hidden
+    notes = [t.get_text() for t in axes.texts]
+    assert any("0.5" in n and "0.8" in n for n in notes)  # the point names both thresholds
+    labels = axes.get_legend_handles_labels()[1]
+    assert "in use: 0.5" in labels and "research default: 0.8" in labels
+    # With 0.8 in use, one mark says both, never "0.8 (0.8)".
+    at_08 = sweep_thresholds(session.results, current=0.8, target_fpr=0.02)
+    labels = tradeoff_figure(at_08).axes[0].get_legend_handles_labels()[1]
+    assert "in use = research default: 0.8" in labels
+    assert not any("(0.8)" in label for label in labels)
+    # Nobody enrolled tried: FNR undefined everywhere, no curve, and no legend warning.
+    strangers = [r for r in session.results if not r.participant.enrolled]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        empty = sweep_thresholds(strangers, current=0.8)
+        axes = tradeoff_figure(empty).axes[0]
+        assert axes.get_legend() is None and "undefined" in axes.texts[0].get_text()
+        labels = sweep_figure(empty).axes[0].get_legend_handles_labels()[1]
+    assert "FNR: undefined, no trials of enrolled people" in labels
+    assert "FPR (95% band)" in labels
