@@ -161,7 +161,7 @@ class NamePage(QWizardPage):
 
 
 def gate_text(event: CaptureEvent) -> str:
-    """ "Held by the head pose gate: yaw -12°; the front pose needs |yaw| < 6° ..." """
+    """ "Held by the head pose gate: yaw -12°; the front pose needs |yaw| < 8° ..." """
     if event.gate is None:
         return ""
     return f"Held by the {GATE_NAMES.get(event.gate, event.gate)} gate: {event.detail}"

@@ -79,7 +79,7 @@ def test_a_tilted_head_is_not_read_as_turned(roll: float) -> None:
 def test_the_front_pose_and_its_bands_come_from_the_config() -> None:
     session = CaptureSession(EnrollConfig(front_yaw_deg=3.0))
     assert session.classify(4.0, None) is None and session.classify(2.0, None) == "front"
-    assert CaptureSession(EnrollConfig()).classify(4.0, None) == "front"  # 6° by default
+    assert CaptureSession(EnrollConfig()).classify(7.0, None) == "front"  # 8° by default
     assert "|yaw| < 3°" in session.pose_needs("front") and "front_yaw_deg" in session.pose_needs(
         "front"
     )
