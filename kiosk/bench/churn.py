@@ -5,7 +5,8 @@ person named after the delete returns". The product's own door runs
 (:func:`kiosk.bench.lifecycle.running_door`: :func:`kiosk.build.live_pipeline` over a
 people store, no window) on a scene of photos (:class:`DoorScene`): LFW people stand in
 front of it one at a time, each shown by a photo that was not enrolled, with a few
-empty frames between visitors so the tracker lets the last one go.
+empty frames between visitors so the tracker lets the last one go (``max_missed = 3``).
+The anti-spoofing check is off: the scene is photos, which it refuses by design.
 
 Meanwhile the store changes as the wizard and the operator change it: ``people`` people
 are enrolled from their photos (``add_person``, then ``check_recognizer``, as the
@@ -227,9 +228,14 @@ def churn(
     with tempfile.TemporaryDirectory(prefix="bench-churn-") as tmp:
         work = Path(tmp)
         config = door_config(base, work, kind=kind, retrain=clip, pretrained=pretrained)
-        # the tracker lets a visitor go after 3 unseen frames, so the scene's gap is short
+        # the tracker lets a visitor go after 3 unseen frames, so the scene's gap is short;
+        # the scene is photos, which the anti-spoofing check refuses by design: it is off
+        # (`kiosk bench liveness` measures it)
         config = config.model_copy(
-            update={"kiosk": config.kiosk.model_copy(update={"max_missed": 3})}
+            update={
+                "kiosk": config.kiosk.model_copy(update={"max_missed": 3}),
+                "liveness": config.liveness.model_copy(update={"enabled": False}),
+            }
         )
         config_file = work / "kiosk.toml"
         config_file.write_text(config_toml(config), encoding="utf-8")
