@@ -38,6 +38,7 @@ import random
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +98,7 @@ class DoorScene(FrameSource):
         self._empty = np.full((size, size, 3), 128, dtype=np.uint8)
         self._pacer = _Pacer(fps)
         self._visitor: str | None = None
-        self._left = 0  # frames left of the current visit (negative: of the gap after it)
+        self._left = -gap  # frames left of this visit (negative: of the gap after it)
         self._lock = threading.Lock()
         self._shown: dict[float, str | None] = {}  # captured_at -> the visitor shown
 
@@ -411,10 +412,10 @@ def _report(
     timeout_s: float,
 ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
-    wrong = 0
+    wrong: Counter[tuple[str | None, str]] = Counter()
     for item in seen:
         visitor = scene.visitor_at(item.captured_at)
-        wrong += sum(name != visitor for name in item.named)
+        wrong.update((visitor, name) for name in item.named if name != visitor)
     for person in sorted(state.people.values(), key=lambda p: p.saved_at or float("inf")):
         if person.saved_at is None:
             continue
@@ -426,6 +427,8 @@ def _report(
                 person.named_at - person.saved_at if person.named_at else None
             ),
         }
+        if person.named_at is None:
+            row["while_shown"] = _answers(person, seen, scene)
         if person.in_bundle_at is not None:
             row["save_to_bundle_s"] = _round(person.in_bundle_at - person.saved_at)
         if person.delete_returned is not None and person.deleted_at is not None:
@@ -460,7 +463,11 @@ def _report(
         ),
         "frames_naming_deleted_begun_after_delete": naming_after - in_flight,
         "frames_naming_deleted_in_flight_at_delete": in_flight,
-        "frames_naming_someone_not_shown": wrong,
+        "frames_naming_someone_not_shown": sum(wrong.values()),
+        "named_instead": [
+            {"shown": shown, "named": name, "frames": frames}
+            for (shown, name), frames in wrong.most_common()
+        ],
         "seconds": round(ended - started, 1),
         "door": door_figures(seen),
     }
@@ -471,6 +478,27 @@ def _report(
         and summary["frames_naming_deleted_begun_after_delete"] == 0
     )
     return {"summary": summary, "per_person": rows}
+
+
+def _answers(person: Person, seen: Sequence[Seen], scene: DoorScene) -> dict[str, Any]:
+    """How the door answered a person it never named, while they stood there enrolled."""
+    end = person.deleted_at or float("inf")
+    shown = [
+        s
+        for s in seen
+        if scene.visitor_at(s.captured_at) == person.name
+        and (person.saved_at or 0.0) < s.published_at < end
+    ]
+    answers = [b for s in shown for b in s.best if b[0] is not None]
+    theirs = [c for best, c in answers if best == person.name and c is not None]
+    others = Counter(best for best, _ in answers if best != person.name)
+    return {
+        "frames": len(shown),
+        "answers": len(answers),
+        "answers_best_is_them": len(theirs),
+        "their_confidence_max": round(max(theirs), 3) if theirs else None,
+        "best_instead": [{"name": n, "answers": k} for n, k in others.most_common(3)],
+    }
 
 
 def _spread(values: Sequence[float]) -> dict[str, float | None]:
