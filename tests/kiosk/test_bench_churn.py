@@ -15,19 +15,11 @@ import pytest
 from kiosk.bench.churn import Churn, DoorScene, Person, churn
 from kiosk.config import KioskConfig
 from models.errors import UserError
-from tests.helpers import ROOT
-
-TINY_CONFIG = ROOT / "tests" / "data" / "kiosk-tiny-rn.json"
+from tests.helpers import tiny_door_config
 
 
 def base_config() -> KioskConfig:
-    return KioskConfig.model_validate(
-        {
-            "clip": {"model": str(TINY_CONFIG), "pretrained": "none"},
-            "train": {"epochs": 1},
-            "models": {"device": "cpu"},
-        }
-    )
+    return tiny_door_config(epochs=1)
 
 
 def test_the_scene_holds_each_visitor_then_leaves_a_gap() -> None:
