@@ -133,7 +133,7 @@ class Person:
     in_bundle_at: float | None = None  # clip: the bundle file holds them
     deleted_at: float | None = None  # when delete() was called
     delete_returned: float | None = None
-    checked: bool = False  # shown at the door after their delete
+    checked_at: float | None = None  # their visit after the delete began
     uid: str = ""
     gave_up: bool = False
 
@@ -150,8 +150,8 @@ class Churn:
     def pick(self) -> str | None:
         with self.lock:
             for person in self.people.values():
-                if person.delete_returned is not None and not person.checked:
-                    person.checked = True
+                if person.delete_returned is not None and person.checked_at is None:
+                    person.checked_at = time.monotonic()
                     return person.name
             waiting = [
                 p.name
@@ -376,13 +376,15 @@ class _Follower:
             )
 
     def all_checked(self) -> bool:
-        """Every deleted person has been shown after their delete, and that visit is over."""
+        """Every deleted person has been shown after their delete, and that visit is over
+        (a second more for the frames in flight)."""
+        visit_s = self.scene.hold / self.scene.fps + 1.0
         with self.state.lock:
-            deleted = [p for p in self.state.people.values() if p.delete_returned is not None]
-            if not all(p.checked for p in deleted):
-                return False
-        visit_s = (self.scene.hold + self.scene.gap) / self.scene.fps + 1.0
-        return all(time.monotonic() - p.delete_returned > visit_s for p in deleted)  # type: ignore[operator]
+            began = [
+                p.checked_at for p in self.state.people.values() if p.delete_returned is not None
+            ]
+        now = time.monotonic()
+        return all(at is not None and now - at > visit_s for at in began)
 
 
 def _sleep_following(follow: _Follower, seconds: float, timeout_s: float) -> None:
