@@ -62,6 +62,7 @@ from kiosk.bench.lifecycle import (
 )
 from kiosk.build import bundle_path, photo_aligner
 from kiosk.config import KioskConfig
+from kiosk.live.retrain import Retrainer
 from kiosk.live.sources import Frame, FrameSource
 from models.errors import UserError
 from models.io import ImageRefused, read_image, scan_people
@@ -256,7 +257,7 @@ def churn(
         ):
             if seen.wait_for(lambda _s: True, -1.0, START_TIMEOUT_S) is None:
                 raise UserError(f"the door published nothing within {START_TIMEOUT_S:g} s")
-            follow = _Follower(state, seen, scene, bundle if clip else None)
+            follow = _Follower(state, seen, scene, bundle if clip else None, pipeline.retrainer)
             deletes_left = deletes
             while order or deletes_left:
                 follow.update(timeout_s)
@@ -298,6 +299,10 @@ def churn(
             time.sleep(1.0)  # frames in flight
             ended = time.monotonic()
         report = _report(state, seen.all(), scene, started, ended, goal_s, timeout_s)
+        if clip:
+            report["retrain_states"] = [
+                [round(at - started, 2), what, message] for at, what, message in follow.retrains
+            ]
         report.update(
             {
                 "recognizer": kind,
@@ -322,8 +327,17 @@ class _Follower:
     """Reads the door's results as they come: who was named while shown, and (CLIP) when
     the bundle file holds each person saved."""
 
-    def __init__(self, state: Churn, seen: Recorder, scene: DoorScene, bundle: Path | None) -> None:
+    def __init__(
+        self,
+        state: Churn,
+        seen: Recorder,
+        scene: DoorScene,
+        bundle: Path | None,
+        retrainer: Retrainer | None = None,
+    ) -> None:
         self.state, self.seen, self.scene, self.bundle = state, seen, scene, bundle
+        self.retrainer = retrainer
+        self.retrains: list[tuple[float, str, str]] = []  # (monotonic, state, message)
         self._read = 0
         self._bundle_checked = 0.0
 
@@ -355,6 +369,10 @@ class _Follower:
                 for p in self.state.people.values()
                 if p.saved_at is not None and p.in_bundle_at is None and p.deleted_at is None
             }
+        if self.retrainer is not None:
+            status = self.retrainer.status()
+            if not self.retrains or self.retrains[-1][1] != status.state:
+                self.retrains.append((now, status.state, status.message))
         if self.bundle is not None and missing and now - self._bundle_checked > 1.0:
             from kiosk.build import current_bundle
 
