@@ -22,6 +22,7 @@ from enroll.store import Consent, NewPhoto, PeopleStore, utc_now
 
 if TYPE_CHECKING:
     from kiosk.bench.pgcluster import PgCluster
+    from kiosk.config import KioskConfig
     from models.clip.bundle import RecognizerBundle
     from models.detector import FaceDetector
     from models.train.features import FaceSet
@@ -53,6 +54,21 @@ def train_settings(**overrides: Any) -> TrainSettings:
     from kiosk.config import KioskConfig
 
     return dataclasses.replace(from_config(KioskConfig()), **overrides)
+
+
+def tiny_door_config(epochs: int = 2) -> KioskConfig:
+    """A door's configuration for the bench tests: the tiny untrained CLIP
+    (tests/data/kiosk-tiny-rn.json), the CPU, no liveness check."""
+    from kiosk.config import KioskConfig
+
+    return KioskConfig.model_validate(
+        {
+            "clip": {"model": str(ROOT / "tests" / "data" / f"{TINY}.json"), "pretrained": "none"},
+            "train": {"epochs": epochs},
+            "models": {"device": "cpu"},
+            "liveness": {"enabled": False},
+        }
+    )
 
 
 def consent(days_ago: float = 0.0) -> Consent:

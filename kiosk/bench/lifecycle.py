@@ -44,6 +44,7 @@ from enroll.store import Consent, NewPhoto, PeopleStore, utc_now
 from kiosk.build import bundle_path, live_pipeline, photo_aligner
 from kiosk.config import CONFIG_ENV, KioskConfig
 from kiosk.live.results import FrameResult
+from kiosk.live.sources import FrameSource
 from models.errors import UserError
 from models.io import ImageRefused, read_image, scan_people, split_images
 
@@ -198,14 +199,20 @@ class Recorder:
 
 @contextlib.contextmanager
 def running_door(
-    config: KioskConfig, config_file: Path, video: Path
+    config: KioskConfig, config_file: Path, video: Path | FrameSource
 ) -> Iterator[tuple[LivePipeline, Recorder]]:
-    """The door pipeline the config describes, on ``video`` looped at camera speed.
-    The retrain child (if any) is given ``config_file`` as its configuration."""
+    """The door pipeline the config describes, on ``video`` looped at camera speed (or on
+    a given source). The retrain child (if any) is given ``config_file`` as its
+    configuration."""
     from kiosk.live.sources import VideoFileSource
 
+    source = (
+        video
+        if isinstance(video, FrameSource)
+        else VideoFileSource(video, loop=True, realtime=True)
+    )
     with _environment(CONFIG_ENV, str(config_file)):
-        pipeline = live_pipeline(config, source=VideoFileSource(video, loop=True, realtime=True))
+        pipeline = live_pipeline(config, source=source)
     recorder = Recorder()
     pipeline.on_result = recorder
     pipeline.start()

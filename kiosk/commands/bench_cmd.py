@@ -8,6 +8,8 @@
 - ``liveness``: the anti-spoofing check's cost and refusals (kiosk/bench/liveness.py).
 - ``ui``: the window's drawing cost per frame (kiosk/ui/bench.py).
 - ``abuse``: random kill -9s across the writes, and hostile inputs (kiosk/bench/abuse.py).
+- ``churn``: a door running while people are enrolled and deleted at random
+  (kiosk/bench/churn.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from kiosk.bench.core import TRAIN_RUNS, run_core, train_one
 from kiosk.bench.data import shared_folder
 from kiosk.commands import (
     abuse_bench_cmd,
+    bench_churn,
     bench_live,
     bench_quantize,
     liveness_cmd,
@@ -71,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ui_bench_cmd.register_verb(verbs)
     site_bench_cmd.register_verb(verbs)
     abuse_bench_cmd.register_verb(verbs)
+    bench_churn.register_verb(verbs)
 
 
 def _train_one(args: argparse.Namespace) -> int:

@@ -11,20 +11,11 @@ import pytest
 
 from kiosk.bench.lifecycle import config_toml, door_config, save_to_named
 from kiosk.config import KioskConfig, load_config
-from tests.helpers import ROOT
-
-TINY_CONFIG = ROOT / "tests" / "data" / "kiosk-tiny-rn.json"
+from tests.helpers import tiny_door_config
 
 
 def base_config() -> KioskConfig:
-    return KioskConfig.model_validate(
-        {
-            "clip": {"model": str(TINY_CONFIG), "pretrained": "none"},
-            "train": {"epochs": 2},
-            "models": {"device": "cpu"},
-            "liveness": {"enabled": False},
-        }
-    )
+    return tiny_door_config(epochs=2)
 
 
 def test_the_retrain_childs_config_file_reads_back_to_the_door_config(tmp_path: Path) -> None:
