@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import stat
 import tempfile
 import time
@@ -207,6 +208,20 @@ def private_db(path: Path) -> Path:
         if candidate.exists():
             make_private(candidate, PRIVATE_FILE)
     return path
+
+
+@contextlib.contextmanager
+def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One SQLite write transaction, its lock taken at once (``BEGIN IMMEDIATE``):
+    committed when the block ends, rolled back on any exception (a kill leaves none)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def fsync_dir(path: Path) -> None:

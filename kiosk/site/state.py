@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from models.errors import UserError
-from models.io import private_db
+from models.io import immediate_transaction, private_db
 
 STATE_FILE = "site.db"
 
@@ -111,15 +111,8 @@ class SiteState:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        with self._lock, immediate_transaction(self._db) as db:
+            yield db
 
     # -- the cursor ----------------------------------------------------------------------
 
