@@ -125,8 +125,9 @@ def test_training_on_separable_features_reaches_100_percent(
         result = finetune_text_encoder(model, TINY, faceset, settings)
     margin = _worst_margin(result, faceset)
     assert margin >= 0.25, f"worst photo's margin {margin:.3f} (measured >= 0.55)"
-    assert result.metrics["train_accuracy"] == 1.0
-    assert result.metrics["test_accuracy"] == 1.0
+    # Every photo, train and test (the margin above says so); a floor, not an equality.
+    assert result.metrics["train_accuracy"] >= 0.99
+    assert result.metrics["test_accuracy"] >= 0.99
     assert result.metrics["train_accuracy_before"] < 0.6  # the training did the work
     assert result.text_embeddings.shape == (6, 32)
     assert result.text_state  # the tuned weights travel with the bundle
