@@ -434,3 +434,18 @@ def x_app_env(display: str) -> dict[str, str]:
     }
     env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
     return env
+
+
+def wait_events(ms: int) -> None:
+    """Process Qt events for ``ms`` milliseconds, with the GIL released meanwhile.
+
+    For the Xvfb apps, which run without pytest-qt's ``qtbot.wait``: ``QTest.qWait`` keeps
+    the GIL while it sleeps, so a worker thread (the wizard's capture loop, the pipeline)
+    runs only between its calls, at a few frames a second instead of the camera's pace.
+    ``QEventLoop.exec`` releases it.
+    """
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()

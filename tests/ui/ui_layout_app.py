@@ -157,6 +157,7 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
     from models.embedder import ArcFaceEmbedder
     from models.recognition import Prediction
     from models.registry import model_path
+    from tests.helpers import wait_events
 
     app = application()
     screen = app.primaryScreen()
@@ -172,7 +173,7 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
             subprocess.run(["import", "-window", "root", str(out / f"{name}.png")], check=True)
 
     def scene(name: str, top: Any, extra: list[str] | None = None) -> None:
-        QTest.qWait(150)  # laid out and painted on the X server
+        wait_events(150)  # laid out and painted on the X server
         report["problems"][name] = layout_problems(top, free) + (extra or [])
         shoot(name)
 
@@ -191,7 +192,7 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
     window = KioskWindow(source, kiosk_mode=True, pin_hash=hash_pin("258046"), poll_ms=10)
     window.door_state.hold_s = window.door_state.welcome_hold_s = 0.0
     window.start()
-    QTest.qWait(300)
+    wait_events(300)
     h, w = base.frame.shape[:2]
     second = replace(face, track_id=2, box=(w * 0.05, h * 0.3, w * 0.3, h * 0.62))
     states = {
@@ -264,11 +265,11 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
     window.ask_pin(purpose="open the operator view")
     dialog = window.pin_dialog
     assert dialog is not None
-    QTest.qWait(200)
+    wait_events(200)
     for guess in ("1111", "2222", "3333"):
         QTest.keyClicks(dialog.pin_edit, guess)
         QTest.keyClick(dialog.pin_edit, Qt.Key.Key_Return)
-    QTest.qWait(300)
+    wait_events(300)
     locked = [] if dialog.isVisible() else ["the PIN prompt closed after the third wrong PIN"]
     if "locked" not in dialog.message.text():
         locked.append(f"the PIN prompt says {dialog.message.text()!r}")
@@ -276,7 +277,7 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
     scene("pin-locked", dialog, locked)
     dialog.reject()
     window.shutdown()
-    QTest.qWait(100)
+    wait_events(100)
 
     # --- the enrollment wizard --------------------------------------------------------
     capture = cv2.VideoCapture(str(video))
@@ -305,7 +306,7 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
     widths: set[int] = set()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not page.session.done:
-        QTest.qWait(100)
+        wait_events(100)
         widths.add(page.guidance.width())
         if len(page.session.photos) >= 4 and "wizard-capture" not in report["problems"]:
             scene("wizard-capture", wizard)  # under way
@@ -319,13 +320,13 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
         wizard.next()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not wizard.save_page.isComplete():
-            QTest.qWait(100)
+            wait_events(100)
         finish = wizard.button(QWizard.WizardButton.FinishButton)
         scene("wizard-saved", wizard, [] if finish.isVisible() else ["no Finish button"])
     wizard.accept()
     capture.release()
     store.close()
-    QTest.qWait(100)
+    wait_events(100)
 
     # --- the trials console -----------------------------------------------------------
     clock = [1000.0]
@@ -366,15 +367,15 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
             session.add_frame(clock[0], Prediction(answer, best, 0.93), face_crop=crop, live=True)
             clock[0] += 0.25
         if shot:
-            QTest.qWait(200)
+            wait_events(200)
             scene(shot, console)
         clock[0] += 3.0
         deadline = time.monotonic() + 5
         while session.active is not None and time.monotonic() < deadline:
-            QTest.qWait(20)
+            wait_events(20)
 
     trial(1, "Sam Twitchell-Hargreaves", "Sam Twitchell-Hargreaves", shot="console-running")
-    QTest.qWait(150)
+    wait_events(150)
     overlay = [] if console.overlay.text_fits() else ["the outcome overlay does not fit"]
     report["overlay"] = console.overlay_text()
     scene("console-outcome", console, overlay)

@@ -26,7 +26,6 @@ CV2_SET = {
 
 def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     from PySide6.QtCore import QPoint
-    from PySide6.QtTest import QTest
 
     from enroll.config import EnrollConfig
     from kiosk.config import EventsConfig, KioskConfig, LiveConfig, ModelsConfig, RecognizerConfig
@@ -36,7 +35,7 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     from kiosk.ui.main_window import KioskWindow
     from kiosk.ui.video_view import STATE_COLOURS
     from models.detector import FaceDetector
-    from tests.helpers import enroll_from_video
+    from tests.helpers import enroll_from_video, wait_events
 
     detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
     enroll_from_video(out_dir / "people", "Ada Lovelace", video, detector)
@@ -62,11 +61,11 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
     while time.monotonic() < deadline and not (
         window.isFullScreen() and named() and window.isActiveWindow() and window.door.door_is_open
     ):
-        QTest.qWait(20)
+        wait_events(20)
     window.poll_timer.stop()  # freeze the picture that is grabbed
     published = window.video.result
     assert published is not None and named(), "the enrolled person was never named"
-    QTest.qWait(300)  # let the X server show the last paint
+    wait_events(300)  # let the X server show the last paint
     app.primaryScreen().grabWindow(0).save(str(out_dir / "door.png"))
     door = window.door
     door_report = {
@@ -88,7 +87,7 @@ def main(out_dir: Path, video: Path, model_dir: Path) -> int:
         ],
     }
     window.show_operator_view()  # what the operator sees behind the PIN
-    QTest.qWait(300)
+    wait_events(300)
     shot = app.primaryScreen().grabWindow(0)
     shot.save(str(out_dir / "screen.png"))
 
