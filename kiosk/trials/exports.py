@@ -197,5 +197,5 @@ def unreachable_error(paths: Sequence[Path]) -> UserError:
     listed = ", ".join(str(path) for path in paths)
     return UserError(
         f"the trial report {listed} is not reachable (a drive not plugged in?): plug it "
-        "in and run any `kiosk people` command"
+        "in and run any `kiosk people` command (a folder deleted by hand: make it again)"
     )
