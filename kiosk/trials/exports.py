@@ -188,7 +188,7 @@ def erase_from_reports(store: TrialStore, digest: str) -> ReportsErased:
         again = ReportLog(store.path, [session], target, remakeable=True, store=store)
         write_session_report(KINDS[current.kind], session, path, target_fpr=target, recorder=again)
         done.remade += 1
-    store.checkpoint()  # the old records' names digests are gone from the write-ahead log
+    store.checkpoint()  # the old records' name digests are gone from the write-ahead log
     return done
 
 
