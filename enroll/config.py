@@ -21,7 +21,11 @@ class EnrollConfig(BaseModel):
     encrypt: bool = Field(
         default=False, description="encrypt photos and embeddings ($KIOSK_STORE_KEY or keyring)"
     )
-    consent_version: str = Field(default="2026-1", min_length=1)
+    consent_version: str = Field(
+        default="2026-2",
+        min_length=1,
+        description="the consent text's version, stored with each consent",
+    )
     photos: int = Field(default=30, ge=5, description="photos captured per volunteer")
     min_photos: int = Field(default=10, ge=1, description="accepted photos needed to save")
     poses: tuple[Literal["front", "left", "right", "up", "down"], ...] = (

@@ -11,13 +11,16 @@ journal entry and removes, in an order that can be repeated after a crash:
   enrolled crops (made again from the people left, on its next load);
 - their door events and thumbnails (:meth:`kiosk.live.events.EventLog.forget`);
 - their name from the trial records, replaced by an opaque label ("erased person
-  3f2a91c0") so the metrics stay as they were, and their trials' face thumbnails;
+  3f2a91c0") so the metrics stay as they were, and their trials' face thumbnails; then
+  from every trial report file the kiosk wrote that still names them
+  (:func:`kiosk.trials.exports.erase_from_reports`): made again from the anonymised
+  records, or removed when it cannot be; one changed since is no longer the kiosk's;
 - their folder in every export the kiosk made (`kiosk people export`) that still exists;
 - every cached feature of their photos under the user cache dir (by content digest: the
   stored photos' and the exported files');
 
 and only then clears the entry. A step that fails (a trials database locked past its
-timeout, an export on a drive not plugged in) leaves the entry for the next
+timeout, an export or a report on a drive not plugged in) leaves the entry for the next
 `kiosk people` command, which tries again; nothing here needs the store's key.
 """
 
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING
 from kiosk import build
 from kiosk.config import KioskConfig
 from models.errors import UserError
+from models.io import same_drive
 from models.names import name_digest
 
 if TYPE_CHECKING:
@@ -43,7 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Log = Callable[[str], None]
-_TRIALS_WAIT_S = 90.0  # a trial in progress holds the database; one lasts 60 s at most
 
 
 @dataclass
@@ -54,6 +57,8 @@ class Erased:
     bundle: bool = False  # the CLIP bundle named them, and no longer does
     events: int = 0  # door events removed (with their thumbnails)
     trials: int = 0  # trials anonymised
+    reports: int = 0  # trial report files made again without them
+    reports_removed: int = 0  # trial report files that could not be made again
     exports: int = 0  # export folders of theirs removed
     features: int = 0  # cached feature files removed
     problems: list[str] = field(default_factory=list)  # what could not be done (yet)
@@ -66,13 +71,14 @@ class Erased:
     def summary(self) -> str:
         parts = [
             f"{self.events} door events",
-            f"{self.trials} trials anonymised",
             f"{self.exports} export folders",
             f"{self.features} cached features",
+            f"{self.reports_removed} trial reports",
         ]
         if self.bundle:
             parts.insert(0, "the recognizer bundle")
-        return "removed " + ", ".join(parts)
+        anonymised = f"{self.trials} trials and {self.reports} trial reports"
+        return f"removed {', '.join(parts)}; anonymised {anonymised}"
 
 
 def complete_erasures(config: KioskConfig, store: PeopleStore) -> list[Erased]:
@@ -152,22 +158,28 @@ def _events(config: KioskConfig, erasure: Erasure, erased: Erased) -> None:
 
 
 def _trials(config: KioskConfig, erasure: Erasure, erased: Erased) -> None:
+    from kiosk.trials.exports import erase_from_reports, unreachable_error
     from kiosk.trials.runs import default_database
-    from kiosk.trials.store import TrialStore
+    from kiosk.trials.store import BUSY_TRIAL_S, TrialStore
 
     path = default_database(config).expanduser()
     if not path.exists():
         return
     label = f"erased person {secrets.token_hex(4)}"
-    with TrialStore(path, busy_timeout_s=_TRIALS_WAIT_S) as trials:
+    with TrialStore(path, busy_timeout_s=BUSY_TRIAL_S) as trials:
         erased.trials = trials.anonymise(erasure.name_digest, label)
+        reports = erase_from_reports(trials, erasure.name_digest)  # from the records
+    erased.reports += reports.remade
+    erased.reports_removed += reports.removed
+    if reports.unreachable:
+        raise unreachable_error(reports.unreachable)
 
 
 def _exports(erasure: Erasure, erased: Erased) -> None:
     from enroll.store import EXPORT_MARKER
 
     for root, folder_digest, device in erasure.exports:
-        if not root.exists() and _same_drive(root.parent, device):
+        if not root.exists() and same_drive(root.parent, device):
             continue  # the drive is there and the export is not: deleted by hand
         if not (root / EXPORT_MARKER).is_file():
             if root.exists():
@@ -182,15 +194,6 @@ def _exports(erasure: Erasure, erased: Erased) -> None:
                 erased.exported_digests.update(_digests(folder))
                 shutil.rmtree(folder)
                 erased.exports += 1
-
-
-def _same_drive(folder: Path, device: int) -> bool:
-    """Whether ``folder`` exists on the filesystem (``st_dev``) an export was made on: a
-    drive's mount point without the drive is another filesystem, or no folder at all."""
-    try:
-        return folder.is_dir() and folder.stat().st_dev == device
-    except OSError:
-        return False
 
 
 def _digests(folder: Path) -> set[str]:

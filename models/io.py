@@ -224,6 +224,15 @@ def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection
         raise
 
 
+def same_drive(folder: Path, device: int) -> bool:
+    """Whether ``folder`` exists on the filesystem (``st_dev``) a file was written on: a
+    drive's mount point without the drive is another filesystem, or no folder at all."""
+    try:
+        return folder.is_dir() and folder.stat().st_dev == device
+    except OSError:
+        return False
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or a new file in ``path`` durable (where the platform allows it)."""
     with contextlib.suppress(OSError):  # not every platform can open a folder

@@ -3,8 +3,10 @@
 The log is ``events.jsonl`` (one JSON object a line, each appended with a single
 ``O_APPEND`` write and fsync) beside a ``thumbnails/`` folder whose files are written
 atomically (:func:`models.io.write_bytes_atomic`), so a crash never leaves half an event;
-opening the log removes the temporary file a killed run left. The folder, the log and
-the thumbnails are the owner's alone (0700 and 0600).
+opening the log removes the temporary file a killed run left, and a thumbnail no line
+refers to (a kill between the thumbnail and its line) once it is
+:data:`ORPHAN_AGE_S` old. The folder, the log and the thumbnails are the owner's alone
+(0700 and 0600).
 
 A line names the person by their opaque id (``person_uid``, the people store's), never
 by name: the name is resolved when an event is shown (:meth:`EventLog.read` with the
@@ -63,6 +65,12 @@ SEALED = ".sealed"  # the suffix of a thumbnail sealed with its person's data ke
 PURGE_EVERY_S = 24 * 3600.0
 _STORE_ID = re.compile(r"[0-9a-f]{32}")  # enroll.store's opaque person ids
 _LOCK_TIMEOUT_S = 30.0
+# A thumbnail no line refers to is an orphan once it is this old. An append writes the
+# thumbnail and its line holding the log's lock, and the sweep holds it too, so under
+# the lock an orphan can only be a killed append's; the age also spares a thumbnail of a
+# writer that does not take the lock (a door of an earlier version still running during
+# an upgrade, a network filesystem without locks), whose line comes a moment later.
+ORPHAN_AGE_S = 60.0
 
 
 def logged_person(person_id: str, name: str) -> str:
@@ -255,10 +263,11 @@ class EventLog:
         return self._rewrite(lambda line: _who(line) not in gone)
 
     def purge_expired(self, now: datetime | None = None) -> int:
-        """Remove the events older than the retention period; how many."""
+        """Remove the events older than the retention period (none without one) and the
+        orphaned thumbnails; how many events."""
         self._purged_at = time.time()
         if self.retention_days is None:
-            return 0
+            return self._rewrite(lambda line: True)  # the orphans only
         limit = (now or datetime.now(UTC)) - timedelta(days=self.retention_days)
 
         def recent(line: Mapping[str, Any]) -> bool:
@@ -271,25 +280,32 @@ class EventLog:
 
     def _rewrite(self, keep: Any) -> int:
         """Keep the lines ``keep`` accepts (a damaged line never is), remove every other
-        line's thumbnail and any thumbnail no kept line refers to; the lines removed."""
+        line's thumbnail, and any thumbnail no line refers to once it is
+        :data:`ORPHAN_AGE_S` old; the lines removed."""
         folder = self.directory / THUMBNAILS
         with self._locked():
             raw = self.path.read_bytes() if self.path.exists() else b""
             kept: list[bytes] = []
-            used: set[str] = set()
+            used: set[str] = set()  # the thumbnails of the lines kept
+            dropped: set[str] = set()  # of the lines removed
             removed = 0
             for text in raw.splitlines(keepends=True):
                 line = _parse(text)
+                thumbnail = Path(str((line or {}).get("thumbnail", ""))).name
                 if line is not None and text.endswith(b"\n") and keep(line):
                     kept.append(text)
-                    used.add(Path(str(line.get("thumbnail", ""))).name)
+                    used.add(thumbnail)
                 else:
+                    dropped.add(thumbnail)
                     removed += 1
             if removed:
                 write_bytes_atomic(self.path, b"".join(kept))
+            orphaned = time.time() - ORPHAN_AGE_S
             for entry in folder.iterdir() if folder.is_dir() else ():
-                if entry.name not in used and not entry.name.startswith("."):
-                    with contextlib.suppress(FileNotFoundError):
+                if entry.name in used or entry.name.startswith("."):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.name in dropped or entry.lstat().st_mtime < orphaned:
                         entry.unlink()
         if removed:
             log.info("removed %d door events from %s", removed, self.path)

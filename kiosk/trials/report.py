@@ -1,11 +1,14 @@
 """Exports of a trial session: CSV, JSON, and an HTML report with embedded plots.
 
-Every file is written atomically (:func:`models.io.atomic_writer`).
+Every file is written atomically (:func:`models.io.atomic_writer`), the owner's alone
+(0600: it names the people tried), and recorded first by its ``recorder`` when given
+(kiosk/trials/exports.py: what an erasure needs to reach it).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import html
 import io
@@ -14,9 +17,10 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from kiosk.trials.recognizers import UNTRAINED
 from kiosk.trials.rules import (
@@ -225,11 +229,26 @@ def report_header(session: TrialSession, **given: Any) -> ReportHeader:
     return ReportHeader(**(found | given))
 
 
-def _write_export(path: Path, data: bytes) -> None:
-    """An export written atomically; an unwritable path is a :class:`UserError`."""
+ReportKind = Literal["json", "csv", "html"]
+
+
+class ReportRecorder(Protocol):
+    """Records a report file before it is written (kiosk/trials/exports.py ReportLog)."""
+
+    def writing(self, path: Path, kind: ReportKind, data: bytes) -> AbstractContextManager[None]:
+        """Entered before ``data`` is written to ``path``, left once it is there."""
+        ...
+
+
+def _write_export(
+    path: Path, data: bytes, kind: ReportKind, recorder: ReportRecorder | None
+) -> None:
+    """An export written atomically, 0600 (it names people: the owner's alone), recorded
+    first by ``recorder``; an unwritable path is a :class:`UserError`."""
     path = Path(path)
+    recording = recorder.writing(path, kind, data) if recorder else contextlib.nullcontext()
     try:
-        with atomic_writer(path, permissions=0o644) as stream:  # exports are shared: 0644
+        with recording, atomic_writer(path) as stream:  # mkstemp's 0600
             stream.write(data)
     except OSError as error:
         raise UserError(f"cannot write {path}: {error}") from error
@@ -325,15 +344,18 @@ def export_json(
     *,
     target_fpr: float = 0.02,
     header: ReportHeader | None = None,
+    recorder: ReportRecorder | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     summary = {**session_summary(session, target_fpr=target_fpr, header=header), **extra}
-    export_json_data(path, summary)
+    export_json_data(path, summary, recorder=recorder)
     return summary
 
 
-def export_json_data(path: Path, data: dict[str, Any]) -> None:
-    _write_export(path, json.dumps(data, indent=2).encode())
+def export_json_data(
+    path: Path, data: dict[str, Any], *, recorder: ReportRecorder | None = None
+) -> None:
+    _write_export(path, json.dumps(data, indent=2).encode(), "json", recorder)
 
 
 def export_csv(
@@ -341,6 +363,7 @@ def export_csv(
     path: Path,
     *,
     header: ReportHeader | None = None,
+    recorder: ReportRecorder | None = None,
 ) -> None:
     """One row per trial of the session (or of each session, in turn), each naming its
     session, the session's date (local time), site, kiosk and operator (``header``
@@ -360,7 +383,7 @@ def export_csv(
         }
         for result in session.results:
             writer.writerow(trial_row(result) | where)
-    _write_export(path, buffer.getvalue().encode())
+    _write_export(path, buffer.getvalue().encode(), "csv", recorder)
 
 
 def _values(values: Sequence[float | None]) -> list[float]:
@@ -761,6 +784,7 @@ def write_html_report(
     notes: dict[str, Any] | None = None,
     header: ReportHeader | None = None,
     min_per_class: int = MIN_TRIALS_PER_CLASS,
+    recorder: ReportRecorder | None = None,
 ) -> None:
     """A self-contained HTML page: the header (site, kiosk, session, date, operator,
     recognizer), metrics with their intervals, per-participant results, plots, the trial
@@ -775,7 +799,7 @@ def write_html_report(
         header=False,
         min_per_class=min_per_class,
     )
-    _write_export(path, _page(title, body))
+    _write_export(path, _page(title, body), "html", recorder)
 
 
 def write_comparison_report(
@@ -785,6 +809,7 @@ def write_comparison_report(
     title: str = "Deployment trials: recognizers compared",
     target_fpr: float = 0.02,
     notes: dict[str, Any],
+    recorder: ReportRecorder | None = None,
 ) -> None:
     """One page comparing recognizers run over the same trials: a table of their figures,
     then each one's full report. ``notes`` is the simulation's summary (``comparison``,
@@ -825,4 +850,4 @@ def write_comparison_report(
         + _notes_html(notes)
         + sections
     )
-    _write_export(path, _page(title, body))
+    _write_export(path, _page(title, body), "html", recorder)

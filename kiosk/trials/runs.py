@@ -18,6 +18,7 @@ from models.paths import user_data_dir
 
 if TYPE_CHECKING:
     from kiosk.live.pipeline import LivePipeline
+    from kiosk.trials.exports import ReportLog
     from kiosk.trials.recognizers import ClipFactory, RecognizerFactory
     from kiosk.trials.report import ReportHeader
     from kiosk.trials.session import TrialSession
@@ -30,6 +31,21 @@ def default_database(config: KioskConfig) -> Path:
     if config.trials.database is not None:
         return config.trials.database
     return user_data_dir() / "trials.sqlite"
+
+
+def report_log(
+    config: KioskConfig,
+    sessions: Sequence[TrialSession],
+    target_fpr: float,
+    *,
+    remakeable: bool = False,
+) -> ReportLog:
+    """What records the reports of ``sessions`` in the kiosk's trials database, where an
+    erasure finds them (kiosk/trials/exports.py)."""
+    from kiosk.trials.exports import ReportLog
+
+    database = default_database(config).expanduser()
+    return ReportLog(database, sessions, target_fpr, remakeable=remakeable)
 
 
 def existing_database(config: KioskConfig, path: Path | None) -> Path:
@@ -118,22 +134,35 @@ def write_outputs(
     extra: dict[str, object],
     header: ReportHeader | None = None,
 ) -> dict[str, object]:
-    """Write the asked-for exports; the session's summary (with ``extra``). ``header``:
-    the reports' header, when the session's store does not hold it (a site's trials)."""
+    """Write the asked-for exports, each recorded for erasure (:func:`report_log`); the
+    session's summary (with ``extra``). ``header``: the reports' header, when the
+    session's store does not hold it (a site's trials)."""
     from kiosk.trials.report import export_csv, export_json, session_summary, write_html_report
 
     target = outputs.target_fpr if outputs.target_fpr is not None else config.trials.target_fpr
+    # Without extra facts or a header of its own, a report is what an erasure can make
+    # again from its session (kiosk.trials.exports.write_session_report).
+    recorder = report_log(config, [session], target, remakeable=not extra and header is None)
     if outputs.json is not None:
-        summary = export_json(session, outputs.json, target_fpr=target, header=header, **extra)
+        summary = export_json(
+            session, outputs.json, target_fpr=target, header=header, recorder=recorder, **extra
+        )
     else:
         summary = {
             **session_summary(session, target_fpr=target, frames=False, header=header),
             **extra,
         }
     if outputs.csv is not None:
-        export_csv(session, outputs.csv, header=header)
+        export_csv(session, outputs.csv, header=header, recorder=recorder)
     if outputs.report is not None:
-        write_html_report(session, outputs.report, target_fpr=target, notes=extra, header=header)
+        write_html_report(
+            session,
+            outputs.report,
+            target_fpr=target,
+            notes=extra,
+            header=header,
+            recorder=recorder,
+        )
     return summary
 
 
@@ -616,12 +645,14 @@ def write_simulation_outputs(
         from models.clip.identity import UNTRAINED_WARNING
 
         summary["warning"] = UNTRAINED_WARNING
+    sessions = [c.session for c in contenders]
+    recorder = report_log(config, sessions, target)
     if outputs.json is not None:
-        export_json_data(outputs.json, summary)
+        export_json_data(outputs.json, summary, recorder=recorder)
     if outputs.csv is not None:
-        export_csv([c.session for c in contenders], outputs.csv)
+        export_csv(sessions, outputs.csv, recorder=recorder)
     if outputs.report is not None:
         write_comparison_report(
-            [c.session for c in contenders], outputs.report, target_fpr=target, notes=summary
+            sessions, outputs.report, target_fpr=target, notes=summary, recorder=recorder
         )
     return summary

@@ -4,11 +4,19 @@ A trial is one transaction: its row and each frame are inserted as the frames ar
 committed together when the trial ends. A crash or power cut therefore loses at most the
 trial in progress; every finished trial is intact (``synchronous=FULL``). Sessions are
 resumed with :meth:`TrialStore.load_session`.
+
+The store also records every report file of trials the kiosk wrote (``reports``: see
+kiosk/trials/exports.py), so that an erasure finds them.
+
+The schema grows without a version number: a table added later is made by
+``CREATE TABLE IF NOT EXISTS`` and a column by :data:`ADDED_COLUMNS`, when a database
+made by an earlier version is opened.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -65,7 +73,21 @@ CREATE TABLE IF NOT EXISTS frames (
     recognizer TEXT NOT NULL DEFAULT ''  -- e.g. "clip v3": what decided the frame
 );
 CREATE INDEX IF NOT EXISTS frames_by_trial ON frames (trial_id);
+CREATE TABLE IF NOT EXISTS reports (  -- added after the first release: see the docstring
+    path TEXT NOT NULL,  -- absolute, its folder resolved
+    digest TEXT NOT NULL,  -- sha256 of the file as written: unchanged, it is the kiosk's
+    kind TEXT NOT NULL,  -- json, csv or html
+    device INTEGER NOT NULL,  -- st_dev of its folder: a drive not plugged in is not gone
+    names TEXT NOT NULL,  -- JSON list: models.names.name_digest of every name it holds
+    session_id INTEGER REFERENCES sessions(id),  -- made again from it; NULL: it cannot be
+    last_trial INTEGER,  -- the last trial of the session it holds
+    target_fpr REAL,
+    written_at REAL NOT NULL,
+    PRIMARY KEY (path, digest)
+);
 """
+
+BUSY_TRIAL_S = 90.0  # how long to wait for a trial in progress: one lasts 60 s at most
 
 # Columns added after a table was first released: a database made before gets them on
 # opening (ALTER TABLE ... ADD COLUMN), its existing rows reading back the default.
@@ -75,6 +97,24 @@ ADDED_COLUMNS = {
     ("sessions", "kiosk"): "TEXT NOT NULL DEFAULT ''",
     ("sessions", "operator"): "TEXT NOT NULL DEFAULT ''",
 }
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """A report file of trials the kiosk wrote (see kiosk/trials/exports.py): where, its
+    content's sha256, its kind (json, csv, html), the filesystem of its folder (st_dev),
+    the digests of the names in it and, when it can be made again from this database,
+    its session, the last trial it holds and its target FPR."""
+
+    path: Path
+    digest: str
+    kind: str
+    device: int
+    names: frozenset[str]
+    session_id: int | None = None
+    last_trial: int | None = None
+    target_fpr: float | None = None
+    written_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -269,12 +309,66 @@ class TrialStore:
                     self._db.execute(
                         f"UPDATE {table} SET {column} = ? WHERE erased({column})", (label,)
                     )
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nor in the write-ahead log
+            self.checkpoint()  # nor in the write-ahead log
         except sqlite3.Error as error:
             raise UserError(f"cannot anonymise the trials in {self.path}: {error}") from error
         return int(touched)
 
+    def checkpoint(self) -> None:
+        """Empty the write-ahead log into the database: what was changed or deleted
+        (``secure_delete``) is gone from it."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def record_report(self, record: ReportRecord) -> None:
+        """Remember a report file about to be written (:mod:`kiosk.trials.exports`)."""
+        self._require_idle()
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "INSERT OR REPLACE INTO reports (path, digest, kind, device, names,"
+                    " session_id, last_trial, target_fpr, written_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        str(record.path),
+                        record.digest,
+                        record.kind,
+                        record.device,
+                        json.dumps(sorted(record.names)),
+                        record.session_id,
+                        record.last_trial,
+                        record.target_fpr,
+                        record.written_at or time.time(),
+                    ),
+                )
+        except sqlite3.Error as error:
+            raise UserError(f"cannot record the report in {self.path}: {error}") from error
+
+    def forget_reports(self, path: Path, *, keep: str | None = None) -> None:
+        """Forget the records of the report file at ``path`` (but the one whose digest is
+        ``keep``: the file as it is now)."""
+        self._require_idle()
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "DELETE FROM reports WHERE path = ? AND digest != ?", (str(path), keep or "")
+                )
+        except sqlite3.Error as error:
+            raise UserError(f"cannot update the reports in {self.path}: {error}") from error
+
     # -- reading -------------------------------------------------------------------------
+
+    def reports(self) -> list[ReportRecord]:
+        """Every report file recorded, in the order they were written."""
+        rows = self._db.execute(
+            "SELECT path, digest, kind, device, names, session_id, last_trial, target_fpr,"
+            " written_at FROM reports ORDER BY written_at, path"
+        ).fetchall()
+        return [
+            ReportRecord(Path(path), digest, kind, device, frozenset(json.loads(names)), *rest)
+            for path, digest, kind, device, names, *rest in rows
+        ]
 
     def sessions(self) -> list[SessionInfo]:
         rows = self._db.execute(
@@ -293,8 +387,11 @@ class TrialStore:
             self.sessions()
         return self._infos.get(session_id)
 
-    def load_session(self, session_id: int | None = None) -> TrialSession:
-        """Resume a session (the latest when ``session_id`` is None) with its finished trials."""
+    def load_session(
+        self, session_id: int | None = None, *, last_trial: int | None = None
+    ) -> TrialSession:
+        """Resume a session (the latest when ``session_id`` is None) with its finished
+        trials (up to ``last_trial`` when given: the session as a report showed it)."""
         infos = self.sessions()
         if not infos:
             raise UserError(f"{self.path} holds no trial session yet")
@@ -321,7 +418,11 @@ class TrialStore:
             session_id=info.id,
             recognizer=info.recognizer,
             participants=participants,
-            results=self._results(info.id),
+            results=[
+                result
+                for result in self._results(info.id)
+                if last_trial is None or (result.trial_id or 0) <= last_trial
+            ],
         )
 
     def _results(self, session_id: int) -> list[TrialResult]:

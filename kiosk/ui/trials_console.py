@@ -52,6 +52,7 @@ def run_console(
             liveness=liveness,
             poll_ms=config.ui.poll_ms,
             target_fpr=config.trials.target_fpr,  # the exports' threshold analysis
+            reports=default_database(config).expanduser(),  # each export, for erasure
         )
         if not roster:
             window.panel.message.setText("nobody is enrolled yet: add visitors, or enroll first")

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kiosk.trials.report import export_csv, export_json, write_html_report
+from kiosk.trials.exports import SUFFIXES, ReportLog, write_session_report
 from kiosk.trials.rules import TrialResult, per_participant
 from kiosk.trials.session import TrialSession
 from kiosk.ui.fit_text import FitLabel
@@ -128,10 +128,14 @@ class TrialsPanel(QWidget):
         *,
         video: QWidget | None = None,
         target_fpr: float = 0.02,
+        reports: Path | None = None,
     ) -> None:
+        """``reports``: the kiosk's trials database, where each export is recorded so
+        that an erasure reaches it (kiosk/trials/exports.py)."""
         super().__init__(parent)
         self.session = session
         self.target_fpr = target_fpr
+        self.reports = reports
         self._clock = clock
         self._timer = QTimer(self)
         self._timer.setInterval(100)
@@ -350,19 +354,23 @@ class TrialsPanel(QWidget):
             dialog.deleteLater()
 
     def export_to(self, path: Path) -> None:
-        """Write the session to ``path`` as its suffix says: .csv, .json or .html."""
-        suffix = path.suffix.lower()
-        if suffix == ".csv":
-            export_csv(self.session, path)
-        elif suffix == ".json":
-            export_json(self.session, path, target_fpr=self.target_fpr)
-        elif suffix in (".html", ".htm"):
-            write_html_report(self.session, path, target_fpr=self.target_fpr)
-        else:
+        """Write the session to ``path`` as its suffix says (.csv, .json or .html), 0600,
+        recorded in the trials database ``reports`` when given."""
+        kind = SUFFIXES.get(path.suffix.lower())
+        if kind is None:
             raise UserError(f"cannot export to {path.name}: name a .csv, .json or .html file")
+        recorder = None
+        if self.reports is not None:
+            recorder = ReportLog(self.reports, [self.session], self.target_fpr, remakeable=True)
+        write_session_report(
+            kind, self.session, path, target_fpr=self.target_fpr, recorder=recorder
+        )
 
     def _set_idle(self, idle: bool) -> None:
-        for button in (self.start_button, self.add_visitor_button, self.add_attack_button):
+        # No export while a trial runs: its transaction holds the trials database, where
+        # the export is recorded.
+        buttons = (self.start_button, self.add_visitor_button, self.add_attack_button)
+        for button in (*buttons, self.export_button):
             button.setEnabled(idle)
 
     # -- views -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
@@ -44,6 +45,7 @@ class TrialsWindow(QWidget):
         clock: Callable[[], float] = time.monotonic,
         poll_ms: int = 33,
         target_fpr: float = 0.02,
+        reports: Path | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -52,7 +54,9 @@ class TrialsWindow(QWidget):
         self.session = session
         self.liveness = liveness
         self.video = VideoView()
-        self.panel = TrialsPanel(session, clock=clock, video=self.video, target_fpr=target_fpr)
+        self.panel = TrialsPanel(
+            session, clock=clock, video=self.video, target_fpr=target_fpr, reports=reports
+        )
         # Low on the video, so the participant's face stays visible above it.
         self.overlay = FitLabel("", self.video, largest=160, smallest=14, bold=True)
         self.overlay.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)

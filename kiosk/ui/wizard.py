@@ -60,18 +60,24 @@ numbers computed from them, and this consent record (text version {version}, dat
 time).{events} Nothing is sent anywhere else.{encrypted}</p>
 <p><b>How long.</b> Your photos and records are deleted automatically after
 {days} days.</p>
-<p><b>How to withdraw.</b> Ask the operator at any time: your photos, records and door
-pictures are deleted at once, with every copy the kiosk made (exports, caches, the
-recognizer's training), and your name is taken out of test results, which keep only
-anonymous counts (<code>kiosk people delete "your name"</code>).{shredded}</p>
+<p><b>How to withdraw.</b> Ask the operator at any time (<code>kiosk people delete
+"your name"</code>). Your photos, records and door pictures are deleted at once, and so is
+every copy the kiosk made of them: its exports, its caches and the recognizer's training
+(an export on a drive that is not plugged in, the next time the kiosk finds it there).
+In the test results on this kiosk, and in the report files it wrote of them, your name
+is replaced by an anonymous label and your face pictures are removed; the figures stay
+(a report that cannot be made again without your name is deleted). The kiosk keeps
+only a record that an anonymous id was deleted, when and why. Copies someone made by
+hand, outside the kiosk, are beyond its reach.{shredded}</p>
 """
 EVENTS_TEXT = (
     " Each time the door recognizes you, the time and a small picture of your face,"
     " kept {days} days."
 )
 SHREDDED_TEXT = (
-    " Each person's photos are locked with a key of their own, destroyed with them: any"
-    " copy left anywhere (a backup) can no longer be opened."
+    " Your stored photos, the numbers computed from them and your door pictures are locked"
+    " with a key of your own, destroyed with them: a copy of those files left anywhere (a"
+    " backup) can no longer be opened."
 )
 
 

@@ -1,12 +1,15 @@
 """Erasure that reaches everything (kiosk/erasure.py): a person who went through every
-part of the kiosk (enrolled, seen by the door, trained into CLIP, in a trial, exported)
-and is then deleted leaves nothing in the data, cache and config folders nor in the
-export: not their name, nor their id (but in the audit log), nor any face picture or
-feature file of theirs."""
+part of the kiosk (enrolled, seen by the door, trained into CLIP, in a trial and its
+reports, exported) and is then deleted leaves nothing in the data, cache and config
+folders nor in the export and the reports: not their name, nor their id (but in the
+audit log), nor any face picture or feature file of theirs."""
 
 from __future__ import annotations
 
+import base64
+import csv
 import hashlib
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -40,6 +43,15 @@ def files_under(*roots: Path) -> list[Path]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def trial_thumbnails(database: Path, name: str) -> list[bytes]:
+    with TrialStore(database) as trials:
+        return [
+            r.thumbnail
+            for r in trials.load_session().results
+            if r.participant.name == name and r.thumbnail is not None
+        ]
 
 
 def outcomes(database: Path) -> list[tuple[str, bool, str]]:
@@ -120,6 +132,16 @@ def test_a_deleted_person_leaves_nothing_anywhere(
     before = outcomes(database)
     assert [name for *_, name in before] == [NAME, OTHER]
 
+    # The session's reports, as `kiosk trials export` writes them.
+    reports = tmp_path / "reports"
+    written = [reports / "trials.json", reports / "trials.csv", reports / "trials.html"]
+    argv = ["trials", "export", "--json", str(written[0]), "--csv", str(written[1])]
+    assert main([*argv, "--report", str(written[2])]) == 0
+    assert all(NAME.encode() in path.read_bytes() for path in written)
+    embedded = {base64.b64encode(t).decode() for t in trial_thumbnails(database, NAME)}
+    assert embedded and all(data in written[2].read_text() for data in embedded)
+    figures = json.loads(written[0].read_text())
+
     # Her export, CLIP trained from it (the feature cache) and from the store (the bundle).
     export = tmp_path / "usb-drive"
     assert main(["people", "export", str(export)]) == 0
@@ -141,12 +163,14 @@ def test_a_deleted_person_leaves_nothing_anywhere(
     err = capsys.readouterr().err
     assert (
         f"erased person {uid}: removed the recognizer bundle, {len(logged)} door events, "
-        f"1 trials anonymised, 1 export folders, {len(features)} cached features"
+        f"1 export folders, {len(features)} cached features, 0 trial reports; "
+        "anonymised 1 trials and 3 trial reports"
     ) in err, err
     assert "warning" not in err, err
 
     # Nothing is left: no name, no id (but in the audit log), no face picture, no feature.
     roots = [user_data_dir(), user_cache_dir(), user_config_dir(), export, store_dir, events_dir]
+    roots.append(reports)
     left = files_under(*roots)
     assert left and any(path.name == DB_NAME for path in left)
     needles = [NAME.encode(), NAME.casefold().encode(), uid.encode()]
@@ -174,6 +198,16 @@ def test_a_deleted_person_leaves_nothing_anywhere(
         (outcome, wrong) for outcome, wrong, _ in before
     ]  # the metrics survive, under an opaque label
     assert {event.person_uid for event in EventLog(events_dir).read()} == {other}
+    # The reports were made again: her opaque label, the same figures, no face of hers.
+    [label] = {name for *_, name in outcomes(database)} - {OTHER}
+    assert all(label.encode() in path.read_bytes() for path in written)
+    again = json.loads(written[0].read_text())
+    for key in ("trials", "tp", "fp", "fn", "tn", "misidentified", "accuracy", "ci95"):
+        assert again[key] == figures[key], key
+    rows = list(csv.DictReader(written[1].read_text().splitlines()))
+    assert [row["participant"] for row in rows] == [label, OTHER]
+    page = written[2].read_text()
+    assert not any(data in page for data in embedded) and page.count("image/jpeg") == 1
 
 
 def test_retention_erases_a_person_from_the_door_events_too(tmp_path: Path) -> None:

@@ -65,6 +65,8 @@ def test_event_log_appends_events_with_thumbnails(tmp_path: Path) -> None:
 def test_opening_the_log_removes_a_killed_runs_thumbnail_temp(tmp_path: Path) -> None:
     killed = stale_temp(tmp_path / "events" / "thumbnails", ".tmp-k1lled_0.jpg")
     kept = stale_temp(tmp_path / "events" / "thumbnails", "20240101T000000000000Z_ab.jpg")
+    line = event().line() | {"thumbnail": f"thumbnails/{kept.name}"}  # an event's: kept
+    (tmp_path / "events" / "events.jsonl").write_text(json.dumps(line) + "\n")
     EventLog(tmp_path / "events")
     assert not killed.exists() and kept.exists()
 
@@ -98,6 +100,43 @@ def test_forget_removes_a_persons_events_and_thumbnails_and_keeps_the_others(
     ]
     assert b"Carol" not in log.path.read_bytes() and b"Ada" not in log.path.read_bytes()
     assert log.forget({uid_of("nobody")}) == 0
+
+
+@pytest.mark.parametrize("retention_days", [None, 30])
+def test_opening_the_log_sweeps_a_killed_appends_thumbnail_but_not_a_fresh_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retention_days: int | None
+) -> None:
+    """A kill between the thumbnail and its line leaves a thumbnail no event refers to:
+    the next open removes it once it is ORPHAN_AGE_S old. A younger one may be a door's
+    whose line comes a moment later (one that does not take the lock): it stays."""
+    import os
+
+    from kiosk.live import events as events_module
+
+    log = EventLog(tmp_path / "events", retention_days=retention_days)
+    bob = log.append(uid_of("bob"), "bob", 0.9, 1, THUMB)
+    assert bob is not None
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt  # the process dies after the thumbnail, before its line
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(events_module.os, "write", killed)
+        log.append(uid_of("ada"), "ada", 0.9, 2, THUMB)
+    folder = log.directory / "thumbnails"
+    [orphan] = [p for p in folder.iterdir() if p.name != Path(bob.thumbnail).name]
+    EventLog(tmp_path / "events", retention_days=retention_days)  # too young yet: kept
+    assert orphan.exists()
+    old = time.time() - events_module.ORPHAN_AGE_S - 1
+    os.utime(orphan, (old, old))
+    os.utime(log.directory / bob.thumbnail, (old, old))  # an old event's: kept
+    fresh = folder / "20990101T000000000000Z_0a1b2c3d.jpg"  # a door's, its line to come
+    fresh.write_bytes(b"jpeg")
+    EventLog(tmp_path / "events", retention_days=retention_days)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [Path(bob.thumbnail).name, fresh.name]
+    )
+    assert [event.person_uid for event in log.read()] == [uid_of("bob")]
 
 
 def test_events_past_their_retention_go_with_their_thumbnails(tmp_path: Path) -> None:

@@ -422,6 +422,16 @@ def test_trials_of_every_kiosk_make_one_site_report(
     assert header["site"].startswith(f"{sites['officer'].dbname} on ")
     assert header["kiosk"] == f"{sites['a'].user} (1), {sites['b'].user} (1)"
     assert header["created_at"] == 100.0 and header["date"]
+    # Recorded for erasure, as a report that cannot be made again (its trials are the
+    # registry's): an erasure of Ada deletes it.
+    from kiosk.trials.runs import default_database
+    from kiosk.trials.store import TrialStore
+    from models.names import name_digest
+
+    with TrialStore(default_database(config)) as store:
+        [record] = store.reports()
+    assert record.path == (tmp_path / "site.json").resolve() and record.session_id is None
+    assert record.names == {name_digest("Ada")}
 
 
 def test_site_train_publishes_a_bundle_that_a_door_hot_swaps(

@@ -337,7 +337,7 @@ def test_exports(tmp_path: Path) -> None:
     assert page.count("data:image/png;base64,") == 3
     assert "FPR = FP/(FP+TN+refused attacks)" in page and "33.3%" in page
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "s.csv", "s.json"]
-    assert all(p.stat().st_mode & 0o777 == 0o644 for p in tmp_path.iterdir())  # shared files
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in tmp_path.iterdir())  # names: private
 
 
 def test_failed_export_keeps_the_old_file_and_leaves_no_temp(

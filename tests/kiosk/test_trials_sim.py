@@ -269,6 +269,19 @@ def test_an_unenrollable_clip_is_skipped_and_reported(
     assert {t["participant"] for t in summary["trial_log"]} == {"solo_06", "solo_07"}
     assert [c["name"] for c in summary["clips"]] == ["solo_06", "solo_07"]
     assert "Clips skipped: no enrollment photo" in report.read_text()
+    # Both recorded in the kiosk's trials database, for erasure; they cannot be made
+    # again (the simulation's facts are not in a database), so an erasure deletes them.
+    from kiosk.config import load_config
+    from kiosk.trials.runs import default_database
+    from kiosk.trials.store import TrialStore
+
+    with TrialStore(default_database(load_config())) as store:
+        records = store.reports()
+    assert [(r.path.name, r.kind, r.session_id) for r in records] == [
+        ("s.json", "json", None),
+        ("r.html", "html", None),
+    ]
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in (out, report))
 
 
 def test_clip_without_its_weights_says_how_to_fetch_them(

@@ -240,3 +240,31 @@ def test_numbers_and_messages_do_not_move_the_layout(qtbot, panel: TrialsPanel) 
     panel.message.setText("a participant needs a name; " * 4)
     qtbot.wait(50)
     assert places() == before
+
+
+def test_an_export_is_recorded_for_erasure_and_waits_for_the_trial(qtbot, tmp_path) -> None:
+    """The console's exports are recorded in the kiosk's trials database, 0600, with the
+    session that makes them again; no export while a trial holds that database."""
+    from kiosk.trials.store import TrialStore
+
+    database = tmp_path / "trials.sqlite"
+    with TrialStore(database) as store:
+        session = store.create_session(label="live", duration=5.0, threshold=0.8, min_share=0.5)
+        session.add_participant("alice", enrolled=True)
+        clock = FakeClock()
+        panel = TrialsPanel(session, clock=clock, reports=database)
+        qtbot.addWidget(panel)
+        panel.show()
+        panel.clock = clock  # type: ignore[attr-defined]
+        panel.roster.setCurrentRow(0)
+        qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+        assert not panel.export_button.isEnabled()  # the trial's transaction is open
+        clock.now += 6.0
+        qtbot.waitUntil(panel.export_button.isEnabled, timeout=2000)
+        path = tmp_path / "out" / "session.html"
+        panel.ask_export_path = lambda: path  # type: ignore[method-assign]
+        qtbot.mouseClick(panel.export_button, Qt.MouseButton.LeftButton)
+        assert panel.message.text() == f"exported 1 trial to {path}"
+        [record] = store.reports()
+    assert (record.path, record.kind, record.session_id, record.last_trial) == (path, "html", 1, 1)
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -301,3 +301,19 @@ def test_the_operator_reads_which_gate_holds_the_photo_back() -> None:
         "|pitch| < 4° ([enroll] front_yaw_deg, front_pitch_deg)"
     )
     assert gate_text(CaptureEvent("captured", "got it", "left", session.progress())) == ""
+
+
+def test_the_consent_text_promises_what_an_erasure_does() -> None:
+    """Each promise of the withdrawal paragraph is something kiosk/erasure.py does."""
+    from kiosk.ui.wizard import CONSENT_TEXT, SHREDDED_TEXT
+
+    text = " ".join(CONSENT_TEXT.split())
+    for promise in (
+        "its exports, its caches and the recognizer's training",  # _exports, _caches, _bundle
+        "an export on a drive that is not plugged in, the next time",  # a pending erasure
+        "in the report files it wrote of them, your name is replaced by an anonymous label",
+        "cannot be made again without your name is deleted",
+        "Copies someone made by hand, outside the kiosk, are beyond its reach",
+    ):
+        assert promise in text, promise
+    assert "leaving no copy" not in text and "any copy left anywhere" not in SHREDDED_TEXT

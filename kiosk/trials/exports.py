@@ -1,0 +1,201 @@
+"""The report files of trials the kiosk writes, recorded so that an erasure reaches them.
+
+Every report (`kiosk trials export|report|simulate` with ``--json``, ``--csv`` or
+``--report``, `kiosk trials report --site`, the console's Export) is recorded in the
+kiosk's trials database (``[trials] database``, the one an erasure anonymises) before
+it is written (:class:`ReportLog`): its path, the sha256 of its content, the filesystem
+of its folder, a digest of every name in it (:func:`models.names.name_digest`, never
+the name) and, when it is one session of that database written as `kiosk trials
+export` writes it, the session and the last trial it shows, which make it again.
+
+When a person is erased, after the trial records were anonymised,
+:func:`erase_from_reports` takes every recorded report that names them:
+
+- one that can be made again is: from the anonymised records, the same trials with the
+  erased person under their opaque label, every figure as it was (the HTML's plots and
+  thumbnails are drawn again too: their thumbnails are gone, the confusion matrix's
+  labels are the opaque one);
+- one that cannot (its trials are not in that database: a simulation, a site report,
+  a session of another ``--db``) is removed;
+- one whose content changed since it was written is no longer the kiosk's: it is left
+  as it is, and forgotten like one deleted by hand;
+- one whose folder is not there, or is on another filesystem (a drive not plugged in),
+  is a problem: the erasure stays pending and is tried again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kiosk.trials.report import ReportKind, export_csv, export_json, write_html_report
+from kiosk.trials.session import TrialSession
+from kiosk.trials.store import BUSY_TRIAL_S, ReportRecord, TrialStore
+from models.errors import UserError
+from models.io import PRIVATE_DIR, same_drive
+from models.names import name_digest
+
+log = logging.getLogger(__name__)
+
+SUFFIXES: dict[str, ReportKind] = {".csv": "csv", ".json": "json", ".html": "html", ".htm": "html"}
+KINDS: dict[str, ReportKind] = {"csv": "csv", "json": "json", "html": "html"}
+
+
+def names_in(sessions: Sequence[TrialSession]) -> frozenset[str]:
+    """The name digests of everyone the sessions name: their rosters, the participants
+    of their trials, the answers and every frame's best match and accepted name."""
+    names: set[str] = set()
+    for session in sessions:
+        names.update(participant.name for participant in session.participants)
+        for result in session.results:
+            names.update((result.participant.name, result.answer or ""))
+            for frame in result.frames:
+                names.update((frame.best or "", frame.accepted or ""))
+    return frozenset(name_digest(name) for name in names - {""})
+
+
+@dataclass
+class ReportLog:
+    """Records each report file of ``sessions`` written with it as ``recorder`` in the
+    trials database ``database`` (or the open ``store``), before the file is written.
+    ``remakeable``: the report is written as :func:`write_session_report` writes it, so
+    one session of that database can make it again (else an erasure removes it)."""
+
+    database: Path
+    sessions: Sequence[TrialSession]
+    target_fpr: float | None = None
+    remakeable: bool = False
+    store: TrialStore | None = None
+
+    @contextlib.contextmanager
+    def _opened(self) -> Iterator[TrialStore]:
+        if self.store is not None:
+            yield self.store
+        else:
+            with TrialStore(self.database, busy_timeout_s=BUSY_TRIAL_S) as store:
+                yield store
+
+    def _source(self) -> tuple[int | None, int | None]:
+        """The session that makes the report again, and its last trial shown."""
+        if not self.remakeable or self.target_fpr is None or len(self.sessions) != 1:
+            return None, None
+        session = self.sessions[0]
+        store = session.store
+        if store is None or session.session_id is None or not _same_file(store.path, self.database):
+            return None, None
+        return session.session_id, max((r.trial_id or 0 for r in session.results), default=0)
+
+    @contextlib.contextmanager
+    def writing(self, path: Path, kind: ReportKind, data: bytes) -> Iterator[None]:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        where = path.parent.resolve() / path.name
+        digest = hashlib.sha256(data).hexdigest()
+        session_id, last_trial = self._source()
+        record = ReportRecord(
+            where,
+            digest,
+            kind,
+            where.parent.stat().st_dev,
+            names_in(self.sessions),
+            session_id,
+            last_trial,
+            self.target_fpr,
+            time.time(),
+        )
+        with self._opened() as store:
+            store.record_report(record)  # before the file: a crash leaves a record, no file
+            yield
+            store.forget_reports(where, keep=digest)  # the file's earlier versions
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return path.resolve() == other.resolve()
+    except OSError:
+        return False
+
+
+def write_session_report(
+    kind: ReportKind,
+    session: TrialSession,
+    path: Path,
+    *,
+    target_fpr: float,
+    recorder: ReportLog | None = None,
+) -> None:
+    """A session's report as `kiosk trials export` and the console's Export write it,
+    and as an erasure makes it again."""
+    if kind == "json":
+        export_json(session, path, target_fpr=target_fpr, recorder=recorder)
+    elif kind == "csv":
+        export_csv(session, path, recorder=recorder)
+    else:
+        write_html_report(session, path, target_fpr=target_fpr, recorder=recorder)
+
+
+@dataclass
+class ReportsErased:
+    """What :func:`erase_from_reports` did to the reports naming one person."""
+
+    remade: int = 0  # made again from the anonymised records
+    removed: int = 0  # could not be made again
+    unreachable: list[Path] = field(default_factory=list)  # a drive not plugged in?
+
+
+def erase_from_reports(store: TrialStore, digest: str) -> ReportsErased:
+    """Take the person (by :func:`models.names.name_digest`) out of every report file
+    recorded in ``store``, whose trials are already anonymised (see the module)."""
+    done = ReportsErased()
+    records: dict[Path, list[ReportRecord]] = {}
+    for record in store.reports():
+        records.setdefault(record.path, []).append(record)
+    for path, versions in records.items():
+        if not any(digest in record.names for record in versions):
+            continue
+        if not path.is_file() or path.is_symlink():
+            if path.exists() or path.is_symlink() or same_drive(path.parent, versions[-1].device):
+                store.forget_reports(path)  # deleted by hand, or replaced: not ours now
+            else:
+                done.unreachable.append(path)
+            continue
+        try:
+            content = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as error:
+            log.warning("cannot read the trial report %s: %s", path, error)
+            done.unreachable.append(path)
+            continue
+        current = next((r for r in versions if r.digest == content), None)
+        if current is None:
+            log.warning("the trial report %s changed since it was written: left as it is", path)
+            store.forget_reports(path)
+            continue
+        store.forget_reports(path, keep=content)
+        if digest not in current.names:
+            continue  # this version of the file does not name them
+        if current.session_id is None:
+            path.unlink()
+            store.forget_reports(path)
+            done.removed += 1
+            continue
+        session = store.load_session(current.session_id, last_trial=current.last_trial)
+        target = current.target_fpr
+        assert target is not None  # recorded with every session (ReportLog._source)
+        again = ReportLog(store.path, [session], target, remakeable=True, store=store)
+        write_session_report(KINDS[current.kind], session, path, target_fpr=target, recorder=again)
+        done.remade += 1
+    store.checkpoint()  # the old records' name digests are gone from the write-ahead log
+    return done
+
+
+def unreachable_error(paths: Sequence[Path]) -> UserError:
+    """What an erasure says of the reports it could not reach."""
+    listed = ", ".join(str(path) for path in paths)
+    return UserError(
+        f"the trial report {listed} is not reachable (a drive not plugged in?): plug it "
+        "in and run any `kiosk people` command (a folder deleted by hand: make it again)"
+    )
