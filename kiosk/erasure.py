@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING
 from kiosk import build
 from kiosk.config import KioskConfig
 from models.errors import UserError
-from models.names import name_digest
+from models.names import erased_label, name_digest
 
 if TYPE_CHECKING:
     from enroll.store import Erasure, PeopleStore
@@ -158,9 +157,8 @@ def _trials(config: KioskConfig, erasure: Erasure, erased: Erased) -> None:
     path = default_database(config).expanduser()
     if not path.exists():
         return
-    label = f"erased person {secrets.token_hex(4)}"
     with TrialStore(path, busy_timeout_s=_TRIALS_WAIT_S) as trials:
-        erased.trials = trials.anonymise(erasure.name_digest, label)
+        erased.trials = trials.anonymise(erasure.name_digest, erased_label())
 
 
 def _exports(erasure: Erasure, erased: Erased) -> None:
