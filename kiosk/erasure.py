@@ -19,6 +19,11 @@ journal entry and removes, in an order that can be repeated after a crash:
 and only then clears the entry. A step that fails (a trials database locked past its
 timeout, an export on a drive not plugged in) leaves the entry for the next
 `kiosk people` command, which tries again; nothing here needs the store's key.
+
+Every command that runs for long finishes the journal's erasures first
+(:func:`finish_erasures`). A running door on a site also gets erasures while it runs:
+its sync worker applies the site's erasures to the replica, which journals them, and
+then asks an :class:`ErasureFinisher` to finish them on a thread of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +109,42 @@ def finish_erasures(config: KioskConfig) -> list[Erased]:
         for problem in erased.problems:
             log.warning("person %s is not erased from %s yet", erased.uid, problem)
     return done
+
+
+class ErasureFinisher:
+    """Runs :func:`finish_erasures` on a thread of its own whenever asked: a running
+    door's site sync asks after it applied an erasure, so the person's door events,
+    bundle rows, trials and cached features go within moments, never on the video loop
+    nor on the sync's thread (a trial in progress may hold the trials database for a
+    minute). Requests made while it runs are served by one more run; it never raises."""
+
+    def __init__(self, config: KioskConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._requested = False
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        """Finish the journal's erasures soon; returns at once."""
+        with self._lock:
+            self._requested = True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="erasures", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._requested:
+                    self._thread = None
+                    return
+                self._requested = False
+            try:
+                finish_erasures(self.config)
+            except UserError as error:  # e.g. the store busy: the next request or start
+                log.warning("the erasures are not finished yet: %s", error)
+            except Exception:  # never take the door down
+                log.exception("finishing the erasures failed; the next request or start retries")
 
 
 def erase_traces(config: KioskConfig, erasure: Erasure) -> Erased:

@@ -890,3 +890,83 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
         assert rows["events"] == []
     finally:
         close(officer, door)
+
+
+@pytest.mark.slow
+def test_a_running_gallery_door_finishes_a_site_erasure(
+    postgres: PgCluster, site_db: str, tmp_path: Path, model_dir: Path, shared: Any
+) -> None:
+    """A gallery door runs on Grace's video and logs door events of hers; the operator
+    erases her at the registry. While the door keeps processing frames, its sync applies
+    the erasure and the door removes her events and thumbnails and finishes the erasure
+    journal, without a restart or a command."""
+    from enroll.store import PeopleStore
+    from kiosk.build import live_pipeline
+    from kiosk.config import KioskConfig
+    from kiosk.erasure import ErasureFinisher
+    from kiosk.live.events import EventLog
+    from kiosk.setup.site import upload
+    from models.detector import FaceDetector
+    from tests.helpers import enroll_from_video
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
+    video = shared("videos", "solo_02.mp4")
+    enroll_from_video(tmp_path / "officer", GRACE, video, detector, photos=3)
+    enroll_from_video(tmp_path / "officer", ALAN, shared("videos", "solo_03.mp4"), detector, 3)
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    events_dir, door_dir = tmp_path / "events", tmp_path / "door"
+    config = KioskConfig.model_validate(
+        {
+            "site": sites["door"].model_dump(mode="json"),
+            "enroll": {"store_dir": str(door_dir)},
+            "events": {"dir": str(events_dir)},
+            "recognizer": {"kind": "embedding_gallery", "reload_poll_s": 600},
+            "liveness": {"enabled": False},
+            "kiosk": {"loop": True, "realtime": True},
+        }
+    )
+    pipeline = None
+    try:
+        assert upload(officer, log=lambda _: None) == 2
+        grace = officer.store.find(GRACE)
+        alan = officer.store.find(ALAN)
+        assert grace is not None and alan is not None
+        events = EventLog(events_dir)
+        events.append(alan.uid, ALAN, 0.9, 1, np.zeros((8, 8, 3), dtype=np.uint8))
+        pipeline = live_pipeline(
+            config, source=str(video), on_erased=ErasureFinisher(config).request
+        )
+        pipeline.start()
+
+        def wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not condition():
+                assert time.monotonic() < deadline, f"still not {what}"
+                time.sleep(0.1)
+
+        def frames() -> int:
+            latest = pipeline.latest()
+            return -1 if latest is None else latest.frame_index
+
+        wait_for(lambda: grace.uid in {e.person_uid for e in events.read()}, "named at the door")
+        thumbnails = {e.thumbnail for e in events.read() if e.person_uid == grace.uid}
+        officer.sync_once()
+        officer.store.delete(GRACE)
+        assert officer.sync_once().pushed == 1
+        at_erasure = frames()
+        wait_for(
+            lambda: grace.uid not in {e.person_uid for e in events.read()},
+            "erased from the door events",
+            timeout=15.0,
+        )
+        assert [e.person_uid for e in events.read()] == [alan.uid]
+        assert all(not (events_dir / thumbnail).exists() for thumbnail in thumbnails)
+        with PeopleStore(door_dir) as store:
+            wait_for(lambda: store.pending_erasures() == [], "done", timeout=15.0)
+            assert store.by_uid(grace.uid) is None
+        assert frames() > at_erasure  # the door kept going meanwhile
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
+        close(officer)
