@@ -4,11 +4,16 @@ One cycle (:meth:`SiteSync.sync_once`), in this order:
 
 1. push the queued erasures made here;
 2. read the registry's tombstones after the cursor and apply them: first to the
-   naming gate (from that moment nobody erased is named), then to the replica;
+   naming gate (from that moment nobody erased is named), then to the replica (the
+   person's name in the trials queued here becomes the tombstone's label first);
 3. pull the other changes after the cursor in order, in batches, inside one
    repeatable-read snapshot, skipping anyone erased; advance the cursor per batch;
-4. push the rest of the outbox (enrollments, renames, door events, trials);
+4. push the rest of the outbox (enrollments, renames, door events, trials, each trial
+   with the person id of every name in it that the replica knows);
 5. report this kiosk's state (``kiosks`` row) for `kiosk site status`.
+
+After a cycle that erased someone from the replica, ``on_erased`` lets a running door
+finish the erasure's traces on the kiosk (kiosk/erasure.py).
 
 The worker thread (:meth:`SiteSync.start`) runs a cycle at start, whenever the registry
 NOTIFYs a change, whenever something is queued here, and every ``poll_s`` regardless.
