@@ -425,10 +425,11 @@ class Registry:
         return seq
 
     def _anonymise_trials(self, uid: str, name: str | None, label: str) -> int:
-        """Inside the erasure's transaction: every kiosk's trials of ``uid`` (by the
-        names they knew the person by when each trial was pushed) and every name in any
-        trial that is the person's current name under :func:`~models.names.name_key`
-        (as the kiosk's own trials are matched) become ``label``; how many trials."""
+        """Inside the erasure's transaction: in every kiosk's trials, the names that were
+        ``uid``'s when each trial was pushed, and any name equal to the person's current
+        one under :func:`~models.names.name_key` (as the kiosk's own trials are matched)
+        that the trial does not say was someone else's, become ``label``; how many
+        trials."""
         known = self.conn.execute(
             "SELECT trial_key, name FROM trial_people WHERE person_uid = %s", (uid,)
         ).fetchall()
@@ -440,6 +441,7 @@ class Registry:
         if not known and not names:
             return 0
         match = {
+            "uid": uid,
             "names": names,
             "keys": [key for key, _ in known],
             "known": [known_name for _, known_name in known],
@@ -448,17 +450,17 @@ class Registry:
         touched: set[Any] = set()
         for table, column in TRIAL_NAMES:
             rows = self.conn.execute(
-                f"UPDATE {table} SET {column} = %(label)s WHERE {column} = ANY(%(names)s::text[])"
-                f" OR ({column}, trial_key) IN"
+                f"UPDATE {table} t SET {column} = %(label)s"
+                f" WHERE ({column}, trial_key) IN"
                 " (SELECT * FROM unnest(%(known)s::text[], %(keys)s::uuid[]))"
+                f" OR ({column} = ANY(%(names)s::text[]) AND NOT EXISTS (SELECT 1 FROM"
+                " trial_people p WHERE p.trial_key = t.trial_key"
+                f" AND p.name = t.{column} AND p.person_uid <> %(uid)s))"
                 " RETURNING trial_key",
                 match,
             ).fetchall()
             touched.update(row[0] for row in rows)
-        self.conn.execute(
-            "DELETE FROM trial_people WHERE person_uid = %(uid)s OR name = ANY(%(names)s::text[])",
-            {"uid": uid, "names": names},
-        )
+        self.conn.execute("DELETE FROM trial_people WHERE person_uid = %s", (uid,))
         return len(touched)
 
     def expired(self, now: datetime | None = None) -> list[str]:

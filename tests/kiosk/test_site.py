@@ -395,7 +395,7 @@ def test_trials_of_every_kiosk_make_one_site_report(
         with SiteTrialStore(
             tmp_path / f"{name}.sqlite", SiteState(tmp_path / name), sites[name].user
         ) as store:
-            session = store.create_session(label=name, duration=1.0, threshold=0.5, min_share=0.5)
+            session = store.create_session(label="door", duration=1.0, threshold=0.5, min_share=0.5)
             session.add_participant("Ada", enrolled=True)
             session.start("Ada", now=0.0, wall_clock=100.0)
             session.add_frame(0.1, Prediction("Ada", "Ada", 0.9))
@@ -970,3 +970,54 @@ def test_a_running_gallery_door_finishes_a_site_erasure(
         if pipeline is not None:
             pipeline.stop()
         close(officer)
+
+
+def test_an_erasure_tells_a_reused_name_by_the_ids_pushed_with_the_trials(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """Ada's trials were pushed; she was renamed, and someone else enrolled as "Ada".
+    Erasing the new Ada leaves the first Ada's trials as they are; erasing the first Ada
+    then finds hers under the name they were pushed with."""
+    from kiosk.trials.site import SiteTrialStore
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer, door = (
+        kiosk(tmp_path, "officer", sites["officer"]),
+        kiosk(tmp_path, "door", sites["door"]),
+    )
+
+    def trial(name: str, at: float) -> None:
+        door.sync_once()
+        with SiteTrialStore(
+            tmp_path / "door.sqlite", SiteState(tmp_path / "door"), door.config.user
+        ) as store:
+            session = store.create_session(label="door", duration=1.0, threshold=0.5, min_share=0.5)
+            session.add_participant(name, enrolled=True)
+            run_trial(session, name, [name, name], at)
+        assert door.sync_once().pushed == 1
+
+    def participants() -> list[str]:
+        with postgres.connect(site_db) as conn:
+            rows = conn.execute("SELECT participant FROM trials ORDER BY started_at")
+            return [str(row[0]) for row in rows]
+
+    try:
+        first = officer.store.add_person("Ada", photos(2, seed=1), consent())
+        officer.sync_once()
+        trial("Ada", 100.0)
+        officer.store.rename("Ada", "Ada Lovelace")
+        officer.sync_once()
+        officer.sync_once()
+        officer.store.add_person("Ada", photos(2, seed=2), consent())
+        officer.sync_once()
+        trial("Ada", 101.0)
+        officer.store.delete("Ada")
+        officer.sync_once()
+        kept, erased = participants()
+        assert kept == "Ada" and erased.startswith("erased person ")
+        officer.store.delete("Ada Lovelace")
+        officer.sync_once()
+        assert [name.startswith("erased person ") for name in participants()] == [True, True]
+        assert holding(registry_rows(postgres, site_db), "Ada", first.uid).keys() == {"tombstones"}
+    finally:
+        close(officer, door)
