@@ -114,7 +114,7 @@ def finish_erasures(config: KioskConfig) -> list[Erased]:
 class ErasureFinisher:
     """Runs :func:`finish_erasures` on a thread of its own whenever asked: a running
     door's site sync asks after it applied an erasure, so the person's door events,
-    bundle rows, trials and cached features go within moments, never on the video loop
+    row in the CLIP bundle, trials and cached features go within moments, never on the video loop
     nor on the sync's thread (a trial in progress may hold the trials database for a
     minute). Requests made while it runs are served by one more run; it never raises."""
 

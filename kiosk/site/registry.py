@@ -391,11 +391,11 @@ class Registry:
     def erase(self, uid: str, reason: str, label: str | None = None) -> int | None:
         """Erase a person everywhere, in one transaction: their rows, crops and embeddings,
         their id in the change feed and every kiosk's door events of theirs go; in every
-        kiosk's trials their name
-        becomes ``label`` (a fresh :func:`~models.names.erased_label` by default; the
-        kiosk that erased them gave its queued trials one), so the metrics stay. A
-        tombstone keeps the id and the label. The tombstone's change number, or None when
-        the person was erased already."""
+        kiosk's trials their name becomes ``label`` (a fresh
+        :func:`~models.names.erased_label` by default; a kiosk that erased them gave its
+        queued trials one and sends it), so the metrics stay. A tombstone keeps the id
+        and the label. The tombstone's change number, or None when the person was erased
+        already."""
         with self._transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
             if self.conn.execute(
