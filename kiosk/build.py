@@ -293,14 +293,15 @@ class StoreGallery:
         self.store.close()
 
 
-def site_sync(config: KioskConfig) -> SiteSync | None:
+def site_sync(config: KioskConfig, on_erased: Callable[[], None] | None = None) -> SiteSync | None:
     """A site kiosk's sync worker (started), or None without a ``[site]`` section.
 
     It keeps its own handle on the replica, pushes the door events of ``[events] dir``,
     and writes a CLIP bundle the site publishes to the recognizer's bundle path when
     ``[recognizer] kind`` is ``clip`` or ``fusion``. The first sync
     is awaited for up to the connect timeout, so a kiosk that was off during an erasure
-    applies it before it names anyone."""
+    applies it before it names anyone. ``on_erased`` is called (on the sync's thread)
+    after a sync erased someone from the replica: see :class:`SiteSync`."""
     if config.site is None:
         return None
     from enroll.keys import operator_key
@@ -313,7 +314,12 @@ def site_sync(config: KioskConfig) -> SiteSync | None:
     events = events_dir(config) if config.events.enabled else None
     try:
         sync = SiteSync(
-            config.site, store, bundle_path=bundle, events_dir=events, sealer_key=operator_key()
+            config.site,
+            store,
+            bundle_path=bundle,
+            events_dir=events,
+            on_erased=on_erased,
+            sealer_key=operator_key(),
         )
     except BaseException:
         store.close()
@@ -608,8 +614,11 @@ def live_pipeline(
     source: str | FrameSource | None = None,
     factory: RecognizerFactory | None = None,
     veto: TrackVeto | None = None,
+    on_erased: Callable[[], None] | None = None,
 ) -> LivePipeline:
-    """The pipeline the config describes; ``source`` overrides ``[kiosk] source``."""
+    """The pipeline the config describes; ``source`` overrides ``[kiosk] source``. On a
+    site, ``on_erased`` finishes the erasures its sync applies while it runs (the door
+    passes :meth:`kiosk.erasure.ErasureFinisher.request`)."""
     live = config.kiosk
     if not isinstance(source, FrameSource):
         source = open_source(
@@ -621,7 +630,7 @@ def live_pipeline(
         )
     face_detector = detector(config, input_size=live.detector_input_size)
     face_detector.warm_up()
-    site = site_sync(config) if factory is None else None
+    site = site_sync(config, on_erased) if factory is None else None
     holder = (
         RecognizerHolder(factory) if factory is not None else recognizer_holder(config, site=site)
     )

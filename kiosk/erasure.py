@@ -22,14 +22,19 @@ journal entry and removes, in an order that can be repeated after a crash:
 and only then clears the entry. A step that fails (a trials database locked past its
 timeout, an export or a report on a drive not plugged in) leaves the entry for the next
 `kiosk people` command, which tries again; nothing here needs the store's key.
+
+Every command that runs for long finishes the journal's erasures first
+(:func:`finish_erasures`). A running door on a site also gets erasures while it runs:
+its sync worker applies the site's erasures to the replica, which journals them, and
+then asks an :class:`ErasureFinisher` to finish them on a thread of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +44,7 @@ from kiosk import build
 from kiosk.config import KioskConfig
 from models.errors import UserError
 from models.io import same_drive
-from models.names import name_digest
+from models.names import erased_label, name_digest
 
 if TYPE_CHECKING:
     from enroll.store import Erasure, PeopleStore
@@ -112,6 +117,42 @@ def finish_erasures(config: KioskConfig) -> list[Erased]:
     return done
 
 
+class ErasureFinisher:
+    """Runs :func:`finish_erasures` on a thread of its own whenever asked: a running
+    door's site sync asks after it applied an erasure, so the person's door events,
+    row in the CLIP bundle, trials and cached features go within moments, never on the video loop
+    nor on the sync's thread (a trial in progress may hold the trials database for a
+    minute). Requests made while it runs are served by one more run; it never raises."""
+
+    def __init__(self, config: KioskConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._requested = False
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        """Finish the journal's erasures soon; returns at once."""
+        with self._lock:
+            self._requested = True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="erasures", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._requested:
+                    self._thread = None
+                    return
+                self._requested = False
+            try:
+                finish_erasures(self.config)
+            except UserError as error:  # e.g. the store busy: the next request or start
+                log.warning("the erasures are not finished yet: %s", error)
+            except Exception:  # never take the door down
+                log.exception("finishing the erasures failed; the next request or start retries")
+
+
 def erase_traces(config: KioskConfig, erasure: Erasure) -> Erased:
     """Remove one erased person from everything outside the people store; each step is
     tried even when another fails, and repeating it is harmless."""
@@ -165,9 +206,8 @@ def _trials(config: KioskConfig, erasure: Erasure, erased: Erased) -> None:
     path = default_database(config).expanduser()
     if not path.exists():
         return
-    label = f"erased person {secrets.token_hex(4)}"
     with TrialStore(path, busy_timeout_s=BUSY_TRIAL_S) as trials:
-        erased.trials = trials.anonymise(erasure.name_digest, label)
+        erased.trials = trials.anonymise(erasure.name_digest, erased_label())
         reports = erase_from_reports(trials, erasure.name_digest)  # from the records
     erased.reports += reports.remade
     erased.reports_removed += reports.removed

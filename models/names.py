@@ -84,3 +84,12 @@ def name_digest(name: str) -> str:
 
     data = b"clip-face-kiosk name\x00" + name_key(name).encode("utf-8")
     return hashlib.sha256(data).hexdigest()
+
+
+def erased_label() -> str:
+    """A fresh stand-in for an erased person's name in the records kept for their metrics
+    (trials): "erased person 3f2a91c0". Random, so it tells nothing of the person; one
+    erasure gives all of that person's records the same one."""
+    import secrets
+
+    return f"erased person {secrets.token_hex(4)}"

@@ -509,12 +509,14 @@ def verify(rig: SiteRig, conn: Any, names: dict[str, str]) -> dict[str, Any]:
     from kiosk.trials.store import TrialStore
 
     uid_of = {name: uid for uid, name in names.items()}
+    erased = {str(row[0]) for row in conn.execute("SELECT person_uid FROM tombstones")}
     totals = dict.fromkeys(
         [
             "events_logged",
             "events_lost",
             "events_doubled",
             "events_unknown",
+            "events_of_erased_kept",
             "named_after_erasure",
             "trials_finished",
             "trials_lost",
@@ -531,19 +533,27 @@ def verify(rig: SiteRig, conn: Any, names: dict[str, str]) -> dict[str, Any]:
                 if raw.endswith(b"\n"):
                     with contextlib.suppress(json.JSONDecodeError):
                         lines.append(json.loads(raw))
+
+        def person(line: dict[str, Any]) -> str | None:
+            return line.get("person_uid") or uid_of.get(line.get("name", ""))
+
+        # The events of a person erased go from the registry with them (or never reach
+        # it): they are not lost, and none may be kept.
         local = {event_key(kiosk.name, line) for line in lines}
+        kept = {event_key(kiosk.name, line) for line in lines if person(line) not in erased}
         rows = conn.execute(
             "SELECT event_key::text, at, track_id FROM events WHERE kiosk_id = %s", (kiosk.name,)
         ).fetchall()
         remote = [row[0] for row in rows]
         totals["events_logged"] += len(local)
-        totals["events_lost"] += len(local - set(remote))
+        totals["events_lost"] += len(kept - set(remote))
         totals["events_unknown"] += len(set(remote) - local)
+        totals["events_of_erased_kept"] += len((local - kept) & set(remote))
         totals["events_doubled"] += len(rows) - len({(r[1], r[2]) for r in rows})
         with PeopleStore(kiosk.root / "people") as replica:
             applied = {e.subject: e.at for e in replica.audit() if e.action == "site-erase"}
         for line in lines:
-            uid = uid_of.get(line.get("name", ""))
+            uid = person(line)
             if uid in applied and datetime.fromisoformat(line["time"]) > applied[uid]:
                 totals["named_after_erasure"] += 1
         path = kiosk.root / "trials.sqlite"

@@ -9,6 +9,11 @@ later find a smaller one committed behind its back: the cursor is exact.
 Pushes are idempotent: an enrollment is keyed by the person's id, an erasure by the
 tombstone of that id, an event and a trial by the UUID the kiosk gave them when it
 queued them (``ON CONFLICT DO NOTHING``).
+
+An erasure reaches every kiosk's door events (removed) and trials (the person's name
+replaced by an opaque label, so the site's metrics stay as they were). Pushes of events
+and trials take the change lock shared, so they and an erasure are ordered: a trial or
+an event of a person erased before it arrives is stored anonymised, or not at all.
 """
 
 from __future__ import annotations
@@ -16,17 +21,29 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from kiosk.live.events import logged_person
 from kiosk.site.connect import CHANNEL, SiteRefused
 from kiosk.site.schema import CHANGE_LOCK
-from models.names import name_key
+from models.names import erased_label, name_key
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
+
+log = logging.getLogger(__name__)
+
+# Where a trial holds people's names, in the registry: (table, column).
+TRIAL_NAMES = (
+    ("trials", "participant"),
+    ("trials", "answer"),
+    ("trial_frames", "best"),
+    ("trial_frames", "accepted"),
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,13 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Tombstone:
+    uid: str
+    seq: int
+    label: str | None  # what the person's trials were renamed to (None: before schema 2)
+
+
+@dataclass(frozen=True)
 class Bundle:
     version: int
     sha256: str
@@ -82,6 +106,38 @@ def _b64(data: bytes) -> str:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def renamed_trial(trial: dict[str, Any], rename: Callable[[str], str]) -> dict[str, Any]:
+    """A pushed trial (kiosk/trials/site.py's payload) with every person's name in it,
+    the participant's, the answer's and each frame's best and accepted name, passed
+    through ``rename``."""
+
+    def one(name: Any) -> Any:
+        return rename(name) if isinstance(name, str) else name
+
+    frames = [
+        [t, face, one(best), confidence, threshold, one(accepted), live]
+        for t, face, best, confidence, threshold, accepted, live in trial["frames"]
+    ]
+    return {
+        **trial,
+        "participant": one(trial["participant"]),
+        "answer": one(trial["answer"]),
+        "frames": frames,
+    }
+
+
+def trial_names(trial: dict[str, Any]) -> set[str]:
+    """Every name a pushed trial holds."""
+    names: set[str] = set()
+
+    def note(name: str) -> str:
+        names.add(name)
+        return name
+
+    renamed_trial(trial, note)
+    return names
 
 
 class Registry:
@@ -126,11 +182,12 @@ class Registry:
     def role(self) -> str:
         return str(self.conn.execute("SELECT current_user").fetchone()[0])
 
-    def tombstones_after(self, cursor: int) -> list[tuple[str, int]]:
+    def tombstones_after(self, cursor: int) -> list[Tombstone]:
         rows = self.conn.execute(
-            "SELECT person_uid, seq FROM tombstones WHERE seq > %s ORDER BY seq", (cursor,)
+            "SELECT person_uid, seq, label FROM tombstones WHERE seq > %s ORDER BY seq",
+            (cursor,),
         ).fetchall()
-        return [(str(uid), int(seq)) for uid, seq in rows]
+        return [Tombstone(str(uid), int(seq), label) for uid, seq, label in rows]
 
     def changes_after(self, cursor: int, limit: int = 200) -> list[Change]:
         rows = self.conn.execute(
@@ -331,22 +388,80 @@ class Registry:
             )
         return True
 
-    def erase(self, uid: str, reason: str) -> int | None:
-        """Erase a person everywhere: rows, crops and embeddings go, a tombstone stays (the
-        id only). The tombstone's change number, or None when it was erased already."""
+    def erase(self, uid: str, reason: str, label: str | None = None) -> int | None:
+        """Erase a person everywhere, in one transaction: their rows, crops and embeddings,
+        their id in the change feed and every kiosk's door events of theirs go; in every
+        kiosk's trials their name becomes ``label`` (a fresh
+        :func:`~models.names.erased_label` by default; a kiosk that erased them gave its
+        queued trials one and sends it), so the metrics stay. A tombstone keeps the id
+        and the label. The tombstone's change number, or None when the person was erased
+        already."""
         with self._transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
             if self.conn.execute(
                 "SELECT 1 FROM tombstones WHERE person_uid = %s", (uid,)
             ).fetchone():
                 return None
+            label = label or erased_label()
+            row = self.conn.execute("SELECT name FROM people WHERE uid = %s", (uid,)).fetchone()
+            name = None if row is None else str(row[0])
             seq = self._next_change("delete", uid)
             self.conn.execute(
-                "INSERT INTO tombstones (person_uid, seq, reason) VALUES (%s, %s, %s)",
-                (uid, seq, reason),
+                "INSERT INTO tombstones (person_uid, seq, reason, label) VALUES (%s, %s, %s, %s)",
+                (uid, seq, reason, label),
             )
+            trials = self._anonymise_trials(uid, name, label)
+            # A folder recognizer's events name a person by a digest of the name.
+            logged = [uid] if name is None else [uid, logged_person("", name)]
+            events = self.conn.execute(
+                "DELETE FROM events WHERE person_uid = ANY(%s::text[])", (logged,)
+            ).rowcount
             self.conn.execute("DELETE FROM people WHERE uid = %s", (uid,))
+            # The feed's rows need no id once erased: a kiosk behind skips them.
+            self.conn.execute("UPDATE changes SET person_uid = NULL WHERE person_uid = %s", (uid,))
+        log.info(
+            "erased person %s: %d door events removed, %d trials anonymised", uid, events, trials
+        )
         return seq
+
+    def _anonymise_trials(self, uid: str, name: str | None, label: str) -> int:
+        """Inside the erasure's transaction: in every kiosk's trials, the names that were
+        ``uid``'s when each trial was pushed, and any name equal to the person's current
+        one under :func:`~models.names.name_key` (as the kiosk's own trials are matched)
+        that the trial does not say was someone else's, become ``label``; how many
+        trials."""
+        known = self.conn.execute(
+            "SELECT trial_key, name FROM trial_people WHERE person_uid = %s", (uid,)
+        ).fetchall()
+        names: list[str] = []
+        if name is not None:
+            key = name_key(name)
+            union = " UNION ".join(f"SELECT {column} FROM {table}" for table, column in TRIAL_NAMES)
+            names = [str(n) for (n,) in self.conn.execute(union) if n and name_key(n) == key]
+        if not known and not names:
+            return 0
+        match = {
+            "uid": uid,
+            "names": names,
+            "keys": [key for key, _ in known],
+            "known": [known_name for _, known_name in known],
+            "label": label,
+        }
+        touched: set[Any] = set()
+        for table, column in TRIAL_NAMES:
+            rows = self.conn.execute(
+                f"UPDATE {table} t SET {column} = %(label)s"
+                f" WHERE ({column}, trial_key) IN"
+                " (SELECT * FROM unnest(%(known)s::text[], %(keys)s::uuid[]))"
+                f" OR ({column} = ANY(%(names)s::text[]) AND NOT EXISTS (SELECT 1 FROM"
+                " trial_people p WHERE p.trial_key = t.trial_key"
+                f" AND p.name = t.{column} AND p.person_uid <> %(uid)s))"
+                " RETURNING trial_key",
+                match,
+            ).fetchall()
+            touched.update(row[0] for row in rows)
+        self.conn.execute("DELETE FROM trial_people WHERE person_uid = %s", (uid,))
+        return len(touched)
 
     def expired(self, now: datetime | None = None) -> list[str]:
         rows = self.conn.execute(
@@ -382,23 +497,53 @@ class Registry:
 
     # -- pushes from a kiosk -------------------------------------------------------------
 
+    def _pushing(self) -> None:
+        """Inside a push's transaction: the change lock, shared with other pushes, so an
+        erasure commits wholly before or wholly after the push."""
+        self.conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (CHANGE_LOCK,))
+
     def add_events(self, events: Sequence[dict[str, Any]]) -> int:
-        """Door events, each kept once by its key; how many were new."""
+        """Door events, each kept once by its key, but none of a person erased; how many
+        were new."""
         if not events:
             return 0
         with self._transaction(), self.conn.cursor() as cursor:
+            self._pushing()
             cursor.executemany(
                 "INSERT INTO events (event_key, person_uid, confidence, at, track_id)"
-                " VALUES (%(key)s, %(person_uid)s, %(confidence)s, %(time)s, %(track_id)s)"
+                " SELECT %(key)s::uuid, %(person_uid)s::text, %(confidence)s::real,"
+                " %(time)s::timestamptz, %(track_id)s::integer WHERE NOT EXISTS"
+                " (SELECT 1 FROM tombstones WHERE person_uid = %(person_uid)s::text)"
                 " ON CONFLICT DO NOTHING",
                 list(events),
             )
             return max(cursor.rowcount, 0)
 
-    def add_trial(self, trial: dict[str, Any]) -> bool:
-        """A finished trial, its session (once) and its frames; False if it is there."""
+    def add_trial(self, trial: dict[str, Any], people: Mapping[str, str] | None = None) -> bool:
+        """A finished trial, its session (once) and its frames; False if it is there.
+
+        ``people``: the person id of each name in it that the kiosk knows (name -> id),
+        kept so an erasure finds the trial even after a rename; a name of someone
+        erased meanwhile is stored as their tombstone's label."""
+        people = dict(people or {})
         session = trial["session"]
         with self._transaction():
+            self._pushing()
+            erased = dict(
+                self.conn.execute(
+                    "SELECT person_uid, coalesce(label, '') FROM tombstones"
+                    " WHERE person_uid = ANY(%s::text[])",
+                    (sorted(set(people.values())),),
+                ).fetchall()
+            )
+            if erased:
+                labels = {
+                    name: erased[uid] or erased_label()
+                    for name, uid in people.items()
+                    if uid in erased
+                }
+                trial = renamed_trial(trial, lambda name: labels.get(name, name))
+                people = {n: u for n, u in people.items() if u not in erased}
             self.conn.execute(
                 "INSERT INTO trial_sessions (session_key, label, created_at, duration,"
                 " threshold, min_share, recognizer) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -432,11 +577,16 @@ class Registry:
             )
             if not cursor.rowcount:
                 return False
-            with self.conn.cursor() as frames:
-                frames.executemany(
+            with self.conn.cursor() as rows:
+                rows.executemany(
                     "INSERT INTO trial_frames (trial_key, idx, t, face, best, confidence,"
                     " threshold, accepted, live) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [(trial["key"], i, *frame) for i, frame in enumerate(trial["frames"])],
+                )
+                names = trial_names(trial)
+                rows.executemany(
+                    "INSERT INTO trial_people (trial_key, name, person_uid) VALUES (%s, %s, %s)",
+                    [(trial["key"], n, u) for n, u in sorted(people.items()) if n in names],
                 )
         return True
 

@@ -39,10 +39,10 @@ from enroll.store import (
     encode_png,
     new_uid,
 )
-from kiosk.site.registry import PersonRecord
+from kiosk.site.registry import PersonRecord, renamed_trial
 from kiosk.site.state import SiteState
 from models.errors import UserError
-from models.names import name_key
+from models.names import erased_label, name_key
 
 if TYPE_CHECKING:
     from kiosk.config import KioskConfig
@@ -138,15 +138,35 @@ class ReplicaStore(PeopleStore):
         return person
 
     def delete(self, name: str, reason: str = "deleted on request", action: str = "delete") -> str:
+        label = erased_label()  # the registry renames their trials there alike
+        person = self.find(name)
+        if person is not None:
+            self._anonymise_queued_trials(person.name, label)
         uid = super().delete(name, reason, action)
-        self._queue_erasure(uid, reason)
+        self._queue_erasure(uid, reason, label)
         return uid
 
-    def _queue_erasure(self, uid: str, reason: str) -> None:
+    def _queue_erasure(self, uid: str, reason: str, label: str) -> None:
         self.site_state.drop_person_writes(uid)  # an enrollment not pushed yet never will be
-        payload = json.dumps({"uid": uid, "reason": reason}).encode("utf-8")
+        payload = json.dumps({"uid": uid, "reason": reason, "label": label}).encode("utf-8")
         self.site_state.enqueue(f"delete:{uid}", "delete", payload, uid)
         self.wake()
+
+    def _anonymise_queued_trials(self, name: str, label: str) -> int:
+        """The trials queued here that hold ``name`` (under :func:`name_key`, as the
+        kiosk's own trials are matched) hold ``label`` instead, before anyone is erased:
+        a trial pushed after the erasure never brings the name back to the registry."""
+        key = name_key(name)
+
+        def change(payload: bytes) -> bytes | None:
+            try:
+                trial = json.loads(payload)
+                renamed = renamed_trial(trial, lambda n: label if name_key(n) == key else n)
+            except (ValueError, KeyError, TypeError):
+                return None  # malformed: the sync worker refuses it
+            return None if renamed == trial else json.dumps(renamed).encode("utf-8")
+
+        return self.site_state.rewrite("trial", change)
 
     # -- what the registry holds: applied by the sync worker, never queued ---------------
 
@@ -202,8 +222,13 @@ class ReplicaStore(PeopleStore):
         super().rename(current.name, name)
         return True
 
-    def apply_erasure(self, uid: str) -> bool:
-        """Erase a person the site erased; whether they were here."""
+    def apply_erasure(self, uid: str, label: str | None = None) -> bool:
+        """Erase a person the site erased; whether they were here. Their name in the
+        trials queued here becomes ``label`` (the tombstone's) first, so that a crash
+        in between leaves the name to find on the next pull."""
+        person = self.by_uid(uid)
+        if person is not None:
+            self._anonymise_queued_trials(person.name, label or erased_label())
         self.site_state.drop_person_writes(uid)
         return super().delete_uid(uid, "erased from the site", "site-erase")
 

@@ -10,8 +10,9 @@ Three group roles (``--create-roles``), each a member of the one before:
   door events, trials and status row. Row-level security keys those rows on
   ``kiosk_id = current_user``: a door kiosk cannot read, or write as, another kiosk.
 - ``kiosk_enroll``: also adds and renames people (the wizard of a reception desk).
-- ``kiosk_operator``: also deletes people, publishes CLIP bundles and reads every
-  kiosk's rows (the privacy officer, the training machine, ``kiosk site status``).
+- ``kiosk_operator``: also erases people (their rows, their door events, their names in
+  every kiosk's trials), publishes CLIP bundles and reads every kiosk's rows (the
+  privacy officer, the training machine, ``kiosk site status``).
 
 Each kiosk logs in as its own role (``kiosk site add-kiosk``), a member of one of them;
 its role name is its kiosk id.
@@ -168,10 +169,38 @@ MIGRATIONS: tuple[str, ...] = (
         WITH CHECK (kiosk_id = current_user);
     CREATE POLICY own_rows ON kiosks USING {_OWN_ROWS} WITH CHECK (kiosk_id = current_user);
     """,
+    # 2: erasure reaches the trials and the door events. A trial's names are matched to
+    # the people they were when it was pushed (trial_people), so an erasure finds them
+    # after a rename; the tombstone keeps the opaque label the erased person's trials
+    # were given, for trials that arrive later; an operator may rewrite any kiosk's
+    # trials (the names only), delete its door events, and clear an erased person's id
+    # from the change feed.
+    f"""
+    ALTER TABLE tombstones ADD COLUMN label text;
+    CREATE TABLE trial_people (
+        trial_key uuid NOT NULL REFERENCES trials ON DELETE CASCADE,
+        name text NOT NULL,
+        person_uid text NOT NULL,
+        kiosk_id text NOT NULL DEFAULT current_user,
+        PRIMARY KEY (trial_key, name)
+    );
+    CREATE INDEX trial_people_person ON trial_people (person_uid);
+    ALTER TABLE trial_people ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY own_rows ON trial_people USING {_OWN_ROWS}
+        WITH CHECK (kiosk_id = current_user);
+    CREATE POLICY erasure ON trials FOR UPDATE USING (kiosk_is_operator())
+        WITH CHECK (kiosk_is_operator());
+    CREATE POLICY erasure ON trial_frames FOR UPDATE USING (kiosk_is_operator())
+        WITH CHECK (kiosk_is_operator());
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-GRANTS = f"""
+# The privileges each version added (entry i with migration i); every migrate grants
+# them all again to the roles that exist, so an upgraded registry has what this program
+# needs.
+GRANTS: tuple[str, ...] = (
+    f"""
 GRANT USAGE ON SCHEMA public TO {DOOR};
 GRANT SELECT ON schema_version, site_meta, changes, people, photos, embeddings, tombstones,
     bundles TO {DOOR};
@@ -185,7 +214,15 @@ GRANT USAGE ON SEQUENCE change_seq TO {ENROLL};
 GRANT {ENROLL} TO {OPERATOR};
 GRANT DELETE ON people, photos, embeddings, bundles TO {OPERATOR};
 GRANT INSERT ON tombstones, bundles TO {OPERATOR};
-"""
+""",
+    f"""
+GRANT SELECT, INSERT ON trial_people TO {DOOR};
+GRANT UPDATE (participant, answer) ON trials TO {OPERATOR};
+GRANT UPDATE (best, accepted) ON trial_frames TO {OPERATOR};
+GRANT DELETE ON events, trial_people TO {OPERATOR};
+GRANT UPDATE (person_uid) ON changes TO {OPERATOR};
+""",
+)
 
 _ROLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
@@ -228,7 +265,7 @@ def migrate(conn: Any, *, create_roles: bool = False) -> tuple[int, int]:
                 if not _role_exists(conn, role):
                     conn.execute(f"CREATE ROLE {role} NOLOGIN")
         if all(_role_exists(conn, role) for role in (DOOR, ENROLL, OPERATOR)):
-            conn.execute(GRANTS)
+            conn.execute("".join(GRANTS))
     return before, SCHEMA_VERSION
 
 

@@ -24,7 +24,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +102,7 @@ class SiteState:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA secure_delete=ON")  # a dropped crop or name is zeroed
             self._db.executescript(SCHEMA)
         except sqlite3.Error as error:
             raise UserError(f"cannot open the site state {self.path}: {error}") from error
@@ -207,6 +208,19 @@ class SiteState:
                 (uid,),
             )
             return cursor.rowcount
+
+    def rewrite(self, kind: str, change: Callable[[bytes], bytes | None]) -> int:
+        """Rewrite the payload of every push of ``kind`` held here, queued or refused,
+        that ``change`` changes (None: left as it is), in one transaction; how many. The
+        old payloads are not left in the write-ahead log."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT id, payload FROM outbox WHERE kind = ?", (kind,)).fetchall()
+            changed = [(new, i) for i, old in rows if (new := change(bytes(old))) is not None]
+            db.executemany("UPDATE outbox SET payload = ? WHERE id = ?", changed)
+        if changed:
+            with self._lock:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(changed)
 
     def pending(self, limit: int = 100) -> list[Pending]:
         with self._lock:

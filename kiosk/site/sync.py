@@ -4,11 +4,16 @@ One cycle (:meth:`SiteSync.sync_once`), in this order:
 
 1. push the queued erasures made here;
 2. read the registry's tombstones after the cursor and apply them: first to the
-   naming gate (from that moment nobody erased is named), then to the replica;
+   naming gate (from that moment nobody erased is named), then to the replica (the
+   person's name in the trials queued here becomes the tombstone's label first);
 3. pull the other changes after the cursor in order, in batches, inside one
    repeatable-read snapshot, skipping anyone erased; advance the cursor per batch;
-4. push the rest of the outbox (enrollments, renames, door events, trials);
+4. push the rest of the outbox (enrollments, renames, door events, trials, each trial
+   with the person id of every name in it that the replica knows);
 5. report this kiosk's state (``kiosks`` row) for `kiosk site status`.
+
+After a cycle that erased someone from the replica, ``on_erased`` lets a running door
+finish the erasure's traces on the kiosk (kiosk/erasure.py).
 
 The worker thread (:meth:`SiteSync.start`) runs a cycle at start, whenever the registry
 NOTIFYs a change, whenever something is queued here, and every ``poll_s`` regardless.
@@ -32,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiosk import __version__
 from kiosk.site.connect import CHANNEL, SiteRefused, SiteUnreachable, connect, first_line
-from kiosk.site.registry import PersonRecord, Registry
+from kiosk.site.registry import PersonRecord, Registry, trial_names
 from kiosk.site.replica import ReplicaGate, ReplicaStore
 from kiosk.site.schema import require_current
 from models.errors import UserError
@@ -62,7 +67,10 @@ class SyncReport:
 class SiteSync:
     """Keeps one replica in step with the registry. ``bundle_path``: where a published
     CLIP bundle is written for the recognizer to hot-swap (None: bundles are ignored).
-    ``on_change`` runs after a cycle that changed the replica or the bundle."""
+    ``on_change`` runs after a cycle that changed the replica or the bundle, and
+    ``on_erased`` after one that erased someone from the replica (a running door then
+    finishes the erasure's traces: kiosk/erasure.py); both on the sync's thread, so
+    they must not block."""
 
     def __init__(
         self,
@@ -73,6 +81,7 @@ class SiteSync:
         gate: ReplicaGate | None = None,
         events_dir: Path | None = None,
         on_change: Callable[[], None] | None = None,
+        on_erased: Callable[[], None] | None = None,
         sealer_key: bytes | None = None,
     ) -> None:
         self.config = config
@@ -81,6 +90,7 @@ class SiteSync:
         self.bundle_path = bundle_path
         self.events_dir = events_dir
         self.on_change = on_change
+        self.on_erased = on_erased
         sync = self.state.sync_state()
         self.gate = gate or ReplicaGate(timedelta(hours=config.max_replica_age_h), sync.last_sync)
         if sync.last_sync is not None:
@@ -165,6 +175,8 @@ class SiteSync:
             report.erased or report.added or report.renamed or report.bundle or report.rejected
         ):
             self.on_change()
+        if self.on_erased is not None and report.erased:
+            self.on_erased()
         return report
 
     def _pull(self, registry: Registry, report: SyncReport) -> None:
@@ -185,10 +197,10 @@ class SiteSync:
             cursor = sync.cursor
             # 1. Erasures before anything else: the gate at once, then the replica.
             tombstones = registry.tombstones_after(cursor)
-            erased = {uid for uid, _ in tombstones}
+            erased = {tombstone.uid for tombstone in tombstones}
             self.gate.block(sorted(erased))
-            for uid in sorted(erased):
-                if self.store.apply_erasure(uid):
+            for tombstone in tombstones:
+                if self.store.apply_erasure(tombstone.uid, tombstone.label):
                     report.erased += 1
             if report.erased:
                 self.gate.refresh(self.store.people())
@@ -307,11 +319,14 @@ class SiteSync:
             return
         data = json.loads(payload)
         if kind == "delete":
-            registry.erase(data["uid"], data["reason"])
+            registry.erase(data["uid"], data["reason"], data.get("label"))
         elif kind == "rename":
             registry.rename(data["uid"], data["name"])
         elif kind == "trial":
-            registry.add_trial(data)
+            # Who each name is, as the replica knows them now (an erasure applied here
+            # has renamed them in the queued trial already).
+            known = {name: self.gate.uid_of(name) for name in trial_names(data)}
+            registry.add_trial(data, {name: uid for name, uid in known.items() if uid})
         else:
             raise SiteRefused(f"unknown kind of push {kind!r}")
 

@@ -19,9 +19,12 @@ from models.errors import ModelError, UserError
 
 
 def start_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
-    """The one place `kiosk run` gets its pipeline: built and started off the GUI thread."""
+    """The one place `kiosk run` gets its pipeline: built and started off the GUI thread.
+    On a site, the erasures its sync applies are finished while it runs."""
+    from kiosk.erasure import ErasureFinisher
 
-    return PipelineStarter(lambda: live_pipeline(config, source=source))
+    finisher = ErasureFinisher(config)
+    return PipelineStarter(lambda: live_pipeline(config, source=source, on_erased=finisher.request))
 
 
 def first_run(

@@ -13,6 +13,7 @@ import pytest
 
 from kiosk.bench.pgcluster import PgCluster
 from kiosk.cli import main
+from kiosk.site.schema import SCHEMA_VERSION
 from tests.helpers import photos
 
 
@@ -51,7 +52,7 @@ def test_a_site_from_the_command_line(
         tmp_path / "admin.toml", postgres, site_db, postgres.superuser, tmp_path / "a"
     )
     assert main(["--config", str(admin), "site", "migrate", "--create-roles"]) == 0
-    assert "from schema version 0 to 1" in capsys.readouterr().out
+    assert f"from schema version 0 to {SCHEMA_VERSION}" in capsys.readouterr().out
     assert main(["--config", str(admin), "site", "migrate"]) == 0
     assert "nothing to do" in capsys.readouterr().out
     suffix = f"{os.getpid()}_{site_db[-4:]}"

@@ -395,7 +395,7 @@ def test_trials_of_every_kiosk_make_one_site_report(
         with SiteTrialStore(
             tmp_path / f"{name}.sqlite", SiteState(tmp_path / name), sites[name].user
         ) as store:
-            session = store.create_session(label=name, duration=1.0, threshold=0.5, min_share=0.5)
+            session = store.create_session(label="door", duration=1.0, threshold=0.5, min_share=0.5)
             session.add_participant("Ada", enrolled=True)
             session.start("Ada", now=0.0, wall_clock=100.0)
             session.add_frame(0.1, Prediction("Ada", "Ada", 0.9))
@@ -547,5 +547,487 @@ def test_a_pull_reads_one_snapshot(postgres: PgCluster, site_db: str, tmp_path: 
         door.store.apply_person = original  # type: ignore[method-assign]
         assert door.sync_once().erased == 1  # the next pull has it, first
         assert door.store.people() == []
+    finally:
+        close(officer, door)
+
+
+# -- erasure that reaches every kiosk's trials and door events --------------------------
+
+GRACE, ALAN = "Grace Hopper", "Alan Turing"  # spaces: never found by chance in hex or base64
+
+
+def registry_rows(postgres: PgCluster, site_db: str) -> dict[str, list[str]]:
+    """Every row of every table of the registry, as text (read by the owner, whom
+    row-level security does not hide anything from)."""
+    with postgres.connect(site_db) as conn:
+        tables = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            )
+        ]
+        return {t: [str(r[0]) for r in conn.execute(f"SELECT x::text FROM {t} x")] for t in tables}
+
+
+def holding(rows: dict[str, list[str]], *needles: str) -> dict[str, int]:
+    """Table -> how many of its rows hold one of ``needles`` (case-folded; bytea shown
+    as hex is searched for the needle's UTF-8 bytes too)."""
+    wanted = [n.casefold() for n in needles] + [n.encode().hex() for n in needles]
+    found = {t: sum(any(w in row.casefold() for w in wanted) for row in r) for t, r in rows.items()}
+    return {t: n for t, n in found.items() if n}
+
+
+def run_trial(session: Any, participant: str, answers: list[str | None], at: float) -> None:
+    """One trial: each frame's prediction accepts the name given (None: a stranger whose
+    nearest enrolled person is Grace)."""
+    from models.recognition import Prediction
+
+    session.start(participant, now=0.0, wall_clock=at)
+    for i, name in enumerate(answers):
+        best = name or GRACE
+        session.add_frame(0.1 * (i + 1), Prediction(name, best, 0.9 if name else 0.3))
+    session.finish()
+
+
+def test_an_erasure_reaches_every_kiosks_trials_and_door_events(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """Two doors push trials and door events of Grace and Alan; Grace is renamed, then
+    erased at the operator's kiosk. Nothing in any table of the registry holds her
+    name or id but her tombstone; the site's trial metrics are as they were."""
+    from kiosk.live.events import EventLog
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+    from kiosk.trials.site import SiteTrialStore, site_session
+
+    sites = site_kiosks(postgres, site_db, officer="operator", a="door", b="door")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    doors = {k: kiosk(tmp_path, k, sites[k], events_dir=tmp_path / k / "events") for k in "ab"}
+    try:
+        grace = officer.store.add_person(GRACE, photos(2, seed=1), consent())
+        alan = officer.store.add_person(ALAN, photos(2, seed=2), consent())
+        officer.sync_once()
+        thumb = np.zeros((8, 8, 3), dtype=np.uint8)
+        for k, door in doors.items():
+            door.sync_once()
+            events = EventLog(door.events_dir)  # type: ignore[arg-type]
+            events.append(grace.uid, GRACE, 0.93, 1, thumb)
+            events.append(alan.uid, ALAN, 0.91, 2, thumb)
+            with SiteTrialStore(
+                tmp_path / f"{k}.sqlite", SiteState(tmp_path / k), door.config.user
+            ) as store:
+                session = store.create_session(label=k, duration=1.0, threshold=0.5, min_share=0.5)
+                session.add_participant(GRACE, enrolled=True)
+                session.add_participant(ALAN, enrolled=True)
+                run_trial(session, GRACE, [GRACE, GRACE], 100.0)
+                run_trial(session, ALAN, [GRACE, GRACE, ALAN], 101.0)  # misidentified
+                run_trial(session, ALAN, [ALAN, None], 102.0)
+            assert door.sync_once().pushed == 3
+        # Renamed after the trials were pushed: they are found by her id.
+        officer.store.rename(GRACE, "Grace B. Hopper")
+        officer.sync_once()
+        officer.sync_once()  # its own rename comes back (a pull before the push undid it)
+        # A trial pushed by a kiosk that did not say who the names are (an older program):
+        # found by her current name.
+        with connect(sites["a"]) as conn:
+            Registry(conn).add_trial(
+                {
+                    "key": "00000000-0000-0000-0000-0000000000aa",
+                    "session": {
+                        "key": "00000000-0000-0000-0000-0000000000ab",
+                        "label": "old kiosk",
+                        "created_at": 1.0,
+                        "duration": 1.0,
+                        "threshold": 0.5,
+                        "min_share": 0.5,
+                        "recognizer": "",
+                    },
+                    "participant": "grace b. hopper",
+                    "enrolled": 1,
+                    "started_at": 103.0,
+                    "duration": 1.0,
+                    "answer": "Grace B. Hopper",
+                    "outcome": "TP",
+                    "misidentified": False,
+                    "source": "",
+                    "frames": [[0.1, True, "Grace B. Hopper", 0.9, 0.5, "Grace B. Hopper", None]],
+                }
+            )
+        rows = registry_rows(postgres, site_db)
+        assert holding(rows, GRACE, "Grace B. Hopper").keys() == {
+            "people",
+            "trials",
+            "trial_frames",
+            "trial_people",
+        }
+        assert holding(rows, grace.uid).keys() >= {"people", "events", "trial_people", "changes"}
+        with connect(sites["officer"]) as conn:
+            before = site_session(Registry(conn).trials())[0]
+
+        officer.store.delete("Grace B. Hopper")
+        assert officer.sync_once().pushed == 1
+
+        rows = registry_rows(postgres, site_db)
+        assert holding(rows, "Grace", "Hopper") == {}
+        # Her id stays in the tombstone, nowhere else.
+        assert holding(rows, grace.uid).keys() == {"tombstones"}
+        assert holding(rows, alan.uid).keys() == {
+            "people",
+            "photos",
+            "events",
+            "trial_people",
+            "changes",
+        }
+        assert len(rows["events"]) == 2  # Alan's, one per door
+        with connect(sites["officer"]) as conn:
+            after = site_session(Registry(conn).trials())[0]
+            [label] = {t["participant"] for t in Registry(conn).trials()} - {ALAN}
+        assert label.startswith("erased person ")
+        assert after.metrics() == before.metrics()
+        assert after.metrics().tp == 5 and after.metrics().misidentified == 2
+        # Every trial of hers, and every frame that named her, has the one label.
+        assert sorted(r.answer or "" for r in after.results).count(label) == 5
+    finally:
+        close(officer, *doors.values())
+
+
+def test_what_a_kiosk_pushes_after_an_erasure_never_brings_the_person_back(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """A door offline during Grace's erasure queued a trial and logged door events of
+    hers; when it reconnects its trial arrives under her tombstone's label and her
+    events not at all. A trial or an event pushed in the moment after the erasure, by a
+    kiosk that has not pulled it yet, is stored the same way."""
+    from kiosk.live.events import EventLog
+    from kiosk.site.connect import SiteUnreachable, connect
+    from kiosk.site.registry import Registry
+    from kiosk.trials.site import SiteTrialStore
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    events_dir = tmp_path / "door" / "events"
+    door = kiosk(tmp_path, "door", sites["door"], events_dir=events_dir)
+    try:
+        grace = officer.store.add_person(GRACE, photos(2, seed=1), consent())
+        alan = officer.store.add_person(ALAN, photos(2, seed=2), consent())
+        officer.sync_once()
+        door.sync_once()
+    finally:
+        close(door)
+    nowhere = sites["door"].model_copy(update={"host": str(tmp_path / "no-server")})
+    offline = kiosk(tmp_path, "door", nowhere, events_dir=events_dir)
+    thumb = np.zeros((8, 8, 3), dtype=np.uint8)
+    EventLog(events_dir).append(grace.uid, GRACE, 0.93, 1, thumb)
+    EventLog(events_dir).append(alan.uid, ALAN, 0.91, 2, thumb)
+    with SiteTrialStore(tmp_path / "door.sqlite", offline.state, sites["door"].user) as store:
+        session = store.create_session(label="door", duration=1.0, threshold=0.5, min_share=0.5)
+        session.add_participant(GRACE, enrolled=True)
+        session.add_participant(ALAN, enrolled=True)
+        run_trial(session, GRACE, [GRACE, GRACE], 100.0)
+        run_trial(session, ALAN, [GRACE, ALAN, ALAN], 101.0)
+        with pytest.raises(SiteUnreachable):
+            offline.sync_once()
+    close(offline)
+    site_state = tmp_path / "door" / "site.db"
+    assert GRACE.encode() in site_state.read_bytes()  # queued, with her name
+    officer.store.delete(GRACE)
+    officer.sync_once()
+    door = kiosk(tmp_path, "door", sites["door"], events_dir=events_dir)
+    try:
+        report = door.sync_once()
+        assert (report.erased, report.pushed, report.events) == (1, 2, 2)
+        rows = registry_rows(postgres, site_db)
+        assert holding(rows, "Grace", "Hopper") == {}
+        assert holding(rows, grace.uid).keys() == {"tombstones"}
+        assert len(rows["events"]) == 1  # Alan's
+        for path in site_state.parent.glob("site.db*"):
+            assert GRACE.encode() not in path.read_bytes(), path
+        with postgres.connect(site_db) as conn:
+            [(label,)] = conn.execute("SELECT label FROM tombstones").fetchall()
+            names = {r[0] for r in conn.execute("SELECT participant FROM trials")}
+            assert names == {label, ALAN}
+            assert (
+                conn.execute(
+                    "SELECT count(*) FROM trial_frames WHERE best = %s OR accepted = %s",
+                    (label, label),
+                ).fetchone()[0]
+                == 3
+            )
+        # The moment after an erasure: a kiosk that still knows her pushes her id.
+        trial = {
+            "key": "00000000-0000-0000-0000-0000000000cc",
+            "session": {
+                "key": "00000000-0000-0000-0000-0000000000cd",
+                "label": "late",
+                "created_at": 1.0,
+                "duration": 1.0,
+                "threshold": 0.5,
+                "min_share": 0.5,
+                "recognizer": "",
+            },
+            "participant": GRACE,
+            "enrolled": 1,
+            "started_at": 104.0,
+            "duration": 1.0,
+            "answer": GRACE,
+            "outcome": "TP",
+            "misidentified": False,
+            "source": "",
+            "frames": [[0.1, True, GRACE, 0.9, 0.5, GRACE, None]],
+        }
+        late_event = {
+            "key": "00000000-0000-0000-0000-0000000000ce",
+            "person_uid": grace.uid,
+            "confidence": 0.9,
+            "time": datetime.now(UTC).isoformat(),
+            "track_id": 9,
+        }
+        with connect(sites["door"]) as conn:
+            assert Registry(conn).add_trial(trial, {GRACE: grace.uid})
+            assert Registry(conn).add_events([late_event]) == 0
+        rows = registry_rows(postgres, site_db)
+        assert holding(rows, "Grace", "Hopper") == {}
+        assert holding(rows, grace.uid).keys() == {"tombstones"}
+        assert sum(label in row for row in rows["trials"]) == 2
+    finally:
+        close(officer, door)
+
+
+def test_a_registry_of_the_previous_schema_upgrades_in_place(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """A registry made by the previous program (schema 1, its grants, a person, a door's
+    trial and event, an erasure) is refused until migrated; `kiosk site migrate` then
+    brings it to this schema in place, and an erasure reaches the old trial and event."""
+    from kiosk.live.events import EventLog
+    from kiosk.site.connect import connect
+    from kiosk.site.schema import (
+        GRANTS,
+        MIGRATIONS,
+        ROLES,
+        SCHEMA_VERSION,
+        add_kiosk,
+        migrate,
+        schema_version,
+    )
+
+    assert SCHEMA_VERSION == 2
+    with postgres.connect(site_db) as conn:
+        conn.autocommit = False
+        conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+        conn.execute(MIGRATIONS[0])
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        for role in ROLES.values():
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        conn.execute(GRANTS[0])
+        conn.commit()
+        roles = {}
+        for key, kind in (("officer", "operator"), ("door", "door")):
+            roles[key] = f"v1_{key}_{site_db}"
+            add_kiosk(conn, roles[key], kind, password=None)
+        conn.commit()
+    sites = {
+        key: SiteConfig(
+            host=str(postgres.socket_dir),
+            port=postgres.port,
+            dbname=site_db,
+            user=role,
+            poll_s=1.0,
+            connect_timeout_s=2,
+        )
+        for key, role in roles.items()
+    }
+    # What the previous program wrote: Grace, a door's event and trial of hers, and the
+    # erasure of someone else (a tombstone without a label).
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    door = kiosk(tmp_path, "door", sites["door"], events_dir=tmp_path / "door" / "events")
+    try:
+        grace = officer.store.add_person(GRACE, photos(2, seed=1), consent())
+        with connect(sites["officer"]) as conn:
+            from kiosk.site.registry import Registry
+
+            assert Registry(conn).add_person(officer.store.record(grace))
+            conn.execute(
+                "INSERT INTO tombstones (person_uid, seq, reason) VALUES (%s, 0, 'old')",
+                ("e" * 32,),
+            )
+            conn.commit()
+        officer.state.done(officer.state.pending()[0].id)  # pushed by the previous program
+        with connect(sites["door"]) as conn:
+            conn.execute(
+                "INSERT INTO events (event_key, person_uid, confidence, at, track_id)"
+                " VALUES (gen_random_uuid(), %s, 0.9, now(), 1)",
+                (grace.uid,),
+            )
+            conn.execute(
+                "INSERT INTO trial_sessions (session_key, label, created_at, duration,"
+                " threshold, min_share, recognizer)"
+                " VALUES ('00000000-0000-0000-0000-000000000001', 'v1', 0, 1, 0.5, 0.5, '')"
+            )
+            conn.execute(
+                "INSERT INTO trials (trial_key, session_key, participant, enrolled, started_at,"
+                " duration, answer, outcome, misidentified) VALUES"
+                " ('00000000-0000-0000-0000-000000000002', '00000000-0000-0000-0000-000000000001',"
+                " %s, 1, 100, 1, %s, 'TP', false)",
+                (GRACE, GRACE),
+            )
+            conn.execute(
+                "INSERT INTO trial_frames (trial_key, idx, t, face, best, confidence, threshold,"
+                " accepted) VALUES ('00000000-0000-0000-0000-000000000002', 0, 0.1, true, %s,"
+                " 0.9, 0.5, %s)",
+                (GRACE, GRACE),
+            )
+            conn.commit()
+        with pytest.raises(UserError, match="schema version 1, this program needs 2"):
+            door.sync_once()
+        with postgres.connect(site_db) as conn:
+            conn.autocommit = False
+            assert migrate(conn) == (1, 2)
+            conn.commit()
+            assert schema_version(conn) == 2
+            assert conn.execute("SELECT count(*) FROM trials").fetchone()[0] == 1
+        assert door.sync_once().added == 1  # the old tombstone (no label) is read as well
+        EventLog(door.events_dir).append(grace.uid, GRACE, 0.9, 2, np.zeros((8, 8, 3), np.uint8))  # type: ignore[arg-type]
+        assert door.sync_once().events == 1
+        officer.sync_once()
+        officer.store.delete(GRACE)
+        assert officer.sync_once().pushed == 1
+        rows = registry_rows(postgres, site_db)
+        assert holding(rows, "Grace", "Hopper") == {}
+        assert holding(rows, grace.uid).keys() == {"tombstones"}
+        assert rows["trials"] and rows["trial_frames"]  # anonymised, not removed
+        assert rows["events"] == []
+    finally:
+        close(officer, door)
+
+
+@pytest.mark.slow
+def test_a_running_gallery_door_finishes_a_site_erasure(
+    postgres: PgCluster, site_db: str, tmp_path: Path, model_dir: Path, shared: Any
+) -> None:
+    """A gallery door runs on Grace's video and logs door events of hers; the operator
+    erases her at the registry. While the door keeps processing frames, its sync applies
+    the erasure and the door removes her events and thumbnails and finishes the erasure
+    journal, without a restart or a command."""
+    from enroll.store import PeopleStore
+    from kiosk.build import live_pipeline
+    from kiosk.config import KioskConfig
+    from kiosk.erasure import ErasureFinisher
+    from kiosk.live.events import EventLog
+    from kiosk.setup.site import upload
+    from models.detector import FaceDetector
+    from tests.helpers import enroll_from_video
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    detector = FaceDetector.from_name("scrfd_2.5g", model_dir, input_size=320)
+    video = shared("videos", "solo_02.mp4")
+    enroll_from_video(tmp_path / "officer", GRACE, video, detector, photos=3)
+    enroll_from_video(tmp_path / "officer", ALAN, shared("videos", "solo_03.mp4"), detector, 3)
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    events_dir, door_dir = tmp_path / "events", tmp_path / "door"
+    config = KioskConfig.model_validate(
+        {
+            "site": sites["door"].model_dump(mode="json"),
+            "enroll": {"store_dir": str(door_dir)},
+            "events": {"dir": str(events_dir)},
+            "recognizer": {"kind": "embedding_gallery", "reload_poll_s": 600},
+            "liveness": {"enabled": False},
+            "kiosk": {"loop": True, "realtime": True},
+        }
+    )
+    pipeline = None
+    try:
+        assert upload(officer, log=lambda _: None) == 2
+        grace = officer.store.find(GRACE)
+        alan = officer.store.find(ALAN)
+        assert grace is not None and alan is not None
+        events = EventLog(events_dir)
+        events.append(alan.uid, ALAN, 0.9, 1, np.zeros((8, 8, 3), dtype=np.uint8))
+        pipeline = live_pipeline(
+            config, source=str(video), on_erased=ErasureFinisher(config).request
+        )
+        pipeline.start()
+
+        def wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not condition():
+                assert time.monotonic() < deadline, f"still not {what}"
+                time.sleep(0.1)
+
+        def frames() -> int:
+            latest = pipeline.latest()
+            return -1 if latest is None else latest.frame_index
+
+        wait_for(lambda: grace.uid in {e.person_uid for e in events.read()}, "named at the door")
+        thumbnails = {e.thumbnail for e in events.read() if e.person_uid == grace.uid}
+        officer.sync_once()
+        officer.store.delete(GRACE)
+        assert officer.sync_once().pushed == 1
+        at_erasure = frames()
+        wait_for(
+            lambda: grace.uid not in {e.person_uid for e in events.read()},
+            "erased from the door events",
+            timeout=15.0,
+        )
+        assert [e.person_uid for e in events.read()] == [alan.uid]
+        assert all(not (events_dir / thumbnail).exists() for thumbnail in thumbnails)
+        with PeopleStore(door_dir) as store:
+            wait_for(lambda: store.pending_erasures() == [], "done", timeout=15.0)
+            assert store.by_uid(grace.uid) is None
+        assert frames() > at_erasure  # the door kept going meanwhile
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
+        close(officer)
+
+
+def test_an_erasure_tells_a_reused_name_by_the_ids_pushed_with_the_trials(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """Ada's trials were pushed; she was renamed, and someone else enrolled as "Ada".
+    Erasing the new Ada leaves the first Ada's trials as they are; erasing the first Ada
+    then finds hers under the name they were pushed with."""
+    from kiosk.trials.site import SiteTrialStore
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer, door = (
+        kiosk(tmp_path, "officer", sites["officer"]),
+        kiosk(tmp_path, "door", sites["door"]),
+    )
+
+    def trial(name: str, at: float) -> None:
+        door.sync_once()
+        with SiteTrialStore(
+            tmp_path / "door.sqlite", SiteState(tmp_path / "door"), door.config.user
+        ) as store:
+            session = store.create_session(label="door", duration=1.0, threshold=0.5, min_share=0.5)
+            session.add_participant(name, enrolled=True)
+            run_trial(session, name, [name, name], at)
+        assert door.sync_once().pushed == 1
+
+    def participants() -> list[str]:
+        with postgres.connect(site_db) as conn:
+            rows = conn.execute("SELECT participant FROM trials ORDER BY started_at")
+            return [str(row[0]) for row in rows]
+
+    try:
+        first = officer.store.add_person("Ada", photos(2, seed=1), consent())
+        officer.sync_once()
+        trial("Ada", 100.0)
+        officer.store.rename("Ada", "Ada Lovelace")
+        officer.sync_once()
+        officer.sync_once()
+        officer.store.add_person("Ada", photos(2, seed=2), consent())
+        officer.sync_once()
+        trial("Ada", 101.0)
+        officer.store.delete("Ada")
+        officer.sync_once()
+        kept, erased = participants()
+        assert kept == "Ada" and erased.startswith("erased person ")
+        officer.store.delete("Ada Lovelace")
+        officer.sync_once()
+        assert [name.startswith("erased person ") for name in participants()] == [True, True]
+        assert holding(registry_rows(postgres, site_db), "Ada", first.uid).keys() == {"tombstones"}
     finally:
         close(officer, door)

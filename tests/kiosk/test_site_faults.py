@@ -25,6 +25,7 @@ def test_twenty_faults_lose_nothing_double_nothing_and_name_nobody_erased() -> N
     assert result["events_lost"] == 0
     assert result["events_doubled"] == 0
     assert result["events_unknown"] == 0
+    assert result["events_of_erased_kept"] == 0  # removed with their person
     assert result["named_after_erasure"] == 0
     assert result["trials_lost"] == 0
     assert result["trials_doubled"] == 0
