@@ -42,8 +42,11 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# The suite on TEST_WORKERS processes (pytest-xdist), each test handed to the next free one,
+# the slow ones first (tests/conftest.py); TEST_WORKERS=0 runs it in this process alone.
+TEST_WORKERS ?= 2
 test: lint docs
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --maxschedchunk 1
 
 # The unit tests alone: no ../shared data, no Qt, no torch (tests/conftest.py marks them).
 test-fast: install

@@ -55,6 +55,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(name)
         if not marks & NOT_UNIT:
             item.add_marker("unit")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # `make test` (pytest-xdist, --maxschedchunk 1) hands the tests out in this order,
+        # one at a time: the slow ones first, so that none of them is left to run alone
+        # at the end while the other workers wait
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 _loaded_before_tests: set[str] = set()

@@ -155,10 +155,10 @@ def test_missing_inputs_are_clear_errors(
 
 @pytest.mark.slow
 def test_simulation_end_to_end(shared: SharedPath, tmp_path: Path) -> None:
-    """The default scenario, every third frame, saved, exported and re-exported."""
+    """The default scenario, every sixth frame, saved, exported and re-exported."""
     videos = shared("videos")
     db, out, report = tmp_path / "t.sqlite", tmp_path / "s.json", tmp_path / "r.html"
-    args = ["trials", "simulate", "--videos", str(videos), "--stride", "3", "--db", str(db)]
+    args = ["trials", "simulate", "--videos", str(videos), "--stride", "6", "--db", str(db)]
     assert main([*args, "--json", str(out), "--report", str(report)]) == 0
     summary = json.loads(out.read_text())
     for key in ("tp", "fp", "tn", "fn", "misidentified", "accuracy", "fpr", "fnr", "trials"):
