@@ -173,7 +173,8 @@ def main(out: Path, model_dir: Path, videos: Path, shots: bool) -> int:
             subprocess.run(["import", "-window", "root", str(out / f"{name}.png")], check=True)
 
     def scene(name: str, top: Any, extra: list[str] | None = None) -> None:
-        wait_events(150)  # laid out and painted on the X server
+        # laid out (the geometry checked below) and, for a screenshot, painted on the X server
+        wait_events(150 if shots else 30)
         report["problems"][name] = layout_problems(top, free) + (extra or [])
         shoot(name)
 
