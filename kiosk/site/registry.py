@@ -417,12 +417,58 @@ class Registry:
                 "DELETE FROM events WHERE person_uid = ANY(%s::text[])", (logged,)
             ).rowcount
             self.conn.execute("DELETE FROM people WHERE uid = %s", (uid,))
+            bundles = self._forget_in_bundles(uid)
             # The feed's rows need no id once erased: a kiosk behind skips them.
             self.conn.execute("UPDATE changes SET person_uid = NULL WHERE person_uid = %s", (uid,))
         log.info(
-            "erased person %s: %d door events removed, %d trials anonymised", uid, events, trials
+            "erased person %s: %d door events removed, %d trials anonymised, %d bundles pruned",
+            uid,
+            events,
+            trials,
+            bundles,
         )
         return seq
+
+    def _forget_in_bundles(self, uid: str) -> int:
+        """Inside the erasure's transaction: every published bundle that holds the person
+        holds them no more (:meth:`~models.clip.bundle.RecognizerBundle.without`: their
+        name, text embedding and the text weights learnt from them go), under the same
+        version, so a kiosk that fetches it later never gets them (a kiosk that has it
+        already drops them from its own copy as it applies the erasure). One this
+        program cannot read is removed: the next `kiosk site train` publishes another.
+        How many bundles changed."""
+        from models.clip.bundle import BundleError, bundle_bytes, bundle_from_bytes
+
+        rows = self.conn.execute(
+            "DELETE FROM bundles b WHERE EXISTS"
+            " (SELECT 1 FROM jsonb_each_text(b.people) p WHERE p.value = %s)"
+            " RETURNING version, data, people, meta, created_at, created_by, seq",
+            (uid,),
+        ).fetchall()
+        for version, data, people, meta, created_at, created_by, seq in rows:
+            try:
+                kept = bundle_bytes(
+                    bundle_from_bytes(bytes(data), f"bundle {version}").without({uid})
+                )
+            except BundleError as error:
+                log.warning("bundle version %s is removed from the registry: %s", version, error)
+                continue
+            self.conn.execute(
+                "INSERT INTO bundles (version, sha256, size, data, people, meta, created_at,"
+                " created_by, seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    version,
+                    sha256(kept),
+                    len(kept),
+                    kept,
+                    json.dumps({key: held for key, held in people.items() if held != uid}),
+                    json.dumps(meta),
+                    created_at,
+                    created_by,
+                    seq,
+                ),
+            )
+        return len(rows)
 
     def _anonymise_trials(self, uid: str, name: str | None, label: str) -> int:
         """Inside the erasure's transaction: in every kiosk's trials, the names that were

@@ -263,7 +263,14 @@ class SiteSync:
             return
         bundle = registry.bundle(version)
         if bundle is None:
-            return  # replaced by a newer one meanwhile: its change comes next
+            # Replaced by a newer one meanwhile (whose change comes next), or removed by
+            # an erasure that could not prune it: the newest the registry keeps.
+            latest = registry.latest_bundle_version()
+            if latest is None or latest == version or (current is not None and current >= latest):
+                return
+            bundle = registry.bundle(latest)
+            if bundle is None:
+                return
         assert self.bundle_path is not None
         try:
             write_bytes_atomic(self.bundle_path, bundle.data)

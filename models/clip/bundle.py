@@ -18,11 +18,12 @@ the temporary files a killed save left in its folder.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -112,6 +113,20 @@ class RecognizerBundle:
 
 
 def save_bundle(bundle: RecognizerBundle, path: Path) -> Path:
+    remove_stale_temps(path.parent)
+    with atomic_writer(path) as stream:
+        _write(bundle, stream)
+    return path
+
+
+def bundle_bytes(bundle: RecognizerBundle) -> bytes:
+    """The bundle as :func:`save_bundle` writes it, in memory (the site registry's copy)."""
+    stream = io.BytesIO()
+    _write(bundle, stream)
+    return stream.getvalue()
+
+
+def _write(bundle: RecognizerBundle, stream: IO[bytes]) -> None:
     meta = {
         "format": FORMAT,
         "schema_version": bundle.schema_version,
@@ -133,18 +148,24 @@ def save_bundle(bundle: RecognizerBundle, path: Path) -> Path:
     }
     for name, value in bundle.text_state.items():
         arrays[f"text/{name}"] = np.asarray(value, dtype=np.float32)
-    remove_stale_temps(path.parent)
-    with atomic_writer(path) as stream:
-        np.savez(stream, **arrays)  # type: ignore[arg-type]
-    return path
+    np.savez(stream, **arrays)  # type: ignore[arg-type]
 
 
 def load_bundle(path: Path) -> RecognizerBundle:
     remove_stale_temps(path.parent)
     if not path.is_file():
         raise BundleError(f"recognizer bundle {path} does not exist; create it with `kiosk train`")
+    return _read(path, path)
+
+
+def bundle_from_bytes(data: bytes, where: str) -> RecognizerBundle:
+    """A bundle held in memory (``where`` names it in messages), checked as a file is."""
+    return _read(io.BytesIO(data), where)
+
+
+def _read(source: Path | BinaryIO, path: Path | str) -> RecognizerBundle:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with np.load(source, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
         raise BundleError(

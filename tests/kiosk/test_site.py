@@ -16,7 +16,7 @@ from kiosk.site.replica import ReplicaStore
 from kiosk.site.state import SiteState
 from kiosk.site.sync import SiteSync
 from models.errors import UserError
-from tests.helpers import consent, photos, site_kiosks
+from tests.helpers import consent, photos, plain_bundle, site_kiosks
 
 
 def kiosk(tmp_path: Path, name: str, config: SiteConfig, **kwargs: Any) -> SiteSync:
@@ -689,6 +689,69 @@ def test_an_erasure_reaches_every_kiosks_trials_and_door_events(
         assert sorted(r.answer or "" for r in after.results).count(label) == 5
     finally:
         close(officer, *doors.values())
+
+
+def test_an_erasure_takes_the_person_out_of_every_published_bundle(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """Grace is in both bundles the registry keeps: the newest, which this program
+    cannot read, goes; the other one is published again without her under its version
+    (Alan's text embedding as it was), and a door that joins later receives that one."""
+    import dataclasses
+
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+    from models.clip.bundle import bundle_bytes, bundle_from_bytes, load_bundle
+    from models.names import name_key
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    door = None
+    try:
+        grace = officer.store.add_person(GRACE, photos(2, seed=1), consent())
+        alan = officer.store.add_person(ALAN, photos(2, seed=2), consent())
+        officer.sync_once()
+        both = dataclasses.replace(
+            plain_bundle([GRACE, ALAN]),
+            person_ids=[grace.uid, alan.uid],
+            text_embeddings=np.array([[1, 0, 0, 0], [0, 1, 0, 0]], np.float32),
+            text_state={"w": np.ones(3, np.float32)},
+        )
+        people = {name_key(GRACE): grace.uid, name_key(ALAN): alan.uid}
+        with connect(sites["officer"]) as conn:
+            registry = Registry(conn)
+            assert registry.publish_bundle(bundle_bytes(both), people, {"images": 4}) == 1
+            assert registry.publish_bundle(b"of another program", people, {}) == 2
+        with postgres.connect(site_db) as conn:
+            [published_seq] = conn.execute("SELECT seq FROM bundles WHERE version = 1").fetchone()
+        assert holding(registry_rows(postgres, site_db), GRACE).keys() >= {"bundles", "people"}
+
+        officer.store.delete(GRACE)
+        assert officer.sync_once().pushed == 1
+
+        rows = registry_rows(postgres, site_db)
+        assert holding(rows, "Grace", "Hopper") == {}
+        assert holding(rows, grace.uid).keys() == {"tombstones"}
+        assert len(rows["bundles"]) == 1
+        with connect(sites["officer"]) as conn:
+            kept = Registry(conn).bundle(1)
+        assert kept is not None and kept.people == {name_key(ALAN): alan.uid}
+        pruned = bundle_from_bytes(kept.data, "bundle 1")
+        assert pruned.people == [ALAN] and pruned.person_ids == [alan.uid]
+        assert pruned.text_embeddings.tolist() == [[0, 1, 0, 0]]
+        assert pruned.text_state == {}  # learnt from her photos too
+        with postgres.connect(site_db) as conn:
+            assert conn.execute("SELECT meta, seq FROM bundles").fetchone() == (
+                {"images": 4},
+                published_seq,
+            )
+
+        bundle = tmp_path / "door" / "recognizer.bundle"
+        door = kiosk(tmp_path, "door", sites["door"], bundle_path=bundle)
+        assert door.sync_once().bundle == 1
+        assert load_bundle(bundle).person_ids == [alan.uid]
+    finally:
+        close(officer, *([door] if door else []))
 
 
 def test_what_a_kiosk_pushes_after_an_erasure_never_brings_the_person_back(
