@@ -22,7 +22,7 @@ class EnrollConfig(BaseModel):
         default=False, description="encrypt photos and embeddings ($KIOSK_STORE_KEY or keyring)"
     )
     consent_version: str = Field(
-        default="2026-2",
+        default="2026-3",
         min_length=1,
         description="the consent text's version, stored with each consent",
     )

@@ -52,7 +52,7 @@ def run_enrollment(
     from kiosk.training import recognizer_update
     from kiosk.ui import application
     from kiosk.ui.enrollment import enrollment_detector, frame_reader
-    from kiosk.ui.wizard import EnrollWizard, drive_automatically
+    from kiosk.ui.wizard import Disclosure, EnrollWizard, drive_automatically
 
     app = application()
     detector = enrollment_detector(config)
@@ -66,7 +66,7 @@ def run_enrollment(
             lambda: frame_reader(source),
             detector,
             recognizer_update(config, store),
-            event_days=config.events.retention_days if config.events.enabled else None,
+            disclosure=Disclosure.of(config),
         )
         driven = drive_automatically(wizard, auto, source, timings) if auto is not None else None
         wizard.show()

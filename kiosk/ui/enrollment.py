@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QWidget
 
 from kiosk.config import KioskConfig
 from kiosk.live.sources import FrameSource, SourceEnded, open_source
-from kiosk.ui.wizard import EnrollWizard
+from kiosk.ui.wizard import Disclosure, EnrollWizard
 from models.errors import UserError
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class KioskEnrollment:
             lambda: frame_reader(source),
             detector,
             update,
-            event_days=config.events.retention_days if config.events.enabled else None,
+            disclosure=Disclosure.of(config),
         )
         # A child dialog of the (full-screen, on-top) kiosk window, so it shows above it.
         wizard.setParent(self.parent, Qt.WindowType.Dialog)

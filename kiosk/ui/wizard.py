@@ -12,6 +12,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -40,6 +43,7 @@ from PySide6.QtWidgets import (
 from enroll.config import EnrollConfig
 from enroll.session import GATE_NAMES, CapturedPhoto, CaptureEvent, CaptureSession
 from enroll.store import Consent, PeopleStore, utc_now
+from kiosk.config import KioskConfig
 from kiosk.live.sources import FrameSource, SourceEnded
 from kiosk.training import RecognizerUpdate
 from kiosk.ui.screen_fit import fit_to_screen
@@ -57,23 +61,33 @@ CONSENT_TEXT = """<h3>Before we take your photos</h3>
 it needs about {photos} photos of your face from a few angles.</p>
 <p><b>What is stored.</b> Your name, an optional id, the aligned face crops{originals},
 numbers computed from them, and this consent record (text version {version}, date and
-time).{events} Nothing is sent anywhere else.{encrypted}</p>
+time).{events}{sent} Nothing is sent anywhere else.{encrypted}</p>
 <p><b>How long.</b> Your photos and records are deleted automatically after
 {days} days.</p>
 <p><b>How to withdraw.</b> Ask the operator at any time (<code>kiosk people delete
 "your name"</code>). Your photos, records and door pictures are deleted at once, and so is
 every copy the kiosk made of them: its exports, its caches and the recognizer's training
-(an export on a drive that is not plugged in, the next time the kiosk finds it there).
-In the test results on this kiosk, and in the report files it wrote of them, your name
-is replaced by an anonymous label and your face pictures are removed; the figures stay
-(a report that cannot be made again without your name is deleted). The kiosk keeps
-only a record that an anonymous id was deleted, when and why. Copies someone made by
-hand, outside the kiosk, are beyond its reach.{shredded}</p>
+(an export on a drive that is not plugged in, the next time the kiosk finds it there).{site_erased}
+In the test results on this kiosk{site_results}, and in the report files it wrote of
+them, your name is replaced by an anonymous label and your face pictures are removed;
+the figures stay (a report that cannot be made again without your name is deleted). The
+kiosk keeps only a record that an anonymous id was deleted, when and why. Copies someone
+made by hand, outside the kiosk, are beyond its reach{hook_reach}.{shredded}</p>
 """
 EVENTS_TEXT = (
     " Each time the door recognizes you, the time and a small picture of your face,"
     " kept {days} days."
 )
+SITE_TEXT = (
+    " The kiosks of this site share them through the site's registry ({host}), which also"
+    " keeps every kiosk's door records and test results."
+)
+SITE_ERASED_TEXT = (
+    " Every kiosk of the site deletes them too: at once if it is online, else as soon as"
+    " it reconnects."
+)
+HOOK_TEXT = " Each time the door recognizes you, your name and the time are also sent to {to}."
+HOOK_REACH_TEXT = ", and so is what was sent to {to}"
 SHREDDED_TEXT = (
     " Your stored photos, the numbers computed from them and your door pictures are locked"
     " with a key of your own, destroyed with them: a copy of those files left anywhere (a"
@@ -96,26 +110,63 @@ def to_pixmap(image: NDArray[np.uint8], size: int | None = None) -> QPixmap:
     return pixmap
 
 
+@dataclass(frozen=True)
+class Disclosure:
+    """What the consent text tells of the kiosk's set-up: how long door events keep a
+    face picture (None: no event log), the site registry's host (None: a single kiosk)
+    and where each door event is sent (None: nowhere)."""
+
+    event_days: int | None = None
+    site: str | None = None
+    hook: str | None = None
+
+    @classmethod
+    def of(cls, config: KioskConfig) -> Disclosure:
+        events = config.events
+        hook = None
+        if events.enabled and events.url:
+            hook = urlsplit(events.url).hostname or events.url
+        elif events.enabled and events.command:
+            hook = "a program the operator set up"
+        return cls(
+            event_days=events.retention_days if events.enabled else None,
+            site=None if config.site is None else _registry_host(config.site.host),
+            hook=hook,
+        )
+
+    def text(self, config: EnrollConfig, encrypted: bool) -> str:
+        """The consent text, for this set-up."""
+        days = self.event_days
+        return CONSENT_TEXT.format(
+            photos=config.photos,
+            originals=" and the full camera pictures" if config.keep_originals else "",
+            version=config.consent_version,
+            encrypted=" Photos are stored encrypted." if encrypted else "",
+            days=config.retention_days,
+            events=EVENTS_TEXT.format(days=days) if days is not None else "",
+            sent=(SITE_TEXT.format(host=escape(self.site)) if self.site is not None else "")
+            + (HOOK_TEXT.format(to=escape(self.hook)) if self.hook is not None else ""),
+            site_erased=SITE_ERASED_TEXT if self.site is not None else "",
+            site_results=" and on the site" if self.site is not None else "",
+            hook_reach=HOOK_REACH_TEXT.format(to=escape(self.hook)) if self.hook else "",
+            shredded=SHREDDED_TEXT if encrypted else "",
+        )
+
+
+def _registry_host(host: str | None) -> str:
+    """The registry's host as a volunteer can read it: none, or a socket folder, is this
+    computer (libpq's own default)."""
+    return host if host and not host.startswith("/") else "on this computer"
+
+
 class ConsentPage(QWizardPage):
-    def __init__(
-        self, config: EnrollConfig, encrypted: bool, event_days: int | None = None
-    ) -> None:
+    def __init__(self, config: EnrollConfig, encrypted: bool, disclosure: Disclosure) -> None:
         super().__init__()
         self.config = config
         self.consent: Consent | None = None
         self.setTitle("Consent")
         text = QTextBrowser()
-        text.setHtml(
-            CONSENT_TEXT.format(
-                photos=config.photos,
-                originals=" and the full camera pictures" if config.keep_originals else "",
-                version=config.consent_version,
-                encrypted=" Photos are stored encrypted." if encrypted else "",
-                days=config.retention_days,
-                events=EVENTS_TEXT.format(days=event_days) if event_days is not None else "",
-                shredded=SHREDDED_TEXT if encrypted else "",
-            )
-        )
+        text.setHtml(disclosure.text(config, encrypted))
         self.agree = QCheckBox(
             "The volunteer has read this and agrees to have their photos taken and stored"
         )
@@ -545,16 +596,17 @@ class EnrollWizard(QWizard):
         update: RecognizerUpdate,
         *,
         refresh_ms: int = 33,
-        event_days: int | None = None,
+        disclosure: Disclosure | None = None,
     ) -> None:
-        """``event_days``: how long door events keep a face picture (None: no event log)."""
+        """``disclosure``: what the consent text tells of the set-up (default: a single
+        kiosk without an event log)."""
         super().__init__()
         self.setWindowTitle("Enroll a volunteer")
         self.store = store
         self.config = config
         self.recognizer_update = update
         self.saved_person: str | None = None  # once saved and the recognizer updated
-        self.consent_page = ConsentPage(config, store.encrypted, event_days)
+        self.consent_page = ConsentPage(config, store.encrypted, disclosure or Disclosure())
         self.name_page = NamePage(store)
         self.capture_page = CapturePage(config, reader, detector, refresh_ms)
         self.review_page = ReviewPage(self.capture_page, config.min_photos)

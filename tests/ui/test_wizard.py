@@ -317,3 +317,36 @@ def test_the_consent_text_promises_what_an_erasure_does() -> None:
     ):
         assert promise in text, promise
     assert "leaving no copy" not in text and "any copy left anywhere" not in SHREDDED_TEXT
+
+
+def test_the_consent_text_names_where_data_is_sent() -> None:
+    """A single kiosk sends nothing; a site and a door hook are named, and so is what an
+    erasure does and does not reach there."""
+    from enroll.config import EnrollConfig
+    from kiosk.config import KioskConfig
+    from kiosk.ui.wizard import Disclosure
+
+    def text(**sections: object) -> str:
+        disclosure = Disclosure.of(KioskConfig.model_validate(sections))
+        return " ".join(disclosure.text(EnrollConfig(), encrypted=False).split())
+
+    alone = text(events={"retention_days": 7})
+    assert "kept 7 days" in alone and "Nothing is sent anywhere else" in alone
+    for elsewhere in ("registry", "sent to", "on the site", "Every kiosk of the site"):
+        assert elsewhere not in alone
+    assert "kept 7 days" not in text(events={"enabled": False})
+
+    site = text(site={"host": "db.example.org", "dbname": "kiosk", "user": "door1"})
+    assert "through the site's registry (db.example.org)" in site
+    assert "test results on this kiosk and on the site" in site
+    assert "Every kiosk of the site deletes them too" in site
+    local = text(site={"user": "door1"})  # libpq's default: a Unix socket here
+    assert "through the site's registry (on this computer)" in local
+
+    hooked = text(events={"url": "https://hooks.example.org/door?token=secret"})
+    assert "your name and the time are also sent to hooks.example.org" in hooked
+    assert "and so is what was sent to hooks.example.org" in hooked
+    assert "secret" not in hooked  # the host, never the URL's path or query
+    program = text(events={"command": ["notify", "--x"]})
+    assert "also sent to a program the operator set up" in program and "notify" not in program
+    assert "sent to" not in text(events={"enabled": False, "url": "https://h.example.org"})
