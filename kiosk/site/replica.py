@@ -212,8 +212,13 @@ class ReplicaStore(PeopleStore):
         return True
 
     def apply_rename(self, uid: str, name: str) -> bool:
+        """Give a person the registry's name for them; False when it changed nothing, or
+        when a rename of theirs made here is still queued: that one stands until the
+        registry has it (an older change pulled first never undoes it meanwhile)."""
         current = self.by_uid(uid)
         if current is None or current.name == name:
+            return False
+        if any(entry.person_uid == uid for entry in self.site_state.queued("rename")):
             return False
         clash = self._holder_of(name)
         if clash is not None and clash != uid:

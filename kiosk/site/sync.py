@@ -298,6 +298,8 @@ class SiteSync:
                     if entry.kind == "person" and entry.person_uid:
                         self.store.reject_local(entry.person_uid, reason)
                         self.gate.refresh(self.store.people())
+                    elif entry.kind == "rename" and entry.person_uid:
+                        self._restore_name(registry, entry.person_uid)
                     log.warning("the site registry refused a %s: %s", entry.kind, reason)
                     report.rejected += 1
                     registry.conn.rollback()
@@ -314,6 +316,13 @@ class SiteSync:
                 report.pushed += 1
             if only is not None:
                 return
+
+    def _restore_name(self, registry: Registry, uid: str) -> None:
+        """A rename the registry refused: the person has the site's name here again."""
+        registry.conn.rollback()  # the refused statement's transaction
+        name = registry.names().get(uid)
+        if name is not None and self.store.apply_rename(uid, name):
+            self.gate.refresh(self.store.people())
 
     def _push_one(self, registry: Registry, kind: str, payload: bytes) -> None:
         if kind == "person":

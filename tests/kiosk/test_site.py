@@ -181,6 +181,35 @@ def test_a_door_may_not_enroll_delete_or_read_other_doors(
         close(desk, door)
 
 
+def test_a_rename_stands_through_the_sync_that_pushes_it(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """A rename at the desk is never undone by the older change its sync pulls first
+    (the desk's own enrollment, which it has not pulled yet); one a door may not make
+    is refused, and the door shows the site's name again."""
+    sites = site_kiosks(postgres, site_db, desk="enroll", door="door")
+    desk, door = kiosk(tmp_path, "desk", sites["desk"]), kiosk(tmp_path, "door", sites["door"])
+    try:
+        ada = desk.store.add_person("Ada", photos(2, seed=1), consent())
+        assert desk.sync_once().pushed == 1  # pushed after the pull: not pulled back yet
+        desk.store.rename("Ada", "Ada Lovelace")
+        desk.sync_once()  # pulls Ada's enrollment, then pushes the rename
+        assert [p.name for p in desk.store.people()] == ["Ada Lovelace"]
+        door.sync_once()
+        assert [p.name for p in door.store.people()] == ["Ada Lovelace"]
+
+        door.store.rename("Ada Lovelace", "Countess")
+        report = door.sync_once()
+        assert report.rejected == 1
+        [(kind, _, reason)] = door.state.rejected()
+        assert kind == "rename" and "may not" in reason
+        assert door.store.by_uid(ada.uid).name == "Ada Lovelace"  # type: ignore[union-attr]
+        assert door.gate.uid_of("Ada Lovelace") == ada.uid
+        assert door.gate.uid_of("Countess") is None
+    finally:
+        close(desk, door)
+
+
 def test_offline_kiosk_queues_then_pushes(
     postgres: PgCluster, site_db: str, tmp_path: Path
 ) -> None:
