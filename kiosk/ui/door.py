@@ -61,12 +61,12 @@ def run_door(
     from kiosk.setup.first_run import rerun_command
     from kiosk.ui import application, has_display, show_error_dialog
     from kiosk.ui.enrollment import KioskEnrollment
-    from kiosk.ui.main_window import NO_PIN_MESSAGE, KioskWindow
+    from kiosk.ui.main_window import KioskWindow, no_pin_message
 
     try:
         config = load_config(config_path)
         if not windowed and config.ui.operator_pin is None:
-            raise UserError(NO_PIN_MESSAGE)
+            raise UserError(no_pin_message(kiosk))
         again = rerun_command(kiosk, windowed=windowed, source=source)
         first_run(config, assume_yes=assume_yes, command=again, kiosk=kiosk)
         finish_erasures(config)  # the purged and the erased: gone everywhere first

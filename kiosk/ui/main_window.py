@@ -39,11 +39,17 @@ from kiosk.ui.status import status_text
 from kiosk.ui.video_view import VideoView
 from models.errors import UserError
 
-NO_PIN_MESSAGE = (
-    "full-screen kiosk mode needs an operator PIN, or nobody could close it: set one with "
-    "`kiosk pin` (it writes its hash under [ui] in the config file); "
-    "or use --windowed for setup"
-)
+
+def no_pin_message(kiosk: str = "kiosk") -> str:
+    """Why kiosk mode does not start; ``kiosk``: the command prefix (with the user's
+    ``--home``, ``--config``) of the command suggested."""
+    return (
+        "full-screen kiosk mode needs an operator PIN, or nobody could close it: set one "
+        f"with `{kiosk} pin` (it writes its hash under [ui] in the config file); "
+        "or use --windowed for setup"
+    )
+
+
 OPERATOR_SHORTCUT = "Ctrl+Shift+Q"
 ENROLL_SHORTCUT = "Ctrl+Shift+E"
 OVERLAY_SHORTCUT = "Ctrl+Shift+O"
@@ -76,7 +82,7 @@ class KioskWindow(QWidget):
         parent: QWidget | None = None,
     ) -> None:
         if kiosk_mode and pin_hash is None:
-            raise UserError(NO_PIN_MESSAGE)
+            raise UserError(no_pin_message())
         super().__init__(parent)
         self._source = source
         self.kiosk_mode = kiosk_mode

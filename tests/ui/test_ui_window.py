@@ -18,7 +18,7 @@ from kiosk.cli import main
 from kiosk.live.replay import ReplayResults, video_frame_results
 from kiosk.live.results import FrameResult, TrackView
 from kiosk.setup.pin import hash_pin
-from kiosk.ui.main_window import NO_PIN_MESSAGE, OPERATOR_SHORTCUT, KioskWindow
+from kiosk.ui.main_window import OPERATOR_SHORTCUT, KioskWindow, no_pin_message
 from kiosk.ui.video_view import BANNER_TEXT, STATE_COLOURS
 from models.detector import FaceDetector
 from models.errors import UserError
@@ -342,13 +342,19 @@ def test_run_with_a_bad_config_shows_one_dialog_and_writes_stderr(
 
 
 def test_run_fullscreen_without_pin_explains_itself(
-    qtbot: QtBot, capsys: pytest.CaptureFixture[str]
+    qtbot: QtBot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen: list[str] = []
     _dismiss_error_dialog_later(seen)
     assert main(["run"]) == 2
-    assert capsys.readouterr().err == f"kiosk: error: {NO_PIN_MESSAGE}\n"
-    assert seen == [NO_PIN_MESSAGE]
+    assert capsys.readouterr().err == f"kiosk: error: {no_pin_message()}\n"
+    assert seen == [no_pin_message()]
+    # The command suggested acts on the config file given.
+    config = tmp_path / "door config.toml"
+    config.write_text("")
+    _dismiss_error_dialog_later(seen)
+    assert main(["run", "--config", str(config)]) == 2
+    assert f"set one with `kiosk --config '{config}' pin`" in capsys.readouterr().err
 
 
 def test_window_survives_many_polls(qtbot: QtBot, frames: list[FrameResult]) -> None:
