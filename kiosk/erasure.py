@@ -174,6 +174,8 @@ def erase_traces(config: KioskConfig, erasure: Erasure) -> Erased:
 
 
 def _bundle(config: KioskConfig, erasure: Erasure, erased: Erased) -> None:
+    from models.clip.classifier import int8_towers
+
     path = build.bundle_path(config)
     bundle = build.current_bundle(path)
     if bundle is not None:
@@ -184,7 +186,7 @@ def _bundle(config: KioskConfig, erasure: Erasure, erased: Erased) -> None:
             if key == name and erasure.matches(name)
         }
         erased.bundle = build.forget_in_bundle(path, {erasure.uid} | named)
-    for tower in path.parent.glob(f"{path.name}.tower-*.int8.onnx"):
+    for tower in int8_towers(path.parent, f"{path.name}.tower-*"):
         tower.unlink(missing_ok=True)  # calibrated on the enrolled crops, theirs among them
 
 

@@ -203,6 +203,9 @@ def int8_tower(fp32: Path, calibration: Callable[[], Sequence[NDArray[np.uint8]]
     from models.quantize import quantize_int8
 
     path = int8_tower_path(fp32)
+    for stale in int8_towers(fp32.parent, fp32.name.removesuffix(".onnx")):
+        if stale != path:  # another recipe's (the CPU changed) or an older program's
+            stale.unlink(missing_ok=True)
     if path.is_file():
         return path
     crops = list(calibration()) if calibration is not None else []
@@ -219,6 +222,12 @@ def int8_tower_path(fp32: Path) -> Path:
     from models.quantize import int8_recipe
 
     return fp32.with_name(f"{fp32.name.removesuffix('.onnx')}.int8-{int8_recipe()}.onnx")
+
+
+def int8_towers(folder: Path, fp32_stem: str = "*") -> list[Path]:
+    """The int8 towers in ``folder`` (of the fp32 tower named ``fp32_stem``.onnx; default:
+    of any), whatever recipe made them."""
+    return sorted(folder.glob(f"{fp32_stem}.int8*.onnx"))
 
 
 def onnx_tower_path(bundle_path: Path, identity: ClipIdentity) -> Path:

@@ -237,3 +237,29 @@ def test_retention_erases_a_person_from_the_door_events_too(tmp_path: Path) -> N
     with PeopleStore(tmp_path / "store") as store:
         assert [p.uid for p in store.people()] == [kept] and store.pending_erasures() == []
     assert finish_erasures(config) == []
+
+
+def test_an_erasure_removes_every_int8_tower_calibrated_on_the_crops(tmp_path: Path) -> None:
+    """The int8 image towers beside the bundle were calibrated on the enrolled crops: an
+    erasure removes them whatever recipe (or older program) named them; the fp32 tower
+    and other files stay."""
+    from datetime import UTC, datetime
+
+    from enroll.store import Erasure
+    from kiosk.config import KioskConfig
+    from kiosk.erasure import erase_traces
+
+    bundle = tmp_path / "recognizer.bundle"
+    config = KioskConfig.model_validate(
+        {"recognizer": {"bundle": str(bundle)}, "trials": {"database": str(tmp_path / "t.db")}}
+    )
+    kept = ["recognizer.bundle.tower-abc.onnx", "other.tower-abc.int8-u8s8.onnx"]
+    towers = [
+        "recognizer.bundle.tower-abc.int8-u8s8-r7.onnx",
+        "recognizer.bundle.tower-abc.int8.onnx",
+    ]
+    for name in kept + towers:
+        (tmp_path / name).write_bytes(b"x")
+    erased = erase_traces(config, Erasure("u" * 32, "d" * 64, datetime.now(UTC), (), ()))
+    assert erased.complete, erased.problems
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

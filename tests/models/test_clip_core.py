@@ -317,3 +317,21 @@ def test_live_pipeline_builds_the_clip_recognizer_from_the_config(
     assert recognizer.people == ["p0", "p1", "p2"] and recognizer.threshold == 0.6
     missing = KioskConfig(recognizer=RecognizerConfig(kind="clip", bundle=tmp_path / "none"))
     assert isinstance(recognizer_factory(missing)(), NobodyEnrolled)
+
+
+def test_the_int8_tower_of_another_recipe_is_removed_not_taken(tmp_path: Path) -> None:
+    """A cached int8 tower named for another recipe (the CPU changed) or by an older
+    program (no recipe) goes when the tower is next used; this machine's one is taken."""
+    from models.clip.classifier import int8_tower, int8_tower_path
+
+    fp32 = tmp_path / "b.tower-k.onnx"
+    fp32.write_bytes(b"fp32")
+    current = int8_tower_path(fp32)
+    stale = [tmp_path / "b.tower-k.int8.onnx", tmp_path / "b.tower-k.int8-elsewhere.onnx"]
+    other = tmp_path / "c.tower-k.int8.onnx"  # of another fp32 tower
+    for path in [current, *stale, other]:
+        path.write_bytes(b"int8")
+    assert int8_tower(fp32, calibration=None) == current
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [fp32.name, current.name, other.name]
+    )
