@@ -793,6 +793,71 @@ def test_what_a_kiosk_pushes_after_an_erasure_never_brings_the_person_back(
         close(officer, door)
 
 
+def test_a_replicas_retention_purge_is_queued_for_the_registry(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """A door whose retention is shorter than the site's purges Grace when its replica
+    opens: her name leaves the trial it queued, and her erasure, which a door's role may
+    not make, is refused once; she stays gone from the door, even when the registry
+    changes her. An operator's `kiosk people purge` erases her from the whole site."""
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+    from kiosk.trials.site import SiteTrialStore
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    door = kiosk(tmp_path, "door", sites["door"])
+    try:
+        grace = officer.store.add_person(GRACE, photos(2, seed=1), consent(days_ago=40))
+        officer.store.add_person(ALAN, photos(2, seed=2), consent(days_ago=1))
+        officer.sync_once()
+        assert door.sync_once().added == 2
+    finally:
+        close(door)
+    with SiteTrialStore(
+        tmp_path / "door.sqlite", SiteState(tmp_path / "door"), sites["door"].user
+    ) as trials:
+        session = trials.create_session(label="door", duration=1.0, threshold=0.5, min_share=0.5)
+        session.add_participant(GRACE, enrolled=True)
+        run_trial(session, GRACE, [GRACE, GRACE], 100.0)
+    root = tmp_path / "door"
+    store = ReplicaStore(root, SiteState(root), retention_days=30)  # purged on opening
+    door = SiteSync(sites["door"], store)
+    try:
+        assert store.purged_on_open == [grace.uid] and store.by_uid(grace.uid) is None
+        assert [e.uid for e in store.pending_erasures()] == [grace.uid]  # for the kiosk's files
+        for path in root.glob("site.db*"):
+            assert GRACE.encode() not in path.read_bytes(), path
+        report = door.sync_once()
+        assert (report.rejected, report.pushed, report.added) == (1, 1, 0)
+        [(kind, uid, reason)] = door.state.rejected()
+        assert (kind, uid) == ("delete", grace.uid) and "may not" in reason
+        with postgres.connect(site_db) as conn:
+            [(participant,)] = conn.execute("SELECT participant FROM trials").fetchall()
+            assert participant.startswith("erased person ")
+            assert conn.execute("SELECT count(*) FROM people").fetchone()[0] == 2
+        # The site changes her: the door neither pulls her back nor asks again.
+        officer.store.rename(GRACE, "Grace B. Hopper")
+        officer.sync_once()
+        report = door.sync_once()
+        assert (report.rejected, report.pushed, report.added, report.renamed) == (0, 0, 0, 0)
+        assert door.store.by_uid(grace.uid) is None and not door.gate.may_name("Grace B. Hopper")
+        assert door.state.counts() == {"queued": 0, "rejected": 1}
+        # `kiosk people purge` at the operator's kiosk: an erasure of the whole site.
+        officer.store.retention_days = 30
+        assert officer.store.purge_expired() == [grace.uid]
+        assert officer.sync_once().pushed == 1
+        with connect(sites["officer"]) as conn:
+            assert grace.uid not in Registry(conn).people_uids()
+            [(reason,)] = conn.execute(
+                "SELECT reason FROM tombstones WHERE person_uid = %s", (grace.uid,)
+            ).fetchall()
+        assert reason == "retention period of 30 days"
+        assert holding(registry_rows(postgres, site_db), "Grace", "Hopper") == {}
+    finally:
+        close(officer, door)
+
+
 def test_a_registry_of_the_previous_schema_upgrades_in_place(
     postgres: PgCluster, site_db: str, tmp_path: Path
 ) -> None:
