@@ -861,11 +861,14 @@ def test_a_replicas_retention_purge_is_queued_for_the_registry(
 def test_a_registry_of_the_previous_schema_upgrades_in_place(
     postgres: PgCluster, site_db: str, tmp_path: Path
 ) -> None:
-    """A registry made by the previous program (schema 1, its grants, a person, a door's
-    trial and event, an erasure) is refused until migrated; `kiosk site migrate` then
-    brings it to this schema in place, and an erasure reaches the old trial and event."""
+    """A registry made by the program of schema 1 (its grants, a person, a door's trials
+    and event, an erasure that left its person's name in the trials) is refused until
+    migrated; `kiosk site migrate` then brings it to this schema in place: the erased
+    person's name leaves the old trials, the metrics stay, and an erasure reaches the
+    old trial and event of a person still enrolled."""
     from kiosk.live.events import EventLog
     from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
     from kiosk.site.schema import (
         GRANTS,
         MIGRATIONS,
@@ -875,11 +878,13 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
         migrate,
         schema_version,
     )
+    from kiosk.trials.site import site_session
 
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     with postgres.connect(site_db) as conn:
         conn.autocommit = False
         conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+        assert isinstance(MIGRATIONS[0], str)
         conn.execute(MIGRATIONS[0])
         conn.execute("INSERT INTO schema_version VALUES (1)")
         for role in ROLES.values():
@@ -903,15 +908,14 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
         )
         for key, role in roles.items()
     }
-    # What the previous program wrote: Grace, a door's event and trial of hers, and the
-    # erasure of someone else (a tombstone without a label).
+    # What the program of schema 1 wrote: Grace, a door's event and trial of hers, and
+    # the erasure of Ken (a tombstone without a label), whose name it left in a trial of
+    # his and in a frame of a stranger's trial.
     officer = kiosk(tmp_path, "officer", sites["officer"])
     door = kiosk(tmp_path, "door", sites["door"], events_dir=tmp_path / "door" / "events")
     try:
         grace = officer.store.add_person(GRACE, photos(2, seed=1), consent())
         with connect(sites["officer"]) as conn:
-            from kiosk.site.registry import Registry
-
             assert Registry(conn).add_person(officer.store.record(grace))
             conn.execute(
                 "INSERT INTO tombstones (person_uid, seq, reason) VALUES (%s, 0, 'old')",
@@ -943,15 +947,48 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
                 " 0.9, 0.5, %s)",
                 (GRACE, GRACE),
             )
+            for key, participant, enrolled, answer, outcome, accepted in (
+                (3, "Ken Thompson", 1, "ken thompson", "TP", "Ken Thompson"),
+                (4, "Visitor Vic", 0, None, "TN", None),  # his face was the nearest
+            ):
+                trial = f"00000000-0000-0000-0000-00000000000{key}"
+                conn.execute(
+                    "INSERT INTO trials (trial_key, session_key, participant, enrolled,"
+                    " started_at, duration, answer, outcome, misidentified) VALUES (%s,"
+                    " '00000000-0000-0000-0000-000000000001', %s, %s, 100, 1, %s, %s, false)",
+                    (trial, participant, enrolled, answer, outcome),
+                )
+                conn.execute(
+                    "INSERT INTO trial_frames (trial_key, idx, t, face, best, confidence,"
+                    " threshold, accepted) VALUES (%s, 0, 0.1, true, 'Ken Thompson', 0.9, 0.5, %s)",
+                    (trial, accepted),
+                )
             conn.commit()
-        with pytest.raises(UserError, match="schema version 1, this program needs 2"):
+        with postgres.connect(site_db) as conn:
+            before = site_session(Registry(conn).trials())[0].metrics()
+        with pytest.raises(UserError, match="schema version 1, this program needs 3"):
             door.sync_once()
         with postgres.connect(site_db) as conn:
             conn.autocommit = False
-            assert migrate(conn) == (1, 2)
+            assert migrate(conn) == (1, 3)
             conn.commit()
-            assert schema_version(conn) == 2
-            assert conn.execute("SELECT count(*) FROM trials").fetchone()[0] == 1
+            assert migrate(conn) == (3, 3)
+            conn.commit()
+            assert schema_version(conn) == 3
+            assert conn.execute("SELECT count(*) FROM trials").fetchone()[0] == 3
+            after = site_session(Registry(conn).trials())[0]
+            kens = conn.execute(
+                "SELECT participant, answer FROM trials WHERE participant NOT IN (%s, %s)",
+                (GRACE, "Visitor Vic"),
+            ).fetchall()
+            frames = {r[0] for r in conn.execute("SELECT best FROM trial_frames")}
+        rows = registry_rows(postgres, site_db)
+        assert holding(rows, "Ken", "Thompson") == {}
+        [(label, answer)] = kens  # one label for every spelling of his name
+        assert label.startswith("erased person ") and answer == label
+        assert frames == {GRACE, label}
+        assert {r.participant.name for r in after.results} == {GRACE, label, "Visitor Vic"}
+        assert after.metrics() == before
         assert door.sync_once().added == 1  # the old tombstone (no label) is read as well
         EventLog(door.events_dir).append(grace.uid, GRACE, 0.9, 2, np.zeros((8, 8, 3), np.uint8))  # type: ignore[arg-type]
         assert door.sync_once().events == 1
