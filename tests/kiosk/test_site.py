@@ -422,8 +422,7 @@ def test_trials_of_every_kiosk_make_one_site_report(
     assert header["site"].startswith(f"{sites['officer'].dbname} on ")
     assert header["kiosk"] == f"{sites['a'].user} (1), {sites['b'].user} (1)"
     assert header["created_at"] == 100.0 and header["date"]
-    # Recorded for erasure, as a report that cannot be made again (its trials are the
-    # registry's): an erasure of Ada deletes it.
+    # Recorded for erasure, as a site report: the registry's trials make it again.
     from kiosk.trials.runs import default_database
     from kiosk.trials.store import TrialStore
     from models.names import name_digest
@@ -431,7 +430,8 @@ def test_trials_of_every_kiosk_make_one_site_report(
     with TrialStore(default_database(config)) as store:
         [record] = store.reports()
     assert record.path == (tmp_path / "site.json").resolve() and record.session_id is None
-    assert record.names == {name_digest("Ada")}
+    assert record.names == {name_digest("Ada")} and record.site_until is not None
+    assert record.site_until == max(t["received"] for t in trials)
 
 
 def test_site_train_publishes_a_bundle_that_a_door_hot_swaps(
@@ -554,6 +554,87 @@ def test_a_pull_reads_one_snapshot(postgres: PgCluster, site_db: str, tmp_path: 
 # -- erasure that reaches every kiosk's trials and door events --------------------------
 
 GRACE, ALAN = "Grace Hopper", "Alan Turing"  # spaces: never found by chance in hex or base64
+
+
+def test_an_erasure_makes_a_site_report_again_once_the_registry_erased_the_person(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """A site report naming Grace is made again from the registry's anonymised trials
+    once the registry erased her: the same trials (not one pushed since), every figure
+    as it was. Erased at a door first, whose role may not erase her from the site, the
+    door's own site report is removed: nothing could make it without her name."""
+    import re
+
+    from kiosk.config import KioskConfig
+    from kiosk.erasure import erase_traces
+    from kiosk.trials.runs import Outputs
+    from kiosk.trials.site import SiteTrialStore, site_report
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    door = kiosk(tmp_path, "door", sites["door"])
+
+    def config(key: str) -> KioskConfig:
+        return KioskConfig.model_validate(
+            {
+                "site": sites[key].model_dump(mode="json"),
+                "enroll": {"store_dir": str(tmp_path / key)},
+                "trials": {"database": str(tmp_path / f"{key}-trials.sqlite")},
+            }
+        )
+
+    def door_trial(label: str, participant: str, answers: list[str | None], at: float) -> None:
+        state = SiteState(tmp_path / "door")
+        with SiteTrialStore(tmp_path / "door.sqlite", state, sites["door"].user) as store:
+            session = store.create_session(label=label, duration=1.0, threshold=0.5, min_share=0.5)
+            session.add_participant(participant, enrolled=True)
+            run_trial(session, participant, answers, at)
+
+    try:
+        grace = officer.store.add_person(GRACE, photos(2, seed=1), consent())
+        officer.store.add_person(ALAN, photos(2, seed=2), consent())
+        officer.sync_once()
+        door.sync_once()
+        door_trial("grace", GRACE, [GRACE, GRACE], 100.0)
+        door_trial("alan", ALAN, [GRACE, ALAN, ALAN], 101.0)  # misidentified as her
+        assert door.sync_once().pushed == 2
+        reports = {key: tmp_path / f"{key}-site.json" for key in ("officer", "door")}
+        csv = tmp_path / "officer-site.csv"
+        site_report(config("officer"), Outputs(json=reports["officer"], csv=csv))
+        site_report(config("door"), Outputs(json=reports["door"]))
+        before = reports["officer"].read_text()
+        assert GRACE in before and GRACE in csv.read_text()
+        door_trial("later", ALAN, [ALAN], 102.0)  # pushed after the reports: not in them
+        assert door.sync_once().pushed == 1
+
+        # At the door: gone there, refused by the registry, the report removed.
+        door.store.delete(GRACE)
+        assert door.sync_once().rejected == 1
+        [erasure] = door.store.pending_erasures()
+        erased = erase_traces(config("door"), erasure)
+        assert erased.complete and (erased.reports, erased.reports_removed) == (0, 1)
+        assert not reports["door"].exists()
+
+        # At the operator's kiosk: erased from the site, the report made again.
+        officer.store.delete(GRACE)
+        assert officer.sync_once().pushed == 1
+        [erasure] = officer.store.pending_erasures()
+        assert erasure.uid == grace.uid
+        erased = erase_traces(config("officer"), erasure)
+        assert erased.complete and (erased.reports, erased.reports_removed) == (2, 0)
+        after = reports["officer"].read_text()
+        assert "Grace" not in after and "Grace" not in csv.read_text()
+        [label] = set(re.findall(r"erased person [0-9a-f]{8}", after))
+        assert after == before.replace(GRACE, label)  # the same trials, the same figures
+        # Recorded again: a later erasure finds it, and nobody it no longer names.
+        from kiosk.trials.store import TrialStore
+        from models.names import name_digest
+
+        with TrialStore(tmp_path / "officer-trials.sqlite") as store:
+            names = set().union(*(r.names for r in store.reports()))
+        assert name_digest(ALAN) in names and name_digest(GRACE) not in names
+    finally:
+        close(officer, door)
 
 
 def registry_rows(postgres: PgCluster, site_db: str) -> dict[str, list[str]]:
