@@ -1140,13 +1140,11 @@ class PeopleStore:
         return [p for p in self.people() if p.consent.at < limit]
 
     def purge_expired(self, now: datetime | None = None) -> list[str]:
-        """Purge everyone whose consent is older than the retention period; their uids."""
-        purged = []
-        for person in self.expired(now):
-            person_id, uid = self._person_id(person.name)
-            self._remove(person_id, uid, "purge", f"retention period of {self.retention_days} days")
-            purged.append(uid)
-        return purged
+        """Purge everyone whose consent is older than the retention period, each as
+        :meth:`delete` removes a person (a replica's also queues it for the registry);
+        their uids."""
+        reason = f"retention period of {self.retention_days} days"
+        return [self.delete(person.name, reason, "purge") for person in self.expired(now)]
 
     def audit(self) -> list[AuditEntry]:
         rows = self._db.execute("SELECT at, action, subject, reason FROM audit ORDER BY id")

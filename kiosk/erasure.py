@@ -14,7 +14,8 @@ journal entry and removes, in an order that can be repeated after a crash:
   3f2a91c0") so the metrics stay as they were, and their trials' face thumbnails; then
   from every trial report file the kiosk wrote that still names them
   (:func:`kiosk.trials.exports.erase_from_reports`): made again from the anonymised
-  records, or removed when it cannot be; one changed since is no longer the kiosk's;
+  records (a site report from the registry's, once the registry erased them too), or
+  removed when it cannot be; one changed since is no longer the kiosk's;
 - their folder in every export the kiosk made (`kiosk people export`) that still exists;
 - every cached feature of their photos under the user cache dir (by content digest: the
   stored photos' and the exported files');
@@ -203,14 +204,17 @@ def _events(config: KioskConfig, erasure: Erasure, erased: Erased) -> None:
 def _trials(config: KioskConfig, erasure: Erasure, erased: Erased) -> None:
     from kiosk.trials.exports import erase_from_reports, unreachable_error
     from kiosk.trials.runs import default_database
+    from kiosk.trials.site import SiteReports
     from kiosk.trials.store import BUSY_TRIAL_S, TrialStore
 
     path = default_database(config).expanduser()
     if not path.exists():
         return
+    # A site report is made again from the registry once it erased them (by their id).
+    site = SiteReports(config, erasure.uid) if config.site is not None else None
     with TrialStore(path, busy_timeout_s=BUSY_TRIAL_S) as trials:
         erased.trials = trials.anonymise(erasure.name_digest, erased_label())
-        reports = erase_from_reports(trials, erasure.name_digest)  # from the records
+        reports = erase_from_reports(trials, erasure.name_digest, site)  # from the records
     erased.reports += reports.remade
     erased.reports_removed += reports.removed
     if reports.unreachable:

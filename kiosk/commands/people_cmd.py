@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 from collections import Counter
@@ -42,11 +43,12 @@ def _open(args: argparse.Namespace, *, keyless: bool = False) -> Iterator[People
     from kiosk.setup.site import people_store
 
     config = with_store(load_config(args.config), args.store)
-    with people_store(config, config.enroll.store_dir, keyless=keyless) as store:
+    # After the push; after an error in the block: the next command.
+    finish = functools.partial(_finish_erasures, config)
+    with people_store(config, config.enroll.store_dir, keyless=keyless, then=finish) as store:
         for uid in store.purged_on_open:
             print(f"purged person {uid}: retention period ended", file=sys.stderr)
         yield store
-        _finish_erasures(config, store)  # after an error in the block: the next command
 
 
 def _finish_erasures(config: KioskConfig, store: PeopleStore) -> None:

@@ -67,12 +67,19 @@ def site_session(config: KioskConfig, store_dir: Path | None = None) -> Iterator
 
 @contextmanager
 def people_store(
-    config: KioskConfig, store_dir: Path | None = None, *, keyless: bool = False
+    config: KioskConfig,
+    store_dir: Path | None = None,
+    *,
+    keyless: bool = False,
+    then: Callable[[PeopleStore], None] | None = None,
 ) -> Iterator[PeopleStore]:
     """The people store for a command. On a site, the replica, brought up to date first
     (when the registry is reachable) so the command sees the site's people, and whose
     changes are pushed (or left queued, when it is not) when the block ends.
-    ``keyless``: see :func:`kiosk.site.replica.open_people`."""
+    ``keyless``: see :func:`kiosk.site.replica.open_people`. ``then``: run on the store
+    when the block ends without an error, after the push (an erasure made in the block
+    has reached the registry when its traces are removed: a site report is made again
+    from the registry's trials then)."""
     from enroll.keys import operator_key
 
     store = open_people(config, store_dir, keyless=keyless)
@@ -80,6 +87,8 @@ def people_store(
         site = config.site
         if not isinstance(store, ReplicaStore) or site is None:
             yield store
+            if then is not None:
+                then(store)
             return
         sync = SiteSync(site, store, sealer_key=operator_key())
         try:
@@ -87,6 +96,8 @@ def people_store(
             yield store
             if store.site_state.counts()["queued"]:
                 flush(sync)
+            if then is not None:
+                then(store)
         finally:
             sync.close()
     finally:

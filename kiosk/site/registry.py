@@ -197,7 +197,8 @@ class Registry:
         ).fetchall()
         return [Change(int(s), k, u, None if b is None else int(b)) for s, k, u, b in rows]
 
-    def _erased(self, uid: str) -> bool:
+    def erased(self, uid: str) -> bool:
+        """Whether the registry erased this person (holds their tombstone)."""
         found = self.conn.execute("SELECT 1 FROM tombstones WHERE person_uid = %s", (uid,))
         return found.fetchone() is not None
 
@@ -672,8 +673,11 @@ class Registry:
         ]
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def trials(self) -> list[dict[str, Any]]:
-        """Every finished trial this role may read, with its session and frames."""
+    def trials(self, received_by: int | None = None) -> list[dict[str, Any]]:
+        """Every finished trial this role may read, with its session and frames, and when
+        the registry received it (``received``: microseconds since the epoch); only those
+        received by ``received_by``, when given (what a report of the trials showed)."""
+        received = "(extract(epoch FROM received_at) * 1000000)::bigint"
         with self._transaction():
             sessions = {
                 row[0]: row
@@ -690,8 +694,10 @@ class Registry:
                 frames.setdefault(row[0], []).append(tuple(row[1:]))
             trials = self.conn.execute(
                 "SELECT trial_key, session_key, kiosk_id, participant, enrolled, started_at,"
-                " duration, answer, outcome, misidentified, source FROM trials"
-                " ORDER BY started_at, trial_key"
+                f" duration, answer, outcome, misidentified, source, {received} FROM trials"
+                f" WHERE %(by)s::bigint IS NULL OR {received} <= %(by)s::bigint"
+                " ORDER BY started_at, trial_key",
+                {"by": received_by},
             ).fetchall()
         out = []
         for (
@@ -706,6 +712,7 @@ class Registry:
             outcome,
             mis,
             src,
+            at,
         ) in trials:
             session = sessions.get(session_key)
             out.append(
@@ -720,6 +727,7 @@ class Registry:
                     "outcome": outcome,
                     "misidentified": bool(mis),
                     "source": src,
+                    "received": int(at),
                     "session": None
                     if session is None
                     else {

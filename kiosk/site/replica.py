@@ -3,7 +3,11 @@
 :class:`ReplicaStore` is the ordinary :class:`~enroll.store.PeopleStore` (recognition
 reads it exactly as on a single kiosk) whose own writes are also queued for the
 registry. The queue entry is written first: a crash after it and before the local save
-still reaches the registry, and the next pull brings the person back here. The sync
+still reaches the registry, and the next pull brings the person back here. A purge of
+the retention period (on opening, `kiosk people purge`) is a deletion like any other:
+the person's name in the queued trials becomes an opaque label and their erasure is
+queued, for the registry to erase them site-wide, or to refuse (a door's role may not
+delete: they are gone from this replica only, and stay so). The sync
 worker applies the registry's changes through the ``apply_*`` methods, which do not
 queue anything.
 

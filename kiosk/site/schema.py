@@ -2,7 +2,8 @@
 
 ``kiosk site migrate`` applies :data:`MIGRATIONS` in order, each in its own transaction
 under an advisory lock, so two operators migrating at once cannot interleave. Version
-``i + 1`` is reached by applying entry ``i``; the applied version is in ``schema_version``.
+``i + 1`` is reached by applying entry ``i`` (SQL, or a function of the connection for
+what SQL cannot do alone); the applied version is in ``schema_version``.
 
 Three group roles (``--create-roles``), each a member of the one before:
 
@@ -21,9 +22,11 @@ its role name is its kiosk id.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from models.errors import UserError
+from models.names import erased_label, name_key
 
 DOOR, ENROLL, OPERATOR = "kiosk_door", "kiosk_enroll", "kiosk_operator"
 ROLES = {"door": DOOR, "enroll": ENROLL, "operator": OPERATOR}
@@ -32,7 +35,62 @@ CHANGE_LOCK = 7_260_002
 
 _OWN_ROWS = "(kiosk_id = current_user OR kiosk_is_operator())"
 
-MIGRATIONS: tuple[str, ...] = (
+# A trial pushed before schema 2, which says nothing of who its names were.
+_BEFORE_TRIAL_PEOPLE = "NOT EXISTS (SELECT 1 FROM trial_people p WHERE p.trial_key = t.trial_key)"
+# Where such a trial names enrolled people (the columns as they were at schema 2; a
+# migration never follows later changes): (table, column, which of its rows).
+_ENROLLED_NAMES = (
+    ("trials", "participant", "t.enrolled = 1"),  # not a stranger's or an attack's name
+    ("trials", "answer", "true"),
+    ("trial_frames", "best", "true"),
+    ("trial_frames", "accepted", "true"),
+)
+
+
+def _anonymise_erased_before_schema_2(conn: Any) -> None:
+    """3: the names that erasures made before schema 2 left in the trials.
+
+    Before schema 2 an erasure removed the person but not their name from the trials,
+    and its tombstone keeps only their id: the name itself is gone from the registry,
+    so it cannot be looked for. What is known is where a trial names an *enrolled*
+    person (the participant of an enrolled trial, the answer, every frame's best and
+    accepted name) and who is enrolled now: such a name that matches no current person
+    (by :func:`~models.names.name_key`, as erasures match names) was the name of someone
+    who is no longer on the site, erased (purged or deleted), or renamed since. In the
+    trials pushed before schema 2 (those without ``trial_people`` rows) every such name
+    becomes a fresh :func:`~models.names.erased_label`, one per name key, so every
+    trial keeps its outcome and the names that were equal stay equal: the metrics are
+    as they were. A renamed person's old name is anonymised too, and that loses no
+    metric either (their trials stay theirs, under the label). A tombstone's label, in
+    a trial anonymised already, is left as it is.
+    """
+    current = {name_key(str(name)) for (name,) in conn.execute("SELECT name FROM people")}
+    current |= {
+        name_key(str(label))
+        for (label,) in conn.execute("SELECT label FROM tombstones WHERE label IS NOT NULL")
+    }
+    labels: dict[str, str] = {}  # name key -> its label
+    names: dict[str, str] = {}  # each name as written -> its label
+    for table, column, rows in _ENROLLED_NAMES:
+        for (name,) in conn.execute(
+            f"SELECT DISTINCT t.{column} FROM {table} t"
+            f" WHERE t.{column} IS NOT NULL AND {rows} AND {_BEFORE_TRIAL_PEOPLE}"
+        ):
+            key = name_key(str(name))
+            if key not in current:
+                names[str(name)] = labels.setdefault(key, erased_label())
+    if not names:
+        return
+    for table, column, rows in _ENROLLED_NAMES:
+        conn.execute(
+            f"UPDATE {table} t SET {column} = m.label"
+            " FROM unnest(%s::text[], %s::text[]) AS m(name, label)"
+            f" WHERE t.{column} = m.name AND {rows} AND {_BEFORE_TRIAL_PEOPLE}",
+            (list(names), list(names.values())),
+        )
+
+
+MIGRATIONS: tuple[str | Callable[[Any], None], ...] = (
     # 1: people, the change feed, bundles, events, trials, kiosks
     f"""
     CREATE TABLE site_meta (key text PRIMARY KEY, value text NOT NULL);
@@ -193,6 +251,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE POLICY erasure ON trial_frames FOR UPDATE USING (kiosk_is_operator())
         WITH CHECK (kiosk_is_operator());
     """,
+    # 3: erasures made before schema 2 leave no names in the trials.
+    _anonymise_erased_before_schema_2,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -222,6 +282,7 @@ GRANT UPDATE (best, accepted) ON trial_frames TO {OPERATOR};
 GRANT DELETE ON events, trial_people TO {OPERATOR};
 GRANT UPDATE (person_uid) ON changes TO {OPERATOR};
 """,
+    "",  # 3 rewrote names only
 )
 
 _ROLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -256,7 +317,11 @@ def migrate(conn: Any, *, create_roles: bool = False) -> tuple[int, int]:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
             if schema_version(conn) != target:
                 continue  # someone else applied it meanwhile
-            conn.execute(MIGRATIONS[target])
+            step = MIGRATIONS[target]
+            if isinstance(step, str):
+                conn.execute(step)
+            else:
+                step(conn)
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version VALUES (%s)", (target + 1,))
     with conn.transaction():

@@ -9,7 +9,8 @@ replaced by an empty one starts again from cursor 0).
   at any point leads to a retry of the same key, which the registry ignores if it has
   it already: nothing is lost, nothing is counted twice. An entry the registry refuses
   for good (a name already taken, a role without the privilege) is kept as
-  ``rejected`` with the reason, for `kiosk site status`.
+  ``rejected`` with the reason, for `kiosk site status`, and never pushed again; a
+  refused erasure also keeps the person out of the replica (:meth:`SiteState.erased_here`).
 - ``events_file``/``events_offset`` in ``sync_state``: how far the door event log has
   been pushed (kiosk/site/events.py).
 - ``shared_embeddings``: the (person, embedder key) embeddings known to be in the
@@ -246,6 +247,15 @@ class SiteState:
         with self._lock:
             rows = self._db.execute(
                 "SELECT person_uid FROM outbox WHERE kind = 'person' AND state = 'queued'"
+            ).fetchall()
+        return {str(row[0]) for row in rows}
+
+    def erased_here(self) -> set[str]:
+        """Person ids this kiosk erased whose erasure is still queued or was refused (a
+        door's role may not delete): gone from the replica, never pulled back."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT person_uid FROM outbox WHERE kind = 'delete' AND person_uid IS NOT NULL"
             ).fetchall()
         return {str(row[0]) for row in rows}
 

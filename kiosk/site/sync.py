@@ -7,7 +7,9 @@ One cycle (:meth:`SiteSync.sync_once`), in this order:
    naming gate (from that moment nobody erased is named), then to the replica (the
    person's name in the trials queued here becomes the tombstone's label first);
 3. pull the other changes after the cursor in order, in batches, inside one
-   repeatable-read snapshot, skipping anyone erased; advance the cursor per batch;
+   repeatable-read snapshot, skipping anyone erased, on the site or here (an erasure
+   the registry refused this kiosk's role: the person stays gone from this replica);
+   advance the cursor per batch;
 4. push the rest of the outbox (enrollments, renames, door events, trials, each trial
    with the person id of every name in it that the replica knows);
 5. report this kiosk's state (``kiosks`` row) for `kiosk site status`.
@@ -197,7 +199,9 @@ class SiteSync:
             cursor = sync.cursor
             # 1. Erasures before anything else: the gate at once, then the replica.
             tombstones = registry.tombstones_after(cursor)
-            erased = {tombstone.uid for tombstone in tombstones}
+            # With them, whoever this kiosk erased and the registry refused to (a door's
+            # shorter retention: the person stays on the site, never pulled back here).
+            erased = {tombstone.uid for tombstone in tombstones} | self.state.erased_here()
             self.gate.block(sorted(erased))
             for tombstone in tombstones:
                 if self.store.apply_erasure(tombstone.uid, tombstone.label):

@@ -6,7 +6,8 @@ kiosk's trials database (``[trials] database``, the one an erasure anonymises) b
 it is written (:class:`ReportLog`): its path, the sha256 of its content, the filesystem
 of its folder, a digest of every name in it (:func:`models.names.name_digest`, never
 the name) and, when it is one session of that database written as `kiosk trials
-export` writes it, the session and the last trial it shows, which make it again.
+export` writes it, the session and the last trial it shows, which make it again (a
+site report: when the registry received the newest trial it shows).
 
 When a person is erased, after the trial records were anonymised,
 :func:`erase_from_reports` takes every recorded report that names them:
@@ -15,8 +16,13 @@ When a person is erased, after the trial records were anonymised,
   erased person under their opaque label, every figure as it was (the HTML's plots and
   thumbnails are drawn again too: their thumbnails are gone, the confusion matrix's
   labels are the opaque one);
-- one that cannot (its trials are not in that database: a simulation, a site report,
-  a session of another ``--db``) is removed;
+- a site report (`kiosk trials report --site`) is made again from the site registry's
+  trials it held, when the registry is reachable and has erased the person (holds
+  their tombstone: their name in its trials is the opaque label too), and removed
+  when it has not (offline, not yet, or refused: an erasure at a door) or its trials
+  still name them (:class:`kiosk.trials.site.SiteReports`);
+- one that cannot (its trials are not in that database: a simulation, a session of
+  another ``--db``) is removed;
 - one whose content changed since it was written is no longer the kiosk's: it is left
   as it is, and forgotten like one deleted by hand;
 - one whose folder is not there, or is on another filesystem (a drive not plugged in),
@@ -32,6 +38,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiosk.trials.report import ReportKind, export_csv, export_json, write_html_report
 from kiosk.trials.session import TrialSession
@@ -39,6 +46,9 @@ from kiosk.trials.store import BUSY_TRIAL_S, ReportRecord, TrialStore
 from models.errors import UserError
 from models.io import PRIVATE_DIR, same_drive
 from models.names import name_digest
+
+if TYPE_CHECKING:
+    from kiosk.trials.site import SiteReports
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +74,16 @@ class ReportLog:
     """Records each report file of ``sessions`` written with it as ``recorder`` in the
     trials database ``database`` (or the open ``store``), before the file is written.
     ``remakeable``: the report is written as :func:`write_session_report` writes it, so
-    one session of that database can make it again (else an erasure removes it)."""
+    one session of that database can make it again; ``site_until``: it is a site report,
+    which the site registry's trials received by then make again (else an erasure
+    removes it)."""
 
     database: Path
     sessions: Sequence[TrialSession]
     target_fpr: float | None = None
     remakeable: bool = False
     store: TrialStore | None = None
+    site_until: int | None = None  # a site report of the trials received by then
 
     @contextlib.contextmanager
     def _opened(self) -> Iterator[TrialStore]:
@@ -106,6 +119,7 @@ class ReportLog:
             last_trial,
             self.target_fpr,
             time.time(),
+            self.site_until,
         )
         with self._opened() as store:
             store.record_report(record)  # before the file: a crash leaves a record, no file
@@ -147,9 +161,13 @@ class ReportsErased:
     unreachable: list[Path] = field(default_factory=list)  # a drive not plugged in?
 
 
-def erase_from_reports(store: TrialStore, digest: str) -> ReportsErased:
+def erase_from_reports(
+    store: TrialStore, digest: str, site: SiteReports | None = None
+) -> ReportsErased:
     """Take the person (by :func:`models.names.name_digest`) out of every report file
-    recorded in ``store``, whose trials are already anonymised (see the module)."""
+    recorded in ``store``, whose trials are already anonymised (see the module);
+    ``site``: what makes the site reports again (a kiosk of a site), else they are
+    removed."""
     done = ReportsErased()
     records: dict[Path, list[ReportRecord]] = {}
     for record in store.reports():
@@ -178,6 +196,9 @@ def erase_from_reports(store: TrialStore, digest: str) -> ReportsErased:
         if digest not in current.names:
             continue  # this version of the file does not name them
         if current.session_id is None:
+            if current.site_until is not None and site and site.remake(current, store, digest):
+                done.remade += 1
+                continue
             path.unlink()
             store.forget_reports(path)
             done.removed += 1

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from kiosk.trials.report import ReportHeader
     from kiosk.trials.session import TrialSession
     from kiosk.trials.simulation import Clip, Contender
-    from kiosk.trials.store import SessionInfo
+    from kiosk.trials.store import SessionInfo, TrialStore
     from models.train.bundle import DetectorInfo
 
 
@@ -39,13 +39,18 @@ def report_log(
     target_fpr: float,
     *,
     remakeable: bool = False,
+    site_until: int | None = None,
+    store: TrialStore | None = None,
 ) -> ReportLog:
-    """What records the reports of ``sessions`` in the kiosk's trials database, where an
-    erasure finds them (kiosk/trials/exports.py)."""
+    """What records the reports of ``sessions`` in the kiosk's trials database (``store``,
+    when it is open already), where an erasure finds them (kiosk/trials/exports.py);
+    ``site_until``: a site report's (:class:`~kiosk.trials.store.ReportRecord`)."""
     from kiosk.trials.exports import ReportLog
 
     database = default_database(config).expanduser()
-    return ReportLog(database, sessions, target_fpr, remakeable=remakeable)
+    return ReportLog(
+        database, sessions, target_fpr, remakeable=remakeable, site_until=site_until, store=store
+    )
 
 
 def existing_database(config: KioskConfig, path: Path | None) -> Path:
@@ -133,16 +138,26 @@ def write_outputs(
     session: TrialSession,
     extra: dict[str, object],
     header: ReportHeader | None = None,
+    *,
+    site_until: int | None = None,
+    store: TrialStore | None = None,
 ) -> dict[str, object]:
-    """Write the asked-for exports, each recorded for erasure (:func:`report_log`); the
-    session's summary (with ``extra``). ``header``: the reports' header, when the
-    session's store does not hold it (a site's trials)."""
+    """Write the asked-for exports, each recorded for erasure (:func:`report_log`, with
+    ``site_until`` and ``store``); the session's summary (with ``extra``). ``header``:
+    the reports' header, when the session's store does not hold it (a site's trials)."""
     from kiosk.trials.report import export_csv, export_json, session_summary, write_html_report
 
     target = outputs.target_fpr if outputs.target_fpr is not None else config.trials.target_fpr
     # Without extra facts or a header of its own, a report is what an erasure can make
     # again from its session (kiosk.trials.exports.write_session_report).
-    recorder = report_log(config, [session], target, remakeable=not extra and header is None)
+    recorder = report_log(
+        config,
+        [session],
+        target,
+        remakeable=not extra and header is None,
+        site_until=site_until,
+        store=store,
+    )
     if outputs.json is not None:
         summary = export_json(
             session, outputs.json, target_fpr=target, header=header, recorder=recorder, **extra

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,11 +22,14 @@ from kiosk.config import KioskConfig
 from kiosk.site.state import SiteState
 from kiosk.trials.rules import FrameDecision, Outcome, Participant, TrialResult
 from kiosk.trials.session import TrialSession
-from kiosk.trials.store import TrialStore
+from kiosk.trials.store import ReportRecord, TrialStore
 from models.errors import UserError
 
 if TYPE_CHECKING:
+    from kiosk.trials.report import ReportHeader
     from kiosk.trials.runs import Outputs
+
+log = logging.getLogger(__name__)
 
 
 def session_key(kiosk_id: str, database: Path, session_id: int, created_at: float) -> str:
@@ -172,7 +176,9 @@ def site_session(trials: list[dict[str, Any]]) -> tuple[TrialSession, dict[str, 
 
 def site_report(config: KioskConfig, outputs: Outputs) -> tuple[dict[str, object], dict[str, int]]:
     """Every kiosk's trials this kiosk's role may read, as one session written to
-    ``outputs`` (none: the summary alone); the summary and the trials per kiosk."""
+    ``outputs`` (none: the summary alone), each file recorded with when the registry
+    received the newest trial, so an erasure can make it again (:class:`SiteReports`);
+    the summary and the trials per kiosk."""
     from kiosk.setup.site import require_site
     from kiosk.site.connect import connect, registry_errors
     from kiosk.site.registry import Registry
@@ -182,6 +188,16 @@ def site_report(config: KioskConfig, outputs: Outputs) -> tuple[dict[str, object
         trials = Registry(conn).trials()
     if not trials:
         raise UserError("the site registry holds no trials this kiosk's role may read yet")
+    session, extra, header = _site_report(config, trials)
+    until = max(int(trial["received"]) for trial in trials)
+    summary = write_outputs(outputs, config, session, extra, header, site_until=until)
+    return summary, dict(extra["trials_per_kiosk"])
+
+
+def _site_report(
+    config: KioskConfig, trials: list[dict[str, Any]]
+) -> tuple[TrialSession, dict[str, Any], ReportHeader]:
+    """What a site report of ``trials`` shows: one session, its notes, its header."""
     from kiosk.trials.report import ReportHeader
     from kiosk.trials.runs import session_origin
 
@@ -197,4 +213,53 @@ def site_report(config: KioskConfig, outputs: Outputs) -> tuple[dict[str, object
             sorted({str((t["session"] or {}).get("recognizer", "")) for t in trials} - {""})
         ),
     )
-    return write_outputs(outputs, config, session, extra, header), per_kiosk
+    return session, extra, header
+
+
+class SiteReports:
+    """Makes the site reports again for the erasure of the person ``uid`` (see
+    kiosk/trials/exports.py), from the registry's trials, which its erasure anonymised."""
+
+    def __init__(self, config: KioskConfig, uid: str) -> None:
+        self.config = config
+        self.uid = uid
+
+    def remake(self, record: ReportRecord, store: TrialStore, digest: str) -> bool:
+        """Write the site report ``record`` again, of the trials it held, recorded in
+        ``store``; False, writing nothing, when that cannot be: the registry unreachable
+        or without the person's tombstone (not erased there yet, or refused: an erasure
+        at a door), or its trials still naming them (by ``digest``)."""
+        from kiosk.trials.exports import names_in
+        from kiosk.trials.runs import Outputs, write_outputs
+
+        assert record.site_until is not None and record.target_fpr is not None
+        trials = self._erased_trials(record.site_until)
+        if not trials:
+            return False
+        session, extra, header = _site_report(self.config, trials)
+        if digest in names_in([session]):
+            return False
+        field = {"json": "json", "csv": "csv", "html": "report"}[record.kind]
+        outputs = Outputs(**{field: record.path}, target_fpr=record.target_fpr)
+        write_outputs(
+            outputs, self.config, session, extra, header, site_until=record.site_until, store=store
+        )
+        return True
+
+    def _erased_trials(self, until: int) -> list[dict[str, Any]] | None:
+        """The trials the registry had received by ``until``; None unless it erased the
+        person (or when it cannot be reached)."""
+        from kiosk.site.connect import connect, registry_errors
+        from kiosk.site.registry import Registry
+
+        if self.config.site is None:
+            return None
+        try:
+            with registry_errors(), connect(self.config.site) as conn:
+                registry = Registry(conn)
+                if not registry.erased(self.uid):
+                    return None
+                return registry.trials(received_by=until)
+        except UserError as error:
+            log.warning("a site report cannot be made again, so it is removed: %s", error)
+            return None

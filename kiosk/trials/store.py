@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS reports (  -- added after the first release: see the 
     last_trial INTEGER,  -- the last trial of the session it holds
     target_fpr REAL,
     written_at REAL NOT NULL,
+    site_until INTEGER,  -- a site report: of the registry's trials received by then
     PRIMARY KEY (path, digest)
 );
 """
@@ -96,6 +97,7 @@ ADDED_COLUMNS = {
     ("sessions", "site"): "TEXT NOT NULL DEFAULT ''",
     ("sessions", "kiosk"): "TEXT NOT NULL DEFAULT ''",
     ("sessions", "operator"): "TEXT NOT NULL DEFAULT ''",
+    ("reports", "site_until"): "INTEGER",
 }
 
 
@@ -104,7 +106,9 @@ class ReportRecord:
     """A report file of trials the kiosk wrote (see kiosk/trials/exports.py): where, its
     content's sha256, its kind (json, csv, html), the filesystem of its folder (st_dev),
     the digests of the names in it and, when it can be made again from this database,
-    its session, the last trial it holds and its target FPR."""
+    its session, the last trial it holds and its target FPR; a site report (`kiosk
+    trials report --site`), made again from the site registry, has its target FPR and
+    ``site_until``: when the registry received the newest trial it holds."""
 
     path: Path
     digest: str
@@ -115,6 +119,7 @@ class ReportRecord:
     last_trial: int | None = None
     target_fpr: float | None = None
     written_at: float = 0.0
+    site_until: int | None = None  # microseconds since the epoch, the registry's clock
 
 
 @dataclass(frozen=True)
@@ -327,8 +332,8 @@ class TrialStore:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute(
                     "INSERT OR REPLACE INTO reports (path, digest, kind, device, names,"
-                    " session_id, last_trial, target_fpr, written_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " session_id, last_trial, target_fpr, written_at, site_until)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         str(record.path),
                         record.digest,
@@ -339,6 +344,7 @@ class TrialStore:
                         record.last_trial,
                         record.target_fpr,
                         record.written_at or time.time(),
+                        record.site_until,
                     ),
                 )
         except sqlite3.Error as error:
@@ -363,7 +369,7 @@ class TrialStore:
         """Every report file recorded, in the order they were written."""
         rows = self._db.execute(
             "SELECT path, digest, kind, device, names, session_id, last_trial, target_fpr,"
-            " written_at FROM reports ORDER BY written_at, path"
+            " written_at, site_until FROM reports ORDER BY written_at, path"
         ).fetchall()
         return [
             ReportRecord(Path(path), digest, kind, device, frozenset(json.loads(names)), *rest)

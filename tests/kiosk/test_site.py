@@ -451,8 +451,7 @@ def test_trials_of_every_kiosk_make_one_site_report(
     assert header["site"].startswith(f"{sites['officer'].dbname} on ")
     assert header["kiosk"] == f"{sites['a'].user} (1), {sites['b'].user} (1)"
     assert header["created_at"] == 100.0 and header["date"]
-    # Recorded for erasure, as a report that cannot be made again (its trials are the
-    # registry's): an erasure of Ada deletes it.
+    # Recorded for erasure, as a site report: the registry's trials make it again.
     from kiosk.trials.runs import default_database
     from kiosk.trials.store import TrialStore
     from models.names import name_digest
@@ -460,7 +459,8 @@ def test_trials_of_every_kiosk_make_one_site_report(
     with TrialStore(default_database(config)) as store:
         [record] = store.reports()
     assert record.path == (tmp_path / "site.json").resolve() and record.session_id is None
-    assert record.names == {name_digest("Ada")}
+    assert record.names == {name_digest("Ada")} and record.site_until is not None
+    assert record.site_until == max(t["received"] for t in trials)
 
 
 def test_site_train_publishes_a_bundle_that_a_door_hot_swaps(
@@ -583,6 +583,87 @@ def test_a_pull_reads_one_snapshot(postgres: PgCluster, site_db: str, tmp_path: 
 # -- erasure that reaches every kiosk's trials and door events --------------------------
 
 GRACE, ALAN = "Grace Hopper", "Alan Turing"  # spaces: never found by chance in hex or base64
+
+
+def test_an_erasure_makes_a_site_report_again_once_the_registry_erased_the_person(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """A site report naming Grace is made again from the registry's anonymised trials
+    once the registry erased her: the same trials (not one pushed since), every figure
+    as it was. Erased at a door first, whose role may not erase her from the site, the
+    door's own site report is removed: nothing could make it without her name."""
+    import re
+
+    from kiosk.config import KioskConfig
+    from kiosk.erasure import erase_traces
+    from kiosk.trials.runs import Outputs
+    from kiosk.trials.site import SiteTrialStore, site_report
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    door = kiosk(tmp_path, "door", sites["door"])
+
+    def config(key: str) -> KioskConfig:
+        return KioskConfig.model_validate(
+            {
+                "site": sites[key].model_dump(mode="json"),
+                "enroll": {"store_dir": str(tmp_path / key)},
+                "trials": {"database": str(tmp_path / f"{key}-trials.sqlite")},
+            }
+        )
+
+    def door_trial(label: str, participant: str, answers: list[str | None], at: float) -> None:
+        state = SiteState(tmp_path / "door")
+        with SiteTrialStore(tmp_path / "door.sqlite", state, sites["door"].user) as store:
+            session = store.create_session(label=label, duration=1.0, threshold=0.5, min_share=0.5)
+            session.add_participant(participant, enrolled=True)
+            run_trial(session, participant, answers, at)
+
+    try:
+        grace = officer.store.add_person(GRACE, photos(2, seed=1), consent())
+        officer.store.add_person(ALAN, photos(2, seed=2), consent())
+        officer.sync_once()
+        door.sync_once()
+        door_trial("grace", GRACE, [GRACE, GRACE], 100.0)
+        door_trial("alan", ALAN, [GRACE, ALAN, ALAN], 101.0)  # misidentified as her
+        assert door.sync_once().pushed == 2
+        reports = {key: tmp_path / f"{key}-site.json" for key in ("officer", "door")}
+        csv = tmp_path / "officer-site.csv"
+        site_report(config("officer"), Outputs(json=reports["officer"], csv=csv))
+        site_report(config("door"), Outputs(json=reports["door"]))
+        before = reports["officer"].read_text()
+        assert GRACE in before and GRACE in csv.read_text()
+        door_trial("later", ALAN, [ALAN], 102.0)  # pushed after the reports: not in them
+        assert door.sync_once().pushed == 1
+
+        # At the door: gone there, refused by the registry, the report removed.
+        door.store.delete(GRACE)
+        assert door.sync_once().rejected == 1
+        [erasure] = door.store.pending_erasures()
+        erased = erase_traces(config("door"), erasure)
+        assert erased.complete and (erased.reports, erased.reports_removed) == (0, 1)
+        assert not reports["door"].exists()
+
+        # At the operator's kiosk: erased from the site, the report made again.
+        officer.store.delete(GRACE)
+        assert officer.sync_once().pushed == 1
+        [erasure] = officer.store.pending_erasures()
+        assert erasure.uid == grace.uid
+        erased = erase_traces(config("officer"), erasure)
+        assert erased.complete and (erased.reports, erased.reports_removed) == (2, 0)
+        after = reports["officer"].read_text()
+        assert "Grace" not in after and "Grace" not in csv.read_text()
+        [label] = set(re.findall(r"erased person [0-9a-f]{8}", after))
+        assert after == before.replace(GRACE, label)  # the same trials, the same figures
+        # Recorded again: a later erasure finds it, and nobody it no longer names.
+        from kiosk.trials.store import TrialStore
+        from models.names import name_digest
+
+        with TrialStore(tmp_path / "officer-trials.sqlite") as store:
+            names = set().union(*(r.names for r in store.reports()))
+        assert name_digest(ALAN) in names and name_digest(GRACE) not in names
+    finally:
+        close(officer, door)
 
 
 def registry_rows(postgres: PgCluster, site_db: str) -> dict[str, list[str]]:
@@ -885,14 +966,82 @@ def test_what_a_kiosk_pushes_after_an_erasure_never_brings_the_person_back(
         close(officer, door)
 
 
+def test_a_replicas_retention_purge_is_queued_for_the_registry(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """A door whose retention is shorter than the site's purges Grace when its replica
+    opens: her name leaves the trial it queued, and her erasure, which a door's role may
+    not make, is refused once; she stays gone from the door, even when the registry
+    changes her. An operator's `kiosk people purge` erases her from the whole site."""
+    from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
+    from kiosk.trials.site import SiteTrialStore
+
+    sites = site_kiosks(postgres, site_db, officer="operator", door="door")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    door = kiosk(tmp_path, "door", sites["door"])
+    try:
+        grace = officer.store.add_person(GRACE, photos(2, seed=1), consent(days_ago=40))
+        officer.store.add_person(ALAN, photos(2, seed=2), consent(days_ago=1))
+        officer.sync_once()
+        assert door.sync_once().added == 2
+    finally:
+        close(door)
+    with SiteTrialStore(
+        tmp_path / "door.sqlite", SiteState(tmp_path / "door"), sites["door"].user
+    ) as trials:
+        session = trials.create_session(label="door", duration=1.0, threshold=0.5, min_share=0.5)
+        session.add_participant(GRACE, enrolled=True)
+        run_trial(session, GRACE, [GRACE, GRACE], 100.0)
+    root = tmp_path / "door"
+    store = ReplicaStore(root, SiteState(root), retention_days=30)  # purged on opening
+    door = SiteSync(sites["door"], store)
+    try:
+        assert store.purged_on_open == [grace.uid] and store.by_uid(grace.uid) is None
+        assert [e.uid for e in store.pending_erasures()] == [grace.uid]  # for the kiosk's files
+        for path in root.glob("site.db*"):
+            assert GRACE.encode() not in path.read_bytes(), path
+        report = door.sync_once()
+        assert (report.rejected, report.pushed, report.added) == (1, 1, 0)
+        [(kind, uid, reason)] = door.state.rejected()
+        assert (kind, uid) == ("delete", grace.uid) and "may not" in reason
+        with postgres.connect(site_db) as conn:
+            [(participant,)] = conn.execute("SELECT participant FROM trials").fetchall()
+            assert participant.startswith("erased person ")
+            assert conn.execute("SELECT count(*) FROM people").fetchone()[0] == 2
+        # The site changes her: the door neither pulls her back nor asks again.
+        officer.store.rename(GRACE, "Grace B. Hopper")
+        officer.sync_once()
+        report = door.sync_once()
+        assert (report.rejected, report.pushed, report.added, report.renamed) == (0, 0, 0, 0)
+        assert door.store.by_uid(grace.uid) is None and not door.gate.may_name("Grace B. Hopper")
+        assert door.state.counts() == {"queued": 0, "rejected": 1}
+        # `kiosk people purge` at the operator's kiosk: an erasure of the whole site.
+        officer.store.retention_days = 30
+        assert officer.store.purge_expired() == [grace.uid]
+        assert officer.sync_once().pushed == 1
+        with connect(sites["officer"]) as conn:
+            assert grace.uid not in Registry(conn).people_uids()
+            [(reason,)] = conn.execute(
+                "SELECT reason FROM tombstones WHERE person_uid = %s", (grace.uid,)
+            ).fetchall()
+        assert reason == "retention period of 30 days"
+        assert holding(registry_rows(postgres, site_db), "Grace", "Hopper") == {}
+    finally:
+        close(officer, door)
+
+
 def test_a_registry_of_the_previous_schema_upgrades_in_place(
     postgres: PgCluster, site_db: str, tmp_path: Path
 ) -> None:
-    """A registry made by the previous program (schema 1, its grants, a person, a door's
-    trial and event, an erasure) is refused until migrated; `kiosk site migrate` then
-    brings it to this schema in place, and an erasure reaches the old trial and event."""
+    """A registry made by the program of schema 1 (its grants, a person, a door's trials
+    and event, an erasure that left its person's name in the trials) is refused until
+    migrated; `kiosk site migrate` then brings it to this schema in place: the erased
+    person's name leaves the old trials, the metrics stay, and an erasure reaches the
+    old trial and event of a person still enrolled."""
     from kiosk.live.events import EventLog
     from kiosk.site.connect import connect
+    from kiosk.site.registry import Registry
     from kiosk.site.schema import (
         GRANTS,
         MIGRATIONS,
@@ -902,11 +1051,13 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
         migrate,
         schema_version,
     )
+    from kiosk.trials.site import site_session
 
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     with postgres.connect(site_db) as conn:
         conn.autocommit = False
         conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+        assert isinstance(MIGRATIONS[0], str)
         conn.execute(MIGRATIONS[0])
         conn.execute("INSERT INTO schema_version VALUES (1)")
         for role in ROLES.values():
@@ -930,15 +1081,14 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
         )
         for key, role in roles.items()
     }
-    # What the previous program wrote: Grace, a door's event and trial of hers, and the
-    # erasure of someone else (a tombstone without a label).
+    # What the program of schema 1 wrote: Grace, a door's event and trial of hers, and
+    # the erasure of Ken (a tombstone without a label), whose name it left in a trial of
+    # his and in a frame of a stranger's trial.
     officer = kiosk(tmp_path, "officer", sites["officer"])
     door = kiosk(tmp_path, "door", sites["door"], events_dir=tmp_path / "door" / "events")
     try:
         grace = officer.store.add_person(GRACE, photos(2, seed=1), consent())
         with connect(sites["officer"]) as conn:
-            from kiosk.site.registry import Registry
-
             assert Registry(conn).add_person(officer.store.record(grace))
             conn.execute(
                 "INSERT INTO tombstones (person_uid, seq, reason) VALUES (%s, 0, 'old')",
@@ -970,15 +1120,48 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
                 " 0.9, 0.5, %s)",
                 (GRACE, GRACE),
             )
+            for key, participant, enrolled, answer, outcome, accepted in (
+                (3, "Ken Thompson", 1, "ken thompson", "TP", "Ken Thompson"),
+                (4, "Visitor Vic", 0, None, "TN", None),  # his face was the nearest
+            ):
+                trial = f"00000000-0000-0000-0000-00000000000{key}"
+                conn.execute(
+                    "INSERT INTO trials (trial_key, session_key, participant, enrolled,"
+                    " started_at, duration, answer, outcome, misidentified) VALUES (%s,"
+                    " '00000000-0000-0000-0000-000000000001', %s, %s, 100, 1, %s, %s, false)",
+                    (trial, participant, enrolled, answer, outcome),
+                )
+                conn.execute(
+                    "INSERT INTO trial_frames (trial_key, idx, t, face, best, confidence,"
+                    " threshold, accepted) VALUES (%s, 0, 0.1, true, 'Ken Thompson', 0.9, 0.5, %s)",
+                    (trial, accepted),
+                )
             conn.commit()
-        with pytest.raises(UserError, match="schema version 1, this program needs 2"):
+        with postgres.connect(site_db) as conn:
+            before = site_session(Registry(conn).trials())[0].metrics()
+        with pytest.raises(UserError, match="schema version 1, this program needs 3"):
             door.sync_once()
         with postgres.connect(site_db) as conn:
             conn.autocommit = False
-            assert migrate(conn) == (1, 2)
+            assert migrate(conn) == (1, 3)
             conn.commit()
-            assert schema_version(conn) == 2
-            assert conn.execute("SELECT count(*) FROM trials").fetchone()[0] == 1
+            assert migrate(conn) == (3, 3)
+            conn.commit()
+            assert schema_version(conn) == 3
+            assert conn.execute("SELECT count(*) FROM trials").fetchone()[0] == 3
+            after = site_session(Registry(conn).trials())[0]
+            kens = conn.execute(
+                "SELECT participant, answer FROM trials WHERE participant NOT IN (%s, %s)",
+                (GRACE, "Visitor Vic"),
+            ).fetchall()
+            frames = {r[0] for r in conn.execute("SELECT best FROM trial_frames")}
+        rows = registry_rows(postgres, site_db)
+        assert holding(rows, "Ken", "Thompson") == {}
+        [(label, answer)] = kens  # one label for every spelling of his name
+        assert label.startswith("erased person ") and answer == label
+        assert frames == {GRACE, label}
+        assert {r.participant.name for r in after.results} == {GRACE, label, "Visitor Vic"}
+        assert after.metrics() == before
         assert door.sync_once().added == 1  # the old tombstone (no label) is read as well
         EventLog(door.events_dir).append(grace.uid, GRACE, 0.9, 2, np.zeros((8, 8, 3), np.uint8))  # type: ignore[arg-type]
         assert door.sync_once().events == 1
