@@ -11,8 +11,9 @@ Three group roles (``--create-roles``), each a member of the one before:
   ``kiosk_id = current_user``: a door kiosk cannot read, or write as, another kiosk.
 - ``kiosk_enroll``: also adds and renames people (the wizard of a reception desk).
 - ``kiosk_operator``: also erases people (their rows, their door events, their names in
-  every kiosk's trials), publishes CLIP bundles and reads every kiosk's rows (the
-  privacy officer, the training machine, ``kiosk site status``).
+  every kiosk's trials, their labels' and sources' too), publishes CLIP bundles and
+  reads every kiosk's rows (the privacy officer, the training machine, ``kiosk site
+  status``).
 
 Each kiosk logs in as its own role (``kiosk site add-kiosk``), a member of one of them;
 its role name is its kiosk id.
@@ -193,6 +194,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE POLICY erasure ON trial_frames FOR UPDATE USING (kiosk_is_operator())
         WITH CHECK (kiosk_is_operator());
     """,
+    # 3: erasure reaches the trials' free text too: an operator may rewrite any kiosk's
+    # session labels and trial sources, where a person's name may be mentioned.
+    """
+    CREATE POLICY erasure ON trial_sessions FOR UPDATE USING (kiosk_is_operator())
+        WITH CHECK (kiosk_is_operator());
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -221,6 +228,10 @@ GRANT UPDATE (participant, answer) ON trials TO {OPERATOR};
 GRANT UPDATE (best, accepted) ON trial_frames TO {OPERATOR};
 GRANT DELETE ON events, trial_people TO {OPERATOR};
 GRANT UPDATE (person_uid) ON changes TO {OPERATOR};
+""",
+    f"""
+GRANT UPDATE (label) ON trial_sessions TO {OPERATOR};
+GRANT UPDATE (source) ON trials TO {OPERATOR};
 """,
 )
 
