@@ -280,6 +280,12 @@ class TrialStore:
         )
         self._db.commit()
 
+    def abandon_trial(self) -> None:
+        """Roll back the trial in progress: it is never recorded (its participant was
+        erased meanwhile)."""
+        if self._db.in_transaction:
+            self._db.rollback()
+
     def anonymise(self, name_digest: str, label: str) -> int:
         """Replace a person's name everywhere in the trials (roster, answers, frames) by
         ``label``, and every mention of it in the free text (the sessions' labels, the

@@ -339,6 +339,60 @@ def test_anonymising_a_person_keeps_the_metrics_and_drops_their_thumbnails(
     assert re.search(rb"Alice Smith(?!son)|alice-smith|ALICE", raw) is None
 
 
+def test_the_consoles_roster_follows_the_people_store(tmp_path: Path) -> None:
+    """Someone deleted in another terminal leaves the console's roster: a trial of theirs
+    in progress is dropped, none can be started for them, and once the erasure is
+    finished (by the console's finisher) the session's trials are shown anonymised."""
+    from enroll.store import PeopleStore
+    from kiosk.config import KioskConfig
+    from kiosk.erasure import ErasureFinisher
+    from kiosk.trials.runs import EnrolledRoster, default_database
+    from tests.helpers import consent, photos
+
+    ada, bob = "Ada Lovelace", "Bob Kahn"
+    store_dir = tmp_path / "people"
+    with PeopleStore(store_dir) as people:
+        people.add_person(ada, photos(2), consent())
+        people.add_person(bob, photos(2, seed=1), consent())
+    config = KioskConfig.model_validate(
+        {"enroll": {"store_dir": str(store_dir)}, "trials": {"database": str(tmp_path / "t")}}
+    )
+    roster = EnrolledRoster(config)
+    finished = threading.Event()
+    try:
+        assert sorted(roster.names) == [ada, bob] and roster.erased() == []
+        with TrialStore(default_database(config)) as trials:
+            session = trials.create_session(
+                label="live 0",
+                duration=5.0,
+                threshold=0.8,
+                min_share=0.5,
+                participants=[Participant(name, enrolled=True) for name in roster.names],
+            )
+            for start in (0.0, 10.0):  # one trial of hers finished, one in progress
+                if session.active is not None:
+                    session.finish()
+                session.start(ada, now=start, wall_clock=1000.0 + start)
+                session.add_frame(start + 0.1, Prediction(ada, ada, 0.9))
+            with PeopleStore(store_dir) as people:  # `kiosk people delete`, elsewhere
+                people.delete(ada)
+            assert roster.erased() == [ada] and roster.erased() == []
+            assert session.forget([ada]) and session.active is None
+            assert [p.name for p in session.participants] == [bob]
+            with pytest.raises(UserError, match="not on the roster"):
+                session.start(ada, now=20.0, wall_clock=1020.0)
+            ErasureFinisher(config, on_finished=finished.set).request()
+            assert finished.wait(30.0)
+            session.reload_results()
+            [result] = session.results  # the dropped trial was never recorded
+            assert trials.load_session().results == [result]
+        assert result.participant.name.startswith("erased person ") and result.answer == (
+            result.participant.name
+        )
+    finally:
+        roster.close()
+
+
 def test_exports(tmp_path: Path) -> None:
     session = TrialSession(duration=5.0, threshold=0.8)
     session.results.extend(sample_results())
