@@ -11,7 +11,9 @@ journal entry and removes, in an order that can be repeated after a crash:
   enrolled crops (made again from the people left, on its next load);
 - their door events and thumbnails (:meth:`kiosk.live.events.EventLog.forget`);
 - their name from the trial records, replaced by an opaque label ("erased person
-  3f2a91c0") so the metrics stay as they were, and their trials' face thumbnails; then
+  3f2a91c0") so the metrics stay as they were, with its mentions in the sessions'
+  labels and the trials' clip paths (:func:`models.names.replace_mentions`), and their
+  trials' face thumbnails; then
   from every trial report file the kiosk wrote that still names them
   (:func:`kiosk.trials.exports.erase_from_reports`): made again from the anonymised
   records (a site report from the registry's, once the registry erased them too), or
@@ -27,7 +29,9 @@ timeout, an export or a report on a drive not plugged in) leaves the entry for t
 Every command that runs for long finishes the journal's erasures first
 (:func:`finish_erasures`). A running door on a site also gets erasures while it runs:
 its sync worker applies the site's erasures to the replica, which journals them, and
-then asks an :class:`ErasureFinisher` to finish them on a thread of its own.
+then asks an :class:`ErasureFinisher` to finish them on a thread of its own; so does
+the trials console, whose roster also follows the store: an erased person leaves it,
+and a trial of theirs in progress is dropped.
 """
 
 from __future__ import annotations
@@ -123,10 +127,13 @@ class ErasureFinisher:
     door's site sync asks after it applied an erasure, so the person's door events,
     row in the CLIP bundle, trials and cached features go within moments, never on the video loop
     nor on the sync's thread (a trial in progress may hold the trials database for a
-    minute). Requests made while it runs are served by one more run; it never raises."""
+    minute). Requests made while it runs are served by one more run; it never raises.
+    ``on_finished`` is called on its thread after each run, finished or not (the trials
+    console then shows its trials as the store holds them)."""
 
-    def __init__(self, config: KioskConfig) -> None:
+    def __init__(self, config: KioskConfig, on_finished: Callable[[], None] | None = None) -> None:
         self.config = config
+        self.on_finished = on_finished
         self._lock = threading.Lock()
         self._requested = False
         self._thread: threading.Thread | None = None
@@ -152,6 +159,11 @@ class ErasureFinisher:
                 log.warning("the erasures are not finished yet: %s", error)
             except Exception:  # never take the door down
                 log.exception("finishing the erasures failed; the next request or start retries")
+            try:
+                if self.on_finished is not None:
+                    self.on_finished()
+            except Exception:
+                log.exception("after finishing the erasures")
 
 
 def erase_traces(config: KioskConfig, erasure: Erasure) -> Erased:

@@ -14,7 +14,9 @@ Latin letters, 60 Cyrillic or Greek, 40 Chinese, Thai or Devanagari characters, 
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
+from collections.abc import Callable, Collection, Iterator
 
 from models.errors import UserError
 
@@ -93,3 +95,99 @@ def erased_label() -> str:
     import secrets
 
     return f"erased person {secrets.token_hex(4)}"
+
+
+# The separators a name may hold of its own ("Jean-Luc", "O'Brien"): kept in one of the
+# forms a stretch of free text is tried as (see _forms).
+NAME_SEPARATORS = frozenset({" ", "-", "'"})
+
+
+def _is_word(char: str) -> bool:
+    """A letter, a digit or a combining mark (an NFD accent belongs to its letter)."""
+    return unicodedata.category(char)[0] in "LNM"
+
+
+def _pieces(text: str) -> list[tuple[int, int, bool]]:
+    """The words of ``text`` as (start, end, whether a word starts there), a camel-case
+    word ("AdaLovelace") split where a capital follows a small letter."""
+    pieces: list[tuple[int, int, bool]] = []
+    start: int | None = None
+    lower = False  # the word's last letter is a small one
+    for i, char in enumerate(text + " "):
+        if not _is_word(char):
+            if start is not None:
+                pieces.append((start, i, not pieces or pieces[-1][1] < start))
+                start = None
+            continue
+        if start is None:
+            start = i
+        elif lower and char.isupper():
+            pieces.append((start, i, not pieces or pieces[-1][1] < start))
+            start = i
+        if unicodedata.category(char)[0] == "L":
+            lower = char.islower()
+    return pieces
+
+
+def _forms(text: str, pieces: list[tuple[int, int, bool]]) -> set[str]:
+    """How a name could be written as these pieces of ``text``: as written; with every
+    separator turned into a single space; with the separators a name has of its own
+    kept and the others turned into spaces; with camel case split too."""
+    gaps = [(text[a[1] : b[0]], b[2]) for a, b in itertools.pairwise(pieces)]
+    words = [text[start:end] for start, end, _ in pieces]
+
+    def joined(join: Callable[[str, bool], str]) -> str:
+        joins = (join(*gap) + word for gap, word in zip(gaps, words[1:], strict=True))
+        return words[0] + "".join(joins)
+
+    return {
+        text[pieces[0][0] : pieces[-1][1]],
+        joined(lambda gap, hard: " " if hard else ""),
+        joined(lambda gap, hard: (gap if gap in NAME_SEPARATORS else " ") if hard else ""),
+        joined(lambda gap, hard: " "),
+    }
+
+
+def _mentions(text: str) -> Iterator[tuple[int, int, set[str]]]:
+    """Every stretch of ``text`` that starts and ends at a word boundary and is no longer
+    than a name may be, as (start, end, the digests of the ways it could write a name)."""
+    pieces = _pieces(text)
+    for i, (start, _, first) in enumerate(pieces):
+        if not first:
+            continue  # inside a camel-case word: "Lovelace" of "AdaLovelace" is no word
+        for j in range(i, len(pieces)):
+            end = pieces[j][1]
+            if len(unicodedata.normalize("NFC", text[start:end])) > MAX_NAME_LENGTH:
+                break
+            if j + 1 == len(pieces) or pieces[j + 1][2]:  # a word ends here
+                yield start, end, {name_digest(form) for form in _forms(text, pieces[i : j + 1])}
+
+
+def mention_digests(text: str) -> set[str]:
+    """The :func:`name_digest` of every way ``text`` (a label, a file path) could mention
+    a name: what :func:`replace_mentions` looks for, for records that must find a
+    person's mentions later without holding the text (the trials' report files)."""
+    return {digest for _, _, digests in _mentions(text) for digest in digests}
+
+
+def replace_mentions(text: str, digests: Collection[str], label: str) -> str:
+    """``text`` (free text: a label, a file path) with every mention of a name known only
+    by its :func:`name_digest` (one of ``digests``) replaced by ``label``, the rest kept
+    as it is ("/clips/ada_lovelace_walk.mp4" -> "/clips/<label>_walk.mp4").
+
+    A mention is a stretch from a word's start to a word's end (words are split at
+    whitespace, punctuation, ``_``, ``/``, ``\\`` and camel case; "Adamson" holds no
+    "Ada"), in any case and normalisation, written as the name is, with any separators
+    where the name has spaces ("ada_lovelace", "Ada-Lovelace", "AdaLovelace"), or with
+    the name's own hyphens and apostrophes kept ("Jean-Luc_Picard"). Of overlapping
+    mentions, the first and longest is replaced."""
+    found = sorted(
+        ((start, end) for start, end, forms in _mentions(text) if not forms.isdisjoint(digests)),
+        key=lambda span: (span[0], -span[1]),
+    )
+    parts, done = [], 0
+    for start, end in found:
+        if start >= done:
+            parts += [text[done:start], label]
+            done = end
+    return "".join(parts) + text[done:]

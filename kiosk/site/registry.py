@@ -10,8 +10,9 @@ Pushes are idempotent: an enrollment is keyed by the person's id, an erasure by 
 tombstone of that id, an event and a trial by the UUID the kiosk gave them when it
 queued them (``ON CONFLICT DO NOTHING``).
 
-An erasure reaches every kiosk's door events (removed) and trials (the person's name
-replaced by an opaque label, so the site's metrics stay as they were). Pushes of events
+An erasure reaches every kiosk's door events (removed) and trials (the person's name,
+and its mentions in the sessions' labels and the trials' sources, replaced by an opaque
+label, so the site's metrics stay as they were). Pushes of events
 and trials take the change lock shared, so they and an erasure are ordered: a trial or
 an event of a person erased before it arrives is stored anonymised, or not at all.
 """
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kiosk.live.events import logged_person
 from kiosk.site.connect import CHANNEL, SiteRefused
 from kiosk.site.schema import CHANGE_LOCK
-from models.names import erased_label, name_key
+from models.names import erased_label, name_digest, name_key, replace_mentions
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -108,10 +109,15 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def renamed_trial(trial: dict[str, Any], rename: Callable[[str], str]) -> dict[str, Any]:
+def renamed_trial(
+    trial: dict[str, Any],
+    rename: Callable[[str], str],
+    unname: Callable[[str], str] = lambda text: text,
+) -> dict[str, Any]:
     """A pushed trial (kiosk/trials/site.py's payload) with every person's name in it,
     the participant's, the answer's and each frame's best and accepted name, passed
-    through ``rename``."""
+    through ``rename``, and its free text, the session's label and the trial's source,
+    through ``unname``."""
 
     def one(name: Any) -> Any:
         return rename(name) if isinstance(name, str) else name
@@ -122,8 +128,10 @@ def renamed_trial(trial: dict[str, Any], rename: Callable[[str], str]) -> dict[s
     ]
     return {
         **trial,
+        "session": {**trial["session"], "label": unname(trial["session"]["label"])},
         "participant": one(trial["participant"]),
         "answer": one(trial["answer"]),
+        "source": unname(trial["source"]),
         "frames": frames,
     }
 
@@ -475,8 +483,9 @@ class Registry:
         """Inside the erasure's transaction: in every kiosk's trials, the names that were
         ``uid``'s when each trial was pushed, and any name equal to the person's current
         one under :func:`~models.names.name_key` (as the kiosk's own trials are matched)
-        that the trial does not say was someone else's, become ``label``; how many
-        trials."""
+        that the trial does not say was someone else's, become ``label``; so does every
+        mention of one of those names in the free text (the sessions' labels, the trials'
+        sources: :func:`~models.names.replace_mentions`). How many trials."""
         known = self.conn.execute(
             "SELECT trial_key, name FROM trial_people WHERE person_uid = %s", (uid,)
         ).fetchall()
@@ -485,7 +494,8 @@ class Registry:
             key = name_key(name)
             union = " UNION ".join(f"SELECT {column} FROM {table}" for table, column in TRIAL_NAMES)
             names = [str(n) for (n,) in self.conn.execute(union) if n and name_key(n) == key]
-        if not known and not names:
+        digests = {name_digest(n) for n in [name, *(n for _, n in known)] if n is not None}
+        if not digests:
             return 0
         match = {
             "uid": uid,
@@ -507,8 +517,26 @@ class Registry:
                 match,
             ).fetchall()
             touched.update(row[0] for row in rows)
+        self._unname("trial_sessions", "label", "session_key", digests, label)
+        touched.update(self._unname("trials", "source", "trial_key", digests, label))
         self.conn.execute("DELETE FROM trial_people WHERE person_uid = %s", (uid,))
         return len(touched)
+
+    def _unname(
+        self, table: str, column: str, key: str, digests: set[str], label: str
+    ) -> list[Any]:
+        """Inside the erasure's transaction: every mention of a name of ``digests`` in
+        the free text ``table.column`` becomes ``label``; the keys of the rows changed."""
+        changed: list[Any] = []
+        for (text,) in self.conn.execute(f"SELECT DISTINCT {column} FROM {table}").fetchall():
+            unnamed = replace_mentions(text, digests, label)
+            if unnamed != text:
+                rows = self.conn.execute(
+                    f"UPDATE {table} SET {column} = %s WHERE {column} = %s RETURNING {key}",
+                    (unnamed, text),
+                ).fetchall()
+                changed += [row[0] for row in rows]
+        return changed
 
     def expired(self, now: datetime | None = None) -> list[str]:
         rows = self.conn.execute(
@@ -571,9 +599,9 @@ class Registry:
 
         ``people``: the person id of each name in it that the kiosk knows (name -> id),
         kept so an erasure finds the trial even after a rename; a name of someone
-        erased meanwhile is stored as their tombstone's label."""
+        erased meanwhile, and its mentions in the session's label and the trial's
+        source, are stored as their tombstone's label."""
         people = dict(people or {})
-        session = trial["session"]
         with self._transaction():
             self._pushing()
             erased = dict(
@@ -589,8 +617,15 @@ class Registry:
                     for name, uid in people.items()
                     if uid in erased
                 }
-                trial = renamed_trial(trial, lambda name: labels.get(name, name))
+
+                def unname(text: str) -> str:
+                    for name, label in labels.items():
+                        text = replace_mentions(text, {name_digest(name)}, label)
+                    return text
+
+                trial = renamed_trial(trial, lambda name: labels.get(name, name), unname)
                 people = {n: u for n, u in people.items() if u not in erased}
+            session = trial["session"]
             self.conn.execute(
                 "INSERT INTO trial_sessions (session_key, label, created_at, duration,"
                 " threshold, min_share, recognizer) VALUES (%s, %s, %s, %s, %s, %s, %s)"

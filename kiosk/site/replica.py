@@ -46,7 +46,7 @@ from enroll.store import (
 from kiosk.site.registry import PersonRecord, renamed_trial
 from kiosk.site.state import SiteState
 from models.errors import UserError
-from models.names import erased_label, name_key
+from models.names import erased_label, name_digest, name_key, replace_mentions
 
 if TYPE_CHECKING:
     from kiosk.config import KioskConfig
@@ -158,14 +158,20 @@ class ReplicaStore(PeopleStore):
 
     def _anonymise_queued_trials(self, name: str, label: str) -> int:
         """The trials queued here that hold ``name`` (under :func:`name_key`, as the
-        kiosk's own trials are matched) hold ``label`` instead, before anyone is erased:
-        a trial pushed after the erasure never brings the name back to the registry."""
-        key = name_key(name)
+        kiosk's own trials are matched) or mention it in their label or source
+        (:func:`~models.names.replace_mentions`) hold ``label`` instead, before anyone
+        is erased: a trial pushed after the erasure never brings the name back to the
+        registry."""
+        key, digests = name_key(name), {name_digest(name)}
 
         def change(payload: bytes) -> bytes | None:
             try:
                 trial = json.loads(payload)
-                renamed = renamed_trial(trial, lambda n: label if name_key(n) == key else n)
+                renamed = renamed_trial(
+                    trial,
+                    lambda n: label if name_key(n) == key else n,
+                    lambda text: replace_mentions(text, digests, label),
+                )
             except (ValueError, KeyError, TypeError):
                 return None  # malformed: the sync worker refuses it
             return None if renamed == trial else json.dumps(renamed).encode("utf-8")

@@ -12,8 +12,9 @@ Three group roles (``--create-roles``), each a member of the one before:
   ``kiosk_id = current_user``: a door kiosk cannot read, or write as, another kiosk.
 - ``kiosk_enroll``: also adds and renames people (the wizard of a reception desk).
 - ``kiosk_operator``: also erases people (their rows, their door events, their names in
-  every kiosk's trials), publishes CLIP bundles and reads every kiosk's rows (the
-  privacy officer, the training machine, ``kiosk site status``).
+  every kiosk's trials, their labels' and sources' too), publishes CLIP bundles and
+  reads every kiosk's rows (the privacy officer, the training machine, ``kiosk site
+  status``).
 
 Each kiosk logs in as its own role (``kiosk site add-kiosk``), a member of one of them;
 its role name is its kiosk id.
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from models.errors import UserError
-from models.names import erased_label, name_key
+from models.names import erased_label, name_digest, name_key, replace_mentions
 
 DOOR, ENROLL, OPERATOR = "kiosk_door", "kiosk_enroll", "kiosk_operator"
 ROLES = {"door": DOOR, "enroll": ENROLL, "operator": OPERATOR}
@@ -62,7 +63,9 @@ def _anonymise_erased_before_schema_2(conn: Any) -> None:
     trial keeps its outcome and the names that were equal stay equal: the metrics are
     as they were. A renamed person's old name is anonymised too, and that loses no
     metric either (their trials stay theirs, under the label). A tombstone's label, in
-    a trial anonymised already, is left as it is.
+    a trial anonymised already, is left as it is. Their mentions in those trials' free
+    text (a session's label, a clip's path) become the label too
+    (:func:`~models.names.replace_mentions`).
     """
     current = {name_key(str(name)) for (name,) in conn.execute("SELECT name FROM people")}
     current |= {
@@ -88,6 +91,39 @@ def _anonymise_erased_before_schema_2(conn: Any) -> None:
             f" WHERE t.{column} = m.name AND {rows} AND {_BEFORE_TRIAL_PEOPLE}",
             (list(names), list(names.values())),
         )
+    # Their mentions in those trials' free text: the sessions' labels, the clips' paths.
+    digests = {name_digest(key): label for key, label in labels.items()}
+
+    def anonymised(text: str) -> str:
+        for digest, label in digests.items():
+            text = replace_mentions(text, {digest}, label)
+        return text
+
+    before = _BEFORE_TRIAL_PEOPLE
+    texts = (
+        (
+            "trial_sessions",
+            "session_key",
+            "label",
+            f"SELECT session_key, label FROM trial_sessions s WHERE EXISTS (SELECT 1 FROM"
+            f" trials t WHERE t.session_key = s.session_key AND {before})",
+        ),
+        ("trials", "trial_key", "source", f"SELECT trial_key, source FROM trials t WHERE {before}"),
+    )
+    for table, key, column, select in texts:
+        for row_key, text in conn.execute(select).fetchall():
+            if (changed := anonymised(str(text))) != text:
+                conn.execute(
+                    f"UPDATE {table} SET {column} = %s WHERE {key} = %s", (changed, row_key)
+                )
+
+
+def _schema_3(conn: Any) -> None:
+    conn.execute(
+        "CREATE POLICY erasure ON trial_sessions FOR UPDATE USING (kiosk_is_operator())"
+        " WITH CHECK (kiosk_is_operator())"
+    )
+    _anonymise_erased_before_schema_2(conn)
 
 
 MIGRATIONS: tuple[str | Callable[[Any], None], ...] = (
@@ -251,8 +287,10 @@ MIGRATIONS: tuple[str | Callable[[Any], None], ...] = (
     CREATE POLICY erasure ON trial_frames FOR UPDATE USING (kiosk_is_operator())
         WITH CHECK (kiosk_is_operator());
     """,
-    # 3: erasures made before schema 2 leave no names in the trials.
-    _anonymise_erased_before_schema_2,
+    # 3: erasure reaches the trials' free text too (an operator may rewrite any kiosk's
+    # session labels and trial sources), and the names erasures made before schema 2
+    # left in the trials go.
+    _schema_3,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -282,7 +320,10 @@ GRANT UPDATE (best, accepted) ON trial_frames TO {OPERATOR};
 GRANT DELETE ON events, trial_people TO {OPERATOR};
 GRANT UPDATE (person_uid) ON changes TO {OPERATOR};
 """,
-    "",  # 3 rewrote names only
+    f"""
+GRANT UPDATE (label) ON trial_sessions TO {OPERATOR};
+GRANT UPDATE (source) ON trials TO {OPERATOR};
+""",
 )
 
 _ROLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")

@@ -5,9 +5,10 @@ Every report (`kiosk trials export|report|simulate` with ``--json``, ``--csv`` o
 kiosk's trials database (``[trials] database``, the one an erasure anonymises) before
 it is written (:class:`ReportLog`): its path, the sha256 of its content, the filesystem
 of its folder, a digest of every name in it (:func:`models.names.name_digest`, never
-the name) and, when it is one session of that database written as `kiosk trials
-export` writes it, the session and the last trial it shows, which make it again (a
-site report: when the registry received the newest trial it shows).
+the name; with those of every name its sessions' labels and its trials' sources may
+mention) and, when it is one session of that database written as `kiosk trials export`
+writes it, the session and the last trial it shows, which make it again (a site report:
+when the registry received the newest trial it shows).
 
 When a person is erased, after the trial records were anonymised,
 :func:`erase_from_reports` takes every recorded report that names them:
@@ -45,7 +46,7 @@ from kiosk.trials.session import TrialSession
 from kiosk.trials.store import BUSY_TRIAL_S, ReportRecord, TrialStore
 from models.errors import UserError
 from models.io import PRIVATE_DIR, same_drive
-from models.names import name_digest
+from models.names import mention_digests, name_digest
 
 if TYPE_CHECKING:
     from kiosk.trials.site import SiteReports
@@ -58,15 +59,24 @@ KINDS: dict[str, ReportKind] = {"csv": "csv", "json": "json", "html": "html"}
 
 def names_in(sessions: Sequence[TrialSession]) -> frozenset[str]:
     """The name digests of everyone the sessions name: their rosters, the participants
-    of their trials, the answers and every frame's best match and accepted name."""
+    of their trials, the answers and every frame's best match and accepted name; and of
+    every name their free text may mention (the sessions' labels, the trials' sources:
+    :func:`models.names.mention_digests`)."""
     names: set[str] = set()
+    texts: set[str] = set()
     for session in sessions:
+        info = None
+        if session.store is not None and session.session_id is not None:
+            info = session.store.session_info(session.session_id)
+        texts.add("" if info is None else info.label)
         names.update(participant.name for participant in session.participants)
         for result in session.results:
             names.update((result.participant.name, result.answer or ""))
+            texts.add(result.source)
             for frame in result.frames:
                 names.update((frame.best or "", frame.accepted or ""))
-    return frozenset(name_digest(name) for name in names - {""})
+    mentioned = {digest for text in texts for digest in mention_digests(text)}
+    return frozenset({name_digest(name) for name in names - {""}} | mentioned)
 
 
 @dataclass

@@ -61,20 +61,48 @@ def existing_database(config: KioskConfig, path: Path | None) -> Path:
     return path
 
 
-def enrolled_roster(config: KioskConfig) -> list[str]:
-    """The names of the people in the store who have enrollment photos."""
-    from enroll.store import open_store
+class EnrolledRoster:
+    """The people of the store who have enrollment photos (person id -> name), as the
+    console's roster, and who of them was erased since: deleted, purged or erased by a
+    site sync, in this process or another. It asks its own read-only view of the store
+    (:class:`~enroll.store.StoreWatcher`, a few microseconds when nothing changed; the
+    store's WAL never blocks it), so the console may ask on every poll of its window."""
 
-    with open_store(config.enroll) as people:
-        return [person.name for person in people.people() if person.photo_count > 0]
+    def __init__(self, config: KioskConfig) -> None:
+        from enroll.store import open_store
+
+        with open_store(config.enroll) as people:
+            self.people = {p.uid: p.name for p in people.people() if p.photo_count > 0}
+            self._watcher = people.watcher()
+        self._watcher.changed()  # the store as read above is the baseline
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.people.values())
+
+    def erased(self) -> list[str]:
+        """The names of the roster's people no longer in the store since last asked
+        (they leave the roster)."""
+        if not self._watcher.changed():
+            return []
+        now = self._watcher.people()
+        return [self.people.pop(uid) for uid in [uid for uid in self.people if uid not in now]]
+
+    def close(self) -> None:
+        self._watcher.close()
 
 
-def trials_pipeline(config: KioskConfig, source: str | None) -> LivePipeline:
+def trials_pipeline(
+    config: KioskConfig, source: str | None, on_erased: Callable[[], None] | None = None
+) -> LivePipeline:
     """The live pipeline for trials: ``kiosk run``'s, classifying every frame of a track
-    (``reclassify_every = 1``) so each frame of a trial carries a fresh prediction."""
+    (``reclassify_every = 1``) so each frame of a trial carries a fresh prediction. On a
+    site, ``on_erased`` finishes the erasures its sync applies (as the door's does)."""
 
     live = config.kiosk.model_copy(update={"reclassify_every": 1})
-    return build.live_pipeline(config.model_copy(update={"kiosk": live}), source=source)
+    return build.live_pipeline(
+        config.model_copy(update={"kiosk": live}), source=source, on_erased=on_erased
+    )
 
 
 def configured_recognizer(config: KioskConfig) -> str:

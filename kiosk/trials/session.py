@@ -6,7 +6,7 @@ store as it happens.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from kiosk.live.results import FrameResult, TrackView
 from models.errors import UserError
+from models.names import name_key
 from models.recognition import Prediction
 
 if TYPE_CHECKING:
@@ -126,6 +127,31 @@ class TrialSession:
                 participant, wall_clock, now, length, trial_id=trial_id, source=source
             )
             return self.active
+
+    def forget(self, names: Collection[str]) -> bool:
+        """Take these people off the roster (they were erased; names matched under
+        :func:`~models.names.name_key`): no trial can be started for them any more, and
+        a trial of theirs in progress is dropped, never recorded. Whether one was. Their
+        finished trials stay, for the erasure to anonymise in the store."""
+        keys = {name_key(name) for name in names}
+        with self._lock:
+            self.participants = [p for p in self.participants if name_key(p.name) not in keys]
+            active = self.active
+            if active is None or name_key(active.participant.name) not in keys:
+                return False
+            if self.store is not None and active.trial_id is not None:
+                self.store.abandon_trial()
+            self.active = None
+            return True
+
+    def reload_results(self) -> None:
+        """The finished trials as the store holds them now: after an erasure, anonymised
+        (a session without a store keeps its own). Between trials only."""
+        with self._lock:
+            if self.active is not None:
+                raise UserError("a trial is in progress; wait for it to end")
+            if self.store is not None and self.session_id is not None:
+                self.results = self.store.load_session(self.session_id).results
 
     def is_due(self, now: float) -> bool:
         """True once the active trial's window has elapsed."""

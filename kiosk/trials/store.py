@@ -285,15 +285,27 @@ class TrialStore:
         )
         self._db.commit()
 
+    def abandon_trial(self) -> None:
+        """Roll back the trial in progress: it is never recorded (its participant was
+        erased meanwhile)."""
+        if self._db.in_transaction:
+            self._db.rollback()
+
     def anonymise(self, name_digest: str, label: str) -> int:
         """Replace a person's name everywhere in the trials (roster, answers, frames) by
-        ``label`` and drop the face thumbnails of their trials: an erasure that keeps the
-        metrics. The person is known by :func:`models.names.name_digest`; how many trials
-        were theirs or answered with them. Waits for a trial in progress to end."""
+        ``label``, and every mention of it in the free text (the sessions' labels, the
+        trials' sources: :func:`models.names.replace_mentions`), and drop the face
+        thumbnails of their trials: an erasure that keeps the metrics. The person is known
+        by :func:`models.names.name_digest`; how many trials were theirs, were answered
+        with them or name them in their source. Waits for a trial in progress to end."""
         from models.names import name_digest as digest_of
+        from models.names import replace_mentions
 
         self._db.create_function(
             "erased", 1, lambda n: n is not None and digest_of(n) == name_digest
+        )
+        self._db.create_function(
+            "unnamed", 1, lambda text: replace_mentions(text, {name_digest}, label)
         )
         self._db.execute("PRAGMA secure_delete = ON")  # the old names are zeroed on disk
         try:
@@ -301,6 +313,7 @@ class TrialStore:
                 self._db.execute("BEGIN IMMEDIATE")
                 touched = self._db.execute(
                     "SELECT COUNT(*) FROM trials WHERE erased(participant) OR erased(answer)"
+                    " OR source != unnamed(source)"
                     " OR id IN (SELECT trial_id FROM frames WHERE erased(best) OR erased(accepted))"
                 ).fetchone()[0]
                 self._db.execute("UPDATE trials SET thumbnail = NULL WHERE erased(participant)")
@@ -313,6 +326,11 @@ class TrialStore:
                 ):
                     self._db.execute(
                         f"UPDATE {table} SET {column} = ? WHERE erased({column})", (label,)
+                    )
+                for table, column in (("sessions", "label"), ("trials", "source")):
+                    self._db.execute(
+                        f"UPDATE {table} SET {column} = unnamed({column})"
+                        f" WHERE {column} != unnamed({column})"
                     )
             self.checkpoint()  # nor in the write-ahead log
         except sqlite3.Error as error:

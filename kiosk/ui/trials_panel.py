@@ -154,6 +154,10 @@ class TrialsPanel(QWidget):
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("save the session as CSV, JSON or an HTML report")
         self.export_dialog: QFileDialog | None = None  # while it is open
+        # Someone was erased and the session's trials are not shown anonymised yet: no
+        # export, which would write the name again (reload_results ends it).
+        self.erasing = False
+        self._reload = False  # reload_results once the trial in progress ends
         self.countdown_label = FitLabel("", largest=36, smallest=12, bold=True)
         self.countdown_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.countdown_label.setFixedHeight(44)
@@ -302,6 +306,35 @@ class TrialsPanel(QWidget):
         self._timer.start()
         self._tick()
 
+    def forget(self, names: list[str]) -> bool:
+        """People erased from the store leave the roster, and a trial of theirs in
+        progress is dropped, never recorded (whether one was); exports wait until
+        :meth:`reload_results` shows the trials anonymised."""
+        self.erasing = True
+        dropped = self.session.forget(names)
+        if dropped:
+            self._timer.stop()
+            self._set_idle(True)
+            self.countdown_label.setText("")
+            self.message.setText("the trial was stopped: its participant was erased")
+        self._fill_roster()
+        return dropped
+
+    def reload_results(self) -> None:
+        """The session's finished trials as the store holds them now (after an erasure:
+        anonymised), shown; exports again. A trial in progress ends first."""
+        if self.session.active is not None:
+            self._reload = True
+            return
+        self._reload = False
+        try:
+            self.session.reload_results()
+        except UserError as error:
+            self.message.setText(str(error))
+            return
+        self.erasing = False
+        self.refresh()
+
     def _tick(self) -> None:
         active = self.session.active
         if active is None:
@@ -319,9 +352,14 @@ class TrialsPanel(QWidget):
             self.message.setText(f"{result.participant.name}: {result.answer_label}")
             self.refresh()
             self.trial_finished.emit(result)
+            if self._reload:
+                self.reload_results()
 
     def export(self) -> None:
         """Export button: ask where, write it, and say how it went."""
+        if self.erasing:
+            self.message.setText("someone was erased: export once their trials are anonymised")
+            return
         path = self.ask_export_path()
         if path is None:
             return

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
@@ -28,13 +28,23 @@ from kiosk.ui.trials_panel import TrialsPanel
 from kiosk.ui.video_view import VideoView
 
 if TYPE_CHECKING:
+    from kiosk.erasure import ErasureFinisher
     from kiosk.live.pipeline import LivePipeline
+    from kiosk.trials.runs import EnrolledRoster
 
 OUTCOME_SHOWN_MS = 3000
 
 
 class TrialsWindow(QWidget):
-    """Video (left) and panel (right); ``start()`` starts the pipeline and the drawing."""
+    """Video (left) and panel (right); ``start()`` starts the pipeline and the drawing.
+
+    With a ``roster``, the session's enrolled participants follow the people store: each
+    poll asks it who was erased since, and they leave the roster (a trial of theirs in
+    progress is dropped); then the ``finisher`` finishes the erasure on its thread and
+    signals back, and the panel shows the session's trials as anonymised in the store.
+    """
+
+    erasures_finished = Signal()  # emitted on the finisher's thread
 
     def __init__(
         self,
@@ -46,6 +56,8 @@ class TrialsWindow(QWidget):
         poll_ms: int = 33,
         target_fpr: float = 0.02,
         reports: Path | None = None,
+        roster: EnrolledRoster | None = None,
+        finisher: ErasureFinisher | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -53,6 +65,8 @@ class TrialsWindow(QWidget):
         self.pipeline = pipeline
         self.session = session
         self.liveness = liveness
+        self.roster = roster
+        self.finisher = finisher
         self.video = VideoView()
         self.panel = TrialsPanel(
             session, clock=clock, video=self.video, target_fpr=target_fpr, reports=reports
@@ -76,6 +90,9 @@ class TrialsWindow(QWidget):
         self._clear.timeout.connect(self._clear_overlay)
         self.panel.countdown.connect(self._show_countdown)
         self.panel.trial_finished.connect(self._show_outcome)
+        self.erasures_finished.connect(self.panel.reload_results)
+        if finisher is not None:
+            finisher.on_finished = self.erasures_finished.emit
         fit_to_screen(self, 1400, 820)
 
     def start(self) -> None:
@@ -89,11 +106,24 @@ class TrialsWindow(QWidget):
         record_live_result(self.session, result, liveness=self.liveness)
 
     def poll(self) -> None:
+        self._follow_roster()
         result = self.pipeline.latest()
         if result is not None and result is not self._last:
             self._last = result
             self.video.set_result(result)
         self.video.set_notice(self.pipeline.status())
+
+    def _follow_roster(self) -> None:
+        """Whoever was erased from the people store leaves the session's roster now;
+        the erasure is finished, and the trials shown anonymised, soon after."""
+        erased = self.roster.erased() if self.roster is not None else []
+        if not erased:
+            return
+        if self.panel.forget(erased):
+            self._clear.stop()
+            self._clear_overlay()
+        if self.finisher is not None:
+            self.finisher.request()
 
     def _show_countdown(self, remaining: float) -> None:
         self._clear.stop()
@@ -135,6 +165,8 @@ class TrialsWindow(QWidget):
             return
         self._stopped = True
         self._poll.stop()
+        if self.finisher is not None:
+            self.finisher.on_finished = None  # nothing to show any more
         self.pipeline.stop()
         if self.session.active is not None:
             self.session.finish()  # a trial cut short is judged on the frames it had

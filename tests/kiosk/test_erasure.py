@@ -117,12 +117,19 @@ def test_a_deleted_person_leaves_nothing_anywhere(
     # A trial each, on the door's results.
     database = default_database(config)
     with TrialStore(database) as trials:
-        session = trials.create_session(
-            label="erasure", duration=1e6, threshold=0.5, min_share=0.5, recognizer="gallery"
+        session = trials.create_session(  # a label and a clip that name her too
+            label=f"{NAME}'s visit",
+            duration=1e6,
+            threshold=0.5,
+            min_share=0.5,
+            recognizer="gallery",
         )
         for participant, results in seen.items():
             session.add_participant(participant, enrolled=True)
-            session.start(participant, now=results[0].captured_at, wall_clock=time.time())
+            clip = f"/clips/{participant.replace(' ', '_')}.mp4"
+            session.start(
+                participant, now=results[0].captured_at, wall_clock=time.time(), source=clip
+            )
             for result in results:
                 record_live_result(session, result, liveness=False)
             trial = session.finish()
@@ -173,7 +180,7 @@ def test_a_deleted_person_leaves_nothing_anywhere(
     roots.append(reports)
     left = files_under(*roots)
     assert left and any(path.name == DB_NAME for path in left)
-    needles = [NAME.encode(), NAME.casefold().encode(), uid.encode()]
+    needles = [NAME.encode(), NAME.casefold().encode(), b"Grace_Hopper", uid.encode()]
     faces = pictures | crops
     for path in left:
         data = path.read_bytes()
@@ -206,6 +213,7 @@ def test_a_deleted_person_leaves_nothing_anywhere(
         assert again[key] == figures[key], key
     rows = list(csv.DictReader(written[1].read_text().splitlines()))
     assert [row["participant"] for row in rows] == [label, OTHER]
+    assert [row["source"] for row in rows] == [f"/clips/{label}.mp4", "/clips/Alan_Turing.mp4"]
     page = written[2].read_text()
     assert not any(data in page for data in embedded) and page.count("image/jpeg") == 1
 

@@ -454,12 +454,14 @@ def test_trials_of_every_kiosk_make_one_site_report(
     # Recorded for erasure, as a site report: the registry's trials make it again.
     from kiosk.trials.runs import default_database
     from kiosk.trials.store import TrialStore
-    from models.names import name_digest
+    from models.names import mention_digests, name_digest
 
     with TrialStore(default_database(config)) as store:
         [record] = store.reports()
     assert record.path == (tmp_path / "site.json").resolve() and record.session_id is None
-    assert record.names == {name_digest("Ada")} and record.site_until is not None
+    # the names in it, and every name its trials' sources ("door_a: ...") may mention
+    mentioned = {digest for r in session.results for digest in mention_digests(r.source)}
+    assert record.names == {name_digest("Ada")} | mentioned and record.site_until is not None
     assert record.site_until == max(t["received"] for t in trials)
 
 
@@ -687,12 +689,14 @@ def holding(rows: dict[str, list[str]], *needles: str) -> dict[str, int]:
     return {t: n for t, n in found.items() if n}
 
 
-def run_trial(session: Any, participant: str, answers: list[str | None], at: float) -> None:
+def run_trial(
+    session: Any, participant: str, answers: list[str | None], at: float, source: str = ""
+) -> None:
     """One trial: each frame's prediction accepts the name given (None: a stranger whose
     nearest enrolled person is Grace)."""
     from models.recognition import Prediction
 
-    session.start(participant, now=0.0, wall_clock=at)
+    session.start(participant, now=0.0, wall_clock=at, source=source)
     for i, name in enumerate(answers):
         best = name or GRACE
         session.add_frame(0.1 * (i + 1), Prediction(name, best, 0.9 if name else 0.3))
@@ -702,9 +706,10 @@ def run_trial(session: Any, participant: str, answers: list[str | None], at: flo
 def test_an_erasure_reaches_every_kiosks_trials_and_door_events(
     postgres: PgCluster, site_db: str, tmp_path: Path
 ) -> None:
-    """Two doors push trials and door events of Grace and Alan; Grace is renamed, then
-    erased at the operator's kiosk. Nothing in any table of the registry holds her
-    name or id but her tombstone; the site's trial metrics are as they were."""
+    """Two doors push trials and door events of Grace and Alan, in sessions and from
+    clips whose labels and file names name her too; Grace is renamed, then erased at
+    the operator's kiosk. Nothing in any table of the registry holds her name or id but
+    her tombstone; the site's trial metrics are as they were."""
     from kiosk.live.events import EventLog
     from kiosk.site.connect import connect
     from kiosk.site.registry import Registry
@@ -726,12 +731,17 @@ def test_an_erasure_reaches_every_kiosks_trials_and_door_events(
             with SiteTrialStore(
                 tmp_path / f"{k}.sqlite", SiteState(tmp_path / k), door.config.user
             ) as store:
-                session = store.create_session(label=k, duration=1.0, threshold=0.5, min_share=0.5)
+                session = store.create_session(
+                    label=f"{k}: {GRACE.upper()} and Alan",
+                    duration=1.0,
+                    threshold=0.5,
+                    min_share=0.5,
+                )
                 session.add_participant(GRACE, enrolled=True)
                 session.add_participant(ALAN, enrolled=True)
-                run_trial(session, GRACE, [GRACE, GRACE], 100.0)
+                run_trial(session, GRACE, [GRACE, GRACE], 100.0, "/clips/grace_hopper_walk.mp4")
                 run_trial(session, ALAN, [GRACE, GRACE, ALAN], 101.0)  # misidentified
-                run_trial(session, ALAN, [ALAN, None], 102.0)
+                run_trial(session, ALAN, [ALAN, None], 102.0, "/clips/alan-turing.mp4")
             assert door.sync_once().pushed == 3
         # Renamed after the trials were pushed: they are found by her id.
         officer.store.rename(GRACE, "Grace B. Hopper")
@@ -745,7 +755,7 @@ def test_an_erasure_reaches_every_kiosks_trials_and_door_events(
                     "key": "00000000-0000-0000-0000-0000000000aa",
                     "session": {
                         "key": "00000000-0000-0000-0000-0000000000ab",
-                        "label": "old kiosk",
+                        "label": "old kiosk: grace b. hopper's day",
                         "created_at": 1.0,
                         "duration": 1.0,
                         "threshold": 0.5,
@@ -759,13 +769,14 @@ def test_an_erasure_reaches_every_kiosks_trials_and_door_events(
                     "answer": "Grace B. Hopper",
                     "outcome": "TP",
                     "misidentified": False,
-                    "source": "",
+                    "source": "C:\\clips\\GraceHopper.mp4",
                     "frames": [[0.1, True, "Grace B. Hopper", 0.9, 0.5, "Grace B. Hopper", None]],
                 }
             )
         rows = registry_rows(postgres, site_db)
-        assert holding(rows, GRACE, "Grace B. Hopper").keys() == {
+        assert holding(rows, GRACE, "Grace B. Hopper", "grace_hopper", "GraceHopper").keys() == {
             "people",
+            "trial_sessions",
             "trials",
             "trial_frames",
             "trial_people",
@@ -779,6 +790,21 @@ def test_an_erasure_reaches_every_kiosks_trials_and_door_events(
 
         rows = registry_rows(postgres, site_db)
         assert holding(rows, "Grace", "Hopper") == {}
+        with postgres.connect(site_db) as conn:
+            [(label,)] = conn.execute("SELECT label FROM tombstones").fetchall()
+            texts = sorted(
+                conn.execute(
+                    "SELECT s.label, t.source FROM trials t JOIN trial_sessions s"
+                    " USING (session_key) WHERE t.source <> ''"
+                ).fetchall()
+            )
+        assert texts == [  # only the mentions went, and the metrics' labels are hers
+            (f"a: {label} and Alan", "/clips/alan-turing.mp4"),
+            (f"a: {label} and Alan", f"/clips/{label}_walk.mp4"),
+            (f"b: {label} and Alan", "/clips/alan-turing.mp4"),
+            (f"b: {label} and Alan", f"/clips/{label}_walk.mp4"),
+            (f"old kiosk: {label}'s day", f"C:\\clips\\{label}.mp4"),
+        ]
         # Her id stays in the tombstone, nowhere else.
         assert holding(rows, grace.uid).keys() == {"tombstones"}
         assert holding(rows, alan.uid).keys() == {
@@ -893,10 +919,12 @@ def test_what_a_kiosk_pushes_after_an_erasure_never_brings_the_person_back(
     EventLog(events_dir).append(grace.uid, GRACE, 0.93, 1, thumb)
     EventLog(events_dir).append(alan.uid, ALAN, 0.91, 2, thumb)
     with SiteTrialStore(tmp_path / "door.sqlite", offline.state, sites["door"].user) as store:
-        session = store.create_session(label="door", duration=1.0, threshold=0.5, min_share=0.5)
+        session = store.create_session(
+            label=f"door: {GRACE}", duration=1.0, threshold=0.5, min_share=0.5
+        )
         session.add_participant(GRACE, enrolled=True)
         session.add_participant(ALAN, enrolled=True)
-        run_trial(session, GRACE, [GRACE, GRACE], 100.0)
+        run_trial(session, GRACE, [GRACE, GRACE], 100.0, "/clips/Grace-Hopper.mp4")
         run_trial(session, ALAN, [GRACE, ALAN, ALAN], 101.0)
         with pytest.raises(SiteUnreachable):
             offline.sync_once()
@@ -931,7 +959,7 @@ def test_what_a_kiosk_pushes_after_an_erasure_never_brings_the_person_back(
             "key": "00000000-0000-0000-0000-0000000000cc",
             "session": {
                 "key": "00000000-0000-0000-0000-0000000000cd",
-                "label": "late",
+                "label": f"late: {GRACE}",
                 "created_at": 1.0,
                 "duration": 1.0,
                 "threshold": 0.5,
@@ -945,7 +973,7 @@ def test_what_a_kiosk_pushes_after_an_erasure_never_brings_the_person_back(
             "answer": GRACE,
             "outcome": "TP",
             "misidentified": False,
-            "source": "",
+            "source": "/clips/grace_hopper.mp4",
             "frames": [[0.1, True, GRACE, 0.9, 0.5, GRACE, None]],
         }
         late_event = {
@@ -1105,13 +1133,14 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
             conn.execute(
                 "INSERT INTO trial_sessions (session_key, label, created_at, duration,"
                 " threshold, min_share, recognizer)"
-                " VALUES ('00000000-0000-0000-0000-000000000001', 'v1', 0, 1, 0.5, 0.5, '')"
+                " VALUES ('00000000-0000-0000-0000-000000000001', %s, 0, 1, 0.5, 0.5, '')",
+                (f"v1 {GRACE} and ken thompson",),  # his name in free text too
             )
             conn.execute(
                 "INSERT INTO trials (trial_key, session_key, participant, enrolled, started_at,"
-                " duration, answer, outcome, misidentified) VALUES"
+                " duration, answer, outcome, misidentified, source) VALUES"
                 " ('00000000-0000-0000-0000-000000000002', '00000000-0000-0000-0000-000000000001',"
-                " %s, 1, 100, 1, %s, 'TP', false)",
+                " %s, 1, 100, 1, %s, 'TP', false, '/clips/grace_hopper.mp4')",
                 (GRACE, GRACE),
             )
             conn.execute(
@@ -1120,16 +1149,17 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
                 " 0.9, 0.5, %s)",
                 (GRACE, GRACE),
             )
-            for key, participant, enrolled, answer, outcome, accepted in (
-                (3, "Ken Thompson", 1, "ken thompson", "TP", "Ken Thompson"),
-                (4, "Visitor Vic", 0, None, "TN", None),  # his face was the nearest
+            for key, participant, enrolled, answer, outcome, accepted, source in (
+                (3, "Ken Thompson", 1, "ken thompson", "TP", "Ken Thompson", "/c/KenThompson.mp4"),
+                (4, "Visitor Vic", 0, None, "TN", None, "/c/vic.mp4"),  # his face was the nearest
             ):
                 trial = f"00000000-0000-0000-0000-00000000000{key}"
                 conn.execute(
                     "INSERT INTO trials (trial_key, session_key, participant, enrolled,"
-                    " started_at, duration, answer, outcome, misidentified) VALUES (%s,"
-                    " '00000000-0000-0000-0000-000000000001', %s, %s, 100, 1, %s, %s, false)",
-                    (trial, participant, enrolled, answer, outcome),
+                    " started_at, duration, answer, outcome, misidentified, source) VALUES"
+                    " (%s, '00000000-0000-0000-0000-000000000001', %s, %s, 100, 1, %s, %s,"
+                    " false, %s)",
+                    (trial, participant, enrolled, answer, outcome, source),
                 )
                 conn.execute(
                     "INSERT INTO trial_frames (trial_key, idx, t, face, best, confidence,"
@@ -1155,9 +1185,14 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
                 (GRACE, "Visitor Vic"),
             ).fetchall()
             frames = {r[0] for r in conn.execute("SELECT best FROM trial_frames")}
+            texts = conn.execute(
+                "SELECT s.label, t.source FROM trials t JOIN trial_sessions s USING (session_key)"
+                " WHERE t.trial_key = '00000000-0000-0000-0000-000000000003'"
+            ).fetchone()
         rows = registry_rows(postgres, site_db)
         assert holding(rows, "Ken", "Thompson") == {}
         [(label, answer)] = kens  # one label for every spelling of his name
+        assert texts == (f"v1 {GRACE} and {label}", f"/c/{label}.mp4")
         assert label.startswith("erased person ") and answer == label
         assert frames == {GRACE, label}
         assert {r.participant.name for r in after.results} == {GRACE, label, "Visitor Vic"}

@@ -22,7 +22,7 @@ from kiosk.trials.exports import ReportLog, names_in, write_session_report
 from kiosk.trials.runs import default_database
 from kiosk.trials.session import TrialSession
 from kiosk.trials.store import TrialStore
-from models.names import name_digest
+from models.names import mention_digests, name_digest
 from models.recognition import Prediction
 from tests.helpers import consent, photos
 
@@ -108,7 +108,8 @@ def test_every_export_is_recorded_0600_with_what_makes_it_again(
     ]
     for record, path in zip(records, paths, strict=True):
         assert record.session_id == 1 and record.last_trial == 3 and record.target_fpr == 0.02
-        assert record.names == {name_digest(ADA), name_digest(BOB)}
+        # the names in it, and every name its label ("live 0") may mention
+        assert record.names == {name_digest(ADA), name_digest(BOB)} | mention_digests("live 0")
         assert record.device == path.parent.stat().st_dev
     assert [r.digest for r in records] == [
         hashlib.sha256(p.read_bytes()).hexdigest() for p in paths
@@ -172,6 +173,42 @@ def test_an_erasure_makes_each_report_again_without_the_name(
     assert all(r.last_trial == 3 for r in records)
     raw = b"".join(p.read_bytes() for p in database.parent.iterdir() if p.is_file())
     assert name_digest(ADA).encode() not in raw and ADA.encode() not in raw
+
+
+def test_an_erasure_reaches_a_report_that_mentions_her_only_in_its_free_text(
+    store_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A session of Bob's alone, labelled with her name and run on a clip named after
+    her: its label and the clip's file name lose her name in the records, and its
+    reports are made again from them."""
+    database = default_database(load_config())
+    with TrialStore(database) as store:
+        session = store.create_session(
+            label=f"demo for {ADA}", duration=5.0, threshold=0.8, min_share=0.5
+        )
+        session.add_participant(BOB, enrolled=True)
+        session.start(BOB, now=0.0, wall_clock=2000.0, source="/clips/ada_lovelace_walk.mp4")
+        session.add_frame(0.1, Prediction(BOB, BOB, 0.9))
+        session.finish()
+        add_trial(session, BOB, BOB)  # from the camera: no source
+    paths = export_all(capsys, tmp_path / "reports")  # the latest session: this one
+    assert all(b"ada_lovelace" in path.read_bytes() for path in paths)
+    assert all(ADA.encode() in path.read_bytes() for path in (paths[0], paths[2]))  # label
+    err = delete(capsys, store_dir, ADA)
+    # Her two trials of the first session, and the one on her clip; the three reports.
+    assert "anonymised 3 trials and 3 trial reports" in err and "warning" not in err, err
+    with TrialStore(database) as store:
+        [_, info] = store.sessions()
+        sources = [r.source for r in store.load_session().results]
+        [label] = [p.name for p in store.load_session(1).participants if p.name != BOB]
+    assert info.label == f"demo for {label}"
+    assert sources == [f"/clips/{label}_walk.mp4", ""]
+    for data in (path.read_bytes() for path in paths):
+        text = re.sub(rb"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+", b"", data)
+        assert b"Ada" not in text and b"ada_lovelace" not in data
+        assert f"{label}_walk.mp4".encode() in data and BOB.encode() in data
+    raw = b"".join(p.read_bytes() for p in database.parent.iterdir() if p.is_file())
+    assert b"ada_lovelace" not in raw and ADA.encode() not in raw
 
 
 def test_a_report_that_names_someone_else_is_left_as_it_is(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -296,19 +297,37 @@ def test_anonymising_a_person_keeps_the_metrics_and_drops_their_thumbnails(
 
     db = tmp_path / "t.sqlite"
     with TrialStore(db) as store:
-        session = store.create_session(label="s", duration=5.0, threshold=0.8, min_share=0.5)
+        session = store.create_session(
+            label="ALICE SMITH and bob", duration=5.0, threshold=0.8, min_share=0.5
+        )
+        other = store.create_session(label="Alice Smithson", duration=5, threshold=1, min_share=1)
         session.add_participant("Alice Smith", enrolled=True)
         session.add_participant("bob", enrolled=True)
         crop = np.full((32, 32, 3), 90, np.uint8)
-        for who, answer in (("Alice Smith", "Alice Smith"), ("bob", "Alice Smith"), ("bob", "bob")):
-            session.start(who, now=0.0, wall_clock=1000.0)
+        trials = (
+            ("Alice Smith", "Alice Smith", ""),
+            ("bob", "Alice Smith", "/clips/bob.mp4"),
+            ("bob", "bob", "/clips/alice-smith.mp4"),  # bob's trial, on her clip
+        )
+        for who, answer, source in trials:
+            session.start(who, now=0.0, wall_clock=1000.0, source=source)
             for i in range(3):
                 session.add_frame(0.1 * i, Prediction(answer, answer, 0.9), face_crop=crop)
             session.finish()
-        before = store.load_session()
+        before = store.load_session(1)
         # by the digest of her name's key: any case matches
-        assert store.anonymise(name_digest("alice smith"), "erased person 0a1b2c3d") == 2
-        after = store.load_session()
+        assert store.anonymise(name_digest("alice smith"), "erased person 0a1b2c3d") == 3
+        after = store.load_session(1)
+        labels = [info.label for info in store.sessions()]
+    assert other.session_id == 2 and labels == [
+        "erased person 0a1b2c3d and bob",
+        "Alice Smithson",  # someone else
+    ]
+    assert [r.source for r in after.results] == [
+        "",
+        "/clips/bob.mp4",
+        "/clips/erased person 0a1b2c3d.mp4",
+    ]
     assert [p.name for p in after.participants] == ["erased person 0a1b2c3d", "bob"]
     assert [(r.outcome, r.misidentified) for r in after.results] == [
         (r.outcome, r.misidentified) for r in before.results
@@ -316,7 +335,62 @@ def test_anonymising_a_person_keeps_the_metrics_and_drops_their_thumbnails(
     assert [r.answer for r in after.results] == ["erased person 0a1b2c3d"] * 2 + ["bob"]
     assert {f.best for r in after.results[:2] for f in r.frames} == {"erased person 0a1b2c3d"}
     assert [r.thumbnail is not None for r in after.results] == [False, True, True]
-    assert b"Alice Smith" not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert re.search(rb"Alice Smith(?!son)|alice-smith|ALICE", raw) is None
+
+
+def test_the_consoles_roster_follows_the_people_store(tmp_path: Path) -> None:
+    """Someone deleted in another terminal leaves the console's roster: a trial of theirs
+    in progress is dropped, none can be started for them, and once the erasure is
+    finished (by the console's finisher) the session's trials are shown anonymised."""
+    from enroll.store import PeopleStore
+    from kiosk.config import KioskConfig
+    from kiosk.erasure import ErasureFinisher
+    from kiosk.trials.runs import EnrolledRoster, default_database
+    from tests.helpers import consent, photos
+
+    ada, bob = "Ada Lovelace", "Bob Kahn"
+    store_dir = tmp_path / "people"
+    with PeopleStore(store_dir) as people:
+        people.add_person(ada, photos(2), consent())
+        people.add_person(bob, photos(2, seed=1), consent())
+    config = KioskConfig.model_validate(
+        {"enroll": {"store_dir": str(store_dir)}, "trials": {"database": str(tmp_path / "t")}}
+    )
+    roster = EnrolledRoster(config)
+    finished = threading.Event()
+    try:
+        assert sorted(roster.names) == [ada, bob] and roster.erased() == []
+        with TrialStore(default_database(config)) as trials:
+            session = trials.create_session(
+                label="live 0",
+                duration=5.0,
+                threshold=0.8,
+                min_share=0.5,
+                participants=[Participant(name, enrolled=True) for name in roster.names],
+            )
+            for start in (0.0, 10.0):  # one trial of hers finished, one in progress
+                if session.active is not None:
+                    session.finish()
+                session.start(ada, now=start, wall_clock=1000.0 + start)
+                session.add_frame(start + 0.1, Prediction(ada, ada, 0.9))
+            with PeopleStore(store_dir) as people:  # `kiosk people delete`, elsewhere
+                people.delete(ada)
+            assert roster.erased() == [ada] and roster.erased() == []
+            assert session.forget([ada]) and session.active is None
+            assert [p.name for p in session.participants] == [bob]
+            with pytest.raises(UserError, match="not on the roster"):
+                session.start(ada, now=20.0, wall_clock=1020.0)
+            ErasureFinisher(config, on_finished=finished.set).request()
+            assert finished.wait(30.0)
+            session.reload_results()
+            [result] = session.results  # the dropped trial was never recorded
+            assert trials.load_session().results == [result]
+        assert result.participant.name.startswith("erased person ") and result.answer == (
+            result.participant.name
+        )
+    finally:
+        roster.close()
 
 
 def test_exports(tmp_path: Path) -> None:

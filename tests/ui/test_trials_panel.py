@@ -268,3 +268,20 @@ def test_an_export_is_recorded_for_erasure_and_waits_for_the_trial(qtbot, tmp_pa
         [record] = store.reports()
     assert (record.path, record.kind, record.session_id, record.last_trial) == (path, "html", 1, 1)
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_erased_participant_leaves_the_roster_and_their_trial_is_dropped(
+    qtbot, panel: TrialsPanel
+) -> None:
+    panel.roster.setCurrentRow(0)
+    panel.start_trial()
+    assert panel.session.active is not None and not panel.start_button.isEnabled()
+    assert panel.forget(["ALICE"])  # names match under name_key
+    assert panel.session.active is None and panel.start_button.isEnabled()
+    assert [panel.roster.item(i).text() for i in range(panel.roster.count())] == ["bob  (enrolled)"]
+    assert "participant was erased" in panel.message.text()
+    panel.export()  # would write the trials before the erasure anonymised them
+    assert "export once" in panel.message.text() and panel.export_dialog is None
+    panel.reload_results()  # the erasure is finished
+    assert not panel.erasing
+    assert not panel.forget(["nobody"])  # no trial ran

@@ -104,9 +104,11 @@ def test_console_runs_a_live_trial(
 
 def test_console_with_a_missing_video_is_a_user_error(tmp_path: Path, capsys) -> None:
     from kiosk.cli import main
-    from kiosk.trials.runs import enrolled_roster
+    from kiosk.trials.runs import EnrolledRoster
 
-    assert enrolled_roster(KioskConfig()) == []  # an empty people store
+    roster = EnrolledRoster(KioskConfig())
+    assert roster.names == []  # an empty people store
+    roster.close()
     code = main(["trials", "--source", str(tmp_path / "missing.mp4"), "--db", str(tmp_path / "t")])
     assert code == 2
     assert "missing.mp4" in capsys.readouterr().err
