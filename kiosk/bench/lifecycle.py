@@ -420,8 +420,10 @@ def _follow_retrain(
         if seen.wait_for(lambda s: s.people == people, pressed, 0.0) is not None:
             break
         time.sleep(0.05)
-    # the swap can be seen before the retrainer has said it is done: wait a little for it
-    settle = time.monotonic() + 5.0
+    # The swap can be seen before the retrainer has said it is done (its child still
+    # exiting, which a busy machine can take many seconds over): wait for that, within
+    # the time given.
+    settle = max(deadline, time.monotonic() + 5.0)
     while states and states[-1][1] == "training" and time.monotonic() < settle:
         time.sleep(0.05)
         note()
