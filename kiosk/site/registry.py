@@ -116,8 +116,9 @@ def renamed_trial(
 ) -> dict[str, Any]:
     """A pushed trial (kiosk/trials/site.py's payload) with every person's name in it,
     the participant's, the answer's and each frame's best and accepted name, passed
-    through ``rename``, and its free text, the session's label and the trial's source,
-    through ``unname``."""
+    through ``rename``, and its free text, the session's label, the trial's source and
+    the name of a participant not enrolled (an attack's: "photo of Ada"), through
+    ``unname``."""
 
     def one(name: Any) -> Any:
         return rename(name) if isinstance(name, str) else name
@@ -126,10 +127,13 @@ def renamed_trial(
         [t, face, one(best), confidence, threshold, one(accepted), live]
         for t, face, best, confidence, threshold, accepted, live in trial["frames"]
     ]
+    participant = one(trial["participant"])
+    if trial.get("enrolled") != 1 and isinstance(participant, str):
+        participant = unname(participant)  # an attack's or a stranger's: "photo of Ada"
     return {
         **trial,
         "session": {**trial["session"], "label": unname(trial["session"]["label"])},
-        "participant": one(trial["participant"]),
+        "participant": participant,
         "answer": one(trial["answer"]),
         "source": unname(trial["source"]),
         "frames": frames,
@@ -519,20 +523,33 @@ class Registry:
             touched.update(row[0] for row in rows)
         self._unname("trial_sessions", "label", "session_key", digests, label)
         touched.update(self._unname("trials", "source", "trial_key", digests, label))
+        # An attack's or a stranger's name may mention them ("photo of Ada").
+        touched.update(
+            self._unname("trials", "participant", "trial_key", digests, label, "enrolled <> 1")
+        )
         self.conn.execute("DELETE FROM trial_people WHERE person_uid = %s", (uid,))
         return len(touched)
 
     def _unname(
-        self, table: str, column: str, key: str, digests: set[str], label: str
+        self,
+        table: str,
+        column: str,
+        key: str,
+        digests: set[str],
+        label: str,
+        where: str = "true",
     ) -> list[Any]:
         """Inside the erasure's transaction: every mention of a name of ``digests`` in
-        the free text ``table.column`` becomes ``label``; the keys of the rows changed."""
+        the free text ``table.column`` (of the rows ``where`` holds for) becomes
+        ``label``; the keys of the rows changed."""
         changed: list[Any] = []
-        for (text,) in self.conn.execute(f"SELECT DISTINCT {column} FROM {table}").fetchall():
+        rows = self.conn.execute(f"SELECT DISTINCT {column} FROM {table} WHERE {where}")
+        for (text,) in rows.fetchall():
             unnamed = replace_mentions(text, digests, label)
             if unnamed != text:
                 rows = self.conn.execute(
-                    f"UPDATE {table} SET {column} = %s WHERE {column} = %s RETURNING {key}",
+                    f"UPDATE {table} SET {column} = %s WHERE {column} = %s AND {where}"
+                    f" RETURNING {key}",
                     (unnamed, text),
                 ).fetchall()
                 changed += [row[0] for row in rows]

@@ -60,8 +60,8 @@ KINDS: dict[str, ReportKind] = {"csv": "csv", "json": "json", "html": "html"}
 def names_in(sessions: Sequence[TrialSession]) -> frozenset[str]:
     """The name digests of everyone the sessions name: their rosters, the participants
     of their trials, the answers and every frame's best match and accepted name; and of
-    every name their free text may mention (the sessions' labels, the trials' sources:
-    :func:`models.names.mention_digests`)."""
+    every name their free text may mention (the sessions' labels, the trials' sources,
+    the names of attacks and strangers: :func:`models.names.mention_digests`)."""
     names: set[str] = set()
     texts: set[str] = set()
     for session in sessions:
@@ -70,9 +70,13 @@ def names_in(sessions: Sequence[TrialSession]) -> frozenset[str]:
             info = session.store.session_info(session.session_id)
         texts.add("" if info is None else info.label)
         names.update(participant.name for participant in session.participants)
+        # An attack's or a stranger's name may mention someone ("photo of Ada").
+        texts.update(p.name for p in session.participants if not p.enrolled)
         for result in session.results:
             names.update((result.participant.name, result.answer or ""))
             texts.add(result.source)
+            if not result.participant.enrolled:
+                texts.add(result.participant.name)
             for frame in result.frames:
                 names.update((frame.best or "", frame.accepted or ""))
     mentioned = {digest for text in texts for digest in mention_digests(text)}

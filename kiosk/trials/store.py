@@ -294,7 +294,8 @@ class TrialStore:
     def anonymise(self, name_digest: str, label: str) -> int:
         """Replace a person's name everywhere in the trials (roster, answers, frames) by
         ``label``, and every mention of it in the free text (the sessions' labels, the
-        trials' sources: :func:`models.names.replace_mentions`), and drop the face
+        trials' sources, the names of attacks and strangers such as "photo of Ada":
+        :func:`models.names.replace_mentions`), and drop the face
         thumbnails of their trials: an erasure that keeps the metrics. The person is known
         by :func:`models.names.name_digest`; how many trials were theirs, were answered
         with them or name them in their source. Waits for a trial in progress to end."""
@@ -314,6 +315,7 @@ class TrialStore:
                 touched = self._db.execute(
                     "SELECT COUNT(*) FROM trials WHERE erased(participant) OR erased(answer)"
                     " OR source != unnamed(source)"
+                    " OR (enrolled != 1 AND participant != unnamed(participant))"
                     " OR id IN (SELECT trial_id FROM frames WHERE erased(best) OR erased(accepted))"
                 ).fetchone()[0]
                 self._db.execute("UPDATE trials SET thumbnail = NULL WHERE erased(participant)")
@@ -331,6 +333,13 @@ class TrialStore:
                     self._db.execute(
                         f"UPDATE {table} SET {column} = unnamed({column})"
                         f" WHERE {column} != unnamed({column})"
+                    )
+                # An attack's or a stranger's name may mention them ("photo of Ada"); an
+                # enrolled participant's is a name of its own, matched whole above.
+                for table, column in (("participants", "name"), ("trials", "participant")):
+                    self._db.execute(
+                        f"UPDATE OR REPLACE {table} SET {column} = unnamed({column})"
+                        f" WHERE enrolled != 1 AND {column} != unnamed({column})"
                     )
             self.checkpoint()  # nor in the write-ahead log
         except sqlite3.Error as error:

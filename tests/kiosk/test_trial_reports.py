@@ -178,9 +178,9 @@ def test_an_erasure_makes_each_report_again_without_the_name(
 def test_an_erasure_reaches_a_report_that_mentions_her_only_in_its_free_text(
     store_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A session of Bob's alone, labelled with her name and run on a clip named after
-    her: its label and the clip's file name lose her name in the records, and its
-    reports are made again from them."""
+    """A session of Bob's and of an attack with her photo, labelled with her name and
+    run on a clip named after her: its label, the clip's file name and the attack's name
+    lose her name in the records, and its reports are made again from them."""
     database = default_database(load_config())
     with TrialStore(database) as store:
         session = store.create_session(
@@ -191,21 +191,27 @@ def test_an_erasure_reaches_a_report_that_mentions_her_only_in_its_free_text(
         session.add_frame(0.1, Prediction(BOB, BOB, 0.9))
         session.finish()
         add_trial(session, BOB, BOB)  # from the camera: no source
+        session.add_participant("photo of ada lovelace", enrolled=False, attack=True)
+        session.start("photo of ada lovelace", now=0.0, wall_clock=2001.0)
+        session.add_frame(0.1, Prediction(None, ADA, 0.3))  # rejected; nearest: her
+        session.finish()
     paths = export_all(capsys, tmp_path / "reports")  # the latest session: this one
     assert all(b"ada_lovelace" in path.read_bytes() for path in paths)
     assert all(ADA.encode() in path.read_bytes() for path in (paths[0], paths[2]))  # label
     err = delete(capsys, store_dir, ADA)
-    # Her two trials of the first session, and the one on her clip; the three reports.
-    assert "anonymised 3 trials and 3 trial reports" in err and "warning" not in err, err
+    # Her two trials of the first session, the one on her clip and the attack's; the
+    # three reports.
+    assert "anonymised 4 trials and 3 trial reports" in err and "warning" not in err, err
     with TrialStore(database) as store:
         [_, info] = store.sessions()
-        sources = [r.source for r in store.load_session().results]
+        results = store.load_session().results
         [label] = [p.name for p in store.load_session(1).participants if p.name != BOB]
     assert info.label == f"demo for {label}"
-    assert sources == [f"/clips/{label}_walk.mp4", ""]
+    assert [r.source for r in results] == [f"/clips/{label}_walk.mp4", "", ""]
+    assert [r.participant.name for r in results] == [BOB, BOB, f"photo of {label}"]
     for data in (path.read_bytes() for path in paths):
         text = re.sub(rb"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+", b"", data)
-        assert b"Ada" not in text and b"ada_lovelace" not in data
+        assert b"Ada" not in text and b"ada_lovelace" not in data and b"of ada" not in data
         assert f"{label}_walk.mp4".encode() in data and BOB.encode() in data
     raw = b"".join(p.read_bytes() for p in database.parent.iterdir() if p.is_file())
     assert b"ada_lovelace" not in raw and ADA.encode() not in raw

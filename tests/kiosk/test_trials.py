@@ -303,11 +303,13 @@ def test_anonymising_a_person_keeps_the_metrics_and_drops_their_thumbnails(
         other = store.create_session(label="Alice Smithson", duration=5, threshold=1, min_share=1)
         session.add_participant("Alice Smith", enrolled=True)
         session.add_participant("bob", enrolled=True)
+        session.add_participant("photo of Alice Smith", enrolled=False, attack=True)
         crop = np.full((32, 32, 3), 90, np.uint8)
         trials = (
             ("Alice Smith", "Alice Smith", ""),
             ("bob", "Alice Smith", "/clips/bob.mp4"),
             ("bob", "bob", "/clips/alice-smith.mp4"),  # bob's trial, on her clip
+            ("photo of Alice Smith", "bob", ""),  # an attack misidentified as bob
         )
         for who, answer, source in trials:
             session.start(who, now=0.0, wall_clock=1000.0, source=source)
@@ -316,7 +318,7 @@ def test_anonymising_a_person_keeps_the_metrics_and_drops_their_thumbnails(
             session.finish()
         before = store.load_session(1)
         # by the digest of her name's key: any case matches
-        assert store.anonymise(name_digest("alice smith"), "erased person 0a1b2c3d") == 3
+        assert store.anonymise(name_digest("alice smith"), "erased person 0a1b2c3d") == 4
         after = store.load_session(1)
         labels = [info.label for info in store.sessions()]
     assert other.session_id == 2 and labels == [
@@ -327,14 +329,17 @@ def test_anonymising_a_person_keeps_the_metrics_and_drops_their_thumbnails(
         "",
         "/clips/bob.mp4",
         "/clips/erased person 0a1b2c3d.mp4",
+        "",
     ]
-    assert [p.name for p in after.participants] == ["erased person 0a1b2c3d", "bob"]
+    attack = "photo of erased person 0a1b2c3d"
+    assert [p.name for p in after.participants] == ["erased person 0a1b2c3d", "bob", attack]
+    assert after.results[3].participant.name == attack and after.results[3].participant.attack
     assert [(r.outcome, r.misidentified) for r in after.results] == [
         (r.outcome, r.misidentified) for r in before.results
     ]
-    assert [r.answer for r in after.results] == ["erased person 0a1b2c3d"] * 2 + ["bob"]
+    assert [r.answer for r in after.results] == ["erased person 0a1b2c3d"] * 2 + ["bob"] * 2
     assert {f.best for r in after.results[:2] for f in r.frames} == {"erased person 0a1b2c3d"}
-    assert [r.thumbnail is not None for r in after.results] == [False, True, True]
+    assert [r.thumbnail is not None for r in after.results] == [False, True, True, True]
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert re.search(rb"Alice Smith(?!son)|alice-smith|ALICE", raw) is None
 
