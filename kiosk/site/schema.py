@@ -64,7 +64,7 @@ def _anonymise_erased_before_schema_2(conn: Any) -> None:
     as they were. A renamed person's old name is anonymised too, and that loses no
     metric either (their trials stay theirs, under the label). A tombstone's label, in
     a trial anonymised already, is left as it is. Their mentions in those trials' free
-    text (a session's label, a clip's path) become the label too
+    text (a session's label, a clip's path, an attack's name) become the label too
     (:func:`~models.names.replace_mentions`).
     """
     current = {name_key(str(name)) for (name,) in conn.execute("SELECT name FROM people")}
@@ -91,7 +91,8 @@ def _anonymise_erased_before_schema_2(conn: Any) -> None:
             f" WHERE t.{column} = m.name AND {rows} AND {_BEFORE_TRIAL_PEOPLE}",
             (list(names), list(names.values())),
         )
-    # Their mentions in those trials' free text: the sessions' labels, the clips' paths.
+    # Their mentions in those trials' free text: the sessions' labels, the clips' paths,
+    # the names of attacks and strangers.
     digests = {name_digest(key): label for key, label in labels.items()}
 
     def anonymised(text: str) -> str:
@@ -109,6 +110,12 @@ def _anonymise_erased_before_schema_2(conn: Any) -> None:
             f" trials t WHERE t.session_key = s.session_key AND {before})",
         ),
         ("trials", "trial_key", "source", f"SELECT trial_key, source FROM trials t WHERE {before}"),
+        (  # an attack's or a stranger's name ("photo of Ken")
+            "trials",
+            "trial_key",
+            "participant",
+            f"SELECT trial_key, participant FROM trials t WHERE enrolled <> 1 AND {before}",
+        ),
     )
     for table, key, column, select in texts:
         for row_key, text in conn.execute(select).fetchall():

@@ -1176,6 +1176,7 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
             for key, participant, enrolled, answer, outcome, accepted, source in (
                 (3, "Ken Thompson", 1, "ken thompson", "TP", "Ken Thompson", "/c/KenThompson.mp4"),
                 (4, "Visitor Vic", 0, None, "TN", None, "/c/vic.mp4"),  # his face was the nearest
+                (5, "photo of Ken Thompson", 2, None, "TN", None, ""),  # an attack
             ):
                 trial = f"00000000-0000-0000-0000-00000000000{key}"
                 conn.execute(
@@ -1202,11 +1203,11 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
             assert migrate(conn) == (3, 3)
             conn.commit()
             assert schema_version(conn) == 3
-            assert conn.execute("SELECT count(*) FROM trials").fetchone()[0] == 3
+            assert conn.execute("SELECT count(*) FROM trials").fetchone()[0] == 4
             after = site_session(Registry(conn).trials())[0]
             kens = conn.execute(
-                "SELECT participant, answer FROM trials WHERE participant NOT IN (%s, %s)",
-                (GRACE, "Visitor Vic"),
+                "SELECT participant, answer FROM trials WHERE enrolled = 1 AND participant <> %s",
+                (GRACE,),
             ).fetchall()
             frames = {r[0] for r in conn.execute("SELECT best FROM trial_frames")}
             texts = conn.execute(
@@ -1219,7 +1220,12 @@ def test_a_registry_of_the_previous_schema_upgrades_in_place(
         assert texts == (f"v1 {GRACE} and {label}", f"/c/{label}.mp4")
         assert label.startswith("erased person ") and answer == label
         assert frames == {GRACE, label}
-        assert {r.participant.name for r in after.results} == {GRACE, label, "Visitor Vic"}
+        assert {r.participant.name for r in after.results} == {
+            GRACE,
+            label,
+            "Visitor Vic",
+            f"photo of {label}",
+        }
         assert after.metrics() == before
         assert door.sync_once().added == 1  # the old tombstone (no label) is read as well
         EventLog(door.events_dir).append(grace.uid, GRACE, 0.9, 2, np.zeros((8, 8, 3), np.uint8))  # type: ignore[arg-type]
