@@ -224,9 +224,10 @@ def _trials(config: KioskConfig, erasure: Erasure, erased: Erased) -> None:
         return
     # A site report is made again from the registry once it erased them (by their id).
     site = SiteReports(config, erasure.uid) if config.site is not None else None
+    label = erased_label()
     with TrialStore(path, busy_timeout_s=BUSY_TRIAL_S) as trials:
-        erased.trials = trials.anonymise(erasure.name_digest, erased_label())
-        reports = erase_from_reports(trials, erasure.name_digest, site)  # from the records
+        erased.trials = trials.anonymise(erasure.name_digest, label)
+        reports = erase_from_reports(trials, erasure.name_digest, label, site)  # from the records
     erased.reports += reports.remade
     erased.reports_removed += reports.removed
     if reports.unreachable:

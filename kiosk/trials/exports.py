@@ -46,7 +46,7 @@ from kiosk.trials.session import TrialSession
 from kiosk.trials.store import BUSY_TRIAL_S, ReportRecord, TrialStore
 from models.errors import UserError
 from models.io import PRIVATE_DIR, same_drive
-from models.names import mention_digests, name_digest
+from models.names import mention_digests, name_digest, replace_mentions
 
 if TYPE_CHECKING:
     from kiosk.trials.site import SiteReports
@@ -176,12 +176,13 @@ class ReportsErased:
 
 
 def erase_from_reports(
-    store: TrialStore, digest: str, site: SiteReports | None = None
+    store: TrialStore, digest: str, label: str, site: SiteReports | None = None
 ) -> ReportsErased:
     """Take the person (by :func:`models.names.name_digest`) out of every report file
-    recorded in ``store``, whose trials are already anonymised (see the module);
-    ``site``: what makes the site reports again (a kiosk of a site), else they are
-    removed."""
+    recorded in ``store``, whose trials are already anonymised (see the module); a
+    file whose name mentions them ("ada_lovelace.json") is made again under a name with
+    ``label`` instead. ``site``: what makes the
+    site reports again (a kiosk of a site), else they are removed."""
     done = ReportsErased()
     records: dict[Path, list[ReportRecord]] = {}
     for record in store.reports():
@@ -209,22 +210,43 @@ def erase_from_reports(
         store.forget_reports(path, keep=content)
         if digest not in current.names:
             continue  # this version of the file does not name them
+        to = _unnamed(path, digest, label)
         if current.session_id is None:
-            if current.site_until is not None and site and site.remake(current, store, digest):
-                done.remade += 1
+            remade = (
+                current.site_until is not None and site and site.remake(current, store, digest, to)
+            )
+            if not remade:
+                path.unlink()
+                store.forget_reports(path)
+                done.removed += 1
                 continue
+        else:
+            session = store.load_session(current.session_id, last_trial=current.last_trial)
+            fpr = current.target_fpr
+            assert fpr is not None  # recorded with every session (ReportLog._source)
+            again = ReportLog(store.path, [session], fpr, remakeable=True, store=store)
+            write_session_report(KINDS[current.kind], session, to, target_fpr=fpr, recorder=again)
+        if to != path:
             path.unlink()
             store.forget_reports(path)
-            done.removed += 1
-            continue
-        session = store.load_session(current.session_id, last_trial=current.last_trial)
-        target = current.target_fpr
-        assert target is not None  # recorded with every session (ReportLog._source)
-        again = ReportLog(store.path, [session], target, remakeable=True, store=store)
-        write_session_report(KINDS[current.kind], session, path, target_fpr=target, recorder=again)
         done.remade += 1
     store.checkpoint()  # the old records' name digests are gone from the write-ahead log
     return done
+
+
+def _unnamed(path: Path, digest: str, label: str) -> Path:
+    """Where the report at ``path`` is made again: under its own name, or when that
+    mentions the person, under one with ``label`` instead, never over another file
+    ("erased person 3f2a91c0 (2).csv" when that one is there)."""
+    name = replace_mentions(path.name, {digest}, label)
+    if name == path.name:
+        return path
+    stem, suffix = Path(name).stem, Path(name).suffix
+    to, number = path.with_name(name), 1
+    while to.exists() or to.is_symlink():
+        number += 1
+        to = path.with_name(f"{stem} ({number}){suffix}")
+    return to
 
 
 def unreachable_error(paths: Sequence[Path]) -> UserError:

@@ -224,11 +224,11 @@ class SiteReports:
         self.config = config
         self.uid = uid
 
-    def remake(self, record: ReportRecord, store: TrialStore, digest: str) -> bool:
-        """Write the site report ``record`` again, of the trials it held, recorded in
-        ``store``; False, writing nothing, when that cannot be: the registry unreachable
-        or without the person's tombstone (not erased there yet, or refused: an erasure
-        at a door), or its trials still naming them (by ``digest``)."""
+    def remake(self, record: ReportRecord, store: TrialStore, digest: str, to: Path) -> bool:
+        """Write the site report ``record`` again (to ``to``), of the trials it held,
+        recorded in ``store``; False, writing nothing, when that cannot be: the registry
+        unreachable or without the person's tombstone (not erased there yet, or refused:
+        an erasure at a door), or its trials still naming them (by ``digest``)."""
         from kiosk.trials.exports import names_in
         from kiosk.trials.runs import Outputs, write_outputs
 
@@ -240,7 +240,7 @@ class SiteReports:
         if digest in names_in([session]):
             return False
         field = {"json": "json", "csv": "csv", "html": "report"}[record.kind]
-        outputs = Outputs(**{field: record.path}, target_fpr=record.target_fpr)
+        outputs = Outputs(**{field: to}, target_fpr=record.target_fpr)
         write_outputs(
             outputs, self.config, session, extra, header, site_until=record.site_until, store=store
         )

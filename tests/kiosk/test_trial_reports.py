@@ -197,11 +197,13 @@ def test_an_erasure_reaches_a_report_that_mentions_her_only_in_its_free_text(
         session.finish()
     paths = export_all(capsys, tmp_path / "reports")  # the latest session: this one
     assert all(b"ada_lovelace" in path.read_bytes() for path in paths)
+    named = tmp_path / "reports" / "Ada_Lovelace-visit.csv"  # a file named after her
+    assert run(capsys, "trials", "export", "--csv", str(named))[0] == 0
     assert all(ADA.encode() in path.read_bytes() for path in (paths[0], paths[2]))  # label
     err = delete(capsys, store_dir, ADA)
     # Her two trials of the first session, the one on her clip and the attack's; the
-    # three reports.
-    assert "anonymised 4 trials and 3 trial reports" in err and "warning" not in err, err
+    # four reports.
+    assert "anonymised 4 trials and 4 trial reports" in err and "warning" not in err, err
     with TrialStore(database) as store:
         [_, info] = store.sessions()
         results = store.load_session().results
@@ -209,12 +211,45 @@ def test_an_erasure_reaches_a_report_that_mentions_her_only_in_its_free_text(
     assert info.label == f"demo for {label}"
     assert [r.source for r in results] == [f"/clips/{label}_walk.mp4", "", ""]
     assert [r.participant.name for r in results] == [BOB, BOB, f"photo of {label}"]
-    for data in (path.read_bytes() for path in paths):
+    assert not named.exists()
+    renamed = named.with_name(f"{label}-visit.csv")
+    assert renamed.read_bytes() == paths[1].read_bytes()  # the same report, made again
+    assert set(recorded()) == {*paths, renamed}
+    for data in (path.read_bytes() for path in [*paths, renamed]):
         text = re.sub(rb"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+", b"", data)
         assert b"Ada" not in text and b"ada_lovelace" not in data and b"of ada" not in data
         assert f"{label}_walk.mp4".encode() in data and BOB.encode() in data
     raw = b"".join(p.read_bytes() for p in database.parent.iterdir() if p.is_file())
     assert b"ada_lovelace" not in raw and ADA.encode() not in raw
+
+
+def test_a_report_named_after_her_is_made_again_under_the_label(
+    store_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Report files named after her are made again under the label's name; never over
+    a file that is there."""
+    import kiosk.erasure
+
+    monkeypatch.setattr(kiosk.erasure, "erased_label", lambda: "erased person 00000000")
+    folder = tmp_path / "reports"
+    first, second = folder / "Ada Lovelace.csv", folder / "ada-lovelace.json"
+    code, _, err = run(capsys, "trials", "export", "--csv", str(first), "--json", str(second))
+    assert code == 0, err
+    (folder / "erased person 00000000.csv").write_text("someone's own file")
+    delete(capsys, store_dir, ADA)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "erased person 00000000 (2).csv",
+        "erased person 00000000.csv",
+        "erased person 00000000.json",
+    ]
+    assert (folder / "erased person 00000000.csv").read_text() == "someone's own file"
+    assert set(recorded()) == {
+        folder / "erased person 00000000 (2).csv",
+        second.with_name("erased person 00000000.json"),
+    }
 
 
 def test_a_report_that_names_someone_else_is_left_as_it_is(
