@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QListView,
     QListWidget,
     QListWidgetItem,
     QMessageBox,
@@ -143,6 +144,7 @@ class TrialsPanel(QWidget):
 
         self.roster = QListWidget()
         self.roster.setMinimumWidth(150)
+        _wrapping(self.roster)
         self.visitor_name = QLineEdit()
         self.visitor_name.setPlaceholderText("a visitor, or 'photo of Ada'")
         self.add_visitor_button = QPushButton("Add visitor")
@@ -218,6 +220,7 @@ class TrialsPanel(QWidget):
         )
         self.log = QListWidget()
         self.log.setIconSize(QSize(40, 40))
+        _wrapping(self.log)
         definitions = QLabel(OUTCOME_HELP)
         definitions.setWordWrap(True)
         definitions.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
@@ -469,7 +472,7 @@ class TrialsPanel(QWidget):
     def _log_item(result: TrialResult) -> QListWidgetItem:
         text = (
             f"{result.participant.name} ({result.participant.kind}) -> {result.answer_label}:"
-            f" {result.outcome.value}   {result.face_frames}/{len(result.frames)} frames"
+            f" {result.outcome.value}\n{result.face_frames}/{len(result.frames)} frames"
             " with a face"
         )
         live, not_live, _ = result.live_frames
@@ -483,3 +486,10 @@ class TrialsPanel(QWidget):
             if pixmap.loadFromData(result.thumbnail, "JPG"):
                 item.setIcon(QIcon(pixmap))
         return item
+
+
+def _wrapping(view: QListWidget) -> None:
+    """Long lines of ``view`` wrap at its width instead of scrolling sideways."""
+    view.setWordWrap(True)
+    view.setResizeMode(QListView.ResizeMode.Adjust)
+    view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
