@@ -449,7 +449,9 @@ class TrialsPanel(QWidget):
             cells = [summary.participant.name, summary.participant.kind, m.trials]
             cells += [m.tp, m.fp, m.fn, m.tn, m.no_face, m.attack_refused, m.attack_accepted]
             for column, cell in enumerate(cells):
-                self.people_table.setItem(row, column, QTableWidgetItem(str(cell)))
+                item = QTableWidgetItem(str(cell))
+                item.setToolTip(str(cell))  # a long name is elided in a narrow window
+                self.people_table.setItem(row, column, item)
 
     def _fill_confusion(self) -> None:
         matrix = self.session.confusion()
