@@ -748,19 +748,20 @@ def test_an_erasure_reaches_every_kiosks_trials_and_door_events(
         officer.sync_once()
         # A trial pushed by a kiosk that did not say who the names are (an older program):
         # found by her current name.
+        old_session = {
+            "key": "00000000-0000-0000-0000-0000000000ab",
+            "label": "old kiosk: grace b. hopper's day",
+            "created_at": 1.0,
+            "duration": 1.0,
+            "threshold": 0.5,
+            "min_share": 0.5,
+            "recognizer": "",
+        }
         with connect(sites["a"]) as conn:
             Registry(conn).add_trial(
                 {
                     "key": "00000000-0000-0000-0000-0000000000aa",
-                    "session": {
-                        "key": "00000000-0000-0000-0000-0000000000ab",
-                        "label": "old kiosk: grace b. hopper's day",
-                        "created_at": 1.0,
-                        "duration": 1.0,
-                        "threshold": 0.5,
-                        "min_share": 0.5,
-                        "recognizer": "",
-                    },
+                    "session": old_session,
                     "participant": "grace b. hopper",
                     "enrolled": 1,
                     "started_at": 103.0,
@@ -776,15 +777,7 @@ def test_an_erasure_reaches_every_kiosks_trials_and_door_events(
             Registry(conn).add_trial(
                 {
                     "key": "00000000-0000-0000-0000-0000000000ac",
-                    "session": {
-                        "key": "00000000-0000-0000-0000-0000000000ab",
-                        "label": "old kiosk: grace b. hopper's day",
-                        "created_at": 1.0,
-                        "duration": 1.0,
-                        "threshold": 0.5,
-                        "min_share": 0.5,
-                        "recognizer": "",
-                    },
+                    "session": old_session,
                     "participant": "photo of Grace Hopper",
                     "enrolled": 2,
                     "started_at": 104.0,
