@@ -56,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     purge = verbs.add_parser("purge", help="erase everyone whose retention period has ended")
     purge.set_defaults(handler=_guarded(_purge))
 
+    vacuum = verbs.add_parser(
+        "vacuum",
+        help="as the registry's owner: rewrite the tables erasures change, so that no old "
+        "row version of an erased person stays in the server's files",
+    )
+    vacuum.set_defaults(handler=_guarded(_vacuum))
+
 
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
@@ -98,6 +105,19 @@ def _migrate(args: argparse.Namespace) -> int:
         print(f"the site registry is at schema version {after}; nothing to do")
     else:
         print(f"the site registry was migrated from schema version {before} to {after}")
+    return 0
+
+
+def _vacuum(args: argparse.Namespace) -> int:
+    from kiosk.site.connect import connect
+    from kiosk.site.schema import require_current, vacuum
+
+    config = _config(args)
+    assert config.site is not None
+    with connect(config.site) as conn:
+        require_current(conn)
+        tables = vacuum(conn)
+    print(f"rewrote {counted(len(tables), 'table')} of the site registry: {', '.join(tables)}")
     return 0
 
 

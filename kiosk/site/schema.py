@@ -382,6 +382,45 @@ def migrate(conn: Any, *, create_roles: bool = False) -> tuple[int, int]:
     return before, SCHEMA_VERSION
 
 
+# What an erasure deletes or rewrites rows of: their old versions stay in the tables'
+# files until these are rewritten (:func:`vacuum`).
+ERASED_FROM = (
+    "people",
+    "photos",
+    "embeddings",
+    "changes",
+    "events",
+    "bundles",
+    "trial_sessions",
+    "trials",
+    "trial_frames",
+    "trial_people",
+)
+
+
+def vacuum(conn: Any) -> list[str]:
+    """Rewrite the tables erasures change (``VACUUM FULL``, as their owner): PostgreSQL
+    keeps a deleted or updated row's old version in a table's files until then, so an
+    erased person's crops and name are on the server's disk until this runs. The tables
+    are locked while each is rewritten (seconds for a site's registry). The tables
+    rewritten; a role that does not own them is refused (PostgreSQL would skip them)."""
+    owned = conn.execute(
+        "SELECT coalesce(bool_and(pg_has_role(current_user, tableowner, 'MEMBER')), false)"
+        " FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY(%s)",
+        (list(ERASED_FROM),),
+    ).fetchone()[0]
+    conn.rollback()
+    if not owned:
+        raise UserError(
+            "only the registry's owner may rewrite its tables: run `kiosk site vacuum "
+            "--user OWNER` (the role that ran `kiosk site migrate`)"
+        )
+    conn.autocommit = True  # VACUUM runs outside a transaction
+    for table in ERASED_FROM:
+        conn.execute(f"VACUUM (FULL) {table}")
+    return list(ERASED_FROM)
+
+
 def require_current(conn: Any) -> None:
     """Refuse a registry that was never migrated or is of another version."""
     version = schema_version(conn)

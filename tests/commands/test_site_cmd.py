@@ -99,6 +99,11 @@ def test_a_site_from_the_command_line(
     assert code == 2 and "no trials" in err
     code, _, err = run("door", "site", "add-kiosk", "intruder", "--role", "operator")
     assert code == 2 and "may not" in err  # a door role: a message, not a traceback
+    # The old row versions of the erased: rewritten away by the owner alone.
+    code, _, err = run("officer", "site", "vacuum")
+    assert code == 2 and "only the registry's owner" in err
+    assert main(["--config", str(admin), "site", "vacuum"]) == 0
+    assert "rewrote 10 tables of the site registry: people, photos" in capsys.readouterr().out
 
 
 def test_doctor_shows_the_site_but_never_its_password(

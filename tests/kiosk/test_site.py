@@ -907,6 +907,43 @@ def test_an_erasure_takes_the_person_out_of_every_published_bundle(
         close(officer, *([door] if door else []))
 
 
+def test_vacuum_leaves_no_old_row_of_an_erased_person_in_the_servers_files(
+    postgres: PgCluster, site_db: str, tmp_path: Path
+) -> None:
+    """An erasure deletes Grace's rows; PostgreSQL keeps their old versions in the
+    tables' files. `kiosk site vacuum`'s rewrite, which only the owner may run, leaves
+    none there (the write-ahead log and backups are the server's to expire)."""
+    from kiosk.site.connect import connect
+    from kiosk.site.schema import vacuum
+
+    def on_disk(needle: bytes) -> list[str]:
+        with postgres.connect(site_db) as conn:
+            conn.execute("CHECKPOINT")  # the server's buffers, written to its files
+            [oid] = conn.execute(
+                "SELECT oid FROM pg_database WHERE datname = %s", (site_db,)
+            ).fetchone()
+        files = (postgres.data / "base" / str(oid)).iterdir()
+        return [path.name for path in files if needle in path.read_bytes()]
+
+    sites = site_kiosks(postgres, site_db, officer="operator")
+    officer = kiosk(tmp_path, "officer", sites["officer"])
+    try:
+        officer.store.add_person(GRACE, photos(2, seed=1), consent())
+        officer.store.add_person(ALAN, photos(2, seed=2), consent())
+        officer.sync_once()
+        officer.store.delete(GRACE)
+        assert officer.sync_once().pushed == 1
+        assert on_disk(GRACE.encode())  # her deleted rows, in the tables' files
+        with connect(sites["officer"]) as conn, pytest.raises(UserError, match="owner"):
+            vacuum(conn)
+        with postgres.connect(site_db) as conn:
+            assert "people" in vacuum(conn)
+        assert on_disk(GRACE.encode()) == []
+        assert on_disk(ALAN.encode())  # the living are kept
+    finally:
+        close(officer)
+
+
 def test_what_a_kiosk_pushes_after_an_erasure_never_brings_the_person_back(
     postgres: PgCluster, site_db: str, tmp_path: Path
 ) -> None:
