@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import unicodedata
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 from models.errors import UserError
 
@@ -181,12 +181,19 @@ def replace_mentions(text: str, digests: Collection[str], label: str) -> str:
     where the name has spaces ("ada_lovelace", "Ada-Lovelace", "AdaLovelace"), or with
     the name's own hyphens and apostrophes kept ("Jean-Luc_Picard"). Of overlapping
     mentions, the first and longest is replaced."""
-    found = sorted(
-        ((start, end) for start, end, forms in _mentions(text) if not forms.isdisjoint(digests)),
-        key=lambda span: (span[0], -span[1]),
-    )
+    return relabel_mentions(text, dict.fromkeys(digests, label))
+
+
+def relabel_mentions(text: str, labels: Mapping[str, str]) -> str:
+    """:func:`replace_mentions` of several people at once: each mention of a name whose
+    :func:`name_digest` is a key of ``labels`` becomes that key's label."""
+    found = [
+        (start, end, labels[min(matched)])
+        for start, end, forms in _mentions(text)
+        if (matched := forms & labels.keys())
+    ]
     parts, done = [], 0
-    for start, end in found:
+    for start, end, label in sorted(found, key=lambda span: (span[0], -span[1])):
         if start >= done:
             parts += [text[done:start], label]
             done = end

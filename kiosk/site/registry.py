@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any
 from kiosk.live.events import logged_person
 from kiosk.site.connect import CHANNEL, SiteRefused
 from kiosk.site.schema import CHANGE_LOCK
-from models.names import erased_label, name_digest, name_key, replace_mentions
+from models.names import (
+    erased_label,
+    name_digest,
+    name_key,
+    relabel_mentions,
+    replace_mentions,
+)
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -634,13 +640,12 @@ class Registry:
                     for name, uid in people.items()
                     if uid in erased
                 }
-
-                def unname(text: str) -> str:
-                    for name, label in labels.items():
-                        text = replace_mentions(text, {name_digest(name)}, label)
-                    return text
-
-                trial = renamed_trial(trial, lambda name: labels.get(name, name), unname)
+                digests = {name_digest(name): label for name, label in labels.items()}
+                trial = renamed_trial(
+                    trial,
+                    lambda name: labels.get(name, name),
+                    lambda text: relabel_mentions(text, digests),
+                )
                 people = {n: u for n, u in people.items() if u not in erased}
             session = trial["session"]
             self.conn.execute(

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from models.errors import UserError
-from models.names import erased_label, name_digest, name_key, replace_mentions
+from models.names import erased_label, name_digest, name_key, relabel_mentions
 
 DOOR, ENROLL, OPERATOR = "kiosk_door", "kiosk_enroll", "kiosk_operator"
 ROLES = {"door": DOOR, "enroll": ENROLL, "operator": OPERATOR}
@@ -94,12 +94,6 @@ def _anonymise_erased_before_schema_2(conn: Any) -> None:
     # Their mentions in those trials' free text: the sessions' labels, the clips' paths,
     # the names of attacks and strangers.
     digests = {name_digest(key): label for key, label in labels.items()}
-
-    def anonymised(text: str) -> str:
-        for digest, label in digests.items():
-            text = replace_mentions(text, {digest}, label)
-        return text
-
     before = _BEFORE_TRIAL_PEOPLE
     texts = (
         (
@@ -119,7 +113,7 @@ def _anonymise_erased_before_schema_2(conn: Any) -> None:
     )
     for table, key, column, select in texts:
         for row_key, text in conn.execute(select).fetchall():
-            if (changed := anonymised(str(text))) != text:
+            if (changed := relabel_mentions(str(text), digests)) != text:
                 conn.execute(
                     f"UPDATE {table} SET {column} = %s WHERE {key} = %s", (changed, row_key)
                 )
